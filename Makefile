@@ -1,0 +1,47 @@
+# email-status-worker: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test unit integration demo kafka-up kafka-down kafka-jars venv lock bench clean
+
+$(STAMP): requirements.lock requirements-test.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock -r requirements-test.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(BIN)/python -m pip install -q --no-deps -e .
+	@touch $@
+
+venv: $(STAMP)
+
+kafka-jars:
+	@$(PYTHON) scripts/kafka.py fetch >/dev/null
+
+kafka-up: kafka-jars  ## start a local broker; prints its bootstrap address
+	@$(PYTHON) scripts/kafka.py up
+
+kafka-down:  ## stop it; leaves no process behind
+	@$(PYTHON) scripts/kafka.py down
+
+test: venv kafka-jars  ## everything CI runs
+	$(BIN)/python -m pytest -ra
+
+unit: venv
+	$(BIN)/python -m pytest -ra tests/unit
+
+integration: venv kafka-jars
+	$(BIN)/python -m pytest -ra tests/integration
+
+demo: venv kafka-jars  ## local Kafka + the provider simulator + the worker, until Ctrl-C
+	$(BIN)/python scripts/demo.py
+
+bench: venv kafka-jars
+	$(BIN)/python -m bench
+
+lock:  ## re-pin requirements.lock and requirements-test.lock from pyproject.toml
+	bash scripts/lock.sh
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,88 @@
+"""The emit layer against the real broker: routing, keys, headers, schema, topic layout."""
+
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests.integration.kafka_utils import read_all
+from tests.support import validate_event
+from worker.config import KafkaConfig
+from aiokafka.admin.config_resource import ConfigResourceType
+
+from worker.emit import EventProducer, TopicLayoutError, Topics, describe_config, ensure_topics
+from worker.model import EventType, Observation, Provider, Reason, Source, StatusEvent
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def _events() -> list[StatusEvent]:
+    out = []
+    for i, type_ in enumerate(EventType):
+        obs = Observation(email_id=f"id-{i}", recipient=f"Person{i}@Example.COM", type=type_,
+                          reason=Reason.OTHER if type_ is not EventType.DELIVERED else None,
+                          occurred_at=T0 + timedelta(seconds=i), provider_status=str(i))
+        out.append(StatusEvent.from_observation(obs, provider=list(Provider)[i], account="acct",
+                                                source=Source.POLL, observed_at=T0 + timedelta(minutes=1)))
+    return out
+
+
+async def test_events_of_every_type_reach_their_topic_schema_valid(kafka_bootstrap, topic_prefix):
+    kafka = KafkaConfig(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, shards=4)
+    await ensure_topics(kafka)
+    producer = EventProducer(kafka)
+    await producer.start()
+    try:
+        events = _events()
+        await producer.send(events)
+    finally:
+        await producer.stop()
+
+    topics = Topics.from_config(kafka)
+    records = await read_all(kafka_bootstrap, topics.outputs, expect=len(events))
+    assert len(records) == len(events)
+    by_id = {e.event_id: e for e in events}
+    for record in records:
+        body = orjson.loads(record.value)
+        validate_event(body)
+        event = by_id.pop(body["event_id"])
+        assert record.topic == f"{topic_prefix}.{event.type.value}"
+        assert record.key == event.recipient.encode() and record.key == record.key.lower()
+        headers = dict(record.headers)
+        assert headers["event_type"] == event.type.value.encode()
+        assert headers["event_id"] == event.event_id.encode()
+        assert headers["schema"] == b"status-event/v1"
+        assert headers["content-type"] == b"application/json"
+        assert StatusEvent.decode(record.value) == event
+    assert by_id == {}
+
+
+async def test_internal_topics_are_created_with_the_shard_count(kafka_bootstrap, topic_prefix):
+    kafka = KafkaConfig(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, shards=5)
+    await ensure_topics(kafka)
+    await ensure_topics(kafka)  # idempotent
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        topics = Topics.from_config(kafka)
+        described = {d["topic"]: d for d in await admin.describe_topics([topics.raw, topics.state])}
+        assert len(described[topics.raw]["partitions"]) == 5
+        assert len(described[topics.state]["partitions"]) == 5
+        state_config = await describe_config(admin, ConfigResourceType.TOPIC, topics.state)
+        assert state_config["cleanup.policy"] == "compact"
+    finally:
+        await admin.close()
+
+
+async def test_wrong_partition_count_is_a_clear_startup_error(kafka_bootstrap, topic_prefix):
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(f"{topic_prefix}._raw", 3, 1)])
+    finally:
+        await admin.close()
+    kafka = KafkaConfig(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, shards=6)
+    with pytest.raises(TopicLayoutError, match=rf"kafka.shards is 6 but {topic_prefix}._raw has 3 partition"):
+        await ensure_topics(kafka)

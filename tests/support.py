@@ -1,0 +1,38 @@
+"""Helpers shared by the test suites: schema validation and golden event rendering."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import jsonschema
+
+from worker.config import load_schema
+from worker.model import Observation, Provider, Source, StatusEvent
+
+# Fixed values for golden files: the golden output must depend on the provider's data only.
+GOLDEN_ACCOUNT = "acct"
+GOLDEN_OBSERVED_AT = datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+_event_validator = jsonschema.Draft202012Validator(
+    load_schema("status-event.v1.json"), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+)
+
+
+def validate_event(event: dict[str, Any]) -> None:
+    """Raise jsonschema.ValidationError listing the first problem of an encoded event."""
+    _event_validator.validate(event)
+
+
+def golden_events(observations: list[Observation], provider: Provider, source: Source) -> list[dict[str, Any]]:
+    """The events a list of observations becomes (non-emitted statuses left out), schema-checked."""
+    out = []
+    for obs in observations:
+        if obs.type is None:
+            continue
+        event = StatusEvent.from_observation(
+            obs, provider=provider, account=GOLDEN_ACCOUNT, source=source, observed_at=GOLDEN_OBSERVED_AT
+        ).to_dict()
+        validate_event(event)
+        out.append(event)
+    return out

@@ -1,0 +1,200 @@
+"""Config loading: a valid file, and each kind of problem, all reported at once, no secret leaked."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from worker.__main__ import main
+from worker.config import ConfigError, load_config, parse_config
+from worker.model import EventType, Provider
+
+SECRET = "s3cr3t-VALUE-never-printed"
+
+VALID = textwrap.dedent("""
+    kafka:
+      bootstrap_servers: "kafka:9092"
+      topic_prefix: "email.status"
+      shards: 12
+    http: {port: 8080}
+    emit_raw: false
+    inputs: {sent_topic: "mail.sent"}
+    accounts:
+      - name: cn-main
+        provider: sendcloud
+        credentials: {api_user: "my_user", api_key_env: SENDCLOUD_API_KEY}
+        webhook: {enabled: true, app_key_env: SENDCLOUD_APP_KEY}
+        poll: {enabled: true, quota_per_minute: 3000, quota_share: 0.8, lookback_days: 3}
+      - name: intl
+        provider: aurora_sendcloud
+        base_url: "https://api-us.aurorasendcloud.com"
+        credentials: {api_user: "u2", api_key_file: "{keyfile}"}
+        webhook: {app_key_env: AURORA_APP_KEY, previous_app_key_env: AURORA_OLD_KEY}
+        sender_rejection: soft_bounce
+      - name: el
+        provider: engagelab
+        credentials: {api_user: "u3", api_key_env: EL_KEY}
+        webhook: {app_key_env: EL_APP}
+      - name: uni
+        provider: unisender
+        credentials: {api_key_env: UNI_KEY}
+      - name: tx
+        provider: tencent_ses
+        region: ap-singapore
+        credentials: {secret_id: "AKIDEXAMPLE", secret_key_env: TC_KEY}
+        webhook: {path_token_env: TC_TOKEN}
+""")
+
+ENV = {"SENDCLOUD_API_KEY": SECRET, "SENDCLOUD_APP_KEY": "appkey", "AURORA_APP_KEY": "new", "AURORA_OLD_KEY": "old",
+       "EL_KEY": "k", "EL_APP": "a", "UNI_KEY": "unikey", "TC_KEY": "tckey", "TC_TOKEN": "0123456789abcdef0123"}
+
+
+@pytest.fixture
+def keyfile(tmp_path: Path) -> Path:
+    path = tmp_path / "aurora.key"
+    path.write_text("filekey\n")
+    return path
+
+
+def _data(keyfile: Path) -> dict:
+    return yaml.safe_load(VALID.replace("{keyfile}", str(keyfile)))
+
+
+def _problems(data, env=ENV) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, env)
+    return info.value.problems
+
+
+def test_valid_config_parses_with_defaults_and_resolved_secrets(keyfile):
+    config = parse_config(_data(keyfile), ENV)
+    assert config.kafka.shards == 12 and config.kafka.topic_prefix == "email.status"
+    assert config.sent_topic == "mail.sent"
+    cn = config.account("sendcloud", "cn-main")
+    assert cn.api_key == SECRET and cn.webhook.keys == ("appkey",)
+    assert cn.poll.calls_per_second == pytest.approx(40.0)
+    assert cn.poll.cache_ttl_secs == 600 and cn.poll.interval_min_secs == 600
+    intl = config.account(Provider.AURORA_SENDCLOUD, "intl")
+    assert intl.api_key == "filekey"
+    assert intl.webhook.keys == ("new", "old")
+    assert intl.base_url == "https://api-us.aurorasendcloud.com"
+    assert intl.sender_rejection is EventType.SOFT_BOUNCE
+    el = config.account("engagelab", "el")
+    assert el.poll.quota_per_minute == 60  # the provider's documented quota
+    uni = config.account("unisender", "uni")
+    assert uni.webhook.keys == ("unikey",)  # UniSender signs with the API key
+    tx = config.account("tencent_ses", "tx")
+    assert tx.secret_id == "AKIDEXAMPLE" and tx.secret_key == "tckey"
+    assert tx.webhook.path_token == ENV["TC_TOKEN"]
+    assert tx.context().region == "ap-singapore"
+
+
+def test_secrets_never_appear_in_reprs(keyfile):
+    config = parse_config(_data(keyfile), ENV)
+    assert SECRET not in repr(config)
+    assert SECRET not in repr(config.account("sendcloud", "cn-main").context())
+
+
+def test_bootstrap_servers_env_overrides_the_file(keyfile):
+    config = parse_config(_data(keyfile), {**ENV, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1234"})
+    assert config.kafka.bootstrap_servers == "127.0.0.1:1234"
+
+
+def test_schema_problems_are_all_reported_with_key_paths(keyfile):
+    data = _data(keyfile)
+    data["kafka"]["shards"] = 0
+    data["kafka"]["bogus"] = 1
+    data["http"]["port"] = "eighty"
+    data["accounts"][0]["provider"] = "mailgun"
+    data["accounts"][1]["poll"] = {"quota_share": 1.5}
+    del data["accounts"][2]["name"]
+    problems = _problems(data)
+    joined = "\n".join(problems)
+    for expected in ("kafka.shards: violates minimum 1", "kafka: unknown key(s) bogus", "http.port: must be of type integer",
+                     "accounts[0].provider: must be one of", "accounts[1].poll.quota_share: violates maximum 1",
+                     "accounts[2]: missing required key(s) name"):
+        assert expected in joined, joined
+    assert len(problems) == 6
+
+
+def test_an_inline_secret_is_refused_without_echoing_it(keyfile):
+    data = _data(keyfile)
+    data["accounts"][0]["credentials"]["api_key"] = SECRET
+    problems = _problems(data)
+    assert problems == ["accounts[0].credentials: unknown key(s) api_key "
+                        "(secrets are given as <name>_env or <name>_file, never inline)"]
+    assert SECRET not in str(problems)
+
+
+def test_semantic_problems_are_all_reported(keyfile, tmp_path):
+    data = _data(keyfile)
+    data["accounts"][1]["name"] = "cn-main"                                        # duplicate
+    data["accounts"][1]["credentials"]["api_key_file"] = str(tmp_path / "absent")   # unreadable
+    data["accounts"][2]["credentials"]["api_key_file"] = "/x"                        # both env and file
+    data["accounts"][3]["options"] = {"nonsense": "1"}                              # unknown option
+    data["accounts"][4]["webhook"] = {"enabled": True}                              # tencent without token
+    data["accounts"][0]["poll"]["interval_min_secs"] = 30                          # below the 600 s cache
+    data["accounts"][0]["poll"]["lookback_days"] = 30
+    data["accounts"][0]["poll"]["interval_max_secs"] = 10                          # below the minimum
+    env = {k: v for k, v in ENV.items() if k != "UNI_KEY"}                          # unset variable
+    problems = _problems(data, env)
+    joined = "\n".join(problems)
+    for expected in (
+        "accounts[1].name: 'cn-main' is already used by accounts[0]",
+        f"accounts[1].credentials.api_key_file: cannot read {tmp_path / 'absent'}",
+        "accounts[2].credentials: give api_key_env or api_key_file, not both",
+        "accounts[3].options.nonsense: unknown option for unisender",
+        "accounts[3].credentials.api_key_env: environment variable UNI_KEY is not set or empty",
+        "accounts[4]: tencent_ses needs webhook.path_token_env or path_token_file",
+        "accounts[0].poll.interval_min_secs: below the provider's cache TTL (600 s)",
+        "accounts[0].poll.interval_max_secs: smaller than interval_min_secs",
+    ):
+        assert expected in joined, joined
+
+
+def test_missing_credentials_are_named_per_provider():
+    data = {"kafka": {"bootstrap_servers": "k:9092"}, "accounts": [
+        {"name": "a", "provider": "sendcloud"},
+        {"name": "b", "provider": "tencent_ses", "webhook": {"enabled": False}},
+        {"name": "c", "provider": "unisender"},
+        {"name": "d", "provider": "engagelab", "poll": {"enabled": False}, "webhook": {"enabled": False}},
+    ]}
+    joined = "\n".join(_problems(data, {}))
+    assert "accounts[0]: sendcloud needs credentials.api_user (for polling)" in joined
+    assert "accounts[0]: sendcloud needs credentials.api_key_env or api_key_file (for polling)" in joined
+    assert "accounts[0]: sendcloud needs webhook.app_key_env or app_key_file (to verify webhooks)" in joined
+    assert "accounts[1]: tencent_ses needs credentials.secret_key_env or secret_key_file (for polling)" in joined
+    assert "accounts[2]: unisender needs credentials.api_key_env or api_key_file" in joined
+    assert "accounts[3]" not in joined  # nothing enabled, nothing needed
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("kafka:\n  bootstrap_servers: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert "line" in info.value.problems[0] and "not valid YAML" in info.value.problems[0]
+
+
+def test_check_config_cli_exit_codes_and_never_prints_secrets(tmp_path, keyfile, monkeypatch, capsys):
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    good = tmp_path / "good.yaml"
+    good.write_text(VALID.replace("{keyfile}", str(keyfile)))
+    assert main(["check-config", "--config", str(good)]) == 0
+    out = capsys.readouterr()
+    assert "OK (1 aurora_sendcloud, 1 engagelab, 1 sendcloud, 1 tencent_ses, 1 unisender" in out.out
+
+    bad_data = _data(keyfile)
+    bad_data["accounts"][0]["credentials"]["api_key"] = SECRET
+    bad_data["kafka"]["shards"] = -3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(bad_data))
+    assert main(["check-config", "--config", str(bad)]) == 2
+    out = capsys.readouterr()
+    assert "2 problem(s)" in out.err
+    assert "kafka.shards" in out.err and "accounts[0].credentials" in out.err
+    assert SECRET not in out.err + out.out

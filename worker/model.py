@@ -1,0 +1,252 @@
+"""The normalized status event (schemas/status-event.v1.json) and what providers hand to the pipeline.
+
+`Observation` is what a provider module makes of one record: normalized type, reason and times,
+but not yet attributed to an account or a channel. `StatusEvent` is what goes to Kafka. The enums
+here and the schema's enums are kept identical by tests/unit/test_model.py.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import attrs
+import orjson
+
+SCHEMA_VERSION = 1
+SCHEMA_HEADER = b"status-event/v1"
+
+
+class EventType(str, enum.Enum):
+    DELIVERED = "delivered"
+    INVALID = "invalid"
+    SOFT_BOUNCE = "soft_bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBED = "unsubscribed"
+
+    @property
+    def permanent(self) -> bool:
+        return self in _PERMANENT
+
+
+_PERMANENT = frozenset({EventType.INVALID, EventType.COMPLAINT, EventType.UNSUBSCRIBED})
+
+
+class Provider(str, enum.Enum):
+    ENGAGELAB = "engagelab"
+    SENDCLOUD = "sendcloud"
+    AURORA_SENDCLOUD = "aurora_sendcloud"
+    UNISENDER = "unisender"
+    TENCENT_SES = "tencent_ses"
+
+
+class Reason(str, enum.Enum):
+    BAD_ADDRESS = "bad_address"
+    UNKNOWN_USER = "unknown_user"
+    MAILBOX_FULL = "mailbox_full"
+    MAILBOX_DISABLED = "mailbox_disabled"
+    DOMAIN_INVALID = "domain_invalid"
+    BLOCKLISTED = "blocklisted"
+    UNSUBSCRIBED = "unsubscribed"
+    SPAM_REJECTED = "spam_rejected"
+    POLICY_REJECTED = "policy_rejected"
+    SERVER_UNREACHABLE = "server_unreachable"
+    DEFERRED = "deferred"
+    PROVIDER_ERROR = "provider_error"
+    OTHER = "other"
+
+
+class Source(str, enum.Enum):
+    WEBHOOK = "webhook"
+    POLL = "poll"
+
+
+@attrs.frozen(slots=True)
+class Smtp:
+    """Reply code and enhanced status code parsed from a provider's SMTP text (550, 5.1.1)."""
+
+    code: int | None
+    enhanced: str | None
+
+
+@attrs.frozen(slots=True)
+class Observation:
+    """One status a provider reported for one recipient of one message.
+
+    `type` is None for statuses the service does not emit (pending, opened, clicked); they still
+    matter to id-based polling, which stops asking once `final` is true.
+    """
+
+    email_id: str
+    recipient: str
+    type: EventType | None
+    reason: Reason | None
+    occurred_at: datetime
+    provider_status: str
+    message_id: str | None = None
+    sent_at: datetime | None = None
+    provider_sub_status: str | None = None
+    provider_message: str | None = None
+    smtp: Smtp | None = None
+    final: bool = False
+    raw: dict[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
+
+
+def utc(dt: datetime) -> datetime:
+    """Return `dt` as an aware UTC datetime; naive values are refused, never guessed."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime")
+    return dt.astimezone(timezone.utc)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def epoch_ms(dt: datetime) -> int:
+    """Whole milliseconds since the epoch, computed exactly (no float rounding)."""
+    return (utc(dt) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def make_event_id(provider: str, account: str, email_id: str, type_: str, occurred_at: datetime) -> str:
+    """Deterministic id: the same status change reported twice gets the same id."""
+    material = "\x1f".join((provider, account, email_id, type_, str(epoch_ms(occurred_at))))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+
+
+def rfc3339(dt: datetime) -> str:
+    """UTC with a Z suffix; milliseconds only when the source had them."""
+    dt = utc(dt)
+    if dt.microsecond:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+@attrs.frozen(slots=True)
+class StatusEvent:
+    event_id: str
+    type: EventType
+    provider: Provider
+    account: str
+    email_id: str
+    message_id: str | None
+    recipient: str
+    occurred_at: datetime
+    sent_at: datetime | None
+    observed_at: datetime
+    source: Source
+    reason: Reason | None
+    provider_status: str
+    provider_sub_status: str | None
+    provider_message: str | None
+    smtp: Smtp | None
+    raw: dict[str, Any] | None = None
+
+    @property
+    def permanent(self) -> bool:
+        return self.type.permanent
+
+    @classmethod
+    def from_observation(
+        cls,
+        obs: Observation,
+        *,
+        provider: Provider,
+        account: str,
+        source: Source,
+        observed_at: datetime,
+        emit_raw: bool = False,
+    ) -> StatusEvent:
+        if obs.type is None:
+            raise ValueError("observation has no emittable type")
+        return cls(
+            event_id=make_event_id(provider.value, account, obs.email_id, obs.type.value, obs.occurred_at),
+            type=obs.type,
+            provider=provider,
+            account=account,
+            email_id=obs.email_id,
+            message_id=obs.message_id,
+            recipient=obs.recipient.lower(),
+            occurred_at=utc(obs.occurred_at),
+            sent_at=utc(obs.sent_at) if obs.sent_at is not None else None,
+            observed_at=utc(observed_at),
+            source=source,
+            reason=obs.reason,
+            provider_status=obs.provider_status,
+            provider_sub_status=obs.provider_sub_status,
+            provider_message=obs.provider_message,
+            smtp=obs.smtp,
+            raw=obs.raw if emit_raw else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "event_id": self.event_id,
+            "type": self.type.value,
+            "provider": self.provider.value,
+            "account": self.account,
+            "email_id": self.email_id,
+            "message_id": self.message_id,
+            "recipient": self.recipient,
+            "occurred_at": rfc3339(self.occurred_at),
+            "sent_at": rfc3339(self.sent_at) if self.sent_at is not None else None,
+            "observed_at": rfc3339(self.observed_at),
+            "source": self.source.value,
+            "permanent": self.permanent,
+            "reason": self.reason.value if self.reason is not None else None,
+            "provider_status": self.provider_status,
+            "provider_sub_status": self.provider_sub_status,
+            "provider_message": self.provider_message,
+            "smtp": {"code": self.smtp.code, "enhanced": self.smtp.enhanced} if self.smtp else None,
+            "raw": self.raw,
+        }
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @property
+    def key(self) -> bytes:
+        """Kafka key: one address, one partition, so the suppression list sees per-address order."""
+        return self.recipient.encode("utf-8")
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("event_type", self.type.value.encode()),
+            ("provider", self.provider.value.encode()),
+            ("event_id", self.event_id.encode()),
+            ("schema", SCHEMA_HEADER),
+            ("content-type", b"application/json"),
+        ]
+
+    @classmethod
+    def decode(cls, data: bytes) -> StatusEvent:
+        d = orjson.loads(data)
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema_version {d.get('schema_version')!r}")
+        smtp = d.get("smtp")
+        return cls(
+            event_id=d["event_id"],
+            type=EventType(d["type"]),
+            provider=Provider(d["provider"]),
+            account=d["account"],
+            email_id=d["email_id"],
+            message_id=d.get("message_id"),
+            recipient=d["recipient"],
+            occurred_at=parse_rfc3339(d["occurred_at"]),
+            sent_at=parse_rfc3339(d["sent_at"]) if d.get("sent_at") else None,
+            observed_at=parse_rfc3339(d["observed_at"]),
+            source=Source(d["source"]),
+            reason=Reason(d["reason"]) if d.get("reason") else None,
+            provider_status=d["provider_status"],
+            provider_sub_status=d.get("provider_sub_status"),
+            provider_message=d.get("provider_message"),
+            smtp=Smtp(smtp.get("code"), smtp.get("enhanced")) if smtp else None,
+            raw=d.get("raw"),
+        )
