@@ -1,0 +1,187 @@
+"""De-duplication by email id and update time (DESIGN.md section 4), and its compact table.
+
+State per email, keyed by a 64-bit hash of (provider, account, email_id), is one 64-bit word:
+
+    bits 63..32  occurred_at of the last emitted delivery status, Unix seconds (until 2106)
+    bits 31..8   expiry, in hours since 2020-01-01
+    bits  7..0   bits 0-2 the last emitted delivery type (0 = none yet); bits 3-6 the once-only
+                 types already emitted (delivered, invalid, complaint, unsubscribed)
+
+A word is never 0 (the expiry is), so 0 marks a deletion. The table stores words in two sorted
+numpy columns (8 + 8 bytes per email, no Python object per entry) plus a small dict of recent
+writes that is merged into the columns in vectorised steps. The `_state` changelog carries the
+same word: key b"d" + 8-byte hash, value the 8-byte word, or a tombstone on expiry.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from datetime import datetime, timezone
+
+import numpy as np
+
+from worker.model import EventType
+
+
+class Outcome(enum.Enum):
+    EMIT = "emit"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+
+
+TYPE_CODE = {
+    EventType.DELIVERED: 1,
+    EventType.INVALID: 2,
+    EventType.SOFT_BOUNCE: 3,
+    EventType.COMPLAINT: 4,
+    EventType.UNSUBSCRIBED: 5,
+}
+_SOFT = TYPE_CODE[EventType.SOFT_BOUNCE]
+ONCE_BIT = {
+    EventType.DELIVERED: 1 << 3,
+    EventType.INVALID: 1 << 4,
+    EventType.COMPLAINT: 1 << 5,
+    EventType.UNSUBSCRIBED: 1 << 6,
+}
+# Engagement events: once per email, and outside the delivery-status progression.
+_ENGAGEMENT = frozenset({EventType.COMPLAINT, EventType.UNSUBSCRIBED})
+
+_HOUR_EPOCH = int(datetime(2020, 1, 1, tzinfo=timezone.utc).timestamp())
+
+
+def hours_since_2020(unix_seconds: float) -> int:
+    return max(1, int(unix_seconds - _HOUR_EPOCH) // 3600)
+
+
+def pack(occurred_s: int, expire_h: int, flags: int) -> int:
+    return (occurred_s & 0xFFFFFFFF) << 32 | (expire_h & 0xFFFFFF) << 8 | (flags & 0xFF)
+
+
+def unpack(word: int) -> tuple[int, int, int]:
+    """(occurred_s, expire_h, flags)."""
+    return word >> 32, (word >> 8) & 0xFFFFFF, word & 0xFF
+
+
+def email_key(provider: str, account: str, email_id: str) -> int:
+    digest = hashlib.blake2b(f"{provider}\x1f{account}\x1f{email_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def decide(word: int | None, type_: EventType, occurred_s: int, expire_h: int, tolerance_s: float) -> tuple[Outcome, int | None]:
+    """Apply the dedup rules to one observation; return the outcome and the new state word."""
+    if word:
+        last_occurred, last_expire, flags = unpack(word)
+    else:
+        last_occurred, last_expire, flags = 0, 0, 0
+    bit = ONCE_BIT.get(type_, 0)
+    if flags & bit:
+        return Outcome.DUPLICATE, None
+    expire_h = max(expire_h, last_expire)
+    if type_ in _ENGAGEMENT:
+        return Outcome.EMIT, pack(last_occurred, expire_h, flags | bit)
+    last_type = flags & 0b111
+    code = TYPE_CODE[type_]
+    if last_type == _SOFT and code == _SOFT:
+        if occurred_s <= last_occurred + tolerance_s:
+            return Outcome.DUPLICATE, None
+    elif last_type and occurred_s < last_occurred - tolerance_s:
+        return Outcome.STALE, None
+    return Outcome.EMIT, pack(occurred_s, expire_h, (flags & ~0b111) | bit | code)
+
+
+class DedupTable:
+    """key (uint64) → state word (uint64), compact: sorted numpy columns plus recent writes."""
+
+    MERGE_AT = 65_536
+
+    def __init__(self) -> None:
+        self._keys = np.empty(0, dtype=np.uint64)
+        self._vals = np.empty(0, dtype=np.uint64)
+        self._recent: dict[int, int] = {}   # 0 = deleted
+        self._live = 0
+
+    def __len__(self) -> int:
+        return self._live
+
+    def get(self, key: int) -> int | None:
+        word = self._recent.get(key)
+        if word is None:
+            word = self._column_get(key)
+        return word or None
+
+    def _column_get(self, key: int) -> int:
+        i = int(np.searchsorted(self._keys, np.uint64(key)))
+        if i < len(self._keys) and int(self._keys[i]) == key:
+            return int(self._vals[i])
+        return 0
+
+    def put(self, key: int, word: int) -> None:
+        if not word:
+            raise ValueError("a state word is never 0")
+        if self.get(key) is None:
+            self._live += 1
+        self._recent[key] = word
+        if len(self._recent) >= self.MERGE_AT:
+            self.merge()
+
+    def delete(self, key: int) -> None:
+        if self.get(key) is not None:
+            self._live -= 1
+            self._recent[key] = 0
+            if len(self._recent) >= self.MERGE_AT:
+                self.merge()
+
+    def merge(self) -> None:
+        """Fold the recent writes into the sorted columns (O(n) copies, no per-entry objects)."""
+        if not self._recent:
+            return
+        rk = np.fromiter(self._recent.keys(), dtype=np.uint64, count=len(self._recent))
+        rv = np.fromiter(self._recent.values(), dtype=np.uint64, count=len(self._recent))
+        self._recent.clear()
+        order = np.argsort(rk)
+        rk, rv = rk[order], rv[order]
+        pos = np.searchsorted(self._keys, rk)
+        found = pos < len(self._keys)
+        found[found] = self._keys[pos[found]] == rk[found]
+        self._vals[pos[found]] = rv[found]
+        new = ~found & (rv != 0)
+        if new.any():
+            self._keys = np.insert(self._keys, pos[new], rk[new])
+            self._vals = np.insert(self._vals, pos[new], rv[new])
+        dead = self._vals == 0
+        if int(dead.sum()) * 8 > len(self._vals):  # compact when an eighth is deleted
+            self._keys, self._vals = self._keys[~dead], self._vals[~dead]
+
+    def load(self, keys: np.ndarray, words: np.ndarray) -> None:
+        """Replace the content with a changelog read in order: the last word per key wins, 0 deletes."""
+        order = np.argsort(keys, kind="stable")
+        k, v = keys[order].astype(np.uint64), words[order].astype(np.uint64)
+        last = np.ones(len(k), dtype=bool)
+        last[:-1] = k[:-1] != k[1:]
+        k, v = k[last], v[last]
+        keep = v != 0
+        self._keys, self._vals = k[keep].copy(), v[keep].copy()
+        self._recent.clear()
+        self._live = len(self._keys)
+
+    def expired(self, now_s: float) -> list[int]:
+        """Keys whose expiry has passed (they are not removed here: the caller tombstones them)."""
+        self.merge()
+        now_h = hours_since_2020(now_s)
+        expire = (self._vals >> np.uint64(8)) & np.uint64(0xFFFFFF)
+        mask = (self._vals != 0) & (expire < np.uint64(now_h))
+        return [int(k) for k in self._keys[mask]]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the table; the recent dict is costed at CPython's ~100 bytes an entry."""
+        return int(self._keys.nbytes + self._vals.nbytes) + 100 * len(self._recent)
+
+
+def state_key(key: int) -> bytes:
+    return b"d" + key.to_bytes(8, "big")
+
+
+def state_value(word: int) -> bytes:
+    return word.to_bytes(8, "big")

@@ -1,0 +1,124 @@
+"""The per-account adaptive rate limiter (DESIGN.md section 5).
+
+A token bucket at `quota * share / window` calls a second. A throttle answer halves the rate at
+once and pauses calls until a whole quota window (or the provider's Retry-After, if longer) has
+passed; each clean window afterwards adds back 10 % of the ceiling (AIMD).
+
+AIMD alone climbs back to the configured ceiling and is throttled again, over and over, when the
+provider's real limit is lower than configured. So a throttle also records a learned cap: 90 % of
+the rate actually achieved over the last window, the best evidence of the real limit there is.
+The rate never climbs above the cap; the cap itself is re-probed upwards (5 % of the ceiling)
+only after an hour of clean windows, so a limit that was raised again is found, slowly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+
+class AdaptiveLimiter:
+    INCREASE = 0.10          # of the ceiling, per clean window
+    CAP_MARGIN = 0.90        # of the achieved rate when throttled
+    PROBE = 0.05             # of the ceiling, per probe
+    PROBE_AFTER_SECS = 3600.0
+
+    def __init__(
+        self,
+        ceiling_per_sec: float,
+        window_secs: float = 60.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if ceiling_per_sec <= 0:
+            raise ValueError("the ceiling must be positive")
+        self.ceiling = ceiling_per_sec
+        self.window = window_secs
+        self.floor = min(ceiling_per_sec, 1.0 / window_secs)   # at least one call per window
+        self._clock = clock
+        self._sleep = sleep
+        now = clock()
+        self.rate = ceiling_per_sec
+        self.cap = ceiling_per_sec
+        self.tokens = 1.0
+        self._filled_at = now
+        self.paused_until = 0.0
+        self._clean_since = now        # start of the current run of clean windows
+        self._steps_taken = 0          # AIMD steps already applied in that run
+        self._probes_taken = 0
+        self._calls: deque[float] = deque()
+        self.throttles = 0
+        self.calls = 0
+
+    @property
+    def burst(self) -> float:
+        # One second's worth: with rate <= 0.8 q/W, a window then sees at most rate*(W+1) calls.
+        return max(1.0, self.rate)
+
+    def _advance(self, now: float) -> None:
+        """Apply the clean windows that passed since the last throttle, then refill tokens."""
+        if now >= self.paused_until:
+            clean = now - max(self._clean_since, self.paused_until)
+            probes = int(clean // self.PROBE_AFTER_SECS)
+            if probes > self._probes_taken and self.cap < self.ceiling:
+                self.cap = min(self.ceiling, self.cap + self.PROBE * self.ceiling * (probes - self._probes_taken))
+                self._probes_taken = probes
+            steps = int(clean // self.window)
+            if steps > self._steps_taken:
+                self.rate = min(self.cap, self.rate + self.INCREASE * self.ceiling * (steps - self._steps_taken))
+                self._steps_taken = steps
+        start = max(self._filled_at, self.paused_until)
+        if now > start:
+            self.tokens = min(self.burst, self.tokens + (now - start) * self.rate)
+        self._filled_at = now
+        while self._calls and self._calls[0] <= now - self.window:
+            self._calls.popleft()
+
+    def delay(self) -> float:
+        """Seconds until the next call may go (0 when a token is there)."""
+        now = self._clock()
+        self._advance(now)
+        if now < self.paused_until:
+            return self.paused_until - now + (0 if self.tokens >= 1 else (1 - self.tokens) / self.rate)
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def try_acquire(self) -> bool:
+        if self.delay() > 0:
+            return False
+        self.tokens -= 1
+        self.calls += 1
+        self._calls.append(self._clock())
+        return True
+
+    async def acquire(self) -> None:
+        while not self.try_acquire():
+            await self._sleep(self.delay())
+
+    def on_throttle(self, retry_after: float | None = None) -> None:
+        now = self._clock()
+        self._advance(now)
+        achieved = len(self._calls) / self.window
+        self.throttles += 1
+        self.cap = max(self.floor, min(self.cap, self.CAP_MARGIN * achieved)) if achieved else self.cap
+        self.rate = max(self.floor, min(self.rate / 2, self.cap))
+        self.paused_until = now + max(self.window, retry_after or 0.0)
+        self.tokens = min(self.tokens, 0.0)
+        self._clean_since = self.paused_until
+        self._steps_taken = 0
+        self._probes_taken = 0
+
+    def snapshot(self) -> dict[str, float]:
+        now = self._clock()
+        self._advance(now)
+        return {
+            "rate_per_sec": round(self.rate, 4),
+            "ceiling_per_sec": round(self.ceiling, 4),
+            "cap_per_sec": round(self.cap, 4),
+            "tokens": round(self.tokens, 3),
+            "paused_secs": round(max(0.0, self.paused_until - now), 3),
+            "calls_last_window": len(self._calls),
+            "throttles": self.throttles,
+        }
