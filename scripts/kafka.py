@@ -113,17 +113,23 @@ def api_versions_ok(port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def up(state: Path, port: int | None = None, wait_secs: float = 90.0) -> str:
-    """Start a broker whose data lives in `state`; return its bootstrap address."""
+def up(state: Path, port: int | None = None, wait_secs: float = 90.0, *, fresh: bool = True) -> str:
+    """Start a broker whose data lives in `state`; return its bootstrap address. With
+    `fresh=False` an existing log dir is started again on its old ports (a broker restart)."""
     existing = status(state)
     if existing:
         return existing
     libs = fetch()
+    props = state / "server.properties"
+    cp = str(libs / "*")
+    log4j = f"-Dlog4j2.configurationFile={cache_dir() / 'log4j2.properties'}"
+    if not fresh and props.exists():
+        port = int((state / "bootstrap").read_text().rsplit(":", 1)[1])
+        return _start(state, props, port, cp, log4j, wait_secs)
     shutil.rmtree(state / "data", ignore_errors=True)
     (state / "data").mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     controller = free_port()
-    props = state / "server.properties"
     props.write_text("\n".join([
         "process.roles=broker,controller",
         "node.id=1",
@@ -150,10 +156,12 @@ def up(state: Path, port: int | None = None, wait_secs: float = 90.0) -> str:
         "",
     ]))
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    cp = str(libs / "*")
-    log4j = f"-Dlog4j2.configurationFile={cache_dir() / 'log4j2.properties'}"
     subprocess.run([_java(), log4j, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", cluster_id,
                     "-c", str(props)], check=True, stdout=subprocess.DEVNULL)
+    return _start(state, props, port, cp, log4j, wait_secs)
+
+
+def _start(state: Path, props: Path, port: int, cp: str, log4j: str, wait_secs: float) -> str:
     log = open(state / "broker.log", "ab")
     proc = subprocess.Popen(
         [_java(), "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true", log4j,

@@ -49,6 +49,7 @@ class KafkaConfig:
     transaction_timeout_secs: float = 60.0
     batch_max_records: int = 1000
     batch_linger_ms: int = 75
+    session_timeout_ms: int = 10_000
 
     def client_kwargs(self) -> dict[str, Any]:
         """Connection settings shared by every aiokafka client of the worker."""

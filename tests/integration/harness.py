@@ -1,0 +1,140 @@
+"""Running the worker in integration tests: in-process (fast) or as a real process (crash tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from worker.app import build_app
+from worker.config import parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def worker_config(bootstrap: str, prefix: str, accounts: list[dict], *, shards: int = 4, port: int | None = None,
+                  **sections: Any) -> dict:
+    """A worker config for tests: its own topics and group, short lingers and sessions."""
+    kafka = {"bootstrap_servers": bootstrap, "topic_prefix": prefix, "shards": shards, "group_id": f"{prefix}-g",
+             "batch_linger_ms": 50, "session_timeout_ms": 6000, "produce_timeout_secs": 5}
+    kafka.update(sections.pop("kafka", {}))
+    data = {"kafka": kafka, "http": {"host": "127.0.0.1", "port": port or free_port(), "ack_timeout_secs": 2.5},
+            "shutdown": {"grace_secs": 10}, "accounts": accounts}
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    return data
+
+
+async def wait_ready(url: str, timeout: float = 60.0, session: aiohttp.ClientSession | None = None) -> None:
+    own = session is None
+    session = session or aiohttp.ClientSession()
+    deadline = time.monotonic() + timeout
+    last = None
+    try:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(f"{url}/readyz") as r:
+                    last = await r.text()
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError as exc:
+                last = repr(exc)
+            await asyncio.sleep(0.2)
+    finally:
+        if own:
+            await session.close()
+    raise TimeoutError(f"worker at {url} not ready after {timeout} s: {last}")
+
+
+class InProcessWorker:
+    """The worker's aiohttp application on a real port, inside the test's event loop."""
+
+    def __init__(self, data: dict, env: dict[str, str]) -> None:
+        self.config = parse_config(data, env)
+        self.url = f"http://127.0.0.1:{self.config.http.port}"
+        self.app = build_app(self.config)
+        self.runner = web.AppRunner(self.app, shutdown_timeout=1.0)
+
+    async def __aenter__(self) -> InProcessWorker:
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.config.http.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
+
+
+class WorkerProcess:
+    """`python -m worker run --config FILE` as a child process, as Kubernetes would run it."""
+
+    def __init__(self, data: dict, env: dict[str, str], workdir: Path, name: str = "worker") -> None:
+        self.data = data
+        self.name = name
+        self.port = data["http"]["port"]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_path = workdir / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(data))
+        self.log_path = workdir / f"{name}.log"
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)  # the config file says which broker
+        self.proc: asyncio.subprocess.Process | None = None
+        self.starts = 0
+
+    async def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "worker", "run", "--config", str(self.config_path),
+            cwd=ROOT, env=self.env, stdout=log, stderr=asyncio.subprocess.STDOUT)
+        log.close()
+        self.starts += 1
+
+    async def ready(self, timeout: float = 60.0) -> None:
+        await wait_ready(self.url, timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def kill(self) -> None:
+        """kill -9: no goodbye, no commit, no LeaveGroup."""
+        if self.running:
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
+
+    async def terminate(self, timeout: float = 30.0) -> int:
+        if not self.running:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            await self.kill()
+            raise
+
+    async def status(self, session: aiohttp.ClientSession) -> dict:
+        async with session.get(f"{self.url}/status") as r:
+            return await r.json()
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""

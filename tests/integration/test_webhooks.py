@@ -1,0 +1,167 @@
+"""The webhook receiver against the real broker: every answer of DESIGN.md section 6."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+import urllib.parse
+
+import aiohttp
+import orjson
+import pytest
+
+from tests.conftest import _kafka_script
+from tests.integration.harness import InProcessWorker, wait_ready, worker_config
+from tests.integration.kafka_utils import read_all
+from tests.support import validate_event
+
+pytestmark = pytest.mark.integration
+
+APP_KEY, OLD_KEY, TOKEN = "current-app-key", "previous-app-key", "tencent-path-token-0123456789"
+ENV = {"SC_API": "api", "SC_APP": APP_KEY, "SC_OLD": OLD_KEY, "TC_KEY": "k", "TC_TOKEN": TOKEN}
+
+
+def accounts() -> list[dict]:
+    off = {"enabled": False}
+    return [
+        {"name": "sc", "provider": "sendcloud", "poll": off,
+         "credentials": {"api_user": "u", "api_key_env": "SC_API"},
+         "webhook": {"app_key_env": "SC_APP", "previous_app_key_env": "SC_OLD", "replay_window_secs": 600}},
+        {"name": "tx", "provider": "tencent_ses", "poll": off,
+         "credentials": {"secret_id": "AKID", "secret_key_env": "TC_KEY"}, "webhook": {"path_token_env": "TC_TOKEN"}},
+        {"name": "quiet", "provider": "sendcloud", "poll": off, "webhook": {"enabled": False}},
+    ]
+
+
+def sendcloud_form(event: str, email_id: str, key: str = APP_KEY, ts_ms: int | None = None, **extra) -> bytes:
+    """A SendCloud webhook as SendCloud signs it: HMAC-SHA256(app key, timestamp + token), hex."""
+    timestamp = str(ts_ms if ts_ms is not None else int(time.time() * 1000))
+    token = secrets.token_hex(25)
+    signature = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    fields = {"event": event, "emailId": email_id, "recipient": "Someone@Example.com", "timestamp": timestamp,
+              "token": token, "signature": signature, "apiUser": "u", **extra}
+    return urllib.parse.urlencode(fields).encode()
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+async def worker(kafka_bootstrap, topic_prefix):
+    data = worker_config(kafka_bootstrap, topic_prefix, accounts(), http={"max_body_bytes": 4096})
+    async with InProcessWorker(data, ENV) as w:
+        await wait_ready(w.url)
+        async with aiohttp.ClientSession() as session:
+            yield w, session
+
+
+async def post(session, url, body, headers=FORM):
+    async with session.post(url, data=body, headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def test_a_signed_webhook_becomes_one_event(worker, kafka_bootstrap, topic_prefix):
+    w, session = worker
+    url = f"{w.url}/webhooks/sendcloud/sc"
+    body = sendcloud_form("invalid", "msg1$someone@example.com", substat="406", substatdesc="address does not exist")
+    assert await post(session, url, body) == (200, {"code": 200, "message": "ok"})
+    assert (await post(session, url, body))[0] == 200  # the provider's retry: same body again
+    records = await read_all(kafka_bootstrap, [f"{topic_prefix}.invalid"], expect=1, quiet_secs=2)
+    assert len(records) == 1
+    event = orjson.loads(records[0].value)
+    validate_event(event)
+    assert (event["provider"], event["account"], event["type"], event["source"]) == ("sendcloud", "sc", "invalid", "webhook")
+    assert event["recipient"] == "someone@example.com" and event["provider_sub_status"] == "406"
+
+
+async def test_signature_rotation_replay_and_forgery(worker):
+    w, session = worker
+    url = f"{w.url}/webhooks/sendcloud/sc"
+    assert (await post(session, url, sendcloud_form("deliver", "a$x@y.z", key=OLD_KEY)))[0] == 200
+    assert (await post(session, url, sendcloud_form("deliver", "a$x@y.z", key="attacker")))[0] == 401
+    stale = int((time.time() - 3600) * 1000)  # older than the 600 s replay window
+    assert (await post(session, url, sendcloud_form("deliver", "a$x@y.z", ts_ms=stale)))[0] == 401
+    unsigned = urllib.parse.urlencode({"event": "deliver", "emailId": "a", "recipient": "x@y.z"}).encode()
+    assert (await post(session, url, unsigned))[0] == 401
+    assert (await post(session, url, b"\x00\xff garbage"))[0] == 401  # nothing authentic in it
+
+
+async def test_routing_answers(worker):
+    w, session = worker
+    assert (await post(session, f"{w.url}/webhooks/mailgun/sc", b"x"))[0] == 404
+    assert (await post(session, f"{w.url}/webhooks/sendcloud/nobody", b"x"))[0] == 404
+    assert (await post(session, f"{w.url}/webhooks/sendcloud/quiet", b"x"))[0] == 404  # webhooks disabled
+    assert (await post(session, f"{w.url}/webhooks/sendcloud/sc/extra-token", b"x"))[0] == 404
+    async with session.get(f"{w.url}/webhooks/sendcloud/sc") as r:
+        assert r.status == 200  # providers probe the URL with GET
+    big = sendcloud_form("deliver", "a$x@y.z", message="x" * 5000)
+    assert (await post(session, f"{w.url}/webhooks/sendcloud/sc", big))[0] == 413
+
+
+async def test_tencent_is_protected_by_its_path_token(worker, kafka_bootstrap, topic_prefix):
+    w, session = worker
+    body = orjson.dumps({"event": "bounce", "email": "b@example.com", "bulkId": "qcloudses-1", "timestamp": int(time.time()),
+                         "reason": "550 5.1.1 user unknown", "bounceType": "hard_bounce", "eventid": 3})
+    json_headers = {"Content-Type": "application/json"}
+    assert (await post(session, f"{w.url}/webhooks/tencent_ses/tx", body, json_headers))[0] == 401
+    assert (await post(session, f"{w.url}/webhooks/tencent_ses/tx/wrong-token-xxxxxxxx", body, json_headers))[0] == 401
+    assert (await post(session, f"{w.url}/webhooks/tencent_ses/tx/{TOKEN}", body, json_headers))[0] == 200
+    records = await read_all(kafka_bootstrap, [f"{topic_prefix}.invalid"], expect=1)
+    event = orjson.loads(records[0].value)
+    assert event["email_id"] == "qcloudses-1:b@example.com"
+    assert event["smtp"] == {"code": 550, "enhanced": "5.1.1"}
+
+
+async def test_authentic_but_unparseable_goes_to_the_dead_letter_topic(worker, kafka_bootstrap, topic_prefix):
+    w, session = worker
+    garbage = b'{"event": "bounce", "email": '  # truncated JSON, on the token-protected path
+    status, _ = await post(session, f"{w.url}/webhooks/tencent_ses/tx/{TOKEN}", garbage, {"Content-Type": "application/json"})
+    assert status == 200
+    no_id = sendcloud_form("invalid", "")  # signed, but no email id to attribute it to
+    assert (await post(session, f"{w.url}/webhooks/sendcloud/sc", no_id))[0] == 200
+    dead = await read_all(kafka_bootstrap, [f"{topic_prefix}._dead_letter"], expect=2)
+    assert len(dead) == 2
+    by_provider = {dict(r.headers)["provider"]: r for r in dead}
+    tencent = by_provider[b"tencent_ses"]
+    assert tencent.value == garbage  # the raw bytes, untouched
+    headers = dict(tencent.headers)
+    assert headers["account"] == b"tx" and headers["reason"] == b"malformed"
+    assert headers["content-type"] == b"application/json" and headers["received_at"].endswith(b"Z")
+    assert b"sendcloud" in by_provider
+    async with session.get(f"{w.url}/metrics") as r:
+        text = await r.text()
+    assert 'esw_dead_letters_total{account="tx",provider="tencent_ses",reason="malformed"} 1.0' in text
+    assert "someone@example.com" not in text.lower()  # no personal data in metrics
+
+
+async def test_kafka_down_answers_503_then_200_when_back(tmp_path, topic_prefix):
+    script = _kafka_script()
+    state = tmp_path / "kafka"
+    state.mkdir()
+    bootstrap = script.up(state)
+    try:
+        data = worker_config(bootstrap, topic_prefix, accounts(), http={"ack_timeout_secs": 1.5})
+        async with InProcessWorker(data, ENV) as w, aiohttp.ClientSession() as session:
+            await wait_ready(w.url)
+            url = f"{w.url}/webhooks/sendcloud/sc"
+            assert (await post(session, url, sendcloud_form("deliver", "d1$x@y.z")))[0] == 200
+            script.down(state)
+            started = time.monotonic()
+            assert (await post(session, url, sendcloud_form("deliver", "d2$x@y.z")))[0] == 503
+            assert time.monotonic() - started < 3.0  # bounded: the provider's own deadline is 3 s
+            script.up(state, fresh=False)
+            deadline = time.monotonic() + 60
+            status = None
+            while time.monotonic() < deadline:
+                status = (await post(session, url, sendcloud_form("deliver", "d2$x@y.z")))[0]
+                if status == 200:
+                    break
+                await asyncio.sleep(1)
+            assert status == 200
+            records = await read_all(bootstrap, [f"{topic_prefix}.delivered"], expect=2, timeout=30)
+            assert sorted(orjson.loads(r.value)["email_id"] for r in records) == ["d1$x@y.z", "d2$x@y.z"]
+    finally:
+        script.down(state)

@@ -1,0 +1,101 @@
+"""The worker process: one aiohttp application that owns everything long-lived.
+
+`web.run_app` owns the process and its signals. Start-up, through `cleanup_ctx`, in order: the
+internal topics, the `_raw` producer, the HTTP client session, the shard manager (consumer group,
+shards, pollers), the optional sent-message feed. On SIGTERM aiohttp stops accepting connections,
+`/readyz` turns 503, and the contexts unwind in reverse: the sent feed stops, every shard stops its
+pollers and commits its open batch, the consumer leaves the group, the producer flushes. The whole
+unwind is bounded by `shutdown.grace_secs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from worker import logs
+from worker.config import Config
+from worker.emit import ensure_topics, producer_settings
+from worker.group import ShardManager
+from worker.http import Ops
+from worker.sentfeed import SentFeed
+from worker.webhooks import WebhookReceiver
+
+log = logging.getLogger("worker.app")
+
+CONFIG = web.AppKey("config", Config)
+OPS = web.AppKey("ops", Ops)
+MANAGER = web.AppKey("manager", ShardManager)
+PRODUCER = web.AppKey("producer", AIOKafkaProducer)
+
+
+def build_app(config: Config) -> web.Application:
+    app = web.Application(client_max_size=config.http.max_body_bytes)
+    ops = Ops()
+    app[CONFIG] = config
+    app[OPS] = ops
+    app.add_routes(ops.routes())
+    receiver = WebhookReceiver(config, producer=None)  # the producer arrives with kafka_ctx
+    app.add_routes(receiver.routes())
+
+    async def kafka_ctx(app: web.Application) -> AsyncIterator[None]:
+        await ensure_topics(config.kafka)
+        producer = AIOKafkaProducer(**producer_settings(config.kafka))
+        await producer.start()
+        ops.checks["producer"] = lambda: not producer._closed  # noqa: SLF001 - aiokafka has no public flag
+        receiver.producer = producer
+        app[PRODUCER] = producer
+        yield
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), config.kafka.produce_timeout_secs)
+
+    async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession(headers={"User-Agent": "email-status-worker"})
+        manager = ShardManager(config, session)
+        app[MANAGER] = manager
+        ops.checks["shards_restored"] = lambda: manager.ready
+        ops.critical["raw_consumer"] = lambda: manager._loop_task is not None and not manager._loop_task.done()  # noqa: SLF001
+        ops.status["group"] = manager.snapshot
+        await manager.start()
+        feed = None
+        if config.sent_topic:
+            feed = SentFeed(config, app[PRODUCER])
+            await feed.start()
+            ops.critical["sent_feed"] = lambda: not feed.task.done()
+        yield
+        ops.shutting_down = True
+        try:
+            await asyncio.wait_for(_stop(manager, feed), config.shutdown_grace_secs)
+        except asyncio.TimeoutError:
+            log.warning("shutdown grace period exceeded; open transactions are left to time out")
+        await session.close()
+
+    async def on_shutdown(app: web.Application) -> None:
+        ops.shutting_down = True
+
+    app.cleanup_ctx.extend([kafka_ctx, pipeline_ctx])
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+async def _stop(manager: ShardManager, feed: SentFeed | None) -> None:
+    if feed is not None:
+        await feed.stop()
+    await manager.stop()
+
+
+def run_worker(config: Config) -> int:
+    logs.setup(config.log_level)
+    log.info("starting", extra={"accounts": len(config.accounts), "shards": config.kafka.shards,
+                                "topic_prefix": config.kafka.topic_prefix, "port": config.http.port})
+    web.run_app(build_app(config), host=config.http.host, port=config.http.port, print=None,
+                access_log=None, shutdown_timeout=min(5.0, config.shutdown_grace_secs / 3),
+                handle_signals=True)
+    log.info("stopped")
+    return 0

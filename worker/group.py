@@ -1,0 +1,255 @@
+"""Consumer-group ownership of shards: the replica's one consumer of `_raw`.
+
+Assigned partitions are paused, then each is opened in its own task: its producer fences the
+previous owner, `_state` is restored, the consumer is positioned at the group's committed offset,
+the partition resumes and the shard's pollers start. Revoked partitions stop their pollers and
+commit or abort the open batch before the rebalance completes (aiokafka awaits the listener).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from worker import metrics
+from worker.config import AccountConfig, Config
+from worker.emit import Topics, shard_of
+from worker.poll.runner import PollRunner
+from worker.shards import Shard
+
+log = logging.getLogger("worker.group")
+
+EXPIRY_EVERY_SECS = 3600.0
+
+
+class ShardManager(ConsumerRebalanceListener):
+    def __init__(self, config: Config, session: aiohttp.ClientSession,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.config = config
+        self.session = session
+        self.clock = clock
+        self.topics = Topics.from_config(config.kafka)
+        self.by_shard: dict[int, list[AccountConfig]] = {}
+        for account in config.accounts:
+            self.by_shard.setdefault(shard_of(account.provider.value, account.name, config.kafka.shards), []).append(account)
+        self.shards: dict[int, Shard] = {}
+        self.opening: dict[int, asyncio.Task] = {}
+        self.committers: dict[int, asyncio.Task] = {}
+        self.pollers: dict[int, list[asyncio.Task]] = {}
+        self.runners: dict[int, list[PollRunner]] = {}
+        self.positions: dict[int, int] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.assigned: set[int] = set()
+        self._loop_task: asyncio.Task | None = None
+        self._expiry_task: asyncio.Task | None = None
+        self.joined = False
+
+    # -- readiness ------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Joined the group and every assigned shard restored and open."""
+        return self.joined and all(p in self.shards and self.shards[p].restored for p in self.assigned)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        k = self.config.kafka
+        self.consumer = AIOKafkaConsumer(
+            **k.client_kwargs(), group_id=k.group_id, isolation_level="read_committed",
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=k.batch_max_records,
+            session_timeout_ms=k.session_timeout_ms, heartbeat_interval_ms=max(300, k.session_timeout_ms // 4),
+            rebalance_timeout_ms=int(max(30.0, self.config.shutdown_grace_secs) * 1000),
+        )
+        await self.consumer.start()
+        self.consumer.subscribe([self.topics.raw], listener=self)
+        self._loop_task = asyncio.create_task(self._consume(), name="raw-consumer")
+        self._expiry_task = asyncio.create_task(self._expire_periodically(), name="dedup-expiry")
+
+    async def stop(self) -> None:
+        """Graceful: stop pollers, commit what is open, leave the group."""
+        for task in (self._expiry_task, self._loop_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        for p in list(self.opening):
+            self.opening.pop(p).cancel()
+        await asyncio.gather(*(self._close(p, commit=True) for p in list(self.shards)), return_exceptions=True)
+        if self.consumer is not None:
+            with contextlib.suppress(KafkaError):
+                await self.consumer.stop()   # sends LeaveGroup: the others take over at once
+
+    # -- the listener ---------------------------------------------------------------------------
+    # aiokafka rebalances eagerly: every rebalance revokes everything, then assigns. Restoring a
+    # big shard each time would be slow, so revocation only suspends a shard (pollers stopped, open
+    # batch committed, table kept) and assignment resumes the shards that came back. A shard that
+    # went to another replica is fenced there before that replica reads its state, so a suspended
+    # shard can never commit over its successor.
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.joined = False
+        mine = [tp.partition for tp in revoked if tp.topic == self.topics.raw]
+        for p in mine:
+            task = self.opening.pop(p, None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await asyncio.gather(*(self._suspend(p) for p in mine if p in self.shards), return_exceptions=True)
+        self.assigned -= set(mine)
+        log.info("shards suspended for a rebalance", extra={"shards": mine})
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        mine = {tp.partition for tp in assigned if tp.topic == self.topics.raw}
+        gone = [p for p, shard in self.shards.items() if p not in mine or shard.closed]
+        await asyncio.gather(*(self._close(p, commit=False) for p in gone), return_exceptions=True)
+        self.assigned = mine
+        for p in mine:
+            tp = TopicPartition(self.topics.raw, p)
+            shard = self.shards.get(p)
+            if shard is not None and not shard.closed:
+                self.consumer.seek(tp, shard.committed_offset)
+                self._start_pollers(p)
+            elif p not in self.opening:
+                self.consumer.pause(tp)
+                self.opening[p] = asyncio.create_task(self._open(p), name=f"open-shard-{p}")
+        self.joined = True
+        metrics.SHARDS_OWNED.set(len(self.shards))
+        log.info("shards assigned", extra={"shards": sorted(mine), "closed": sorted(gone)})
+
+    async def _open(self, p: int) -> None:
+        shard = Shard(p, self.config, self.by_shard.get(p, []), clock=self.clock)
+        shard.on_rewind = self._rewind
+        shard.on_lost = self._lost
+        try:
+            await shard.start()
+            tp = TopicPartition(self.topics.raw, p)
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+            shard.committed_offset = committed if committed is not None else 0
+        except asyncio.CancelledError:
+            await shard.close(commit=False)
+            raise
+        except Exception:
+            log.exception("could not open shard", extra={"shard": p})
+            await shard.close(commit=False)
+            self.opening.pop(p, None)
+            await asyncio.sleep(2.0)
+            if p in self.assigned and p not in self.shards:
+                self.opening[p] = asyncio.create_task(self._open(p), name=f"open-shard-{p}")
+            return
+        self.shards[p] = shard
+        self.opening.pop(p, None)
+        self.committers[p] = asyncio.create_task(shard.run(), name=f"commit-shard-{p}")
+        self._start_pollers(p)
+        self.consumer.resume(TopicPartition(self.topics.raw, p))
+        metrics.SHARDS_OWNED.set(len(self.shards))
+
+    def _start_pollers(self, p: int) -> None:
+        shard = self.shards[p]
+        runners = [PollRunner(a, shard, self.session, clock=self.clock)
+                   for a in self.by_shard.get(p, []) if a.poll.enabled]
+        self.runners[p] = runners
+        self.pollers[p] = [asyncio.create_task(r.run(), name=f"poll-{r.account.name}") for r in runners]
+
+    async def _stop_pollers(self, p: int) -> None:
+        tasks = self.pollers.pop(p, [])
+        self.runners.pop(p, None)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _suspend(self, p: int) -> None:
+        await self._stop_pollers(p)
+        shard = self.shards.get(p)
+        if shard is not None and not shard.closed:
+            try:
+                await shard.commit()
+            except Exception:  # noqa: BLE001 - the shard closes itself if it cannot go on
+                log.warning("commit on suspend failed", extra={"shard": p})
+
+    async def _close(self, p: int, *, commit: bool) -> None:
+        await self._stop_pollers(p)
+        shard = self.shards.pop(p, None)
+        if shard is not None:
+            await shard.close(commit=commit)
+        committer = self.committers.pop(p, None)
+        if committer is not None:
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
+        self.positions.pop(p, None)
+        metrics.SHARDS_OWNED.set(len(self.shards))
+        with contextlib.suppress(KeyError):
+            metrics.RAW_LAG.remove(str(p))
+
+    def _rewind(self, p: int, offset: int) -> None:
+        with contextlib.suppress(Exception):
+            self.consumer.seek(TopicPartition(self.topics.raw, p), offset)
+
+    def _lost(self, p: int) -> None:
+        """Fenced or producer gone: stop everything of the shard; the group will reassign it."""
+        asyncio.get_running_loop().create_task(self._close(p, commit=False))
+
+    # -- the consume loop -----------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        high = self.config.kafka.batch_max_records * 4
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=100, max_records=self.config.kafka.batch_max_records)
+            except KafkaError as exc:
+                log.warning("consumer error", extra={"error_type": type(exc).__name__})
+                await asyncio.sleep(1.0)
+                continue
+            for tp, records in batches.items():
+                shard = self.shards.get(tp.partition)
+                if shard is None or shard.closed:
+                    continue  # revoked while in flight; the next owner reads them again
+                shard.process_raw(records)
+                self.positions[tp.partition] = records[-1].offset + 1
+            self._backpressure(high)
+            self._lag()
+
+    def _backpressure(self, high: int) -> None:
+        for p, shard in self.shards.items():
+            tp = TopicPartition(self.topics.raw, p)
+            if shard.backlog > high:
+                self.consumer.pause(tp)
+            elif tp in self.consumer.paused() and shard.backlog < high // 2:
+                self.consumer.resume(tp)
+
+    def _lag(self) -> None:
+        for p, shard in self.shards.items():
+            highwater = self.consumer.highwater(TopicPartition(self.topics.raw, p))
+            position = self.positions.get(p, shard.committed_offset)
+            if highwater is not None and position is not None:
+                metrics.RAW_LAG.labels(str(p)).set(max(0, highwater - position))
+
+    async def _expire_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_EVERY_SECS)
+            for shard in list(self.shards.values()):
+                with contextlib.suppress(Exception):
+                    expired = await shard.expire()
+                    if expired:
+                        log.info("dedup entries expired", extra={"shard": shard.partition, "entries": expired})
+
+    def snapshot(self) -> dict:
+        return {
+            "joined": self.joined,
+            "assigned": sorted(self.assigned),
+            "opening": sorted(self.opening),
+            "shards": [s.snapshot() for _, s in sorted(self.shards.items())],
+            "pollers": [r.snapshot() for p in sorted(self.runners) for r in self.runners[p]],
+        }
