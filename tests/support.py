@@ -36,3 +36,11 @@ def golden_events(observations: list[Observation], provider: Provider, source: S
         validate_event(event)
         out.append(event)
     return out
+
+
+def hook_acct(provider: Provider, keys=(), **options: str):
+    """An account context that only carries webhook keys and options (for verify_webhook)."""
+    from worker.providers.base import AccountContext
+
+    return AccountContext(name=GOLDEN_ACCOUNT, provider=Provider(provider), base_url="http://x",
+                          webhook_keys=tuple(keys), options=options)

@@ -118,9 +118,9 @@ def make_event_id(provider: str, account: str, email_id: str, type_: str, occurr
 def rfc3339(dt: datetime) -> str:
     """UTC with a Z suffix; milliseconds only when the source had them."""
     dt = utc(dt)
-    if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # formatted by hand: strftime's %Y does not zero-pad years below 1000 on every platform
+    text = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+    return f"{text}.{dt.microsecond // 1000:03d}Z" if dt.microsecond else f"{text}Z"
 
 
 def parse_rfc3339(text: str) -> datetime:

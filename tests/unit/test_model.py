@@ -90,6 +90,7 @@ def test_rfc3339_is_utc_with_z():
     china = timezone(timedelta(hours=8))
     assert rfc3339(datetime(2022, 11, 10, 15, 39, 1, tzinfo=china)) == "2022-11-10T07:39:01Z"
     assert rfc3339(T0.replace(microsecond=5000)) == "2024-05-01T12:00:00.005Z"
+    assert rfc3339(datetime(5, 1, 2, 3, 4, 5, tzinfo=timezone.utc)) == "0005-01-02T03:04:05Z"
 
 
 def test_naive_times_are_refused():

@@ -9,11 +9,12 @@ exposes, at module level:
     OPTIONS: dict[str, Option]                  per-account knobs for documented variants
     build_poll_request(acct, query, now) -> HttpRequest
     parse_poll_response(acct, query, status, headers, body, now) -> PollPage   raises PollError
-    verify_webhook(req, keys, now, replay_window_secs) -> str                  raises BadSignature
+    verify_webhook(acct, req, now, replay_window_secs) -> str                  raises BadSignature
     split_webhook(req) -> list[dict]                                           raises MalformedPayload
     webhook_observations(acct, record) -> list[Observation]                    raises MalformedPayload
 
-`split_webhook` turns one verified body into JSON-serialisable raw records (one per status);
+`verify_webhook` checks against every key of `acct.webhook_keys` (several during a rotation) and
+returns the name of the variant that matched. `split_webhook` turns one verified body into JSON-serialisable raw records (one per status);
 those records are what the receiver writes to `_raw`, and `webhook_observations` is later run
 on each of them by the shard that owns the account.
 """
@@ -48,9 +49,10 @@ class AccountContext:
     secret_id: str | None = None
     secret_key: str | None = attrs.field(default=None, repr=False)
     region: str | None = None
-    # How sender-side rejections (IP/domain or content refused by the receiving server) count:
-    # EventType.INVALID (the providers' own filing, the default) or EventType.SOFT_BOUNCE.
-    sender_rejection: EventType = EventType.INVALID
+    # How sender-side rejections (our IP/domain or content refused by the receiving server) count:
+    # None (the default) maps each as PROVIDERS.md documents it; EventType.INVALID or
+    # EventType.SOFT_BOUNCE makes every one of them that type. See SenderSide.
+    sender_rejection: EventType | None = None
     # Keys accepted for webhook signatures, newest first (several during a rotation).
     webhook_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
     # Provider-specific documented variants; names and values are declared in each module's OPTIONS.
@@ -58,6 +60,18 @@ class AccountContext:
 
     def option(self, module_options: Mapping[str, Option], name: str) -> str:
         return self.options.get(name, module_options[name].default)
+
+
+@attrs.frozen(slots=True)
+class SenderSide:
+    """A mapping-table value for a rejection of the sender (its IP, domain or content), which says
+    nothing about the address. `documented` is the type PROVIDERS.md gives it (None: not emitted);
+    an account's `sender_rejection` setting replaces it."""
+
+    documented: EventType | None
+
+    def resolve(self, acct: AccountContext) -> EventType | None:
+        return acct.sender_rejection or self.documented
 
 
 @attrs.frozen(slots=True)
@@ -205,7 +219,7 @@ class ProviderModule(Protocol):
     ) -> PollPage: ...
 
     def verify_webhook(
-        self, req: WebhookRequest, keys: Sequence[str], now: datetime, replay_window_secs: float
+        self, acct: AccountContext, req: WebhookRequest, now: datetime, replay_window_secs: float
     ) -> str: ...
 
     def split_webhook(self, req: WebhookRequest) -> list[dict[str, Any]]: ...

@@ -1,0 +1,332 @@
+"""What SendCloud (China), Aurora SendCloud (international) and EngageLab share.
+
+The three run on one code base (PROVIDERS.md 1.1, 3.1): the sub-status table, the status filter
+codes, the per-recipient id shape, and the helpers for times, errors and signatures. SendCloud's
+API engine itself is `sendcloud.Dialect`, which Aurora instantiates with its own data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, tzinfo
+from typing import Any
+
+import orjson
+
+from worker.model import EventType, Observation, Reason, utc
+from worker.providers.base import (
+    AccountContext,
+    BadRequest,
+    BadSignature,
+    FatalConfig,
+    PollError,
+    PollQuery,
+    ProviderDefaults,
+    ProviderError,
+    Retriable,
+    SenderSide,
+    epoch_to_utc,
+    naive_to_utc,
+    parse_smtp,
+)
+
+# -- tables shared by all three -----------------------------------------------------------------
+
+# Sub-status → (type, reason), PROVIDERS.md 1.4 / 2.4 / 3.4: 4xx permanent, 5xx temporary.
+SUB_STATUS: dict[int, tuple[EventType, Reason]] = {
+    401: (EventType.INVALID, Reason.BLOCKLISTED),          # on the provider's own blacklist, not sent
+    402: (EventType.INVALID, Reason.UNSUBSCRIBED),         # unsubscribed earlier, not sent
+    403: (EventType.INVALID, Reason.SERVER_UNREACHABLE),
+    404: (EventType.INVALID, Reason.BAD_ADDRESS),
+    405: (EventType.INVALID, Reason.POLICY_REJECTED),      # our IP or domain refused: sender-side
+    406: (EventType.INVALID, Reason.UNKNOWN_USER),
+    407: (EventType.INVALID, Reason.SPAM_REJECTED),        # our content judged spam: sender-side
+    408: (EventType.INVALID, Reason.POLICY_REJECTED),
+    409: (EventType.INVALID, Reason.OTHER),
+    503: (EventType.SOFT_BOUNCE, Reason.SERVER_UNREACHABLE),
+    505: (EventType.SOFT_BOUNCE, Reason.POLICY_REJECTED),
+    506: (EventType.SOFT_BOUNCE, Reason.UNKNOWN_USER),
+    507: (EventType.SOFT_BOUNCE, Reason.SPAM_REJECTED),
+    508: (EventType.SOFT_BOUNCE, Reason.POLICY_REJECTED),
+    509: (EventType.SOFT_BOUNCE, Reason.OTHER),
+}
+# Codes added later keep the documented meaning of their hundred (the seeds: 4xx never retry).
+SUB_STATUS_FALLBACK: dict[int, tuple[EventType, Reason]] = {
+    4: (EventType.INVALID, Reason.OTHER),
+    5: (EventType.SOFT_BOUNCE, Reason.OTHER),
+}
+# These reject *our* IP/domain or content and say nothing about the address. The providers file
+# them as invalid (documented); an account's `sender_rejection` may count them otherwise.
+SENDER_SIDE = frozenset({405, 407})
+
+# The reason a type has when no sub-status refines it. A complaint is absent on purpose: the
+# recipient acted on a delivered mail, so no delivery-failure reason applies (OTHER would claim
+# an unclassified failure, SPAM_REJECTED a receiving server's refusal).
+DEFAULT_REASON: dict[EventType, Reason] = {
+    EventType.INVALID: Reason.OTHER,
+    EventType.SOFT_BOUNCE: Reason.OTHER,
+    EventType.UNSUBSCRIBED: Reason.UNSUBSCRIBED,
+}
+FAILURES = frozenset({EventType.INVALID, EventType.SOFT_BOUNCE})
+FINAL = frozenset({EventType.DELIVERED, EventType.INVALID})
+
+# The `status` filter of all three status APIs (seeds 000-002); 18 (sending) is never asked for.
+STATUS_FILTER: dict[EventType, str] = {
+    EventType.DELIVERED: "1",
+    EventType.INVALID: "4",
+    EventType.SOFT_BOUNCE: "5",
+}
+
+# Webhook timestamps more than this far ahead of our clock are refused; clocks drift, not by more.
+FUTURE_SKEW_SECS = 300.0
+
+# What malformed input raises inside the standard library and orjson (JSONDecodeError and
+# UnicodeDecodeError are ValueErrors; OverflowError and OSError come from out-of-range times).
+BAD_INPUT = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, OSError)
+
+
+@contextmanager
+def bad_input_as(error: type[ProviderError], what: str) -> Iterator[None]:
+    """Re-raise malformed-input exceptions as `error`; the message names no data, only the field."""
+    try:
+        yield
+    except BAD_INPUT as exc:
+        detail = f"missing {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else type(exc).__name__
+        raise error(f"{what}: {detail}") from exc
+
+
+# -- values -------------------------------------------------------------------------------------
+
+
+def as_int(value: Any) -> int | None:
+    """An integer sent as a number or a string of ASCII digits (`"406"`, `406`); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
+def required_text(record: Mapping[str, Any], key: str) -> str:
+    """A non-empty string field (numbers are rendered as sent); KeyError when absent or empty."""
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise KeyError(key)
+    return str(value)
+
+
+def first_text(record: Mapping[str, Any], keys: Sequence[str]) -> str | None:
+    """The first non-empty string among `keys`."""
+    for key in keys:
+        value = record.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def first_present(record: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    for key in keys:
+        if record.get(key) not in (None, ""):
+            return record[key]
+    return None
+
+
+def message_id_of(email_id: str) -> str | None:
+    """The message id in a per-recipient id `<message_id><index>$<recipient>`; None for other shapes.
+
+    SendCloud-family ids end the message part with `-inbound` (PROVIDERS.md 1.1, 2.3), so the
+    digits right before `$` are the recipient's index and everything before them is the message.
+    """
+    head, dollar, _ = email_id.partition("$")
+    message = head.rstrip("0123456789")
+    if not dollar or not message or message == head:
+        return None
+    return message
+
+
+# -- times --------------------------------------------------------------------------------------
+
+_EPOCH_TEXT = re.compile(r"\d{1,17}(?:\.\d{1,6})?", re.ASCII)
+
+
+def _plausible(dt: datetime) -> datetime:
+    # Earlier years are garbage in a status record, and RFC 3339 rendering needs four-digit years.
+    if dt.year < 1970:
+        raise ValueError("time before 1970")
+    return dt
+
+
+def epoch_time(value: Any) -> datetime:
+    """Epoch seconds or milliseconds, as a JSON number or a string of digits, as UTC."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError("epoch time")
+    if isinstance(value, str) and not _EPOCH_TEXT.fullmatch(value):
+        raise ValueError("epoch time")
+    return _plausible(epoch_to_utc(value))
+
+
+def local_time(value: Any, tz: tzinfo) -> datetime:
+    """A zone-less `yyyy-MM-dd HH:mm:ss` in the provider's zone, as UTC."""
+    if not isinstance(value, str):
+        raise TypeError("local time")
+    return _plausible(naive_to_utc(value, tz))
+
+
+def offset_time(value: Any) -> datetime:
+    """ISO 8601 with an offset, colon or not (`2022-11-10T15:39:01+0800`), as UTC."""
+    if not isinstance(value, str):
+        raise TypeError("offset time")
+    return _plausible(utc(datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")))
+
+
+def send_day(query: PollQuery, now: datetime, tz: tzinfo) -> date:
+    """The queried send date, or today in the provider's zone (a China date is not a UTC date)."""
+    return query.send_date or utc(now).astimezone(tz).date()
+
+
+# -- classification -----------------------------------------------------------------------------
+
+
+def sub_status_outcome(code: int | None, acct: AccountContext) -> tuple[EventType, Reason] | None:
+    if code is None:
+        return None
+    outcome = SUB_STATUS.get(code) or SUB_STATUS_FALLBACK.get(code // 100 if 400 <= code < 600 else 0)
+    if outcome is None:
+        return None
+    if code in SENDER_SIDE:
+        return SenderSide(outcome[0]).resolve(acct), outcome[1]
+    return outcome
+
+
+def outcome(base: EventType | None, sub_status: Any, acct: AccountContext) -> tuple[EventType | None, Reason | None]:
+    """Type and reason: the numeric sub-status when it has one, else the status's own meaning.
+
+    The number is preferred because it is the same in every language and edition, while the
+    status words are Chinese, English or unknown (PROVIDERS.md 3.3).
+    """
+    by_sub = sub_status_outcome(as_int(sub_status), acct)
+    if by_sub is not None:
+        return by_sub
+    return base, DEFAULT_REASON.get(base) if base is not None else None
+
+
+def observation(
+    acct: AccountContext,
+    *,
+    email_id: str,
+    recipient: str,
+    base: EventType | None,
+    sub_status: Any,
+    occurred_at: datetime,
+    provider_status: str,
+    message: str | None,
+    record: dict[str, Any],
+    message_id: str | None = None,
+    sent_at: datetime | None = None,
+) -> Observation:
+    type_, reason = outcome(base, sub_status, acct)
+    return Observation(
+        email_id=email_id,
+        recipient=recipient,
+        type=type_,
+        reason=reason,
+        occurred_at=occurred_at,
+        provider_status=provider_status,
+        message_id=message_id or message_id_of(email_id),
+        sent_at=sent_at,
+        provider_sub_status=None if sub_status in (None, "") else str(sub_status),
+        provider_message=message,
+        smtp=parse_smtp(message),
+        final=type_ in FINAL,
+        raw=record,
+    )
+
+
+# -- polling helpers ----------------------------------------------------------------------------
+
+
+def paging(query: PollQuery, defaults: ProviderDefaults) -> tuple[str, str]:
+    """Offset and page size as sent; sizes above the provider's maximum are an error there, so clamp."""
+    if query.offset < 0:
+        raise BadRequest("negative offset")
+    return str(query.offset), str(max(1, min(query.limit, defaults.page_limit)))
+
+
+def status_filter(status: EventType | None) -> list[tuple[str, str]]:
+    if status is None:
+        return []
+    if status not in STATUS_FILTER:
+        raise BadRequest(f"no server-side filter for {status.value}")
+    return [("status", STATUS_FILTER[status])]
+
+
+def require_credentials(acct: AccountContext) -> tuple[str, str]:
+    if not acct.api_user or not acct.api_key:
+        raise FatalConfig(f"{acct.provider.value}: api_user and api_key are required")
+    return acct.api_user, acct.api_key
+
+
+def unexpected_status(status: int) -> PollError:
+    """The error for an answer without a code we know: our request's fault for 4xx, else transient."""
+    if 400 <= status < 500:
+        return BadRequest(f"HTTP {status}")
+    if 200 <= status < 300:
+        return Retriable("not the documented JSON")  # a proxy's or load balancer's page
+    return Retriable(f"HTTP {status}")
+
+
+def load_json(body: bytes) -> Any:
+    """The decoded body, or None when it is not JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def next_offset(offset: int, rows: int, total: int) -> int | None:
+    return offset + rows if rows and offset + rows < total else None
+
+
+# -- signatures ---------------------------------------------------------------------------------
+
+
+def signed_text(value: Any) -> str | None:
+    # Form values are the strings as received; a JSON number is rendered as its digits.
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def signature_matches(expected: str, given: str) -> bool:
+    return hmac.compare_digest(expected.encode("ascii"), given.lower().encode("utf-8", "replace"))
+
+
+def hmac_sha256(key: str, message: str) -> str:
+    return hmac.new(key.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def check_fresh(timestamp: Any, now: datetime, replay_window_secs: float) -> None:
+    """Refuse signed times older than the replay window or too far in the future (ms or s)."""
+    with bad_input_as(BadSignature, "unreadable timestamp"):
+        signed_at = epoch_time(timestamp)
+    age = (utc(now) - signed_at).total_seconds()
+    if age > replay_window_secs:
+        raise BadSignature("timestamp outside the replay window")
+    if age < -FUTURE_SKEW_SECS:
+        raise BadSignature("timestamp in the future")
+
+
+def first_match(candidates: Iterator[tuple[str, str, Any]], signature: str) -> tuple[str, Any] | None:
+    """The (variant, signed time) of the first candidate (variant, expected, signed time) that matches."""
+    for variant, expected, signed_at in candidates:
+        if signature_matches(expected, signature):
+            return variant, signed_at
+    return None

@@ -1,0 +1,244 @@
+"""EngageLab Email: GET /v1/email_status and JSON webhooks signed in X-WebHook-* headers.
+
+Facts and sources: PROVIDERS.md section 1, seed 000. EngageLab descends from SendCloud: the
+sub-status table, the status filter codes and the id shape come from _sendcloud_family.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from worker.model import EventType, Observation, Provider
+from worker.providers import _sendcloud_family as family
+from worker.providers.base import (
+    CHINA_TZ,
+    AccountContext,
+    BadSignature,
+    FatalConfig,
+    HttpRequest,
+    MalformedPayload,
+    Option,
+    PollPage,
+    PollQuery,
+    ProviderDefaults,
+    Retriable,
+    WebhookRequest,
+    classify_http,
+)
+
+NAME = Provider.ENGAGELAB
+
+DEFAULTS = ProviderDefaults(
+    base_url="https://email.api.engagelab.cc",   # Singapore; Turkey: https://emailapi-tr.engagelab.com
+    quota_per_minute=60,
+    cache_ttl_secs=600,
+    # The day `send_date` means is undocumented; record times carry +0800, so China time is
+    # assumed (PROVIDERS.md 1.3). The scheduler's sweep of yesterday covers a wrong guess.
+    tz=CHINA_TZ,
+    retention_days=30,                           # undocumented; the SendCloud lineage's 30 days
+    page_limit=100,
+    polling="date",
+    status_filters=(EventType.INVALID, EventType.SOFT_BOUNCE, EventType.DELIVERED),
+    max_window_days=1,                           # one send_date per query
+)
+
+OPTIONS: dict[str, Option] = {
+    "signature": Option(
+        default="any",
+        choices=("any", "md5", "hmac"),
+        doc="webhook signature scheme: md5(timestamp+appkey+secret) as seen in production, "
+        "HMAC-SHA256(secret, timestamp) as the payload page says, or either",
+    ),
+}
+
+# `status` of the status API (seed 000). 18 is still sending.
+STATUSES: dict[int, EventType | None] = {
+    1: EventType.DELIVERED,
+    4: EventType.INVALID,
+    5: EventType.SOFT_BOUNCE,
+    18: None,
+}
+
+# Webhook events: `status.message_status` of status callbacks and `response.event` of engagement
+# callbacks (the second envelope is unverified, PROVIDERS.md 1.5). Unknown ones are dead-lettered.
+EVENTS: dict[str, EventType | None] = {
+    "target": None,                  # request accepted
+    "sent": None,                    # left EngageLab, not yet accepted by the mailbox
+    "delivered": EventType.DELIVERED,
+    "invalid_email": EventType.INVALID,
+    "soft_bounce": EventType.SOFT_BOUNCE,
+    "unsubscribe": EventType.UNSUBSCRIBED,
+    "report_spam": EventType.COMPLAINT,
+    "open": None,
+    "click": None,
+    "route": None,                   # inbound mail
+}
+
+# The sub-status field of invalid/soft-bounce callbacks is unverified: the SendCloud lineage
+# suggests `sub_stat`, the status API says `sub_status`, SendCloud webhooks say `substat`.
+SUB_STATUS_FIELDS = ("sub_stat", "sub_status", "substat")
+SUB_STATUS_DESC_FIELDS = ("sub_stat_desc", "sub_status_desc", "substatdesc")
+
+# Not implemented: an older zh_CN page signed with one `Authorization` header, but
+# PROVIDERS.md records neither its format nor its algorithm, and the current pages replaced it.
+
+
+def build_poll_request(acct: AccountContext, query: PollQuery, now: datetime) -> HttpRequest:
+    api_user, api_key = family.require_credentials(acct)
+    offset, limit = family.paging(query, DEFAULTS)
+    params = [
+        ("send_date", family.send_day(query, now, DEFAULTS.tz).isoformat()),
+        ("offset", offset),
+        ("limit", limit),
+        *family.status_filter(query.status),
+    ]
+    if query.email_ids:
+        params.append(("email_ids", ";".join(query.email_ids)))
+    token = base64.b64encode(f"{api_user}:{api_key}".encode()).decode("ascii")
+    return HttpRequest(
+        "GET",
+        f"{(acct.base_url or DEFAULTS.base_url).rstrip('/')}/v1/email_status",
+        params=tuple(params),
+        headers=(("Authorization", f"Basic {token}"),),
+    )
+
+
+# Error codes of EngageLab's envelope `{"code": ..., "message": ...}` (doc: address-list).
+AUTH_FAILED = 30000
+
+
+def parse_poll_response(
+    acct: AccountContext,
+    query: PollQuery,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+) -> PollPage:
+    classify_http(status, headers, now)
+    envelope = family.load_json(body)
+    if not (200 <= status < 300 and isinstance(envelope, dict) and "result" in envelope):
+        if isinstance(envelope, dict) and family.as_int(envelope.get("code")) == AUTH_FAILED:
+            raise FatalConfig(f"code {AUTH_FAILED}: authentication failed")
+        raise family.unexpected_status(status)
+    with family.bad_input_as(Retriable, "engagelab: email_status response"):
+        records = envelope["result"]
+        total = family.as_int(envelope["total"])  # a string in the seed
+        if total is None or not isinstance(records, list):
+            raise Retriable("engagelab: email_status response without total or result list")
+        observations = tuple(_poll_observation(acct, record) for record in records)
+    return PollPage(observations, len(records), family.next_offset(query.offset, len(records), total), total)
+
+
+def _poll_observation(acct: AccountContext, record: Any) -> Observation:
+    request_time = record.get("request_time")
+    code = family.as_int(record.get("status"))
+    return family.observation(
+        acct,
+        email_id=family.required_text(record, "email_id"),
+        recipient=family.required_text(record, "email"),
+        base=STATUSES.get(code) if code is not None else None,
+        sub_status=record.get("sub_status"),
+        occurred_at=family.offset_time(record.get("update_time") or request_time),
+        provider_status=family.required_text(record, "status"),
+        message=family.first_text(record, ("response_message", "sub_status_desc")),
+        record=record,
+        sent_at=family.offset_time(request_time) if request_time else None,
+    )
+
+
+# -- webhooks -----------------------------------------------------------------------------------
+
+
+def _itime(body: bytes) -> Any:
+    data = family.load_json(body)
+    return data.get("itime") if isinstance(data, dict) else None
+
+
+def _candidates(
+    req: WebhookRequest, keys: Sequence[str], scheme: str, timestamp: str
+) -> Iterator[tuple[str, str, Any]]:
+    """(variant, expected signature, the time it signs) for every documented scheme and key."""
+    appkey = req.headers.get("x-webhook-appkey")
+    if scheme in ("any", "md5") and appkey is not None:
+        for key in keys:
+            yield "md5", hashlib.md5((timestamp + appkey + key).encode("utf-8")).hexdigest(), timestamp
+    if scheme in ("any", "hmac"):
+        for key in keys:
+            yield "hmac-sha256", family.hmac_sha256(key, timestamp), timestamp
+        # The zh payload page calls the signed timestamp `itime`: the body's copy of it.
+        itime = family.signed_text(_itime(req.body))
+        if itime is not None and itime != timestamp:
+            for key in keys:
+                yield "hmac-sha256", family.hmac_sha256(key, itime), itime
+
+
+def verify_webhook(acct: AccountContext, req: WebhookRequest, now: datetime, replay_window_secs: float) -> str:
+    """Check X-WebHook-Signature; the docs disagree on the scheme, so by default accept both
+    (the account's `signature` option narrows it)."""
+    keys = acct.webhook_keys
+    signature_scheme = acct.option(OPTIONS, "signature")
+    timestamp = req.headers.get("x-webhook-timestamp")
+    signature = req.headers.get("x-webhook-signature")
+    if not timestamp or not signature:
+        raise BadSignature("X-WebHook-Timestamp or X-WebHook-Signature missing")
+    if not keys:
+        raise BadSignature("no webhook key configured")
+    match = family.first_match(_candidates(req, keys, signature_scheme, timestamp), signature)
+    if match is None:
+        raise BadSignature("signature does not match any key or scheme")
+    variant, signed_at = match
+    family.check_fresh(signed_at, now, replay_window_secs)
+    return variant
+
+
+def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
+    """One callback per body; a JSON array of callbacks is accepted too."""
+    data = family.load_json(req.body)
+    records = [data] if isinstance(data, dict) else data
+    if not isinstance(records, list) or not records:
+        raise MalformedPayload("engagelab: webhook body is not a JSON object")
+    for record in records:
+        if not isinstance(record, dict) or not any(isinstance(record.get(k), dict) for k in ("status", "response")):
+            raise MalformedPayload("engagelab: webhook body is neither a status nor a response callback")
+    return records
+
+
+def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
+    with family.bad_input_as(MalformedPayload, "engagelab: webhook callback"):
+        if isinstance(record.get("status"), dict):
+            event, data = record["status"]["message_status"], record["status"].get("status_data")
+        else:
+            event, data = record["response"]["event"], record["response"].get("response_data")
+        if not isinstance(event, str) or event not in EVENTS:
+            raise MalformedPayload("engagelab: unknown callback event")
+        base = EVENTS[event]
+        if base is None:
+            return []
+        if not isinstance(data, dict):
+            raise MalformedPayload("engagelab: callback without status_data/response_data")
+        email_id = family.required_text(data, "email_id")
+        # `to` is documented on the envelope; the id itself ends in `$<recipient>` when it is absent.
+        recipient = family.first_text(record, ("to",)) or email_id.partition("$")[2]
+        if not recipient:
+            raise KeyError("to")
+        sub_status = family.first_present(data, SUB_STATUS_FIELDS) if base in family.FAILURES else None
+        message = family.first_text(data, ("message", *SUB_STATUS_DESC_FIELDS))
+        return [
+            family.observation(
+                acct,
+                email_id=email_id,
+                recipient=recipient,
+                base=base,
+                sub_status=sub_status,
+                occurred_at=family.epoch_time(record["itime"]),
+                provider_status=event,
+                message=message,
+                record=record,
+                message_id=family.first_text(record, ("message_id",)),
+            )
+        ]

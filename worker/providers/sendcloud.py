@@ -1,0 +1,317 @@
+"""SendCloud (China, sendcloud.net) apiv2: the emailStatus API and form-posted, HMAC-signed webhooks.
+
+Facts and sources: PROVIDERS.md section 2, seed 001. Aurora SendCloud is the international edition
+of the same engine: `Dialect` holds the engine with everything edition-specific as data, and both
+modules' functions are the bound methods of their own `Dialect`.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+import orjson
+
+from worker.model import EventType, Observation, Provider
+from worker.providers import _sendcloud_family as family
+from worker.providers.base import (
+    CHINA_TZ,
+    AccountContext,
+    BadRequest,
+    BadSignature,
+    FatalConfig,
+    HttpRequest,
+    MalformedPayload,
+    Option,
+    PollError,
+    PollPage,
+    PollQuery,
+    ProviderDefaults,
+    Retriable,
+    Throttled,
+    WebhookRequest,
+    classify_http,
+    parse_retry_after,
+)
+
+NAME = Provider.SENDCLOUD
+
+DEFAULTS = ProviderDefaults(
+    base_url="https://api.sendcloud.net",
+    quota_per_minute=3000,
+    cache_ttl_secs=600,               # identical queries are answered from a 10-minute cache
+    tz=CHINA_TZ,                      # "The time zone is UTC + 08:00" (doc: email_v2)
+    retention_days=30,                # `days` ≤ 30; the tips' "3 months" is not relied on
+    page_limit=100,
+    polling="date",
+    status_filters=(EventType.INVALID, EventType.SOFT_BOUNCE, EventType.DELIVERED),
+    max_window_days=30,
+)
+
+# Credential parameter names; Aurora's docs also show the snake_case pair.
+AUTH_PARAMS: dict[str, tuple[str, str]] = {
+    "apiUser": ("apiUser", "apiKey"),
+    "api_user": ("api_user", "api_key"),
+}
+
+OPTIONS: dict[str, Option] = {
+    # Both methods are documented; POST keeps apiKey out of URLs, and so out of proxy and access logs.
+    "method": Option(
+        default="POST",
+        choices=("POST", "GET"),
+        doc="HTTP method of the status API; POST sends apiKey in a form body instead of the URL",
+    ),
+}
+
+# Status strings by prefix (PROVIDERS.md 2.4): the answers are Chinese, values may carry a
+# suffix (`无效邮件-地址不存在`). `软退信` and `请求中` are inferred, not seen in an example.
+STATUSES: dict[str, EventType | None] = {
+    "送达": EventType.DELIVERED,
+    "投递成功": EventType.DELIVERED,     # the 2017 docs' word for delivered
+    "无效邮件": EventType.INVALID,
+    "软退信": EventType.SOFT_BOUNCE,
+    "请求中": None,                      # still being requested: not a status change yet
+}
+
+# Webhook `event` values (doc: sendcloud2013 guide/advance.md). An unknown event is dead-lettered.
+EVENTS: dict[str, EventType | None] = {
+    "deliver": EventType.DELIVERED,
+    "invalid": EventType.INVALID,
+    "soft_bounce": EventType.SOFT_BOUNCE,
+    "unsubscribe": EventType.UNSUBSCRIBED,
+    "report_spam": EventType.COMPLAINT,
+    "request": None,
+    "open": None,
+    "click": None,
+    "route": None,                        # inbound mail, not the status of a sent one
+}
+
+# statusCode → error (PROVIDERS.md 2.2). Other 4xxxx codes mean our parameters were wrong.
+ERROR_CODES: dict[int, type[PollError]] = {
+    50000: Throttled,      # interface frequency limited
+    501: Retriable,        # server exception
+    40005: FatalConfig,    # authentication failed (on Aurora also: the wrong region)
+    6001: FatalConfig,     # no permission
+}
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+# Webhook fields that carry several values: a JSON-array string or repeated form keys.
+LIST_FIELDS = ("recipientArray", "emailIds")
+
+
+@attrs.frozen
+class Dialect:
+    """One edition of the SendCloud API as data; its methods are that provider module's functions."""
+
+    provider: Provider
+    defaults: ProviderDefaults
+    options: Mapping[str, Option]
+    path: str                                    # the status API under base_url
+    statuses: Mapping[str, EventType | None]     # status text prefix → type; None: not emitted
+    events: Mapping[str, EventType | None]       # webhook `event` → type; None: not emitted
+
+    # -- polling --
+
+    def build_poll_request(self, acct: AccountContext, query: PollQuery, now: datetime) -> HttpRequest:
+        api_user, api_key = family.require_credentials(acct)
+        style = acct.option(self.options, "auth_params") if "auth_params" in self.options else "apiUser"
+        user_param, key_param = AUTH_PARAMS[style]
+        day = family.send_day(query, now, self.defaults.tz).isoformat()
+        start, limit = family.paging(query, self.defaults)
+        params = [
+            (user_param, api_user),
+            (key_param, api_key),
+            ("startDate", day),
+            ("endDate", day),
+            ("start", start),
+            ("limit", limit),
+            *family.status_filter(query.status),
+        ]
+        if query.email_ids:
+            params.append(("emailIds", ";".join(query.email_ids)))
+        url = f"{(acct.base_url or self.defaults.base_url).rstrip('/')}{self.path}"
+        if acct.option(self.options, "method") == "GET":
+            return HttpRequest("GET", url, params=tuple(params))
+        body = urllib.parse.urlencode(params).encode("ascii")
+        return HttpRequest("POST", url, headers=(("Content-Type", FORM),), body=body)
+
+    def parse_poll_response(
+        self,
+        acct: AccountContext,
+        query: PollQuery,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        now: datetime,
+    ) -> PollPage:
+        classify_http(status, headers, now)
+        envelope = family.load_json(body)
+        error = _envelope_error(envelope, status, headers, now)
+        if error is not None:
+            raise error
+        what = f"{self.provider.value}: emailStatus response"
+        with family.bad_input_as(Retriable, what):
+            info = envelope["info"]
+            total = family.as_int(info["total"])  # a string
+            records = info.get("voList")
+            if records is None and total == 0:
+                records = []  # an empty answer may leave the list out (inferred; harmless to accept)
+            if total is None or not isinstance(records, list):
+                raise Retriable(f"{what}: no total or voList")
+            observations = tuple(self._poll_observation(acct, record) for record in records)
+        rows = len(records)
+        return PollPage(observations, rows, family.next_offset(query.offset, rows, total), total)
+
+    def _status_type(self, text: str) -> EventType | None:
+        """The type a status string names, by prefix (`无效邮件-地址不存在`, `Soft Bounce`)."""
+        key = text.strip().casefold().replace("_", " ").replace("-", " ")
+        for prefix, type_ in self.statuses.items():
+            if key.startswith(prefix):
+                return type_
+        return None
+
+    def _poll_observation(self, acct: AccountContext, record: Any) -> Observation:
+        status = family.required_text(record, "status")
+        request_time = record.get("requestTime")
+        return family.observation(
+            acct,
+            email_id=family.required_text(record, "emailId"),
+            recipient=family.required_text(record, "recipients"),
+            base=self._status_type(status),
+            sub_status=record.get("subStatus"),
+            # A request still in progress may not have a modification time yet.
+            occurred_at=family.local_time(record.get("modifiedTime") or request_time, self.defaults.tz),
+            provider_status=status,
+            # The seed example spells the description both ways, one per row.
+            message=family.first_text(record, ("sendLog", "subStatDesc", "subStatusDesc")),
+            record=record,
+            sent_at=family.local_time(request_time, self.defaults.tz) if request_time else None,
+        )
+
+    # -- webhooks --
+
+    def verify_webhook(
+        self, acct: AccountContext, req: WebhookRequest, now: datetime, replay_window_secs: float
+    ) -> str:
+        """HMAC-SHA256(app key, timestamp + token) as lowercase hex, against every key in rotation."""
+        try:
+            fields = self._body_fields(req)
+        except MalformedPayload as exc:
+            raise BadSignature("no signature fields in an unreadable body") from exc
+        timestamp, token, signature = (family.signed_text(fields.get(k)) for k in ("timestamp", "token", "signature"))
+        if timestamp is None or token is None or signature is None:
+            raise BadSignature("timestamp, token or signature missing")
+        if not acct.webhook_keys:
+            raise BadSignature("no webhook key configured")  # fail closed
+        candidates = (("hmac-sha256", family.hmac_sha256(key, timestamp + token), timestamp)
+                      for key in acct.webhook_keys)
+        if family.first_match(candidates, signature) is None:
+            raise BadSignature("signature does not match any key")
+        family.check_fresh(timestamp, now, replay_window_secs)
+        return "hmac-sha256"
+
+    def split_webhook(self, req: WebhookRequest) -> list[dict[str, Any]]:
+        """The one event of a POST (PROVIDERS.md 2.5), list fields decoded."""
+        fields = self._body_fields(req)
+        if not isinstance(fields.get("event"), str):
+            raise MalformedPayload(f"{self.provider.value}: webhook body without an event")
+        with family.bad_input_as(MalformedPayload, f"{self.provider.value}: webhook list field"):
+            for name in LIST_FIELDS:
+                if name in fields:
+                    fields[name] = _as_list(fields[name])
+        return [fields]
+
+    def webhook_observations(self, acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
+        what = f"{self.provider.value}: webhook event"
+        with family.bad_input_as(MalformedPayload, what):
+            event = family.required_text(record, "event")
+            if event.lower() not in self.events:
+                raise MalformedPayload(f"{what}: unknown event {event[:40]!r}")
+            base = self.events[event.lower()]
+            if base is None:
+                return []  # requests, opens, clicks and inbound routes carry no delivery status
+            return [
+                family.observation(
+                    acct,
+                    email_id=family.required_text(record, "emailId"),
+                    recipient=family.required_text(record, "recipient"),
+                    base=base,
+                    # substat refines failures only (401-409 on invalid, 503-509 on soft_bounce).
+                    sub_status=record.get("substat") if base in family.FAILURES else None,
+                    occurred_at=family.epoch_time(record["timestamp"]),
+                    provider_status=event,
+                    message=family.first_text(record, ("cause", "message", "substatdesc")),
+                    record=record,
+                    message_id=family.first_text(record, ("messageId",)),
+                )
+            ]
+
+    def _body_fields(self, req: WebhookRequest) -> dict[str, Any]:
+        """The fields of a webhook body, form or JSON (the URL test is JSON, real events forms)."""
+        kind = req.content_type.partition(";")[0].strip().lower()
+        if kind not in (FORM, JSON):
+            kind = JSON if req.body.lstrip()[:1] == b"{" else FORM
+        with family.bad_input_as(MalformedPayload, f"{self.provider.value}: webhook body"):
+            fields = orjson.loads(req.body) if kind == JSON else _form_fields(req.body)
+        if not isinstance(fields, dict):
+            raise MalformedPayload(f"{self.provider.value}: webhook body is not an object")
+        return fields
+
+
+def _envelope_error(envelope: Any, status: int, headers: Mapping[str, str], now: datetime) -> PollError | None:
+    code = family.as_int(envelope.get("statusCode", envelope.get("statuscode"))) if isinstance(envelope, dict) else None
+    if code == 200 and envelope.get("result") is True and 200 <= status < 300:
+        return None
+    error = ERROR_CODES.get(code) if code is not None else None
+    if error is Throttled:
+        return Throttled(f"statusCode {code}", parse_retry_after(headers.get("retry-after"), now))
+    if error is not None:
+        return error(f"statusCode {code}")
+    if code is not None and 40000 <= code < 50000:
+        return BadRequest(f"statusCode {code}")
+    if code is not None:
+        return Retriable(f"statusCode {code}")
+    return family.unexpected_status(status)
+
+
+def _as_list(value: Any) -> list[str]:
+    """A list field: a real list, one JSON-array string, or the values of repeated form keys."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str) and value[0].lstrip()[:1] == "[":
+        value = orjson.loads(value[0])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError("list field")
+    return value
+
+
+def _form_fields(body: bytes) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
+    for name, value in pairs:
+        if name in LIST_FIELDS:
+            fields.setdefault(name, []).append(value)
+        else:
+            fields.setdefault(name, value)  # a repeated single-valued field: the first one counts
+    return fields
+
+
+DIALECT = Dialect(
+    provider=NAME,
+    defaults=DEFAULTS,
+    options=OPTIONS,
+    path="/apiv2/data/emailStatus",
+    statuses=STATUSES,
+    events=EVENTS,
+)
+
+build_poll_request = DIALECT.build_poll_request
+parse_poll_response = DIALECT.parse_poll_response
+verify_webhook = DIALECT.verify_webhook
+split_webhook = DIALECT.split_webhook
+webhook_observations = DIALECT.webhook_observations
