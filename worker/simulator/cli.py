@@ -1,0 +1,106 @@
+"""`email-status-worker simulate`: serve the simulated providers, optionally sending webhooks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from worker.simulator.demo import demo_config, demo_worker_accounts, demo_worker_env
+from worker.simulator.simconfig import SimAccount, SimConfig
+
+__all__ = ["add_parser", "run", "load_sim_config", "demo_config", "demo_worker_env", "demo_worker_accounts"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("simulate", help="run the provider simulator (all five status APIs, webhooks)")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8090, help="listen port; 0 picks a free one (default 8090)")
+    p.add_argument("--seed", type=int, default=None, help="stream seed (overrides the config file's)")
+    p.add_argument("--time-scale", type=float, default=None,
+                   help="status changes happen this many times faster than real delays (default 60 for the demo)")
+    p.add_argument("--webhook-target", default=None, metavar="URL",
+                   help="also post each provider's webhooks to URL/webhooks/<provider>/<account>")
+    p.add_argument("--webhook-interval", type=float, default=1.0, help="seconds between webhook sends (default 1)")
+    p.add_argument("--duplicate-rate", type=float, default=0.0, help="share of webhooks sent twice")
+    p.add_argument("--reorder-window", type=int, default=0, help="shuffle webhooks within windows of this size")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until SIGINT/SIGTERM)")
+    p.add_argument("--config", default=None, metavar="FILE", help="YAML file describing the accounts (default: the demo)")
+    p.set_defaults(func=run)
+    return p
+
+
+def load_sim_config(path: str | Path) -> SimConfig:
+    """A YAML file: `seed`, `time_scale` and `accounts:` whose keys are SimAccount's fields."""
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("accounts"), list):
+        raise ValueError(f"{path}: expected a mapping with an `accounts:` list")
+    accounts = []
+    for i, raw in enumerate(data["accounts"]):
+        try:
+            accounts.append(SimAccount(**raw))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: accounts[{i}]: {exc}") from None
+    return SimConfig(seed=int(data.get("seed", 1)), time_scale=float(data.get("time_scale", 60.0)),
+                     accounts=tuple(accounts))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_sim_config(args.config) if args.config else demo_config()
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 2
+    overrides: dict[str, Any] = {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.time_scale is not None:
+        overrides["time_scale"] = args.time_scale
+    if overrides:
+        import attrs
+
+        config = attrs.evolve(config, **overrides)
+    return asyncio.run(_serve(config, args))
+
+
+async def _serve(config: SimConfig, args: argparse.Namespace) -> int:
+    from worker.simulator.server import Simulator
+    from worker.simulator.webhooks import WebhookSender
+
+    sim = Simulator(config)
+    base = await sim.start(args.host, args.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    print(orjson.dumps({"simulator": base, "accounts": [a.name for a in config.accounts],
+                        "seed": config.seed, "time_scale": config.time_scale}).decode(), flush=True)
+    if not args.config:
+        print(orjson.dumps({"worker_env": demo_worker_env(),
+                            "worker_accounts": demo_worker_accounts(base)}).decode(), flush=True)
+    sender_task = None
+    if args.webhook_target:
+        sender = WebhookSender(sim, args.webhook_target, duplicate_rate=args.duplicate_rate,
+                               reorder_window=args.reorder_window, seed=config.seed)
+        sender_task = asyncio.create_task(sender.run(args.webhook_interval, stop), name="webhook-sender")
+    try:
+        if args.duration > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.duration)
+        else:
+            await stop.wait()
+    finally:
+        stop.set()
+        if sender_task is not None:
+            await sender_task  # it ends on `stop` and closes its session
+        await sim.stop()
+        print(orjson.dumps({"stopped": base, "stats": {n: sim.stats(n) for n in sim.accounts}}).decode(), flush=True)
+    return 0
