@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# email-status-worker: multi-stage build from the lock file; runs as a non-root user on a
+# read-only root file system (the only writable path it needs is /tmp, an emptyDir in the chart).
+# scripts/image-check.sh lints this file with hadolint and replays the two pip steps outside
+# Docker; no Docker engine runs in CI, so `docker build` itself is not exercised there.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- build: a virtualenv with the pinned dependencies and the package -----------------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first, from the lock only: this layer stays cached until the lock changes.
+COPY requirements.lock ./
+RUN pip install -r requirements.lock
+COPY pyproject.toml README.md ./
+COPY schemas/ ./schemas/
+COPY worker/ ./worker/
+# The package itself, without resolving anything beyond the lock (pip byte-compiles it here, as
+# the runtime cannot write __pycache__ on a read-only root).
+RUN pip install --no-deps . \
+ && email-status-worker --help >/dev/null
+
+# ---- runtime -------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG UID=10001
+ARG GID=10001
+RUN groupadd --system --gid "${GID}" esw \
+ && useradd --system --no-log-init --uid "${UID}" --gid esw --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin esw
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONFAULTHANDLER=1 \
+    TMPDIR=/tmp
+WORKDIR /tmp
+USER ${UID}:${GID}
+# The one service port: webhooks, /healthz, /readyz, /metrics, /status (config http.port).
+EXPOSE 8080
+# Exec form: the worker is PID 1 and receives SIGTERM itself (graceful shutdown).
+ENTRYPOINT ["email-status-worker"]
+CMD ["run", "--config", "/etc/email-status-worker/config.yaml"]

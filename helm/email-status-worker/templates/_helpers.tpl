@@ -1,0 +1,178 @@
+{{/*
+Expand the name of the chart.
+*/}}
+{{- define "esw.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+A default fully qualified app name, truncated to 63 characters (the DNS label limit).
+*/}}
+{{- define "esw.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "esw.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels.
+*/}}
+{{- define "esw.labels" -}}
+helm.sh/chart: {{ include "esw.chart" . }}
+{{ include "esw.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Selector labels: the worker's pods only (the helm test pod carries other labels).
+*/}}
+{{- define "esw.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "esw.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: worker
+{{- end }}
+
+{{- define "esw.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "esw.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "esw.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Values read from the worker's config, with the defaults of schemas/config.v1.json.
+*/}}
+{{- define "esw.shards" -}}
+{{- dig "kafka" "shards" 12 .Values.config | int }}
+{{- end }}
+
+{{- define "esw.httpPort" -}}
+{{- dig "http" "port" 8080 .Values.config | int }}
+{{- end }}
+
+{{- define "esw.graceSecs" -}}
+{{- dig "shutdown" "grace_secs" 25 .Values.config | float64 }}
+{{- end }}
+
+{{- define "esw.configPath" -}}
+/etc/email-status-worker/config.yaml
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds: the preStop pause plus the worker's shutdown.grace_secs plus a
+margin, unless set explicitly; it must leave the worker its whole grace period.
+*/}}
+{{- define "esw.terminationGracePeriodSeconds" -}}
+{{- $grace := include "esw.graceSecs" . | float64 }}
+{{- $pause := .Values.preStopSleepSeconds | int }}
+{{- $needed := addf $grace $pause }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- addf $needed 10 | ceil | int }}
+{{- else }}
+{{- $tgps := .Values.terminationGracePeriodSeconds | int }}
+{{- if le ($tgps | float64) $needed }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be greater than preStopSleepSeconds (%d) + config.shutdown.grace_secs (%v): otherwise Kubernetes kills the worker before it has finished its open transactions and left the consumer group" $tgps $pause $grace) }}
+{{- end }}
+{{- $tgps }}
+{{- end }}
+{{- end }}
+
+{{/*
+Every environment variable and file the config names for a secret ("*_env", "*_file" keys in
+kafka.security and in each account's credentials and webhook sections), as a dict
+{"env": [...], "file": [...]} serialized to JSON.
+*/}}
+{{- define "esw.secretRefs" -}}
+{{- $env := list }}
+{{- $file := list }}
+{{- $sections := list (dig "kafka" "security" dict .Values.config) }}
+{{- range $acct := (.Values.config.accounts | default list) }}
+{{- $sections = append $sections (get $acct "credentials" | default dict) }}
+{{- $sections = append $sections (get $acct "webhook" | default dict) }}
+{{- end }}
+{{- range $section := $sections }}
+{{- range $k, $v := $section }}
+{{- if hasSuffix "_env" $k }}{{ $env = append $env $v }}{{ end }}
+{{- if hasSuffix "_file" $k }}{{ $file = append $file $v }}{{ end }}
+{{- end }}
+{{- end }}
+{{- dict "env" ($env | uniq | sortAlpha) "file" ($file | uniq | sortAlpha) | toJson }}
+{{- end }}
+
+{{/*
+Checks across values that values.schema.json cannot express. Rendering fails with a message that
+says what to change.
+*/}}
+{{- define "esw.validate" -}}
+{{- $shards := include "esw.shards" . | int }}
+{{- if and .Values.autoscaling.enabled (gt (.Values.autoscaling.maxReplicas | int) $shards) }}
+{{- fail (printf "autoscaling.maxReplicas (%d) is greater than config.kafka.shards (%d): a replica owns whole shards (partitions of <prefix>._raw), so replicas beyond the shard count would sit idle. Lower autoscaling.maxReplicas, or create the topics with more shards (config.kafka.shards is fixed for the life of the topics)." (.Values.autoscaling.maxReplicas | int) $shards) }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (gt (.Values.autoscaling.minReplicas | int) (.Values.autoscaling.maxReplicas | int)) }}
+{{- fail (printf "autoscaling.minReplicas (%d) is greater than autoscaling.maxReplicas (%d)" (.Values.autoscaling.minReplicas | int) (.Values.autoscaling.maxReplicas | int)) }}
+{{- end }}
+{{- if and (not .Values.autoscaling.enabled) (gt (.Values.replicaCount | int) $shards) }}
+{{- fail (printf "replicaCount (%d) is greater than config.kafka.shards (%d): a replica owns whole shards, so the extra replicas would sit idle" (.Values.replicaCount | int) $shards) }}
+{{- end }}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- if and $pdb.enabled (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) }}
+{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable" }}
+{{- end }}
+{{- if and .Values.secretFiles.enabled (not (or .Values.secretFiles.secretName .Values.existingSecret)) }}
+{{- fail "secretFiles.enabled needs secretFiles.secretName or existingSecret: the name of a Secret you created" }}
+{{- end }}
+{{- range .Values.secretEnv }}
+{{- if not (or .secretName $.Values.existingSecret) }}
+{{- fail (printf "secretEnv %s: set its secretName, or existingSecret" .name) }}
+{{- end }}
+{{- end }}
+{{- /* Every variable the config names must be provided by the pod. */}}
+{{- $refs := include "esw.secretRefs" . | fromJson }}
+{{- $envFrom := or (and .Values.existingSecret .Values.envFromExistingSecret) (gt (len .Values.extraEnvFrom) 0) }}
+{{- $named := list }}
+{{- range .Values.secretEnv }}{{ $named = append $named .name }}{{ end }}
+{{- range .Values.extraEnv }}{{ $named = append $named .name }}{{ end }}
+{{- if not $envFrom }}
+{{- range $refs.env }}
+{{- if not (has . $named) }}
+{{- fail (printf "config names the environment variable %s for a secret, but the pod would not have it: set existingSecret (all its keys become variables, envFromExistingSecret: true), or add {name: %s, key: <key in the Secret>} to secretEnv" . .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- /* Every file the config names must lie under a mounted volume. */}}
+{{- $mounts := list }}
+{{- if .Values.secretFiles.enabled }}{{ $mounts = append $mounts .Values.secretFiles.mountPath }}{{ end }}
+{{- range .Values.extraVolumeMounts }}{{ $mounts = append $mounts .mountPath }}{{ end }}
+{{- range $path := $refs.file }}
+{{- $ok := false }}
+{{- range $m := $mounts }}
+{{- if hasPrefix (printf "%s/" (trimSuffix "/" $m)) $path }}{{ $ok = true }}{{ end }}
+{{- end }}
+{{- if not $ok }}
+{{- fail (printf "config names the file %s for a secret, but no volume is mounted above it: enable secretFiles (mountPath %s) or add an extraVolumeMounts entry" $path $.Values.secretFiles.mountPath) }}
+{{- end }}
+{{- end }}
+{{- end }}
