@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test unit integration demo kafka-up kafka-down kafka-jars venv lock bench clean
+.PHONY: test unit integration demo kafka-up kafka-down kafka-jars tools chart-check image-check venv lock bench clean
 
 $(STAMP): requirements.lock requirements-test.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,16 @@ kafka-up: kafka-jars  ## start a local broker; prints its bootstrap address
 kafka-down:  ## stop it; leaves no process behind
 	@$(PYTHON) scripts/kafka.py down
 
-test: venv kafka-jars  ## everything CI runs
+tools:  ## helm and the manifest validator, built with `go install` into ~/.cache
+	@bash scripts/install-tools.sh >/dev/null
+
+chart-check: tools  ## helm lint --strict, render every scenario, validate against the Kubernetes types
+	bash scripts/chart-check.sh
+
+image-check:  ## hadolint the Dockerfile; install as the image does into a fresh venv and run it
+	bash scripts/image-check.sh
+
+test: venv kafka-jars tools chart-check image-check  ## everything CI runs
 	$(BIN)/python -m pytest -ra
 
 unit: venv

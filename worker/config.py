@@ -114,7 +114,7 @@ class AccountConfig:
     secret_key: str | None = attrs.field(repr=False)
     webhook: WebhookConfig
     poll: PollConfig
-    sender_rejection: EventType
+    sender_rejection: EventType | None      # None: as documented per provider
     options: Mapping[str, str]
 
     def context(self):  # -> providers.base.AccountContext (import kept local: providers import config-free)
@@ -385,9 +385,12 @@ class _Builder:
                 retry_max_secs=float(poll_raw.get("retry_max_secs", 60.0)),
                 id_max_age_days=int(poll_raw.get("id_max_age_days", 30)),
             ),
-            sender_rejection=EventType(raw.get("sender_rejection", "invalid")),
+            sender_rejection=_SENDER_REJECTION[raw.get("sender_rejection", "documented")],
             options=options,
         )
+
+
+_SENDER_REJECTION = {"documented": None, "invalid": EventType.INVALID, "soft_bounce": EventType.SOFT_BOUNCE}
 
 
 def _has_secret(section: Mapping[str, Any], name: str) -> bool:

@@ -5,7 +5,8 @@ State per email, keyed by a 64-bit hash of (provider, account, email_id), is one
     bits 63..32  occurred_at of the last emitted delivery status, Unix seconds (until 2106)
     bits 31..8   expiry, in hours since 2020-01-01
     bits  7..0   bits 0-2 the last emitted delivery type (0 = none yet); bits 3-6 the once-only
-                 types already emitted (delivered, invalid, complaint, unsubscribed)
+                 types already emitted (delivered, invalid, complaint, unsubscribed); bit 7 set
+                 once any soft bounce was emitted
 
 A word is never 0 (the expiry is), so 0 marks a deletion. The table stores words in two sorted
 numpy columns (8 + 8 bytes per email, no Python object per entry) plus a small dict of recent
@@ -44,6 +45,8 @@ ONCE_BIT = {
     EventType.COMPLAINT: 1 << 5,
     EventType.UNSUBSCRIBED: 1 << 6,
 }
+SOFT_SEEN = 1 << 7
+_TERMINAL = frozenset({TYPE_CODE[EventType.DELIVERED], TYPE_CODE[EventType.INVALID]})
 # Engagement events: once per email, and outside the delivery-status progression.
 _ENGAGEMENT = frozenset({EventType.COMPLAINT, EventType.UNSUBSCRIBED})
 
@@ -82,11 +85,16 @@ def decide(word: int | None, type_: EventType, occurred_s: int, expire_h: int, t
         return Outcome.EMIT, pack(last_occurred, expire_h, flags | bit)
     last_type = flags & 0b111
     code = TYPE_CODE[type_]
-    if last_type == _SOFT and code == _SOFT:
+    if code == _SOFT and (last_type == _SOFT or (last_type in _TERMINAL and flags & SOFT_SEEN)):
+        # After a soft bounce, or after a final status that followed one: only a clearly later
+        # soft bounce is a new attempt. (A final status with no soft bounce before it cannot tell
+        # a late-arriving real bounce from a replay, and takes the general rule below.)
         if occurred_s <= last_occurred + tolerance_s:
             return Outcome.DUPLICATE, None
     elif last_type and occurred_s < last_occurred - tolerance_s:
         return Outcome.STALE, None
+    if code == _SOFT:
+        bit = SOFT_SEEN
     return Outcome.EMIT, pack(occurred_s, expire_h, (flags & ~0b111) | bit | code)
 
 

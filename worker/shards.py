@@ -95,6 +95,7 @@ class Shard:
         self.transactional_id = f"{config.kafka.group_id}-{self.topics.raw}-{partition}"
         self.producer: AIOKafkaProducer | None = None
         self.batch = Batch()
+        self.inflight: Batch | None = None   # the batch whose transaction is being committed
         self.committed_offset: int | None = None
         self.restored = False
         self.closed = False
@@ -274,7 +275,7 @@ class Shard:
                 continue
             key = email_key(provider, name, obs.email_id)
             occurred = int(obs.occurred_at.timestamp())
-            current = self.batch.overlay[key] if key in self.batch.overlay else self.table.get(key)
+            current = self._lookup(key)
             outcome, word = decide(current, obs.type, occurred, hours_since_2020(occurred + retention), self._tolerance)
             if outcome is not Outcome.EMIT:
                 self.batch.counts[("drop", provider, name, outcome.value)] += 1
@@ -287,6 +288,14 @@ class Shard:
             self.batch.counts[("event", provider, name, obs.type.value, source.value)] += 1
             emitted += 1
         return emitted
+
+    def _lookup(self, key: int) -> int | None:
+        """The state as it will be once everything staged so far commits: the open batch, then the
+        batch being committed, then the table."""
+        for batch in (self.batch, self.inflight):
+            if batch is not None and key in batch.overlay:
+                return batch.overlay[key]
+        return self.table.get(key)
 
     def _learn_ids(self, account: AccountConfig, observations, received: datetime) -> None:
         tracker = self.trackers.get(account.name)
@@ -308,7 +317,7 @@ class Shard:
         change = tracker.learn(email_id, recipient, sent, status, final, now)
         if change is False:
             return
-        self.batch.state.append((id_key(account.name, email_id), change.encode() if change else None))
+        self.batch.state.append((id_key(account.name, email_id), change.encode()))
         self.batch.after_commit.append(lambda: tracker.apply_write(email_id, change, self.clock().timestamp()))
 
     def _nudge(self) -> None:
@@ -351,12 +360,13 @@ class Shard:
                 self._fail_waiters(batch, ShardClosed(f"shard {self.partition} closed"))
                 raise ShardClosed(f"shard {self.partition} closed")
             started = time.monotonic()
+            self.inflight = batch
             try:
                 await self._transaction(batch)
             except ProducerFenced as exc:
                 log.warning("shard fenced by a newer owner", extra={"shard": self.partition})
                 metrics.ERRORS.labels("transaction", "fenced").inc()
-                self._fail_waiters(batch, ShardClosed("fenced"))
+                self._drop_staged(batch, ShardClosed("fenced"))
                 self.closed = True
                 if self.on_lost:
                     self.on_lost(self.partition)
@@ -365,11 +375,20 @@ class Shard:
                 log.warning("transaction failed; rewinding", extra={"shard": self.partition,
                                                                     "error_type": type(exc).__name__})
                 metrics.ERRORS.labels("transaction", type(exc).__name__).inc()
+                self._drop_staged(batch, CommitFailed(type(exc).__name__))
                 await self._recover()
-                self._fail_waiters(batch, CommitFailed(type(exc).__name__))
                 raise CommitFailed(type(exc).__name__) from exc
+            finally:
+                self.inflight = None
             metrics.TRANSACTION_LATENCY.observe(time.monotonic() - started)
             self._committed(batch)
+
+    def _drop_staged(self, failed: Batch, exc: Exception) -> None:
+        """A failed batch takes the open one with it: that one's dedup decisions were made on top
+        of the failed one's. Both are replayed: `_raw` by the rewind, polls by their runners."""
+        pending, self.batch = self.batch, Batch()
+        self._fail_waiters(failed, exc)
+        self._fail_waiters(pending, exc)
 
     async def _transaction(self, batch: Batch) -> None:
         producer = self.producer
@@ -448,15 +467,27 @@ class Shard:
     # -- expiry ---------------------------------------------------------------------------------
 
     async def expire(self) -> int:
-        """Tombstone dedup entries whose email left every window; returns how many."""
-        keys = self.table.expired(self.clock().timestamp())
-        for chunk_start in range(0, len(keys), 10_000):
-            chunk = keys[chunk_start:chunk_start + 10_000]
+        """Tombstone dedup entries whose email left every window, and tracked ids that aged out;
+        returns how many."""
+        now = self.clock().timestamp()
+        keys = self.table.expired(now)
+        for start in range(0, len(keys), 10_000):
+            chunk = keys[start:start + 10_000]
             for key in chunk:
                 self.batch.overlay[key] = None
-            fut = self.stage_state([(state_key(k), None) for k in chunk])
-            await fut
-        return len(keys)
+            await self.stage_state([(state_key(k), None) for k in chunk])
+        ids = 0
+        for name, tracker in self.trackers.items():
+            old = tracker.expired(now)
+            ids += len(old)
+
+            def drop(tracker=tracker, old=old) -> None:
+                for email_id in old:
+                    tracker.apply_write(email_id, None, now)
+
+            if old:
+                await self.stage_state([(id_key(name, e), None) for e in old], after_commit=drop)
+        return len(keys) + ids
 
     def snapshot(self) -> dict[str, Any]:
         return {"shard": self.partition, "restored": self.restored, "entries": len(self.table),

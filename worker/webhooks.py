@@ -102,8 +102,9 @@ class WebhookReceiver:
                              headers={k.lower(): v for k, v in request.headers.items()},
                              query=dict(request.query))
         module = get_module(account.provider)
+        ctx = account.context()
         try:
-            outcome["verified"] = module.verify_webhook(req, account.webhook.keys, now, account.webhook.replay_window_secs)
+            outcome["verified"] = module.verify_webhook(ctx, req, now, account.webhook.replay_window_secs)
         except BadSignature as exc:
             outcome["error_type"] = exc.error_type
             return 401
@@ -114,7 +115,6 @@ class WebhookReceiver:
         except MalformedPayload as exc:
             sends.append(self._dead(provider, name, exc.error_type, req.body, req.content_type, now))
             records = []
-        ctx = account.context()
         shard = shard_of(provider, name, self.config.kafka.shards)
         for record in records:
             try:

@@ -42,7 +42,7 @@ E, D, S = Outcome.EMIT, Outcome.DUPLICATE, Outcome.STALE
     ([(T.DELIVERED, 100), (T.INVALID, 3600)], [E, E]),                  # asynchronous bounce after delivery
     ([(T.DELIVERED, 100), (T.INVALID, 40)], [E, E]),                    # different type within tolerance
     ([(T.DELIVERED, 100), (T.INVALID, 39)], [E, S]),                    # older different type: stale
-    ([(T.SOFT_BOUNCE, 100), (T.DELIVERED, 500), (T.SOFT_BOUNCE, 100)], [E, E, S]),  # late replay of the bounce
+    ([(T.SOFT_BOUNCE, 100), (T.DELIVERED, 500), (T.SOFT_BOUNCE, 100)], [E, E, D]),  # late replay of the bounce
     ([(T.SOFT_BOUNCE, 100), (T.DELIVERED, 500), (T.SOFT_BOUNCE, 900)], [E, E, E]),  # a real later bounce
     ([(T.SOFT_BOUNCE, 100), (T.INVALID, 500), (T.INVALID, 700)], [E, E, D]),
     ([(T.COMPLAINT, 100), (T.COMPLAINT, 9000)], [E, D]),                # once per email
@@ -50,6 +50,14 @@ E, D, S = Outcome.EMIT, Outcome.DUPLICATE, Outcome.STALE
     ([(T.DELIVERED, 5000), (T.COMPLAINT, 1)], [E, E]),                  # engagement is never stale
     ([(T.COMPLAINT, 5000), (T.DELIVERED, 1)], [E, E]),                  # ... and does not make others stale
     ([(T.DELIVERED, 100), (T.UNSUBSCRIBED, 200), (T.SOFT_BOUNCE, 300), (T.DELIVERED, 400)], [E, E, E, D]),
+    # a replayed soft bounce after the final status that followed it (same second, or earlier)
+    ([(T.SOFT_BOUNCE, 14), (T.DELIVERED, 14), (T.SOFT_BOUNCE, 14)], [E, E, D]),
+    ([(T.SOFT_BOUNCE, 10), (T.SOFT_BOUNCE, 100), (T.INVALID, 105), (T.SOFT_BOUNCE, 100), (T.SOFT_BOUNCE, 10)],
+     [E, E, E, D, D]),
+    # ... but a soft bounce arriving late, after a final status with none before it, is real
+    ([(T.DELIVERED, 14), (T.SOFT_BOUNCE, 14)], [E, E]),
+    ([(T.DELIVERED, 14), (T.SOFT_BOUNCE, 14), (T.SOFT_BOUNCE, 14)], [E, E, D]),
+    ([(T.SOFT_BOUNCE, 14), (T.DELIVERED, 14), (T.SOFT_BOUNCE, 200)], [E, E, E]),   # clearly later: new
 ])
 def test_rules(observations, expected):
     assert run(observations) == expected

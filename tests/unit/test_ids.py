@@ -42,15 +42,32 @@ def test_unchanged_status_backs_off_and_changes_become_observations_with_the_rec
     assert t.ids["0"].due_at == NOW + 200 + BASE_BACKOFF_SECS * 2
 
 
-def test_final_statuses_and_unknown_ids_are_dropped():
+def test_final_ids_stop_being_checked_and_unknown_ids_are_dropped():
     t = tracker_with(3)
     asked = t.due(NOW + 10)
     page = PollPage((obs("0", "ok_delivered", EventType.DELIVERED, final=False),
                      obs("1", "err_user_unknown", EventType.INVALID, final=True)), 2, None, unknown_ids=("2",))
     plan = t.plan(asked, page, NOW + 10)
-    assert plan.writes["1"] is None and plan.writes["2"] is None and plan.writes["0"].status == "ok_delivered"
+    assert plan.writes["1"].final and plan.writes["2"] is None and plan.writes["0"].status == "ok_delivered"
     t.apply(plan, NOW + 10)
-    assert set(t.ids) == {"0"}
+    assert set(t.ids) == {"0", "1"}
+    assert t.due(NOW + 10 * 86400) == ["0"]  # the final one is remembered, never asked again
+
+
+def test_a_final_status_seen_first_is_not_restarted_by_a_late_sent_record():
+    t = IdTracker(max_age_secs=30 * 86400, batch=10)
+    first = t.learn("9", "a@x", NOW, "skip_dup_mailbox_full", True, NOW)  # webhook before the sent record
+    assert first == Tracked("a@x", NOW, "skip_dup_mailbox_full", final=True)
+    t.apply_write("9", first, NOW)
+    assert t.learn("9", "a@x", NOW, None, False, NOW + 5) is False  # the sent record
+    assert t.due(NOW + 86400) == []
+
+
+def test_aged_out_ids_are_listed_for_tombstoning():
+    t = IdTracker(max_age_secs=100, batch=10)
+    t.apply_write("old", Tracked(recipient="a@x", sent_at=NOW - 200, final=True), NOW)
+    t.apply_write("new", Tracked(recipient="b@x", sent_at=NOW), NOW)
+    assert t.expired(NOW) == ["old"]
 
 
 def test_old_ids_expire():
@@ -60,18 +77,18 @@ def test_old_ids_expire():
     assert plan.writes == {"a": None}
 
 
-def test_learning_from_webhooks_updates_status_and_final_drops():
+def test_learning_from_webhooks_updates_status_and_finality():
     t = tracker_with(1)
     assert t.learn("0", "r0@x.test", NOW, "err_will_retry", False, NOW) == Tracked("r0@x.test", NOW, "err_will_retry")
     assert t.learn("0", "r0@x.test", NOW, None, False, NOW) is False
-    assert t.learn("0", "r0@x.test", NOW, "ok_delivered", True, NOW) is None
+    assert t.learn("0", "r0@x.test", NOW, "ok_delivered", True, NOW) == Tracked("r0@x.test", NOW, "ok_delivered", True)
     assert t.learn("new", "n@x", NOW, None, False, NOW) == Tracked("n@x", NOW, None)
     assert t.learn("old", "o@x", NOW - 40 * 86400, None, False, NOW) is False
 
 
 def test_tracked_encoding_round_trips():
-    tr = Tracked(recipient="a@b.c", sent_at=12.5, status="ok_sent")
-    assert Tracked.decode(tr.encode()) == Tracked(recipient="a@b.c", sent_at=12.5, status="ok_sent")
+    tr = Tracked(recipient="a@b.c", sent_at=12.5, status="ok_sent", final=True)
+    assert Tracked.decode(tr.encode()) == tr
 
 
 def test_failed_batches_are_retried_later():

@@ -5,10 +5,13 @@ due first, until their status is final or they are `max_age` old; each check tha
 nothing doubles that id's wait (1 min up to 6 h). checkEmail reports no times and no addresses,
 so the tracker remembers each id's recipient and last status and turns a poll into an observation
 only when the status changed: repeating an unchanged soft bounce every few minutes would
-otherwise look like a new attempt. Pure: `now` is passed in, plans are applied after commit.
+otherwise look like a new attempt. Final ids are remembered, unscheduled, until they age out, so
+a sent record or webhook arriving after the final status cannot start the id over.
+Pure: `now` is passed in, and plans are applied after their commit.
 
-Persisted in `_state` (key b"u" + account + b"|" + id): recipient, sent time and last status; the
-due times are not persisted (a restored id is simply due again), which keeps writes to changes.
+Persisted in `_state` (key b"u" + account + b"|" + id): recipient, sent time, last status and
+finality; due times are not persisted (a restored id is simply due again), which keeps writes to
+changes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import heapq
 import attrs
 import orjson
 
-from worker.model import Observation
 from worker.providers.base import PollPage
 
 BASE_BACKOFF_SECS = 60.0
@@ -30,24 +32,25 @@ class Tracked:
     recipient: str
     sent_at: float
     status: str | None = None
+    final: bool = False
     # scheduling only, neither persisted nor part of equality
     attempts: int = attrs.field(default=0, eq=False)
     due_at: float = attrs.field(default=0.0, eq=False)
 
     def encode(self) -> bytes:
-        return orjson.dumps({"r": self.recipient, "s": self.sent_at, "st": self.status})
+        return orjson.dumps({"r": self.recipient, "s": self.sent_at, "st": self.status, "f": self.final})
 
     @classmethod
     def decode(cls, data: bytes) -> Tracked:
         d = orjson.loads(data)
-        return cls(recipient=d["r"], sent_at=float(d["s"]), status=d.get("st"))
+        return cls(recipient=d["r"], sent_at=float(d["s"]), status=d.get("st"), final=bool(d.get("f")))
 
 
 @attrs.frozen
 class IdPlan:
     """What one checkEmail answer changes: observations to submit and state writes (None = drop)."""
 
-    observations: tuple[Observation, ...]
+    observations: tuple
     writes: dict[str, Tracked | None]
     checked: tuple[str, ...]
 
@@ -60,7 +63,11 @@ class IdTracker:
     _heap: list[tuple[float, str]] = attrs.field(factory=list)
 
     def _schedule(self, email_id: str, due_at: float) -> None:
-        self.ids[email_id].due_at = due_at
+        tracked = self.ids[email_id]
+        if tracked.final:
+            tracked.due_at = float("inf")
+            return
+        tracked.due_at = due_at
         heapq.heappush(self._heap, (due_at, email_id))
 
     def restore(self, email_id: str, tracked: Tracked | None, now: float) -> None:
@@ -71,18 +78,19 @@ class IdTracker:
         self._schedule(email_id, now)
 
     def learn(self, email_id: str, recipient: str, sent_at: float, status: str | None,
-              final: bool, now: float) -> Tracked | None | bool:
-        """An id seen in the sent topic or a webhook. Returns the state to persist (a Tracked, or
-        None to drop it), or False when nothing changed."""
+              final: bool, now: float) -> Tracked | bool:
+        """An id seen in the sent topic or a webhook: the state to persist, or False when nothing
+        changed."""
         known = self.ids.get(email_id)
-        if final:
-            return None if known is not None else False
         if known is None:
             if now - sent_at > self.max_age_secs:
                 return False
-            return Tracked(recipient=recipient, sent_at=sent_at, status=status)
-        if status is not None and status != known.status:
-            return attrs.evolve(known, status=status)
+            return Tracked(recipient=recipient, sent_at=sent_at, status=status, final=final)
+        if known.final:
+            return False
+        if final or (status is not None and status != known.status):
+            return attrs.evolve(known, status=status if status is not None else known.status, final=final,
+                                recipient=known.recipient or recipient)
         if not known.recipient and recipient:
             return attrs.evolve(known, recipient=recipient)
         return False
@@ -93,8 +101,10 @@ class IdTracker:
             return
         previous = self.ids.get(email_id)
         self.ids[email_id] = tracked
-        if previous is None or tracked.status != previous.status:
-            self._schedule(email_id, now + BASE_BACKOFF_SECS if previous else now)
+        if previous is None:
+            self._schedule(email_id, now)
+        elif tracked.status != previous.status or tracked.final:
+            self._schedule(email_id, now + BASE_BACKOFF_SECS)
         else:
             tracked.due_at = previous.due_at
 
@@ -124,20 +134,20 @@ class IdTracker:
         return float("inf")
 
     def plan(self, asked: list[str], page: PollPage, now: float) -> IdPlan:
-        observations: list[Observation] = []
+        observations = []
         writes: dict[str, Tracked | None] = {}
         for obs in page.observations:
             tracked = self.ids.get(obs.email_id)
-            if tracked is None:
+            if tracked is None or tracked.final:
                 continue
             if obs.provider_status != tracked.status:
                 observations.append(attrs.evolve(obs, recipient=tracked.recipient))
-                writes[obs.email_id] = None if obs.final else attrs.evolve(tracked, status=obs.provider_status, attempts=0)
+                writes[obs.email_id] = attrs.evolve(tracked, status=obs.provider_status, final=obs.final, attempts=0)
             elif obs.final:
-                writes[obs.email_id] = None
+                writes[obs.email_id] = attrs.evolve(tracked, final=True)
         for email_id in page.unknown_ids:
             if email_id in self.ids:
-                writes[email_id] = None
+                writes[email_id] = None  # the provider does not know it (or no longer): give up
         for email_id in asked:
             tracked = self.ids.get(email_id)
             if tracked is not None and email_id not in writes and now - tracked.sent_at > self.max_age_secs:
@@ -156,13 +166,16 @@ class IdTracker:
                 continue
             if email_id not in plan.writes:
                 tracked.attempts += 1
-            wait = min(MAX_BACKOFF_SECS, BASE_BACKOFF_SECS * 2 ** tracked.attempts)
-            self._schedule(email_id, now + wait)
+            self._schedule(email_id, now + min(MAX_BACKOFF_SECS, BASE_BACKOFF_SECS * 2 ** tracked.attempts))
 
     def failed(self, asked: list[str], now: float, backoff_secs: float) -> None:
         for email_id in asked:
             if email_id in self.ids:
                 self._schedule(email_id, now + backoff_secs)
+
+    def expired(self, now: float) -> list[str]:
+        """Ids older than max_age, final or not: the caller tombstones them."""
+        return [email_id for email_id, t in self.ids.items() if now - t.sent_at > self.max_age_secs]
 
     def __len__(self) -> int:
         return len(self.ids)
