@@ -55,7 +55,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     from worker.backfill import run_backfill
 
-    return run_backfill(config, args.account, args.date_from, args.date_to, progress=not args.no_progress)
+    return run_backfill(config, args.account, args.date_from, args.date_to, progress=not args.no_progress,
+                        share=args.share)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="first send date, YYYY-MM-DD, in the provider's time zone")
     backfill.add_argument("--to", dest="date_to", required=True, type=date.fromisoformat,
                           help="last send date, YYYY-MM-DD, inclusive")
+    backfill.add_argument("--share", type=float, default=0.25,
+                          help="fraction of the account's polling rate to use (default 0.25: the worker polls too)")
     backfill.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     backfill.set_defaults(func=cmd_backfill)
 

@@ -3,7 +3,8 @@
 State per email, keyed by a 64-bit hash of (provider, account, email_id), is one 64-bit word:
 
     bits 63..32  occurred_at of the last emitted delivery status, Unix seconds (until 2106)
-    bits 31..8   expiry, in hours since 2020-01-01
+    bit  31      set when that time was only when we saw the status (the provider gave none)
+    bits 30..8   expiry, in hours since 2020-01-01 (until the year 2977)
     bits  7..0   bits 0-2 the last emitted delivery type (0 = none yet); bits 3-6 the once-only
                  types already emitted (delivered, invalid, complaint, unsubscribed); bit 7 set
                  once any soft bounce was emitted
@@ -57,13 +58,17 @@ def hours_since_2020(unix_seconds: float) -> int:
     return max(1, int(unix_seconds - _HOUR_EPOCH) // 3600)
 
 
-def pack(occurred_s: int, expire_h: int, flags: int) -> int:
-    return (occurred_s & 0xFFFFFFFF) << 32 | (expire_h & 0xFFFFFF) << 8 | (flags & 0xFF)
+SEEN_TIME = 1 << 31
+
+
+def pack(occurred_s: int, expire_h: int, flags: int, seen_time: bool = False) -> int:
+    return ((occurred_s & 0xFFFFFFFF) << 32 | (SEEN_TIME if seen_time else 0)
+            | (expire_h & 0x7FFFFF) << 8 | (flags & 0xFF))
 
 
 def unpack(word: int) -> tuple[int, int, int]:
     """(occurred_s, expire_h, flags)."""
-    return word >> 32, (word >> 8) & 0xFFFFFF, word & 0xFF
+    return word >> 32, (word >> 8) & 0x7FFFFF, word & 0xFF
 
 
 def email_key(provider: str, account: str, email_id: str) -> int:
@@ -71,18 +76,20 @@ def email_key(provider: str, account: str, email_id: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def decide(word: int | None, type_: EventType, occurred_s: int, expire_h: int, tolerance_s: float) -> tuple[Outcome, int | None]:
+def decide(word: int | None, type_: EventType, occurred_s: int, expire_h: int, tolerance_s: float,
+           exact_time: bool = True) -> tuple[Outcome, int | None]:
     """Apply the dedup rules to one observation; return the outcome and the new state word."""
     if word:
         last_occurred, last_expire, flags = unpack(word)
+        last_seen_time = bool(word & SEEN_TIME)
     else:
-        last_occurred, last_expire, flags = 0, 0, 0
+        last_occurred, last_expire, flags, last_seen_time = 0, 0, 0, False
     bit = ONCE_BIT.get(type_, 0)
     if flags & bit:
         return Outcome.DUPLICATE, None
     expire_h = max(expire_h, last_expire)
     if type_ in _ENGAGEMENT:
-        return Outcome.EMIT, pack(last_occurred, expire_h, flags | bit)
+        return Outcome.EMIT, pack(last_occurred, expire_h, flags | bit, last_seen_time)
     last_type = flags & 0b111
     code = TYPE_CODE[type_]
     if code == _SOFT and (last_type == _SOFT or (last_type in _TERMINAL and flags & SOFT_SEEN)):
@@ -91,11 +98,12 @@ def decide(word: int | None, type_: EventType, occurred_s: int, expire_h: int, t
         # a late-arriving real bounce from a replay, and takes the general rule below.)
         if occurred_s <= last_occurred + tolerance_s:
             return Outcome.DUPLICATE, None
-    elif last_type and occurred_s < last_occurred - tolerance_s:
+    elif last_type and occurred_s < last_occurred - tolerance_s and not last_seen_time:
+        # (a status we only know to have happened by the time we saw it proves nothing stale)
         return Outcome.STALE, None
     if code == _SOFT:
         bit = SOFT_SEEN
-    return Outcome.EMIT, pack(occurred_s, expire_h, (flags & ~0b111) | bit | code)
+    return Outcome.EMIT, pack(occurred_s, expire_h, (flags & ~0b111) | bit | code, not exact_time)
 
 
 class DedupTable:
@@ -177,7 +185,7 @@ class DedupTable:
         """Keys whose expiry has passed (they are not removed here: the caller tombstones them)."""
         self.merge()
         now_h = hours_since_2020(now_s)
-        expire = (self._vals >> np.uint64(8)) & np.uint64(0xFFFFFF)
+        expire = (self._vals >> np.uint64(8)) & np.uint64(0x7FFFFF)
         mask = (self._vals != 0) & (expire < np.uint64(now_h))
         return [int(k) for k in self._keys[mask]]
 

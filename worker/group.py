@@ -133,11 +133,10 @@ class ShardManager(ConsumerRebalanceListener):
             await shard.start()
             tp = TopicPartition(self.topics.raw, p)
             committed = await self.consumer.committed(tp)
-            if committed is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, committed)
-            shard.committed_offset = committed if committed is not None else 0
+            if committed is None:  # a new group: from the beginning (explicitly; see Shard._restore)
+                committed = (await self.consumer.beginning_offsets([tp]))[tp]
+            self.consumer.seek(tp, committed)
+            shard.committed_offset = committed
         except asyncio.CancelledError:
             await shard.close(commit=False)
             raise

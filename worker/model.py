@@ -76,7 +76,9 @@ class Observation:
     """One status a provider reported for one recipient of one message.
 
     `type` is None for statuses the service does not emit (pending, opened, clicked); they still
-    matter to id-based polling, which stops asking once `final` is true.
+    matter to id-based polling, which stops asking once `final` is true. `exact_time` is False when
+    the provider reported no time and `occurred_at` is only when we saw the status (UniSender's
+    checkEmail): dedup then never judges other reports stale against it.
     """
 
     email_id: str
@@ -91,6 +93,7 @@ class Observation:
     provider_message: str | None = None
     smtp: Smtp | None = None
     final: bool = False
+    exact_time: bool = True
     raw: dict[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
 
 

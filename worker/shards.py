@@ -127,14 +127,16 @@ class Shard:
 
     async def _restore(self) -> None:
         consumer = AIOKafkaConsumer(**self.config.kafka.client_kwargs(), isolation_level="read_committed",
-                                    enable_auto_commit=False, max_partition_fetch_bytes=16 << 20,
-                                    fetch_max_bytes=64 << 20)
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20)
         await consumer.start()
         try:
             tp = TopicPartition(self.topics.state, self.partition)
             consumer.assign([tp])
             end = (await consumer.end_offsets([tp]))[tp]
-            await consumer.seek_to_beginning(tp)
+            # An explicit offset: aiokafka's lazy seek_to_beginning() right after assign() can lose
+            # to the initial position lookup, and a restore that reads nothing re-emits everything.
+            consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
             keys: list[int] = []
             words: list[int] = []
             now = self.clock().timestamp()
@@ -169,10 +171,9 @@ class Shard:
                 tracker.restore(email_id, Tracked.decode(value) if value else None, now)
 
     async def close(self, *, commit: bool) -> None:
-        """Hand the shard over: commit (or abort) what is open, release the producer."""
-        if self.closed:
-            return
-        if commit and self.producer is not None and self.restored:
+        """Hand the shard over: commit (or abort) what is open, release the producer. Also for a
+        shard that already closed itself (fenced): its producer must still be stopped."""
+        if commit and not self.closed and self.producer is not None and self.restored:
             try:
                 await self.commit()
             except (CommitFailed, ShardClosed):
@@ -181,10 +182,11 @@ class Shard:
         self._fail_waiters(self.batch, ShardClosed(f"shard {self.partition} closed"))
         self.batch = Batch()
         self._wake.set()
-        if self.producer is not None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
             try:
-                await self.producer.stop()
-            except KafkaError:
+                await producer.stop()
+            except Exception:  # noqa: BLE001 - a fenced or disconnected producer still stops
                 pass
         try:
             metrics.STATE_ENTRIES.remove(str(self.partition))
@@ -276,7 +278,8 @@ class Shard:
             key = email_key(provider, name, obs.email_id)
             occurred = int(obs.occurred_at.timestamp())
             current = self._lookup(key)
-            outcome, word = decide(current, obs.type, occurred, hours_since_2020(occurred + retention), self._tolerance)
+            outcome, word = decide(current, obs.type, occurred, hours_since_2020(occurred + retention),
+                                   self._tolerance, obs.exact_time)
             if outcome is not Outcome.EMIT:
                 self.batch.counts[("drop", provider, name, outcome.value)] += 1
                 continue
@@ -392,16 +395,22 @@ class Shard:
 
     async def _transaction(self, batch: Batch) -> None:
         producer = self.producer
-        await producer.begin_transaction()
-        for topic, key, value, headers in batch.events:
-            await producer.send(topic, value, key=key, headers=headers)
-        for key, value in batch.state:
-            await producer.send(self.topics.state, value, key=key, partition=self.partition)
-        for key, value, headers in batch.dead:
-            await producer.send(self.topics.dead_letter, value, key=key, headers=headers)
-        if batch.raw_offset is not None:
-            await producer.send_offsets_to_transaction({self.raw_tp: batch.raw_offset}, self.config.kafka.group_id)
-        await asyncio.wait_for(producer.commit_transaction(), self.config.kafka.produce_timeout_secs * 3)
+        sent: list[asyncio.Future] = []
+        try:
+            await producer.begin_transaction()
+            for topic, key, value, headers in batch.events:
+                sent.append(await producer.send(topic, value, key=key, headers=headers))
+            for key, value in batch.state:
+                sent.append(await producer.send(self.topics.state, value, key=key, partition=self.partition))
+            for key, value, headers in batch.dead:
+                sent.append(await producer.send(self.topics.dead_letter, value, key=key, headers=headers))
+            if batch.raw_offset is not None:
+                await producer.send_offsets_to_transaction({self.raw_tp: batch.raw_offset}, self.config.kafka.group_id)
+            await asyncio.wait_for(producer.commit_transaction(), self.config.kafka.produce_timeout_secs * 3)
+        except BaseException:
+            for fut in sent:  # the records share the transaction's fate; their errors are not news
+                fut.add_done_callback(_consume_outcome)
+            raise
 
     async def _recover(self) -> None:
         """After a failed transaction: abort it if we can, else start a fresh producer (which
@@ -494,6 +503,11 @@ class Shard:
                 "restore_secs": round(self.restore_secs, 3), "committed_offset": self.committed_offset,
                 "backlog": self.backlog, "accounts": sorted(f"{p.value}/{n}" for p, n in self.accounts),
                 "tracked_ids": {name: len(t) for name, t in self.trackers.items()}}
+
+
+def _consume_outcome(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _retention_secs(config: Config, account: AccountConfig) -> float:

@@ -63,6 +63,18 @@ def test_rules(observations, expected):
     assert run(observations) == expected
 
 
+def test_a_time_we_only_saw_it_by_judges_nothing_stale():
+    """UniSender's checkEmail has no times: a final status found by a poll is stamped with when we
+    saw it, and a real, earlier soft bounce arriving later by webhook is still news."""
+    _, seen = decide(None, T.INVALID, 5000, EXP, TOL, exact_time=False)
+    assert decide(seen, T.SOFT_BOUNCE, 100, EXP, TOL)[0] is Outcome.EMIT
+    _, exact = decide(None, T.INVALID, 5000, EXP, TOL)
+    assert decide(exact, T.SOFT_BOUNCE, 100, EXP, TOL)[0] is Outcome.STALE
+    _, after = decide(seen, T.SOFT_BOUNCE, 100, EXP, TOL)
+    assert decide(after, T.SOFT_BOUNCE, 100, EXP, TOL)[0] is Outcome.DUPLICATE  # and once only
+    assert decide(after, T.INVALID, 6000, EXP, TOL)[0] is Outcome.DUPLICATE
+
+
 def test_state_word_layout_round_trips_and_is_never_zero():
     word = pack(1_700_000_000, hours_since_2020(1_700_000_000), ONCE_BIT[T.DELIVERED] | TYPE_CODE[T.DELIVERED])
     assert word != 0

@@ -50,6 +50,19 @@ async def test_steady_state_stays_under_the_quota_in_every_window():
     assert limiter.calls == pytest.approx(2400 * 10, rel=0.01)  # it does use its share
 
 
+@pytest.mark.parametrize("window", [5.0, 10.0, 60.0])
+async def test_the_learned_cap_stays_under_the_real_limit_for_any_window_length(window):
+    quota = SlidingQuota(40, window)
+    limiter, clock = make(120 * 0.8, window)
+    start, throttled_at = clock.now, []
+    while clock.now < start + 40 * window:
+        await limiter.acquire()
+        if not quota.call(clock.now):
+            throttled_at.append(clock.now - start)
+            limiter.on_throttle()
+    assert throttled_at and max(throttled_at) < 5 * window, throttled_at
+
+
 async def test_small_quota_one_call_per_window_edge():
     limiter, clock = make(1, 60)  # 1 call a minute: burst must not let two through
     quota = SlidingQuota(1, 60)

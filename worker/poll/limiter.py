@@ -55,8 +55,10 @@ class AdaptiveLimiter:
 
     @property
     def burst(self) -> float:
-        # One second's worth: with rate <= 0.8 q/W, a window then sees at most rate*(W+1) calls.
-        return max(1.0, self.rate)
+        # A sixtieth of a window's worth (one second of a minute): any window then sees at most
+        # rate * W * 61/60 calls, which stays under the quota both at the configured share (0.8)
+        # and at the learned cap (0.9 of the achieved rate), whatever the window's length.
+        return max(1.0, self.rate * self.window / 60.0)
 
     def _advance(self, now: float) -> None:
         """Apply the clean windows that passed since the last throttle, then refill tokens."""

@@ -1,33 +1,30 @@
-"""The poll runner: the I/O around a provider module for one account, while its shard is owned.
+"""The poll runner: one account's polling loop, while its shard is owned.
 
-Loop: ask the scheduler what is due, take a token from the account's limiter, call the API
-(transport errors and 5xx retried here, and only here, by tenacity: bounded in attempts and time,
-jittered), parse, hand the page to the shard with the cursor it moves, and apply the cursor only
-once the shard's transaction committed. Throttles halve the limiter; nothing that fails advances.
+Loop: ask the scheduler what is due, fetch it (worker.poll.fetch: limiter, retries, parse), hand
+the page to the shard with the cursor it moves, and apply the cursor only once the shard's
+transaction committed. Throttles halve the limiter; nothing that fails advances.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
 import aiohttp
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from worker import metrics
 from worker.config import AccountConfig
+from worker.poll.fetch import Fetcher
 from worker.poll.limiter import AdaptiveLimiter
 from worker.poll.scheduler import DateWindowScheduler
 from worker.providers import get_module
-from worker.providers.base import BadRequest, FatalConfig, PollError, PollPage, PollQuery, Retriable, Throttled
+from worker.providers.base import BadRequest, FatalConfig, PollError, PollPage, PollQuery, Throttled
 from worker.shards import CommitFailed, Shard, ShardClosed, cursor_key, id_key
 
 log = logging.getLogger("worker.poll")
 
-TRANSIENT = (Retriable, aiohttp.ClientError, asyncio.TimeoutError)
 FATAL_BACKOFF_SECS = 300.0
 
 
@@ -39,9 +36,9 @@ class PollRunner:
         self.session = session
         self.clock = clock
         self.module = get_module(account.provider)
-        self.ctx = account.context()
         p = account.poll
         self.limiter = AdaptiveLimiter(p.calls_per_second, p.quota_window_secs)
+        self.fetcher = Fetcher(account, session, self.limiter, clock)
         self.labels = (account.provider.value, account.name)
         self.state = "starting"
         self.last_success: datetime | None = None
@@ -49,48 +46,8 @@ class PollRunner:
         self.pages = 0
         self.scheduler: DateWindowScheduler | None = None
 
-    # -- one call -------------------------------------------------------------------------------
-
     async def fetch(self, query: PollQuery) -> PollPage:
-        p = self.account.poll
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(p.retry_attempts) | stop_after_delay(p.retry_max_secs),
-            wait=wait_random_exponential(multiplier=0.5, max=min(30.0, p.retry_max_secs)),
-            retry=retry_if_exception_type(TRANSIENT),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                return await self._call(query)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _call(self, query: PollQuery) -> PollPage:
-        await self.limiter.acquire()
-        metrics.POLL_RATE.labels(*self.labels).set(self.limiter.rate)
-        request = self.module.build_poll_request(self.ctx, query, self.clock())
-        started = time.monotonic()
-        outcome = "transport"
-        try:
-            async with self.session.request(
-                request.method, request.url, params=list(request.params) or None, headers=dict(request.headers),
-                data=request.body, timeout=aiohttp.ClientTimeout(total=self.account.poll.request_timeout_secs),
-            ) as response:
-                body = await response.read()
-                headers = {k.lower(): v for k, v in response.headers.items()}
-                status = response.status
-            page = self.module.parse_poll_response(self.ctx, query, status, headers, body, self.clock())
-            outcome = "ok"
-            return page
-        except PollError as exc:
-            outcome = exc.error_type
-            raise
-        finally:
-            metrics.POLL_REQUESTS.labels(*self.labels, outcome).inc()
-            log.info("poll", extra={"provider": self.labels[0], "account": self.labels[1], "outcome": outcome,
-                                    "send_date": str(query.send_date) if query.send_date else None,
-                                    "status_filter": query.status.value if query.status else None,
-                                    "offset": query.offset, "ids": len(query.email_ids),
-                                    "ms": round((time.monotonic() - started) * 1000, 1)})
+        return (await self.fetcher.fetch(query)).page
 
     # -- loops ----------------------------------------------------------------------------------
 

@@ -301,7 +301,8 @@ def parse_poll_response(
                 recipient=recipients.get(email_id, ""),
                 type=type_,
                 reason=reason,
-                occurred_at=now,
+                occurred_at=now,  # checkEmail reports no time: when we saw it, an upper bound
+                exact_time=False,
                 provider_status=value,
                 final=final,
                 raw=entry,

@@ -1,0 +1,144 @@
+"""`email-status-worker backfill --account A --from D --to D`: re-poll a range of send dates.
+
+The pages go through the same dedup as everything else: each fetched page is written, raw and
+unparsed, to `_raw` (kind `poll_page`, key `provider/account`), and the shard's owner parses and
+de-duplicates it in its next transaction. So a backfill never emits what was already emitted,
+can run while the worker runs, and needs no shard of its own. Its calls share the account's quota
+with the running worker, so it uses a quarter of the account's share by default (`--share`); the
+provider's throttle answers slow both down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+
+import aiohttp
+from aiokafka import AIOKafkaProducer
+
+from worker import logs
+from worker.config import Config
+from worker.emit import Topics, account_key, ensure_topics, producer_settings, shard_of
+from worker.poll.fetch import Fetcher
+from worker.poll.limiter import AdaptiveLimiter
+from worker.providers import get_module
+from worker.providers.base import PollError, PollQuery, Throttled
+from worker.shards import raw_record
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class Progress:
+    """A one-line progress bar on stderr (the log stays on stdout)."""
+
+    def __init__(self, windows: int, enabled: bool) -> None:
+        self.windows, self.enabled = windows, enabled
+        self.done_windows = 0
+        self.pages = 0
+        self.rows = 0
+        self.started = time.monotonic()
+        self._window_part = 0.0
+
+    def page(self, rows: int, offset: int, total: int | None) -> None:
+        self.pages += 1
+        self.rows += rows
+        self._window_part = min(1.0, (offset + rows) / total) if total else 0.0
+        self.draw()
+
+    def window_done(self) -> None:
+        self.done_windows += 1
+        self._window_part = 0.0
+        self.draw()
+
+    def draw(self, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        fraction = min(1.0, (self.done_windows + self._window_part) / max(1, self.windows))
+        filled = int(fraction * 30)
+        secs = time.monotonic() - self.started
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}  {self.done_windows}/{self.windows} "
+                         f"windows  {self.pages} pages  {self.rows} rows  {secs:5.0f} s")
+        if final:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def run_backfill(config: Config, account_name: str, date_from: date, date_to: date, *, progress: bool = True,
+                 share: float = 0.25) -> int:
+    logs.setup("WARNING")
+    accounts = [a for a in config.accounts if a.name == account_name]
+    if not accounts:
+        print(f"backfill: no account named {account_name!r} in the configuration", file=sys.stderr)
+        return EXIT_USAGE
+    if len(accounts) > 1:
+        print(f"backfill: {len(accounts)} accounts are named {account_name!r}", file=sys.stderr)
+        return EXIT_USAGE
+    account = accounts[0]
+    module = get_module(account.provider)
+    if module.DEFAULTS.polling != "date":
+        print(f"backfill: {account.provider.value} has no date query; its ids come from the sent-message topic",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if date_to < date_from:
+        print("backfill: --to is before --from", file=sys.stderr)
+        return EXIT_USAGE
+    oldest = datetime.now(timezone.utc).astimezone(module.DEFAULTS.tz).date() - timedelta(days=module.DEFAULTS.retention_days)
+    if date_from < oldest:
+        print(f"backfill: {account.provider.value} keeps statuses for {module.DEFAULTS.retention_days} days; "
+              f"dates before {oldest} cannot be polled", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(_backfill(config, account, date_from, date_to, progress, share))
+
+
+async def _backfill(config, account, date_from: date, date_to: date, show: bool, share: float) -> int:
+    module = get_module(account.provider)
+    await ensure_topics(config.kafka, with_outputs=False)
+    topics = Topics.from_config(config.kafka)
+    provider, name = account.provider.value, account.name
+    partition = shard_of(provider, name, config.kafka.shards)
+    days = [date_from + timedelta(days=i) for i in range((date_to - date_from).days + 1)]
+    statuses = module.DEFAULTS.status_filters or (None,)
+    windows = [(d, s) for d in days for s in statuses]
+    bar = Progress(len(windows), show)
+    limiter = AdaptiveLimiter(account.poll.calls_per_second * share, account.poll.quota_window_secs)
+    producer = AIOKafkaProducer(**producer_settings(config.kafka))
+    await producer.start()
+    failures = 0
+    try:
+        async with aiohttp.ClientSession(headers={"User-Agent": "email-status-worker backfill"}) as session:
+            fetcher = Fetcher(account, session, limiter, lambda: datetime.now(timezone.utc))
+            for send_date, status in windows:
+                offset = 0
+                while True:
+                    query = PollQuery(send_date=send_date, status=status, offset=offset, limit=module.DEFAULTS.page_limit)
+                    try:
+                        fetched = await fetcher.fetch(query)
+                    except Throttled as exc:
+                        limiter.on_throttle(exc.retry_after)
+                        continue
+                    except (PollError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                        failures += 1
+                        print(f"\nbackfill: {send_date} {status.value if status else 'all'} offset {offset}: "
+                              f"{getattr(exc, 'error_type', type(exc).__name__)}", file=sys.stderr)
+                        break
+                    value = raw_record("poll_page", provider, name, datetime.now(timezone.utc),
+                                       query={"send_date": send_date.isoformat(), "status": status.value if status else None,
+                                              "offset": offset, "limit": query.limit},
+                                       status=fetched.status, headers=fetched.headers,
+                                       body=fetched.body.decode("utf-8", "replace"))
+                    await (await producer.send(topics.raw, value, key=account_key(provider, name), partition=partition))
+                    page = fetched.page
+                    bar.page(page.rows, offset, page.total)
+                    if page.next_offset is None:
+                        break
+                    offset = page.next_offset
+                bar.window_done()
+    finally:
+        await producer.stop()
+        bar.draw(final=True)
+    print(f"backfill: {bar.pages} pages, {bar.rows} rows of {len(windows)} windows written to {topics.raw}; "
+          f"{failures} window(s) failed", file=sys.stderr)
+    return EXIT_FAILED if failures else 0

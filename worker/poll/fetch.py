@@ -1,0 +1,89 @@
+"""One status API call for one account: limiter, request, retries, parse, metrics, log line.
+
+The only place a poll goes over the network, shared by the poll runner and the backfill. Transport
+errors and 5xx are retried here, and only here (tenacity: bounded in attempts and in total time,
+jittered exponential waits); every attempt takes a token from the account's limiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import aiohttp
+import attrs
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
+
+from worker import metrics
+from worker.config import AccountConfig
+from worker.poll.limiter import AdaptiveLimiter
+from worker.providers import get_module
+from worker.providers.base import PollError, PollPage, PollQuery, Retriable
+
+log = logging.getLogger("worker.poll")
+
+TRANSIENT = (Retriable, aiohttp.ClientError, asyncio.TimeoutError)
+
+
+@attrs.frozen
+class Fetched:
+    page: PollPage
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class Fetcher:
+    def __init__(self, account: AccountConfig, session: aiohttp.ClientSession, limiter: AdaptiveLimiter,
+                 clock: Callable[[], datetime]) -> None:
+        self.account = account
+        self.session = session
+        self.limiter = limiter
+        self.clock = clock
+        self.module = get_module(account.provider)
+        self.ctx = account.context()
+        self.labels = (account.provider.value, account.name)
+
+    async def fetch(self, query: PollQuery) -> Fetched:
+        p = self.account.poll
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(p.retry_attempts) | stop_after_delay(p.retry_max_secs),
+            wait=wait_random_exponential(multiplier=0.5, max=min(30.0, p.retry_max_secs)),
+            retry=retry_if_exception_type(TRANSIENT),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._call(query)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _call(self, query: PollQuery) -> Fetched:
+        await self.limiter.acquire()
+        metrics.POLL_RATE.labels(*self.labels).set(self.limiter.rate)
+        request = self.module.build_poll_request(self.ctx, query, self.clock())
+        started = time.monotonic()
+        outcome = "transport"
+        try:
+            async with self.session.request(
+                request.method, request.url, params=list(request.params) or None, headers=dict(request.headers),
+                data=request.body, timeout=aiohttp.ClientTimeout(total=self.account.poll.request_timeout_secs),
+            ) as response:
+                body = await response.read()
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                status = response.status
+            page = self.module.parse_poll_response(self.ctx, query, status, headers, body, self.clock())
+            outcome = "ok"
+            return Fetched(page, status, headers, body)
+        except PollError as exc:
+            outcome = exc.error_type
+            raise
+        finally:
+            metrics.POLL_REQUESTS.labels(*self.labels, outcome).inc()
+            log.info("poll", extra={"provider": self.labels[0], "account": self.labels[1], "outcome": outcome,
+                                    "send_date": str(query.send_date) if query.send_date else None,
+                                    "status_filter": query.status.value if query.status else None,
+                                    "offset": query.offset, "ids": len(query.email_ids),
+                                    "ms": round((time.monotonic() - started) * 1000, 1)})
