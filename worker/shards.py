@@ -24,7 +24,7 @@ import attrs
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import ProducerFenced
 
 from worker import metrics
 from worker.config import AccountConfig, Config

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from worker.model import EventType, Provider
+from worker.model import Provider
 from worker.simulator import SimAccount
 
 ENV = {

@@ -309,8 +309,14 @@ def signature_matches(expected: str, given: str) -> bool:
     return hmac.compare_digest(expected.encode("ascii"), given.lower().encode("utf-8", "replace"))
 
 
+def as_received(text: str) -> bytes:
+    """The bytes a header or field arrived as: aiohttp decodes them with surrogateescape, so bytes
+    that are not UTF-8 come back exactly instead of raising (a signature is over what was sent)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def hmac_sha256(key: str, message: str) -> str:
-    return hmac.new(key.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.new(key.encode("utf-8"), as_received(message), hashlib.sha256).hexdigest()
 
 
 def check_fresh(timestamp: Any, now: datetime, replay_window_secs: float) -> None:

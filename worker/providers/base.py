@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -244,20 +244,24 @@ def parse_smtp(text: str | None) -> Smtp | None:
     return Smtp(int(code.group(1)) if code else None, enhanced.group(1) if enhanced else None)
 
 
+MAX_RETRY_AFTER_SECS = 3600.0
+
+
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date, at most an hour
+    (a broken or hostile value must not pause an account for ever)."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():  # str.isdigit() also accepts '²' and '①'
+        return min(float(value), MAX_RETRY_AFTER_SECS)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - now).total_seconds())
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER_SECS)
 
 
 def classify_http(status: int, headers: Mapping[str, str], now: datetime) -> None:

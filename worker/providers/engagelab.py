@@ -166,7 +166,7 @@ def _candidates(
     appkey = req.headers.get("x-webhook-appkey")
     if scheme in ("any", "md5") and appkey is not None:
         for key in keys:
-            yield "md5", hashlib.md5((timestamp + appkey + key).encode("utf-8")).hexdigest(), timestamp
+            yield "md5", hashlib.md5(family.as_received(timestamp + appkey + key)).hexdigest(), timestamp
     if scheme in ("any", "hmac"):
         for key in keys:
             yield "hmac-sha256", family.hmac_sha256(key, timestamp), timestamp

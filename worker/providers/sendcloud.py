@@ -8,7 +8,7 @@ modules' functions are the bound methods of their own `Dialect`.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 

@@ -7,7 +7,7 @@ PROVIDERS.md section 5. One row per message and recipient, so email_id is
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -230,12 +230,12 @@ def error_class(code: str) -> type[PollError]:
 def build_poll_request(acct: AccountContext, query: PollQuery, now: datetime) -> HttpRequest:
     """A signed POST of {"RequestDate","Offset","Limit"}; the signed bytes are the bytes sent.
 
-    Query mistakes (no date, a status filter, a page over 100) are bugs in the caller: ValueError.
+    No send date means today in the provider's zone, as for the other date providers. Query
+    mistakes (a status filter, a page over 100) are bugs in the caller: ValueError.
     """
     if not acct.secret_id or not acct.secret_key:
         raise FatalConfig("tencent_ses account lacks secret_id or secret_key")
-    if query.send_date is None:
-        raise ValueError("GetSendEmailStatus needs send_date")
+    send_date = query.send_date or utc(now).astimezone(DEFAULTS.tz).date()
     if query.status is not None:
         raise ValueError("GetSendEmailStatus has no status filter")
     if not 1 <= query.limit <= DEFAULTS.page_limit or query.offset < 0:
@@ -244,7 +244,7 @@ def build_poll_request(acct: AccountContext, query: PollQuery, now: datetime) ->
     host = url.netloc
     path = url.path or "/"
     body = orjson.dumps(
-        {"RequestDate": query.send_date.isoformat(), "Offset": query.offset, "Limit": query.limit}
+        {"RequestDate": send_date.isoformat(), "Offset": query.offset, "Limit": query.limit}
     )
     timestamp = int(utc(now).timestamp())
     signature = tc3.sign(

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import re
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
@@ -253,6 +253,8 @@ def parse_poll_response(
     occurred_at is the observation time: the id tracker emits only when the status changes, so
     repeated polls of an unchanged status do not become new events.
     """
+    if status == 429:  # HTTP's own throttle signal wins over whatever the body says
+        classify_http(status, headers, now)
     doc = _load(body)
     if isinstance(doc, dict) and (doc.get("error") or doc.get("code")):
         code = doc.get("code") if isinstance(doc.get("code"), str) else "unspecified"

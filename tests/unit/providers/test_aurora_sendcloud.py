@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import urllib.parse
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,7 +13,7 @@ import pytest
 
 from tests.support import hook_acct
 
-from tests.unit.providers.test_sendcloud import check_fixture_case, fixture_cases
+from tests.unit.providers.test_sendcloud import fixture_cases
 from worker.model import Provider, EventType, Reason
 from worker.providers import _sendcloud_family as family
 from worker.providers import aurora_sendcloud as aurora
@@ -66,11 +65,6 @@ def hook_event(**fields: Any) -> dict[str, Any]:
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("path", fixture_cases("aurora_sendcloud"), ids=lambda p: p.stem)
-def test_recorded_fixture(path: Path) -> None:
-    check_fixture_case(aurora, path)
 
 
 def test_fixture_folder_covers_every_event_alias_in_both_encodings() -> None:

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,7 +13,7 @@ import pytest
 
 from tests.support import hook_acct
 
-from tests.unit.providers.test_sendcloud import check_fixture_case, fixture_cases
+from tests.unit.providers.test_sendcloud import fixture_cases
 from worker.model import Provider, EventType, Reason
 from worker.providers import _sendcloud_family as family
 from worker.providers import engagelab
@@ -70,11 +69,6 @@ def one(record: dict[str, Any], acct: AccountContext | None = None):
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("path", fixture_cases("engagelab"), ids=lambda p: p.stem)
-def test_recorded_fixture(path: Path) -> None:
-    check_fixture_case(engagelab, path)
 
 
 def test_fixture_folder_covers_the_required_cases() -> None:

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from tencentcloud.common.abstract_client import AbstractClient
 from tencentcloud.common.http.request import RequestInternal
 
-from tests.support import hook_acct, golden_events, validate_event
-from worker.model import Provider, EventType, Reason, Source
+from tests.support import hook_acct
+from worker.model import Provider, EventType, Reason
 from worker.providers import tencent_ses
 from worker.providers.base import (
     AccountContext,
@@ -23,10 +23,8 @@ from worker.providers.base import (
     MalformedPayload,
     PollError,
     PollQuery,
-    ProviderError,
     Retriable,
     Throttled,
-    WebhookError,
     WebhookRequest,
 )
 
@@ -366,7 +364,6 @@ def test_build_poll_request_intl_host_region_and_local_simulator() -> None:
 @pytest.mark.parametrize(
     "query",
     [
-        PollQuery(),
         PollQuery(send_date=date(2023, 11, 14), limit=101),
         PollQuery(send_date=date(2023, 11, 14), limit=0),
         PollQuery(send_date=date(2023, 11, 14), offset=-1),
@@ -443,21 +440,11 @@ def test_empty_array_is_no_records() -> None:
     assert tencent_ses.split_webhook(WebhookRequest(body=b"[]", content_type="application/json")) == []
 
 
-# -- recorded fixtures --------------------------------------------------------------------------
+# -- recorded fixtures (replayed by test_conformance.py) --------------------------------------------------------------------------
 
 
 def _cases() -> list[str]:
     return sorted(p.stem for p in FIXTURES.glob("*.json"))
-
-
-def _account(spec: dict[str, Any]) -> AccountContext:
-    fields = dict(spec.get("account", {}))
-    fields.setdefault("base_url", tencent_ses.DEFAULTS.base_url)
-    if "sender_rejection" in fields:
-        fields["sender_rejection"] = EventType(fields["sender_rejection"])
-    if "webhook_keys" in fields:
-        fields["webhook_keys"] = tuple(fields["webhook_keys"])
-    return AccountContext(name="acct", provider=tencent_ses.NAME, **fields)
 
 
 def test_fixture_folder_is_complete() -> None:
@@ -466,61 +453,6 @@ def test_fixture_folder_is_complete() -> None:
     for stem in stems:
         assert (FIXTURES / f"{stem}.body").is_file(), stem
         assert stem.startswith(("poll_", "webhook_")), stem
-
-
-@pytest.mark.parametrize("stem", _cases())
-def test_fixture(stem: str) -> None:
-    spec = orjson.loads((FIXTURES / f"{stem}.json").read_bytes())
-    body = (FIXTURES / f"{stem}.body").read_bytes()
-    acct = _account(spec)
-    now = datetime.fromisoformat(spec["now"].replace("Z", "+00:00"))
-    expect = spec["expect"]
-    for event in expect.get("events", []):
-        validate_event(event)
-    if stem.startswith("poll_"):
-        q = spec["query"]
-        query = PollQuery(
-            send_date=date.fromisoformat(q["send_date"]) if q.get("send_date") else None,
-            status=EventType(q["status"]) if q.get("status") else None,
-            offset=q.get("offset", 0),
-            limit=q.get("limit", 100),
-            email_ids=tuple(q.get("email_ids", ())),
-        )
-        # The request for this query must build too (and sign with the fixture's credentials).
-        tencent_ses.build_poll_request(acct, query, now)
-        call = lambda: tencent_ses.parse_poll_response(acct, query, spec["status"], spec["headers"], body, now)  # noqa: E731
-        if "error" in expect:
-            with pytest.raises(ProviderError) as info:
-                call()
-            assert isinstance(info.value, PollError)
-            assert info.value.error_type == expect["error"]
-            if "retry_after" in expect:
-                assert info.value.retry_after == expect["retry_after"]
-            return
-        page = call()
-        assert page.rows == expect["rows"]
-        assert page.next_offset == expect["next_offset"]
-        assert page.total == expect["total"]
-        assert list(page.unknown_ids) == expect["unknown_ids"]
-        assert golden_events(list(page.observations), tencent_ses.NAME, Source.POLL) == expect["events"]
-        return
-    req = WebhookRequest(body=body, content_type=spec["content_type"], headers=spec["headers"], query=spec["query"])
-    verify = expect["verify"]
-    if isinstance(verify, dict):
-        with pytest.raises(WebhookError) as info:
-            tencent_ses.verify_webhook(acct, req, now, spec["replay_window_secs"])
-        assert info.value.error_type == verify["error"]
-        return
-    assert tencent_ses.verify_webhook(acct, req, now, spec["replay_window_secs"]) == verify
-    if expect.get("split_error"):
-        with pytest.raises(MalformedPayload):
-            tencent_ses.split_webhook(req)
-        return
-    records = tencent_ses.split_webhook(req)
-    assert len(records) == expect["records"]
-    assert orjson.loads(orjson.dumps(records)) == records  # what the receiver writes to _raw
-    observations = [obs for record in records for obs in tencent_ses.webhook_observations(acct, record)]
-    assert golden_events(observations, tencent_ses.NAME, Source.WEBHOOK) == expect["events"]
 
 
 # -- fuzzing: only the typed errors may come out ------------------------------------------------

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import hook_acct, golden_events, validate_event
-from worker.model import Provider, EventType, Reason, Source
+from tests.support import hook_acct
+from worker.model import Provider, EventType, Reason
 from worker.providers import unisender
 from worker.providers.base import (
     AccountContext,
@@ -24,10 +24,8 @@ from worker.providers.base import (
     MalformedPayload,
     PollError,
     PollQuery,
-    ProviderError,
     Retriable,
     Throttled,
-    WebhookError,
     WebhookRequest,
 )
 
@@ -354,21 +352,11 @@ def test_other_events_give_no_observations() -> None:
     assert unisender.webhook_observations(ACCT, {"event_name": "unsubscribe", "email": "a@b.c"}) == []
 
 
-# -- recorded fixtures --------------------------------------------------------------------------
+# -- recorded fixtures (replayed by test_conformance.py) --------------------------------------------------------------------------
 
 
 def _cases() -> list[str]:
     return sorted(p.stem for p in FIXTURES.glob("*.json"))
-
-
-def _account(spec: dict[str, Any]) -> AccountContext:
-    fields = dict(spec.get("account", {}))
-    fields.setdefault("base_url", unisender.DEFAULTS.base_url)
-    if "sender_rejection" in fields:
-        fields["sender_rejection"] = EventType(fields["sender_rejection"])
-    if "webhook_keys" in fields:
-        fields["webhook_keys"] = tuple(fields["webhook_keys"])
-    return AccountContext(name="acct", provider=unisender.NAME, **fields)
 
 
 def test_fixture_folder_is_complete() -> None:
@@ -377,61 +365,6 @@ def test_fixture_folder_is_complete() -> None:
     for stem in stems:
         assert (FIXTURES / f"{stem}.body").is_file(), stem
         assert stem.startswith(("poll_", "webhook_")), stem
-
-
-@pytest.mark.parametrize("stem", _cases())
-def test_fixture(stem: str) -> None:
-    spec = orjson.loads((FIXTURES / f"{stem}.json").read_bytes())
-    body = (FIXTURES / f"{stem}.body").read_bytes()
-    acct = _account(spec)
-    now = datetime.fromisoformat(spec["now"].replace("Z", "+00:00"))
-    expect = spec["expect"]
-    for event in expect.get("events", []):
-        validate_event(event)
-    if stem.startswith("poll_"):
-        q = spec["query"]
-        query = PollQuery(
-            send_date=date.fromisoformat(q["send_date"]) if q.get("send_date") else None,
-            status=EventType(q["status"]) if q.get("status") else None,
-            offset=q.get("offset", 0),
-            limit=q.get("limit", 100),
-            email_ids=tuple(q.get("email_ids", ())),
-        )
-        call = lambda: unisender.parse_poll_response(  # noqa: E731
-            acct, query, spec["status"], spec["headers"], body, now, recipients=spec.get("recipients")
-        )
-        if "error" in expect:
-            with pytest.raises(ProviderError) as info:
-                call()
-            assert isinstance(info.value, PollError)
-            assert info.value.error_type == expect["error"]
-            if "retry_after" in expect:
-                assert info.value.retry_after == expect["retry_after"]
-            return
-        page = call()
-        assert page.rows == expect["rows"]
-        assert page.next_offset == expect["next_offset"]
-        assert page.total == expect["total"]
-        assert list(page.unknown_ids) == expect["unknown_ids"]
-        assert golden_events(list(page.observations), unisender.NAME, Source.POLL) == expect["events"]
-        return
-    req = WebhookRequest(body=body, content_type=spec["content_type"], headers=spec["headers"], query=spec["query"])
-    verify = expect["verify"]
-    if isinstance(verify, dict):
-        with pytest.raises(WebhookError) as info:
-            unisender.verify_webhook(acct, req, now, spec["replay_window_secs"])
-        assert info.value.error_type == verify["error"]
-        return
-    assert unisender.verify_webhook(acct, req, now, spec["replay_window_secs"]) == verify
-    if expect.get("split_error"):
-        with pytest.raises(MalformedPayload):
-            unisender.split_webhook(req)
-        return
-    records = unisender.split_webhook(req)
-    assert len(records) == expect["records"]
-    assert orjson.loads(orjson.dumps(records)) == records  # what the receiver writes to _raw
-    observations = [obs for record in records for obs in unisender.webhook_observations(acct, record)]
-    assert golden_events(observations, unisender.NAME, Source.WEBHOOK) == expect["events"]
 
 
 # -- fuzzing: only the typed errors may come out ------------------------------------------------
