@@ -60,7 +60,7 @@ def build_app(config: Config) -> web.Application:
         manager = ShardManager(config, session)
         app[MANAGER] = manager
         ops.checks["shards_restored"] = lambda: manager.ready
-        ops.critical["raw_consumer"] = lambda: manager._loop_task is not None and not manager._loop_task.done()  # noqa: SLF001
+        ops.critical["pipeline"] = lambda: manager.alive
         ops.status["group"] = manager.snapshot
         await manager.start()
         feed = None

@@ -54,6 +54,13 @@ class ShardManager(ConsumerRebalanceListener):
     # -- readiness ------------------------------------------------------------------------------
 
     @property
+    def alive(self) -> bool:
+        """The consume loop and every open shard's committer run (else liveness fails and the
+        pod restarts: a shard that silently stopped committing would stall its accounts)."""
+        tasks = [self._loop_task, *(t for p, t in self.committers.items() if p in self.shards)]
+        return all(t is not None and not t.done() for t in tasks)
+
+    @property
     def ready(self) -> bool:
         """Joined the group and every assigned shard restored and open."""
         return self.joined and all(p in self.shards and self.shards[p].restored for p in self.assigned)

@@ -26,6 +26,7 @@ from worker.shards import CommitFailed, Shard, ShardClosed, cursor_key, id_key
 log = logging.getLogger("worker.poll")
 
 FATAL_BACKOFF_SECS = 300.0
+UNEXPECTED_BACKOFF_SECS = 30.0
 
 
 class PollRunner:
@@ -52,13 +53,21 @@ class PollRunner:
     # -- loops ----------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Poll until the shard closes. A bug that escapes the typed errors is logged, counted and
+        backed off from, never allowed to end this account's polling silently."""
+        loop = self._run_ids if self.module.DEFAULTS.polling == "ids" else self._run_dates
         try:
-            if self.module.DEFAULTS.polling == "ids":
-                await self._run_ids()
-            else:
-                await self._run_dates()
-        except ShardClosed:
-            pass
+            while True:
+                try:
+                    await loop()
+                except ShardClosed:
+                    return
+                except Exception as exc:  # noqa: BLE001
+                    self.state, self.last_error = "error", type(exc).__name__
+                    metrics.ERRORS.labels("poll", type(exc).__name__).inc()
+                    log.exception("poll loop failed; restarting it", extra={
+                        "provider": self.labels[0], "account": self.labels[1], "error_type": type(exc).__name__})
+                    await asyncio.sleep(UNEXPECTED_BACKOFF_SECS)
         finally:
             self.state = "stopped"
 
