@@ -116,3 +116,31 @@ def test_schema_rejects_extra_fields_and_bad_enums():
         validate_event({**encoded, "permanent": False})  # invalid is permanent
     with pytest.raises(jsonschema.ValidationError):
         validate_event({**encoded, "occurred_at": "2024-05-01T20:00:00+08:00"})  # UTC only
+
+
+def test_naive_to_utc_reads_the_provider_zone_like_strptime_did():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from worker.providers.base import CHINA_TZ, naive_to_utc
+
+    assert naive_to_utc("2016-10-18 09:32:08", CHINA_TZ) == datetime(2016, 10, 18, 1, 32, 8, tzinfo=timezone.utc)
+    assert naive_to_utc("2016-1-8 9:3:2", CHINA_TZ) == datetime(2016, 1, 8, 1, 3, 2, tzinfo=timezone.utc)
+    for bad in ("2016-10-18T09:32:08", "2016-02-30 00:00:00", "2016-10-18 09:32", " 2016-10-18 09:32:08", "２０１６-10-18 09:32:08"):
+        with pytest.raises(ValueError):
+            naive_to_utc(bad, CHINA_TZ)
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(st.text(alphabet="0123456789-: T", max_size=22))
+    def same_as_strptime(text):
+        try:
+            expected = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA_TZ).astimezone(timezone.utc)
+        except ValueError:
+            expected = None
+        try:
+            got = naive_to_utc(text, CHINA_TZ)
+        except ValueError:
+            got = None
+        assert got == expected
+
+    same_as_strptime()

@@ -47,6 +47,24 @@ def test_urgent_statuses_first_then_newer_dates():
     ]
 
 
+def test_when_quota_is_short_urgent_windows_go_first_but_none_starves():
+    """Every call is one page; the invalid and soft-bounce windows have so many pages that they
+    are always due again. The delivered windows still get their turn."""
+    s = sched(lookback_days=1, interval_min=60, interval_max=600, cache_ttl=60)
+    served = []
+    now = NOW
+    for _ in range(400):  # one call every 3 s: the quota is the limit
+        wid, query = s.next(now)
+        served.append(wid)
+        more = 100 if "delivered" not in wid else None  # urgent windows: endless pages
+        s.apply(wid, s.after_page(wid, page(100, None if more is None else query.offset + 100), 1, now))
+        now += timedelta(seconds=3)
+    assert served[0].endswith("|invalid")
+    assert {"2024-01-02|delivered", "2024-01-01|delivered"} <= set(served)
+    first_delivered = min(i for i, w in enumerate(served) if w.endswith("|delivered"))
+    assert first_delivered > 5  # but only after the urgent ones had theirs
+
+
 def test_a_sweep_pages_through_then_waits_at_least_the_cache_ttl_after_its_end():
     s = sched(status_filters=(), interval_min=600)
     wid, q = s.next(NOW)
@@ -112,7 +130,7 @@ def test_after_page_does_not_apply_by_itself():
     s = sched(status_filters=(), lookback_days=0)
     wid, _ = s.next(NOW)
     s.after_page(wid, page(100, 100), 0, NOW)
-    assert wid not in s.cursors
+    assert s.cursors[wid].offset == 0 and not s.cursors[wid].in_sweep
 
 
 def test_cursor_encoding_round_trips():

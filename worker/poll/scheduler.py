@@ -9,6 +9,8 @@ advance once the page's events are committed.
   their cursors tombstoned.
 - Order: invalid and soft-bounce filters before the unfiltered query before delivered (what the
   suppression and retry services wait for comes first when quota is short), then newer dates.
+  A window overdue by more than its own interval goes first whatever its filter, so that when the
+  quota is short the urgent windows come first but the others are still swept (no starvation).
 - Intervals: each window starts at `interval_min * (1 + age in days)`; a sweep that produced events
   halves it, a quiet one lengthens it by half, within [interval_min, interval_max]. The next sweep
   is due `max(interval, cache_ttl)` after the previous sweep *ended*, so no query of the new sweep
@@ -88,10 +90,13 @@ class DateWindowScheduler:
         self._retry_at.pop(wid, None)
 
     def cursor(self, wid: str, now: datetime) -> Cursor:
+        """A window's cursor; a window seen for the first time is due from that moment."""
         found = self.cursors.get(wid)
         if found is None:
             age = (self.today(now) - parse_window_id(wid)[0]).days
-            found = Cursor(interval=min(self.interval_max, self.interval_min * (1 + max(age, 0))))
+            found = Cursor(interval=min(self.interval_max, self.interval_min * (1 + max(age, 0))),
+                           due_at=now.timestamp())
+            self.cursors[wid] = found
         return found
 
     def _ready_at(self, wid: str, cursor: Cursor) -> float:
@@ -106,7 +111,8 @@ class DateWindowScheduler:
             if self._ready_at(wid, cursor) > ts:
                 continue
             send_date, status = parse_window_id(wid)
-            rank = (_STATUS_RANK[status], age, not cursor.in_sweep, cursor.due_at)
+            starving = not cursor.in_sweep and ts - cursor.due_at > cursor.interval
+            rank = (-1 if starving else _STATUS_RANK[status], age, not cursor.in_sweep, cursor.due_at)
             if best is None or rank < best[0]:
                 best = (rank, wid, PollQuery(send_date=send_date, status=status,
                                              offset=cursor.offset, limit=self.page_limit))
