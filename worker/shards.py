@@ -13,6 +13,7 @@ leaves memory exactly as committed, and the `_raw` position is rewound to the la
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import time
 from collections import Counter
@@ -120,6 +121,7 @@ class Shard:
         await self.producer.start()
         started = time.monotonic()
         await self._restore()
+        _release_freed_memory()
         self.restore_secs = time.monotonic() - started
         self.restored = True
         metrics.STATE_ENTRIES.labels(str(self.partition)).set(len(self.table))
@@ -512,6 +514,15 @@ class Shard:
                 "restore_secs": round(self.restore_secs, 3), "committed_offset": self.committed_offset,
                 "backlog": self.backlog, "accounts": sorted(f"{p.value}/{n}" for p, n in self.accounts),
                 "tracked_ids": {name: len(t) for name, t in self.trackers.items()}}
+
+
+def _release_freed_memory() -> None:
+    """Give the restore's transient buffers back to the OS. glibc keeps freed heap for reuse, so
+    without this a restored 1M-entry shard holds ~88 B of RSS per email instead of ~20."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _consume_outcome(fut: asyncio.Future) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from worker.model import Provider
@@ -16,6 +17,7 @@ _MODULES: dict[Provider, str] = {
 }
 
 
+@functools.cache
 def get_module(provider: Provider | str) -> ProviderModule:
     return importlib.import_module(_MODULES[Provider(provider)])  # type: ignore[return-value]
 
