@@ -77,7 +77,7 @@ class DedupConfig:
 class WebhookConfig:
     enabled: bool = True
     keys: tuple[str, ...] = attrs.field(default=(), repr=False)
-    path_token: str | None = attrs.field(default=None, repr=False)
+    path_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)   # current first, then the previous
     replay_window_secs: float = 259_200.0
 
 
@@ -308,6 +308,7 @@ class _Builder:
         app_key = self.secret(hook, "app_key", f"{path}.webhook")
         previous_key = self.secret(hook, "previous_app_key", f"{path}.webhook")
         path_token = self.secret(hook, "path_token", f"{path}.webhook")
+        previous_token = self.secret(hook, "previous_path_token", f"{path}.webhook")
 
         def need(ok: bool, what: str, why: str) -> None:
             if not ok:
@@ -328,8 +329,9 @@ class _Builder:
             if hook_on:
                 need(_has_secret(hook, "path_token"), "webhook.path_token_env or path_token_file",
                      "Tencent does not sign webhooks; an unguessable path protects them")
-            if path_token is not None and len(path_token) < 16:
-                self.problems.append(f"{path}.webhook: the path token must be at least 16 characters")
+            for token in (path_token, previous_token):
+                if token is not None and len(token) < 16:
+                    self.problems.append(f"{path}.webhook: a path token must be at least 16 characters")
 
         options = dict(raw.get("options") or {})
         for name, value in options.items():
@@ -368,7 +370,7 @@ class _Builder:
             webhook=WebhookConfig(
                 enabled=hook_on,
                 keys=keys,
-                path_token=path_token,
+                path_tokens=tuple(t for t in (path_token, previous_token) if t),
                 replay_window_secs=float(hook.get("replay_window_secs", 259_200)),
             ),
             poll=PollConfig(

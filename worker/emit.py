@@ -85,9 +85,13 @@ def dead_letter_record(
     content_type: str,
     received_at: datetime,
     source: str,
+    part: str = "record",
+    request_headers: Iterable[tuple[str, bytes]] = (),
 ) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """(key, value, headers) of a dead letter. The raw bytes travel as the record value, untouched;
-    what we know about them travels in headers so a replay tool can re-post the body as is."""
+    what we know about them travels in headers so a replay tool can re-post the body as is.
+    `part` says what the value is: a whole webhook `body` as received (re-post it with its
+    content-type and the `request-` headers) or one split `record` (JSON)."""
     headers = [
         ("provider", provider.encode()),
         ("account", account.encode()),
@@ -95,6 +99,8 @@ def dead_letter_record(
         ("content-type", content_type.encode()),
         ("received_at", rfc3339(received_at).encode()),
         ("source", source.encode()),
+        ("part", part.encode()),
+        *((f"request-{name}", value) for name, value in request_headers),
     ]
     return account_key(provider, account), body, headers
 

@@ -58,8 +58,11 @@ class WebhookReceiver:
         if account is None or not account.webhook.enabled:
             return None, 404
         token = request.match_info.get("token")
-        if account.webhook.path_token is not None:
-            if token is None or not hmac.compare_digest(token.encode(), account.webhook.path_token.encode()):
+        if account.webhook.path_tokens:
+            given = (token or "").encode()
+            # compare with every token (no early exit): the time taken says nothing about which
+            matches = [hmac.compare_digest(given, t.encode()) for t in account.webhook.path_tokens]
+            if token is None or not any(matches):
                 return None, 401
         elif token is not None:
             return None, 404
@@ -113,14 +116,16 @@ class WebhookReceiver:
         try:
             records = module.split_webhook(req)
         except MalformedPayload as exc:
-            sends.append(self._dead(provider, name, exc.error_type, req.body, req.content_type, now))
+            sends.append(self._dead(provider, name, exc.error_type, req.body, req.content_type, now, "body",
+                                    _verification_headers(req)))
             records = []
         shard = shard_of(provider, name, self.config.kafka.shards)
         for record in records:
             try:
                 module.webhook_observations(ctx, record)
             except MalformedPayload as exc:
-                sends.append(self._dead(provider, name, exc.error_type, orjson.dumps(record), "application/json", now))
+                sends.append(self._dead(provider, name, exc.error_type, orjson.dumps(record), "application/json", now,
+                                        "record"))
                 continue
             value = raw_record("webhook", provider, name, now, record=record)
             sends.append((self.topics.raw, account_key(provider, name), value, [], shard))
@@ -140,16 +145,24 @@ class WebhookReceiver:
                 metrics.DEAD_LETTERS.labels(provider, name, "malformed").inc()
         return 200
 
-    def _dead(self, provider: str, account: str, reason: str, body: bytes, content_type: str,
-              now: datetime) -> tuple[str, bytes, bytes, list, int | None]:
+    def _dead(self, provider: str, account: str, reason: str, body: bytes, content_type: str, now: datetime,
+              part: str, request_headers: list[tuple[str, bytes]] = ()) -> tuple[str, bytes, bytes, list, int | None]:
         key, value, headers = dead_letter_record(provider=provider, account=account, reason=reason, body=body,
-                                                 content_type=content_type, received_at=now, source="webhook")
+                                                 content_type=content_type, received_at=now, source="webhook",
+                                                 part=part, request_headers=request_headers)
         return self.topics.dead_letter, key, value, headers, None
 
     async def _produce(self, sends) -> None:
         futures = [await self.producer.send(topic, value, key=key, headers=headers or None, partition=partition)
                    for topic, key, value, headers, partition in sends]
         await asyncio.gather(*futures)
+
+
+def _verification_headers(req: WebhookRequest) -> list[tuple[str, bytes]]:
+    """The request headers a provider signs with (EngageLab's X-WebHook-*), kept with a dead letter
+    so the body can be re-posted and verified again. Never logged."""
+    return [(name, value.encode("utf-8", "surrogateescape")) for name, value in req.headers.items()
+            if name.startswith("x-webhook-")]
 
 
 _REASONS = {401: "bad signature", 404: "unknown provider or account", 413: "body too large",

@@ -21,7 +21,8 @@ from tests.support import validate_event
 pytestmark = pytest.mark.integration
 
 APP_KEY, OLD_KEY, TOKEN = "current-app-key", "previous-app-key", "tencent-path-token-0123456789"
-ENV = {"SC_API": "api", "SC_APP": APP_KEY, "SC_OLD": OLD_KEY, "TC_KEY": "k", "TC_TOKEN": TOKEN}
+OLD_TOKEN = "tencent-old-path-token-987654321"
+ENV = {"SC_API": "api", "SC_APP": APP_KEY, "SC_OLD": OLD_KEY, "TC_KEY": "k", "TC_TOKEN": TOKEN, "TC_OLD": OLD_TOKEN}
 
 
 def accounts() -> list[dict]:
@@ -31,7 +32,7 @@ def accounts() -> list[dict]:
          "credentials": {"api_user": "u", "api_key_env": "SC_API"},
          "webhook": {"app_key_env": "SC_APP", "previous_app_key_env": "SC_OLD", "replay_window_secs": 600}},
         {"name": "tx", "provider": "tencent_ses", "poll": off,
-         "credentials": {"secret_id": "AKID", "secret_key_env": "TC_KEY"}, "webhook": {"path_token_env": "TC_TOKEN"}},
+         "credentials": {"secret_id": "AKID", "secret_key_env": "TC_KEY"}, "webhook": {"path_token_env": "TC_TOKEN", "previous_path_token_env": "TC_OLD"}},
         {"name": "quiet", "provider": "sendcloud", "poll": off, "webhook": {"enabled": False}},
     ]
 
@@ -109,6 +110,7 @@ async def test_tencent_is_protected_by_its_path_token(worker, kafka_bootstrap, t
     assert (await post(session, f"{w.url}/webhooks/tencent_ses/tx", body, json_headers))[0] == 401
     assert (await post(session, f"{w.url}/webhooks/tencent_ses/tx/wrong-token-xxxxxxxx", body, json_headers))[0] == 401
     assert (await post(session, f"{w.url}/webhooks/tencent_ses/tx/{TOKEN}", body, json_headers))[0] == 200
+    assert (await post(session, f"{w.url}/webhooks/tencent_ses/tx/{OLD_TOKEN}", body, json_headers))[0] == 200  # rotating
     records = await read_all(kafka_bootstrap, [f"{topic_prefix}.invalid"], expect=1)
     event = orjson.loads(records[0].value)
     assert event["email_id"] == "qcloudses-1:b@example.com"
@@ -128,9 +130,10 @@ async def test_authentic_but_unparseable_goes_to_the_dead_letter_topic(worker, k
     tencent = by_provider[b"tencent_ses"]
     assert tencent.value == garbage  # the raw bytes, untouched
     headers = dict(tencent.headers)
-    assert headers["account"] == b"tx" and headers["reason"] == b"malformed"
+    assert headers["account"] == b"tx" and headers["reason"] == b"malformed" and headers["part"] == b"body"
     assert headers["content-type"] == b"application/json" and headers["received_at"].endswith(b"Z")
-    assert b"sendcloud" in by_provider
+    assert dict(by_provider[b"sendcloud"].headers)["part"] == b"record"  # one split record, as JSON
+    assert orjson.loads(by_provider[b"sendcloud"].value)["event"] == "invalid"
     async with session.get(f"{w.url}/metrics") as r:
         text = await r.text()
     assert 'esw_dead_letters_total{account="tx",provider="tencent_ses",reason="malformed"} 1.0' in text

@@ -88,7 +88,7 @@ def test_valid_config_parses_with_defaults_and_resolved_secrets(keyfile):
     assert uni.webhook.keys == ("unikey",)  # UniSender signs with the API key
     tx = config.account("tencent_ses", "tx")
     assert tx.secret_id == "AKIDEXAMPLE" and tx.secret_key == "tckey"
-    assert tx.webhook.path_token == ENV["TC_TOKEN"]
+    assert tx.webhook.path_tokens == (ENV["TC_TOKEN"],)
     assert tx.context().region == "ap-singapore"
 
 

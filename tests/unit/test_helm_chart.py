@@ -31,7 +31,8 @@ CACHE_BIN = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "
 KUBE_VERSION = os.environ.get("KUBE_VERSION", "1.34.0")
 CONFIG_PATH = "/etc/email-status-worker/config.yaml"
 # Keys of config.v1.json that hold a secret's *reference*; their stems must never appear bare.
-SECRET_STEMS = ("api_key", "secret_key", "app_key", "previous_app_key", "path_token", "sasl_plain_password")
+SECRET_STEMS = ("api_key", "secret_key", "app_key", "previous_app_key", "path_token", "previous_path_token",
+                "sasl_plain_password")
 
 
 def _tool(env: str, name: str) -> str:
