@@ -2,7 +2,7 @@
 
 One child process writes the entries (keys and values exactly as `state_key(key)` and
 `state_value(pack(...))`) with a plain non-transactional producer in record batches; a second,
-fresh child times `Shard.start()` (producer init + fencing + `_restore()`) and reports its RSS,
+fresh child times `Shard.start()` (producer init + fencing + reading `_state` back, worker.state) and reports its RSS,
 so the numbers are those of a replica that has just taken the shard over.
 """
 
@@ -107,7 +107,7 @@ def run(ctx) -> list[dict]:
     return [
         row(NAME, f"write {tag} entries to _state", n / w["secs"], "records/s",
             f"{w['secs']:.1f} s; non-transactional, acks=1, record batches"),
-        row(NAME, f"Shard._restore() of {tag} entries", r["restore_secs"], "s",
+        row(NAME, f"restore of {tag} entries (Shard.restore_secs)", r["restore_secs"], "s",
             f"{n / r['restore_secs']:,.0f} records/s; Shard.start() {r['start_secs']:.2f} s incl. producer init"),
         row(NAME, f"resident memory per email after restore @{tag}", r["rss_after"] / n, "B",
             f"RSS delta; table nbytes {r['nbytes'] / n:.1f} B/email; {r['rss_trimmed'] / n:.1f} B after malloc_trim"),

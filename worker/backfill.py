@@ -20,12 +20,11 @@ from aiokafka import AIOKafkaProducer
 
 from worker import logs
 from worker.config import Config
-from worker.emit import Topics, account_key, ensure_topics, producer_settings, shard_of
+from worker.emit import Topics, account_key, ensure_topics, producer_settings, raw_record, shard_of
 from worker.poll.fetch import Fetcher
 from worker.poll.limiter import AdaptiveLimiter
 from worker.providers import get_module
 from worker.providers.base import PollError, PollQuery, Throttled
-from worker.shards import raw_record
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1

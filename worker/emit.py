@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import attrs
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -103,6 +104,16 @@ def dead_letter_record(
         *((f"request-{name}", value) for name, value in request_headers),
     ]
     return account_key(provider, account), body, headers
+
+
+RAW_VERSION = 1
+
+
+def raw_record(kind: str, provider: str, account: str, received_at: datetime, **fields: Any) -> bytes:
+    """The value of one `_raw` record: a webhook record, a sent message, or a backfilled poll page,
+    each processed by the shard that owns the account."""
+    return orjson.dumps({"v": RAW_VERSION, "kind": kind, "provider": provider, "account": account,
+                         "received_at": int(received_at.timestamp() * 1000), **fields})
 
 
 def producer_settings(kafka: KafkaConfig, **extra: Any) -> dict[str, Any]:

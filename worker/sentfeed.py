@@ -20,10 +20,9 @@ from aiokafka.errors import KafkaError
 
 from worker import metrics
 from worker.config import Config
-from worker.emit import Topics, account_key, dead_letter_record, shard_of
+from worker.emit import Topics, account_key, dead_letter_record, raw_record, shard_of
 from worker.model import Provider
 from worker.providers import get_module
-from worker.shards import raw_record
 
 log = logging.getLogger("worker.sentfeed")
 

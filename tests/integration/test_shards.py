@@ -14,7 +14,8 @@ from worker.emit import ensure_topics
 from worker.model import EventType, Observation
 from worker.poll.ids import Tracked
 from worker.poll.scheduler import Cursor
-from worker.shards import Shard, ShardClosed, cursor_key, id_key
+from worker.shards import Shard, ShardClosed
+from worker.state import cursor_key, id_key
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)

@@ -21,7 +21,8 @@ from worker.poll.limiter import AdaptiveLimiter
 from worker.poll.scheduler import DateWindowScheduler
 from worker.providers import get_module
 from worker.providers.base import BadRequest, FatalConfig, PollError, PollPage, PollQuery, Throttled
-from worker.shards import CommitFailed, Shard, ShardClosed, cursor_key, id_key
+from worker.shards import CommitFailed, Shard, ShardClosed
+from worker.state import cursor_key, id_key
 
 log = logging.getLogger("worker.poll")
 
