@@ -140,7 +140,7 @@ class ShardManager(ConsumerRebalanceListener):
             await shard.start()
             tp = TopicPartition(self.topics.raw, p)
             committed = await self.consumer.committed(tp)
-            if committed is None:  # a new group: from the beginning (explicitly; see Shard._restore)
+            if committed is None:  # a new group: from the beginning (explicitly; see worker.state.read_partition)
                 committed = (await self.consumer.beginning_offsets([tp]))[tp]
             self.consumer.seek(tp, committed)
             shard.committed_offset = committed
@@ -204,8 +204,18 @@ class ShardManager(ConsumerRebalanceListener):
             self.consumer.seek(TopicPartition(self.topics.raw, p), offset)
 
     def _lost(self, p: int) -> None:
-        """Fenced or producer gone: stop everything of the shard; the group will reassign it."""
-        asyncio.get_running_loop().create_task(self._close(p, commit=False))
+        """Fenced or producer gone: close the shard. If it is still ours (another replica held it
+        for a generation while ours was suspended, or the producer died), open it afresh: a new
+        restore reads what the other owner committed."""
+        self.opening[p] = asyncio.get_running_loop().create_task(self._reopen(p), name=f"reopen-shard-{p}")
+
+    async def _reopen(self, p: int) -> None:
+        await self._close(p, commit=False)
+        if p in self.assigned and self.consumer is not None:
+            self.consumer.pause(TopicPartition(self.topics.raw, p))
+            await self._open(p)
+        else:
+            self.opening.pop(p, None)
 
     # -- the consume loop -----------------------------------------------------------------------
 

@@ -70,3 +70,50 @@ async def test_a_new_owner_restores_exactly_what_was_committed_and_fences_the_ol
     # aiokafka fails its internal waiters when it learns it was fenced and never reads them; they
     # log when collected. Collect them here, inside the test, rather than at an arbitrary moment.
     gc.collect()
+
+
+async def test_a_worker_fenced_by_a_transient_owner_reopens_its_shard_and_loses_nothing(kafka_bootstrap, topic_prefix):
+    """Another owner took the shard for a while (fencing the worker's producer) and went away, yet
+    the group still assigns it to the worker: the worker must notice at its next commit, re-open the
+    shard with a fresh restore, and go on exactly once."""
+    import hashlib
+    import hmac
+    import secrets
+    import time
+    import urllib.parse
+
+    import aiohttp
+    import orjson
+
+    from tests.integration.harness import InProcessWorker, wait_ready
+    from tests.integration.kafka_utils import read_all
+
+    accounts = [{"name": "sc", "provider": "sendcloud", "poll": {"enabled": False},
+                 "credentials": {"api_user": "u", "api_key_env": "W_API_KEY"},
+                 "webhook": {"app_key_env": "W_APP_KEY"}}]
+    data = worker_config(kafka_bootstrap, topic_prefix, accounts, shards=1)
+    cfg = parse_config(data, ENV)
+
+    def hook(email_id: str) -> bytes:
+        ts, token = str(int(time.time() * 1000)), secrets.token_hex(25)
+        sig = hmac.new(ENV["W_APP_KEY"].encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
+        return urllib.parse.urlencode({"event": "deliver", "emailId": email_id, "recipient": "a@example.com",
+                                       "timestamp": ts, "token": token, "signature": sig}).encode()
+
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with InProcessWorker(data, ENV) as worker, aiohttp.ClientSession() as session:
+        await wait_ready(worker.url)
+        url = f"{worker.url}/webhooks/sendcloud/sc"
+        async with session.post(url, data=hook("before"), headers=form) as r:
+            assert r.status == 200
+        await read_all(kafka_bootstrap, [f"{topic_prefix}.delivered"], expect=1)
+        intruder = Shard(0, cfg, list(cfg.accounts))
+        await intruder.start()                   # fences the worker's producer for shard 0
+        await intruder.close(commit=False)
+        for email_id in ("after-1", "after-2", "before"):
+            async with session.post(url, data=hook(email_id), headers=form) as r:
+                assert r.status == 200
+        records = await read_all(kafka_bootstrap, [f"{topic_prefix}.delivered"], expect=3, timeout=60, quiet_secs=3)
+        await wait_ready(worker.url)
+    assert sorted(orjson.loads(r.value)["email_id"] for r in records) == ["after-1", "after-2", "before"]
+    gc.collect()
