@@ -486,7 +486,6 @@ poll_docs = st.one_of(
 HOOK_FIELDS = ("event", "eventid", "email", "bulkId", "bulkid", "timestamp", "sentTimestamp", "reason", "bounceType")
 hook_records = st.fixed_dictionaries({}, optional={k: json_values for k in HOOK_FIELDS})
 hook_docs = st.one_of(json_values, hook_records, st.lists(hook_records, max_size=3))
-fixture_bodies = [p.read_bytes() for p in sorted(FIXTURES.glob("*.body"))]
 
 
 def _poll_only_typed(body: bytes, status: int, limit: int) -> None:
@@ -518,13 +517,6 @@ def test_fuzz_poll_json(doc, status, limit) -> None:
     _poll_only_typed(orjson.dumps(doc), status, limit)
 
 
-@settings(max_examples=200, deadline=None)
-@given(body=st.binary(max_size=200))
-def test_fuzz_bytes(body: bytes) -> None:
-    _poll_only_typed(body, 200, 100)
-    _webhook_only_typed(body)
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=hook_docs)
 def test_fuzz_webhook_json(doc) -> None:
@@ -534,12 +526,3 @@ def test_fuzz_webhook_json(doc) -> None:
             tencent_ses.webhook_observations(ACCT, doc)
         except MalformedPayload:
             pass
-
-
-@settings(max_examples=300, deadline=None)
-@given(data=st.data())
-def test_fuzz_truncated_fixtures(data) -> None:
-    body = data.draw(st.sampled_from(fixture_bodies))
-    cut = data.draw(st.integers(min_value=0, max_value=len(body)))
-    _poll_only_typed(body[:cut], 200, 100)
-    _webhook_only_typed(body[:cut])

@@ -414,7 +414,6 @@ hook_docs = st.one_of(
         optional={"events_by_user": st.lists(st.fixed_dictionaries({}, optional={"login": json_values, "events": st.lists(events, max_size=3) | json_values}), max_size=3) | json_values},
     ),
 )
-fixture_bodies = [p.read_bytes() for p in sorted(FIXTURES.glob("*.body"))]
 
 
 def _poll_only_typed(body: bytes, status: int, ids: tuple[str, ...]) -> None:
@@ -449,13 +448,6 @@ def test_fuzz_poll_json(doc, status, ids) -> None:
     _poll_only_typed(orjson.dumps(doc), status, ids)
 
 
-@settings(max_examples=200, deadline=None)
-@given(body=st.binary(max_size=200))
-def test_fuzz_poll_bytes(body: bytes) -> None:
-    _poll_only_typed(body, 200, ("1",))
-    _webhook_only_typed(body)
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=hook_docs)
 def test_fuzz_webhook_json(doc) -> None:
@@ -465,12 +457,3 @@ def test_fuzz_webhook_json(doc) -> None:
             unisender.webhook_observations(ACCT, doc)
         except MalformedPayload:
             pass
-
-
-@settings(max_examples=300, deadline=None)
-@given(data=st.data())
-def test_fuzz_truncated_fixtures(data) -> None:
-    body = data.draw(st.sampled_from(fixture_bodies))
-    cut = data.draw(st.integers(min_value=0, max_value=len(body)))
-    _poll_only_typed(body[:cut], 200, ("1",))
-    _webhook_only_typed(body[:cut])
