@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,7 +27,6 @@ from worker.providers.base import (
     WebhookRequest,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tencent_ses"
 NOW = datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)  # 1700000000
 ACCT = AccountContext(
     name="acct", provider=tencent_ses.NAME, base_url=tencent_ses.DEFAULTS.base_url,
@@ -438,21 +436,6 @@ def test_millisecond_timestamps_and_bad_sent_timestamp() -> None:
 
 def test_empty_array_is_no_records() -> None:
     assert tencent_ses.split_webhook(WebhookRequest(body=b"[]", content_type="application/json")) == []
-
-
-# -- recorded fixtures (replayed by test_conformance.py) --------------------------------------------------------------------------
-
-
-def _cases() -> list[str]:
-    return sorted(p.stem for p in FIXTURES.glob("*.json"))
-
-
-def test_fixture_folder_is_complete() -> None:
-    stems = _cases()
-    assert len(stems) >= 40
-    for stem in stems:
-        assert (FIXTURES / f"{stem}.body").is_file(), stem
-        assert stem.startswith(("poll_", "webhook_")), stem
 
 
 # -- fuzzing: only the typed errors may come out ------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import urllib.parse
 from datetime import date, datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -29,7 +28,6 @@ from worker.providers.base import (
     WebhookRequest,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "unisender"
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 ACCT = AccountContext(
     name="acct", provider=unisender.NAME, base_url=unisender.DEFAULTS.base_url, api_key="APIKEY123",
@@ -350,21 +348,6 @@ def test_broken_envelopes(body: bytes) -> None:
 
 def test_other_events_give_no_observations() -> None:
     assert unisender.webhook_observations(ACCT, {"event_name": "unsubscribe", "email": "a@b.c"}) == []
-
-
-# -- recorded fixtures (replayed by test_conformance.py) --------------------------------------------------------------------------
-
-
-def _cases() -> list[str]:
-    return sorted(p.stem for p in FIXTURES.glob("*.json"))
-
-
-def test_fixture_folder_is_complete() -> None:
-    stems = _cases()
-    assert len(stems) >= 30
-    for stem in stems:
-        assert (FIXTURES / f"{stem}.body").is_file(), stem
-        assert stem.startswith(("poll_", "webhook_")), stem
 
 
 # -- fuzzing: only the typed errors may come out ------------------------------------------------
