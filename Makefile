@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test unit integration demo kafka-up kafka-down kafka-jars tools chart-check image-check venv lock bench clean
+.PHONY: test unit integration demo kafka-up kafka-down kafka-jars tools chart-check image-check venv lock bench bench-smoke clean
 
 $(STAMP): requirements.lock requirements-test.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,7 @@ image-check:  ## hadolint the Dockerfile; install as the image does into a fresh
 
 test: venv kafka-jars tools chart-check image-check  ## everything CI runs
 	$(BIN)/python -m pytest -ra
+	$(MAKE) --no-print-directory bench-smoke
 
 unit: venv
 	$(BIN)/python -m pytest -ra tests/unit
@@ -46,8 +47,11 @@ integration: venv kafka-jars
 demo: venv kafka-jars  ## local Kafka + the provider simulator + the worker, until Ctrl-C
 	$(BIN)/python scripts/demo.py
 
-bench: venv kafka-jars
+bench: venv kafka-jars  ## every benchmark at full size (~5 minutes); numbers in bench/README.md
 	$(BIN)/python -m bench
+
+bench-smoke: venv kafka-jars  ## every benchmark at quick size (~1 minute): prints the table, fails on a failed check
+	$(BIN)/python -m bench --quick
 
 lock:  ## re-pin requirements.lock and requirements-test.lock from pyproject.toml
 	bash scripts/lock.sh

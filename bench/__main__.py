@@ -1,10 +1,14 @@
 """`python -m bench`: run the benchmarks and print one table of numbers.
 
-    python -m bench                      everything (about 10 minutes on 2 cores)
-    python -m bench --quick              smaller sizes, under ~2 minutes
+    python -m bench                      everything (about 5 minutes on 2 cores)
+    python -m bench --quick              smaller sizes, about a minute (CI runs this as a smoke test)
     python -m bench --only poll,webhook  a selection (dedup, restore, poll, webhook)
     python -m bench --profile            also print cProfile tops (children and worker processes)
     python -m bench --json out.json      also write the rows as JSON
+
+Every benchmark also checks its own results (read back, nothing lost, no duplicate event_id)
+and adds a `check:` row; the exit status is 1 when a check failed, a benchmark raised, or a
+benchmark reported no check at all. The figures themselves are printed, never judged.
 
 Kafka: KAFKA_BOOTSTRAP_SERVERS if set, else a single-node broker started in a temp dir with
 scripts/kafka.py and stopped at the end. Everything listens on and talks to 127.0.0.1 only.
@@ -24,7 +28,7 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 
 from bench import dedup, poll, restore, webhook
-from bench.common import ROOT, CpuMeter, kafka_broker, row, say, table
+from bench.common import ROOT, CpuMeter, failed_checks, kafka_broker, row, say, table
 
 BENCHES = {"dedup": dedup, "restore": restore, "poll": poll, "webhook": webhook}
 NEEDS_KAFKA = {"restore", "poll", "webhook"}
@@ -76,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             say(f"== {name}{' (quick)' if args.quick else ''}")
             try:
-                rows.extend(BENCHES[name].run(ctx))
+                got = BENCHES[name].run(ctx)
+                rows.extend(got)
+                if not any(r["metric"].startswith("check: ") for r in got):
+                    failed = True
+                    rows.append(row(name, "check: none reported", "FAILED", "", "every benchmark must check its results"))
             except Exception as exc:  # noqa: BLE001 - report and go on with the next benchmark
                 failed = True
                 traceback.print_exc()
@@ -100,12 +108,16 @@ def main(argv: list[str] | None = None) -> int:
           f"worker at {git_head()}; other processes used {background * 100:.0f}% of a core at the start\n")
     print(table(rows))
     print("\nruntime: " + ", ".join(f"{n} {s:.0f} s" for n, s in timings.items()) + f"; total {total:.0f} s")
+    bad = failed_checks(rows)
+    checks = sum(1 for r in rows if r["metric"].startswith("check: "))
+    print(f"checks: {checks - len(bad)} of {checks} ok" + "".join(f"\n  FAILED {r['bench']}: {r['metric'][7:]}: {r['note']}"
+                                                              for r in bad))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": datetime.now(timezone.utc).isoformat(), "cores": cpus, "quick": args.quick,
                        "worker_commit": git_head(), "background_load": background,
                        "timings": timings, "total_secs": total, "rows": rows}, f, indent=2)
-    return 1 if failed else 0
+    return 1 if failed or bad else 0
 
 
 if __name__ == "__main__":

@@ -35,6 +35,18 @@ def row(bench: str, metric: str, value: float | int | str | None, unit: str = ""
     return {"bench": bench, "metric": metric, "value": value, "unit": unit, "note": note}
 
 
+CHECK_OK, CHECK_FAILED = "ok", "FAILED"
+
+
+def check(bench: str, what: str, ok: bool, detail: str) -> dict:
+    """A benchmark's own correctness check as a table row; any FAILED row fails the run."""
+    return row(bench, f"check: {what}", CHECK_OK if ok else CHECK_FAILED, "", detail)
+
+
+def failed_checks(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["metric"].startswith("check: ") and r["value"] != CHECK_OK]
+
+
 def fmt_value(value: Any) -> str:
     if value is None:
         return "n/a"

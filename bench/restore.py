@@ -15,7 +15,7 @@ import time
 import uuid
 
 from bench.common import (
-    delete_topics, malloc_trim, peak_rss_bytes, reset_peak_rss, row, rss_bytes, run_child, say, worker_config,
+    check, delete_topics, malloc_trim, peak_rss_bytes, reset_peak_rss, row, rss_bytes, run_child, say, worker_config,
 )
 
 NAME = "restore"
@@ -101,8 +101,6 @@ def run(ctx) -> list[dict]:
                       profile=ctx.profile)
     finally:
         asyncio.run(delete_topics(ctx.bootstrap, prefix))
-    if r["entries"] != n:
-        say(f"restore: WARNING restored {r['entries']:,} entries, wrote {n:,}")
     tag = f"{n / 1e6:g}M"
     return [
         row(NAME, f"write {tag} entries to _state", n / w["secs"], "records/s",
@@ -113,4 +111,5 @@ def run(ctx) -> list[dict]:
             f"RSS delta; table nbytes {r['nbytes'] / n:.1f} B/email; {r['rss_trimmed'] / n:.1f} B after malloc_trim"),
         row(NAME, f"peak RSS during restore @{tag}", r["rss_peak"] / n, "B/email",
             f"{r['rss_peak'] / 2**20:,.0f} MiB above the process before start()"),
+        check(NAME, "read-back", r["entries"] == n, f"{r['entries']:,} entries restored of {n:,} written"),
     ]

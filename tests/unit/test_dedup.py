@@ -152,3 +152,16 @@ class TestTable:
             assert len(table) == len(model)
         for key in {k * 0x9E3779B97F4A7C15 % 2**64 for k in range(41)}:
             assert table.get(key) == model.get(key)
+
+
+def test_get_many_reads_columns_and_recent_writes_with_zero_for_absent_keys():
+    table = DedupTable()
+    table.load(np.array([10, 30, 20], dtype=np.uint64), np.array([101, 301, 201], dtype=np.uint64))
+    table.put(40, 401)      # only in the recent writes
+    table.put(30, 302)      # a recent write shadows the column
+    table.delete(20)        # a recent deletion hides the column's word
+    got = table.get_many(np.array([30, 5, 40, 10, 20, 2**64 - 1], dtype=np.uint64))
+    assert got.tolist() == [302, 0, 401, 101, 0, 0]
+    table.merge()
+    assert table.get_many(np.array([20, 30, 40, 10], dtype=np.uint64)).tolist() == [0, 302, 401, 101]
+    assert DedupTable().get_many(np.array([1, 2], dtype=np.uint64)).tolist() == [0, 0]

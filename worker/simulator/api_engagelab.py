@@ -84,7 +84,7 @@ class EngageLabApi:
             candidates = [m for i in ids if (m := st.stream.by_id.get(i)) is not None]
         msgs = st.select((day,), now_ms, key, pred, candidates)
         rows = [self._row(st, m, m.visible(now_ms)) for m in msgs[offset: offset + limit]]
-        return json_answer({"result": rows, "total": str(len(msgs)), "count": len(rows)})
+        return json_answer({"result": rows, "total": str(len(msgs)), "count": len(rows)}, rows=len(rows))
 
     def _filters(self, st: AccountState, params: dict[str, str]) -> tuple[Any, tuple | None]:
         statuses = subs = email = domain = None

@@ -101,7 +101,8 @@ class SendCloudApi:
         rows = [self._row(st, m, m.visible(now_ms)) for m in page]
         ok = "success" if self.aurora else "请求成功"
         return json_answer({"result": True, "statusCode": 200, "message": ok,
-                            "info": {"total": str(len(msgs)), "voListSize": len(rows), "voList": rows}})
+                            "info": {"total": str(len(msgs)), "voListSize": len(rows), "voList": rows}},
+                           rows=len(rows))
 
     def _dates(self, st: AccountState, params: dict[str, str], now_ms: int) -> tuple[date, ...]:
         today = st.stream.local_date(now_ms)

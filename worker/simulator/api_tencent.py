@@ -152,7 +152,7 @@ class TencentApi:
             raise _bad("InvalidParameterValue", "The parameter `Offset` must not be negative.")
         msgs = self._select(st, day, params, now_ms)
         rows = [self._row(st, m, now_ms) for m in msgs[offset: offset + limit]]
-        return json_answer({"Response": {"EmailStatusList": rows, "RequestId": str(uuid.uuid4())}})
+        return json_answer({"Response": {"EmailStatusList": rows, "RequestId": str(uuid.uuid4())}}, rows=len(rows))
 
     @staticmethod
     def _select(st: AccountState, day: date, params: dict[str, Any], now_ms: int) -> list[Message]:

@@ -78,7 +78,7 @@ class UniSenderApi:
         body: dict[str, Any] = {"result": result}
         if failed:
             body["failed_email_id"] = failed
-        return json_answer(body)
+        return json_answer(body, rows=len(statuses))
 
     def _other_account(self, st: AccountState, uni_id: int, now_ms: int) -> bool:
         for other in self.sim.accounts.values():

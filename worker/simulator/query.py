@@ -24,10 +24,11 @@ class Answer:
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json;charset=UTF-8"),)
+    rows: int = 0   # status rows in the answer (what a benchmark counts as polled)
 
 
-def json_answer(data: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()) -> Answer:
-    return Answer(status, orjson.dumps(data), (("Content-Type", "application/json;charset=UTF-8"), *headers))
+def json_answer(data: Any, status: int = 200, headers: Iterable[tuple[str, str]] = (), *, rows: int = 0) -> Answer:
+    return Answer(status, orjson.dumps(data), (("Content-Type", "application/json;charset=UTF-8"), *headers), rows)
 
 
 @attrs.define

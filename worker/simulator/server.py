@@ -232,7 +232,7 @@ class Simulator:
                                 headers=dict(answer.headers))
         if outcome == "ok":
             st.remember(key, now, answer)
-        self._log(st, api.provider, key, now, outcome, fault=fault)
+        self._log(st, api.provider, key, now, outcome, fault=fault, rows=answer.rows)
         return self._respond(answer)
 
     @staticmethod
@@ -240,8 +240,8 @@ class Simulator:
         return web.Response(status=answer.status, body=answer.body, headers=dict(answer.headers))
 
     def _log(self, st: AccountState | None, provider: Provider, key: tuple, now: float, outcome: str,
-             *, cached: bool = False, fault: str | None = None) -> None:
-        self.calls.append(Call(st.name if st else None, provider, key, now, outcome, cached, fault))
+             *, cached: bool = False, fault: str | None = None, rows: int = 0) -> None:
+        self.calls.append(Call(st.name if st else None, provider, key, now, outcome, cached, fault, rows))
         if len(self.calls) > self.config.call_log_max:
             del self.calls[: len(self.calls) // 2]
         if st is not None:

@@ -143,3 +143,4 @@ class Call:
     outcome: str  # ok | throttled | fault | auth_error | bad_request
     cached: bool = False
     fault: str | None = None  # 5xx | timeout | malformed | slow (slow calls keep their real outcome)
+    rows: int = 0  # status rows answered afresh (0 for cached, faulty and error answers)
