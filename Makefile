@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test unit integration demo kafka-up kafka-down kafka-jars tools chart-check image-check venv lock bench bench-smoke clean
+.PHONY: test lint unit integration demo kafka-up kafka-down kafka-jars tools chart-check image-check venv lock bench bench-smoke clean
 
 $(STAMP): requirements.lock requirements-test.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,13 @@ chart-check: tools  ## helm lint --strict, render every scenario, validate again
 image-check:  ## hadolint the Dockerfile; install as the image does into a fresh venv and run it
 	bash scripts/image-check.sh
 
-test: venv kafka-jars tools chart-check image-check  ## everything CI runs
+lint: venv  ## the import-layering contract, ruff and mypy (configuration in pyproject.toml)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check worker
+	$(BIN)/ruff check --select F,I tests bench scripts
+	$(BIN)/mypy
+
+test: venv lint kafka-jars tools chart-check image-check  ## everything CI runs
 	$(BIN)/python -m pytest -ra
 	$(MAKE) --no-print-directory bench-smoke
 

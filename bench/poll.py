@@ -22,7 +22,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bench.common import (
-    CpuMeter, EventTail, WorkerProcess, check, cpu_note, delete_topics, metric, row, run_child, say, scrape,
+    CpuMeter,
+    EventTail,
+    WorkerProcess,
+    check,
+    cpu_note,
+    delete_topics,
+    metric,
+    row,
+    run_child,
+    say,
+    scrape,
     worker_config,
 )
 

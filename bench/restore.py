@@ -1,7 +1,7 @@
 """`restore`: a shard's `_state` partition holding N dedup entries, rebuilt by `Shard.start()`.
 
-One child process writes the entries (keys and values exactly as `state_key(key)` and
-`state_value(pack(...))`) with a plain non-transactional producer in record batches; a second,
+One child process writes the entries (keys and values exactly as `worker.state.dedup_key(key)` and
+`dedup_value(pack(...))`) with a plain non-transactional producer in record batches; a second,
 fresh child times `Shard.start()` (producer init + fencing + reading `_state` back, worker.state) and reports its RSS,
 so the numbers are those of a replica that has just taken the shard over.
 """
@@ -15,7 +15,16 @@ import time
 import uuid
 
 from bench.common import (
-    check, delete_topics, malloc_trim, peak_rss_bytes, reset_peak_rss, row, rss_bytes, run_child, say, worker_config,
+    check,
+    delete_topics,
+    malloc_trim,
+    peak_rss_bytes,
+    reset_peak_rss,
+    row,
+    rss_bytes,
+    run_child,
+    say,
+    worker_config,
 )
 
 NAME = "restore"
@@ -32,8 +41,9 @@ def _config(bootstrap: str, prefix: str):
 async def write_state(bootstrap: str, prefix: str, n: int) -> dict:
     from aiokafka import AIOKafkaProducer
 
-    from worker.dedup import hours_since_2020, pack, state_key, state_value
+    from worker.dedup import hours_since_2020, pack
     from worker.emit import Topics, ensure_topics
+    from worker.state import dedup_key, dedup_value
 
     config = _config(bootstrap, prefix)
     await ensure_topics(config.kafka, with_outputs=False)
@@ -50,8 +60,8 @@ async def write_state(bootstrap: str, prefix: str, n: int) -> dict:
         pending = []
         batch = producer.create_batch()
         for _ in range(n):
-            key = state_key(rng.getrandbits(64))
-            value = state_value(pack(now - rng.randrange(3 * 86400), expire_h, flags[rng.randrange(4)]))
+            key = dedup_key(rng.getrandbits(64))
+            value = dedup_value(pack(now - rng.randrange(3 * 86400), expire_h, flags[rng.randrange(4)]))
             if batch.append(key=key, value=value, timestamp=None) is None:
                 pending.append(await producer.send_batch(batch, topic, partition=PARTITION))
                 batch = producer.create_batch()
@@ -83,7 +93,7 @@ async def restore_shard(bootstrap: str, prefix: str) -> dict:
     after = rss_bytes()
     malloc_trim()
     trimmed = rss_bytes()
-    out = {"entries": len(shard.table), "nbytes": shard.table.nbytes, "start_secs": start_secs,
+    out = {"entries": len(shard.staging.table), "nbytes": shard.staging.table.nbytes, "start_secs": start_secs,
            "restore_secs": shard.restore_secs, "rss_base": base, "rss_after": after - base,
            "rss_trimmed": trimmed - base, "rss_peak": peak - base}
     await shard.close(commit=False)

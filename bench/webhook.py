@@ -25,7 +25,18 @@ from collections import Counter
 from pathlib import Path
 
 from bench.common import (
-    CpuMeter, EventTail, WorkerProcess, check, cpu_note, delete_topics, metric, percentile, row, run_child, say, scrape,
+    CpuMeter,
+    EventTail,
+    WorkerProcess,
+    check,
+    cpu_note,
+    delete_topics,
+    metric,
+    percentile,
+    row,
+    run_child,
+    say,
+    scrape,
     worker_config,
 )
 

@@ -11,7 +11,8 @@ import sys
 from datetime import date
 
 from worker import __version__
-from worker.config import Config, ConfigError, load_config
+from worker.config import Config, load_config
+from worker.errors import ConfigError
 
 EXIT_CONFIG = 2
 

@@ -24,6 +24,7 @@ from worker.config import Config
 from worker.emit import ensure_topics, producer_settings
 from worker.group import ShardManager
 from worker.http import Ops
+from worker.intake import RawWriter
 from worker.sentfeed import SentFeed
 from worker.webhooks import WebhookReceiver
 
@@ -32,7 +33,7 @@ log = logging.getLogger("worker.app")
 CONFIG = web.AppKey("config", Config)
 OPS = web.AppKey("ops", Ops)
 MANAGER = web.AppKey("manager", ShardManager)
-PRODUCER = web.AppKey("producer", AIOKafkaProducer)
+WRITER = web.AppKey("writer", RawWriter)
 
 
 def build_app(config: Config) -> web.Application:
@@ -41,16 +42,17 @@ def build_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[OPS] = ops
     app.add_routes(ops.routes())
-    receiver = WebhookReceiver(config, producer=None)  # the producer arrives with kafka_ctx
+    receiver = WebhookReceiver(config, writer=None)  # the writer arrives with kafka_ctx
     app.add_routes(receiver.routes())
 
     async def kafka_ctx(app: web.Application) -> AsyncIterator[None]:
         await ensure_topics(config.kafka)
         producer = AIOKafkaProducer(**producer_settings(config.kafka))
         await producer.start()
-        ops.checks["producer"] = lambda: not producer._closed  # noqa: SLF001 - aiokafka has no public flag
-        receiver.producer = producer
-        app[PRODUCER] = producer
+        ops.checks["producer"] = lambda: not producer._closed
+        writer = RawWriter(config.kafka, producer)
+        receiver.writer = writer
+        app[WRITER] = writer
         yield
         with contextlib.suppress(Exception):
             await asyncio.wait_for(producer.stop(), config.kafka.produce_timeout_secs)
@@ -65,14 +67,14 @@ def build_app(config: Config) -> web.Application:
         await manager.start()
         feed = None
         if config.sent_topic:
-            feed = SentFeed(config, app[PRODUCER])
+            feed = SentFeed(config, app[WRITER])
             await feed.start()
-            ops.critical["sent_feed"] = lambda: not feed.task.done()
+            ops.critical["sent_feed"] = feed.alive
         yield
         ops.shutting_down = True
         try:
             await asyncio.wait_for(_stop(manager, feed), config.shutdown_grace_secs)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("shutdown grace period exceeded; open transactions are left to time out")
         await session.close()
 

@@ -13,18 +13,21 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
 from worker import logs
-from worker.config import Config
-from worker.emit import Topics, account_key, ensure_topics, producer_settings, raw_record, shard_of
-from worker.poll.fetch import Fetcher
+from worker.config import AccountConfig, Config
+from worker.emit import Topics, ensure_topics, producer_settings
+from worker.errors import PollError, Throttled
+from worker.intake import RawWriter
+from worker.poll.fetch import Fetcher, fetch_error_type
 from worker.poll.limiter import AdaptiveLimiter
 from worker.providers import get_module
-from worker.providers.base import PollError, PollQuery, Throttled
+from worker.providers.base import PollQuery
+from worker.raw import PollPageRecord
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -84,7 +87,7 @@ def run_backfill(config: Config, account_name: str, date_from: date, date_to: da
     if date_to < date_from:
         print("backfill: --to is before --from", file=sys.stderr)
         return EXIT_USAGE
-    oldest = datetime.now(timezone.utc).astimezone(module.DEFAULTS.tz).date() - timedelta(days=module.DEFAULTS.retention_days)
+    oldest = datetime.now(UTC).astimezone(module.DEFAULTS.tz).date() - timedelta(days=module.DEFAULTS.retention_days)
     if date_from < oldest:
         print(f"backfill: {account.provider.value} keeps statuses for {module.DEFAULTS.retention_days} days; "
               f"dates before {oldest} cannot be polled", file=sys.stderr)
@@ -92,12 +95,11 @@ def run_backfill(config: Config, account_name: str, date_from: date, date_to: da
     return asyncio.run(_backfill(config, account, date_from, date_to, progress, share))
 
 
-async def _backfill(config, account, date_from: date, date_to: date, show: bool, share: float) -> int:
+async def _backfill(config: Config, account: AccountConfig, date_from: date, date_to: date, show: bool,
+                    share: float) -> int:
     module = get_module(account.provider)
     await ensure_topics(config.kafka, with_outputs=False)
     topics = Topics.from_config(config.kafka)
-    provider, name = account.provider.value, account.name
-    partition = shard_of(provider, name, config.kafka.shards)
     days = [date_from + timedelta(days=i) for i in range((date_to - date_from).days + 1)]
     statuses = module.DEFAULTS.status_filters or (None,)
     windows = [(d, s) for d in days for s in statuses]
@@ -105,30 +107,26 @@ async def _backfill(config, account, date_from: date, date_to: date, show: bool,
     limiter = AdaptiveLimiter(account.poll.calls_per_second * share, account.poll.quota_window_secs)
     producer = AIOKafkaProducer(**producer_settings(config.kafka))
     await producer.start()
+    writer = RawWriter(config.kafka, producer)
     failures = 0
     try:
         async with aiohttp.ClientSession(headers={"User-Agent": "email-status-worker backfill"}) as session:
-            fetcher = Fetcher(account, session, limiter, lambda: datetime.now(timezone.utc))
+            fetcher = Fetcher(account, session, limiter, lambda: datetime.now(UTC))
             for send_date, status in windows:
                 offset = 0
                 while True:
                     query = PollQuery(send_date=send_date, status=status, offset=offset, limit=module.DEFAULTS.page_limit)
                     try:
                         fetched = await fetcher.fetch(query)
-                    except Throttled as exc:
-                        limiter.on_throttle(exc.retry_after)
-                        continue
-                    except (PollError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    except Throttled:
+                        continue  # the fetcher slowed the limiter down; its pause is the wait
+                    except (TimeoutError, PollError, aiohttp.ClientError) as exc:
                         failures += 1
                         print(f"\nbackfill: {send_date} {status.value if status else 'all'} offset {offset}: "
-                              f"{getattr(exc, 'error_type', type(exc).__name__)}", file=sys.stderr)
+                              f"{fetch_error_type(exc)}", file=sys.stderr)
                         break
-                    value = raw_record("poll_page", provider, name, datetime.now(timezone.utc),
-                                       query={"send_date": send_date.isoformat(), "status": status.value if status else None,
-                                              "offset": offset, "limit": query.limit},
-                                       status=fetched.status, headers=fetched.headers,
-                                       body=fetched.body.decode("utf-8", "replace"))
-                    await (await producer.send(topics.raw, value, key=account_key(provider, name), partition=partition))
+                    await writer.write([PollPageRecord(account.provider, account.name, datetime.now(UTC),
+                                                    query, fetched.status, fetched.headers, fetched.body)])
                     page = fetched.page
                     bar.page(page.rows, offset, page.total)
                     if page.next_offset is None:

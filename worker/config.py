@@ -18,13 +18,10 @@ import jsonschema
 import orjson
 import yaml
 
+from worker.errors import ConfigError
 from worker.model import EventType, Provider
-
-
-class ConfigError(Exception):
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__(f"{len(problems)} configuration problem(s):\n  " + "\n  ".join(problems))
-        self.problems = problems
+from worker.providers import get_module
+from worker.providers.base import AccountContext, Credentials, Need, ProviderDefaults
 
 
 @functools.cache
@@ -33,68 +30,89 @@ def load_schema(name: str) -> dict[str, Any]:
     return orjson.loads(importlib.resources.files("worker").joinpath("schemas", name).read_bytes())
 
 
+def _schema_defaults(node: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Every `default` of the config schema by key path (an account's keys under "accounts")."""
+    out: dict[tuple[str, ...], Any] = {}
+    if "default" in node and path:
+        out[path] = node["default"]
+    for key, child in node.get("properties", {}).items():
+        out.update(_schema_defaults(child, (*path, key)))
+    if isinstance(node.get("items"), dict):
+        out.update(_schema_defaults(node["items"], path))
+    return out
+
+
+# Each default is written once, in schemas/config.v1.json, and read from there.
+SCHEMA_DEFAULTS = _schema_defaults(load_schema("config.v1.json"))
+
+
+def default(*path: str) -> Any:
+    return SCHEMA_DEFAULTS[path]
+
+
+# Sweeps of a provider without a result cache are at least this far apart by default (a minute:
+# the quota window of every provider).
+INTERVAL_MIN_WITHOUT_CACHE_SECS = 60.0
+
+
 # -- the frozen configuration -------------------------------------------------------------------
 
 
 @attrs.frozen
 class KafkaConfig:
     bootstrap_servers: str
-    topic_prefix: str = "email.status"
-    shards: int = 12
-    group_id: str = "email-status-worker"
-    replication_factor: int = -1
-    output_partitions: int = -1
+    topic_prefix: str = default("kafka", "topic_prefix")
+    shards: int = default("kafka", "shards")
+    group_id: str = default("kafka", "group_id")
+    replication_factor: int = default("kafka", "replication_factor")
+    output_partitions: int = default("kafka", "output_partitions")
     security: Mapping[str, str] = attrs.field(factory=dict, repr=False)
-    produce_timeout_secs: float = 10.0
-    transaction_timeout_secs: float = 60.0
-    batch_max_records: int = 1000
-    batch_linger_ms: int = 75
-    session_timeout_ms: int = 10_000
+    produce_timeout_secs: float = default("kafka", "produce_timeout_secs")
+    transaction_timeout_secs: float = default("kafka", "transaction_timeout_secs")
+    batch_max_records: int = default("kafka", "batch_max_records")
+    batch_linger_ms: int = default("kafka", "batch_linger_ms")
+    session_timeout_ms: int = default("kafka", "session_timeout_ms")
 
     def client_kwargs(self) -> dict[str, Any]:
         """Connection settings shared by every aiokafka client of the worker."""
         return {"bootstrap_servers": self.bootstrap_servers, **self.security}
 
-    def topic(self, suffix: str) -> str:
-        return f"{self.topic_prefix}.{suffix}"
-
 
 @attrs.frozen
 class HttpConfig:
-    host: str = "0.0.0.0"
-    port: int = 8080
-    max_body_bytes: int = 1_048_576
-    ack_timeout_secs: float = 2.5
+    host: str = default("http", "host")
+    port: int = default("http", "port")
+    max_body_bytes: int = default("http", "max_body_bytes")
+    ack_timeout_secs: float = default("http", "ack_timeout_secs")
 
 
 @attrs.frozen
 class DedupConfig:
-    tolerance_secs: float = 60.0
-    webhook_horizon_days: int = 3
+    tolerance_secs: float = default("dedup", "tolerance_secs")
+    webhook_horizon_days: int = default("dedup", "webhook_horizon_days")
 
 
 @attrs.frozen
 class WebhookConfig:
-    enabled: bool = True
-    keys: tuple[str, ...] = attrs.field(default=(), repr=False)
+    enabled: bool = default("accounts", "webhook", "enabled")
     path_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)   # current first, then the previous
-    replay_window_secs: float = 259_200.0
+    replay_window_secs: float = default("accounts", "webhook", "replay_window_secs")
 
 
 @attrs.frozen
 class PollConfig:
-    enabled: bool
-    quota_per_minute: int
-    quota_share: float
-    lookback_days: int
-    interval_min_secs: float
-    interval_max_secs: float
-    cache_ttl_secs: float
-    quota_window_secs: float
-    request_timeout_secs: float
-    retry_attempts: int
-    retry_max_secs: float
-    id_max_age_days: int
+    quota_per_minute: int                     # default: the provider's (ProviderDefaults)
+    cache_ttl_secs: float                     # default: the provider's
+    interval_min_secs: float                  # default: the cache TTL, or a minute without one
+    enabled: bool = default("accounts", "poll", "enabled")
+    quota_share: float = default("accounts", "poll", "quota_share")
+    lookback_days: int = default("accounts", "poll", "lookback_days")
+    interval_max_secs: float = default("accounts", "poll", "interval_max_secs")
+    quota_window_secs: float = default("accounts", "poll", "quota_window_secs")
+    request_timeout_secs: float = default("accounts", "poll", "request_timeout_secs")
+    retry_attempts: int = default("accounts", "poll", "retry_attempts")
+    retry_max_secs: float = default("accounts", "poll", "retry_max_secs")
+    id_max_age_days: int = default("accounts", "poll", "id_max_age_days")
 
     @property
     def calls_per_second(self) -> float:
@@ -106,33 +124,9 @@ class PollConfig:
 class AccountConfig:
     name: str
     provider: Provider
-    base_url: str
-    region: str | None
-    api_user: str | None
-    api_key: str | None = attrs.field(repr=False)
-    secret_id: str | None = attrs.field(repr=False)
-    secret_key: str | None = attrs.field(repr=False)
+    context: AccountContext        # what the provider module sees (secrets resolved); built once
     webhook: WebhookConfig
     poll: PollConfig
-    sender_rejection: EventType | None      # None: as documented per provider
-    options: Mapping[str, str]
-
-    def context(self):  # -> providers.base.AccountContext (import kept local: providers import config-free)
-        from worker.providers.base import AccountContext
-
-        return AccountContext(
-            name=self.name,
-            provider=self.provider,
-            base_url=self.base_url,
-            api_user=self.api_user,
-            api_key=self.api_key,
-            secret_id=self.secret_id,
-            secret_key=self.secret_key,
-            region=self.region,
-            sender_rejection=self.sender_rejection,
-            webhook_keys=self.webhook.keys,
-            options=dict(self.options),
-        )
 
 
 @attrs.frozen
@@ -141,10 +135,10 @@ class Config:
     http: HttpConfig
     dedup: DedupConfig
     accounts: tuple[AccountConfig, ...]
-    emit_raw: bool = False
-    sent_topic: str | None = None
-    shutdown_grace_secs: float = 25.0
-    log_level: str = "INFO"
+    emit_raw: bool = default("emit_raw")
+    sent_topic: str | None = default("inputs", "sent_topic")
+    shutdown_grace_secs: float = default("shutdown", "grace_secs")
+    log_level: str = default("logging", "level")
 
     def account(self, provider: Provider | str, name: str) -> AccountConfig | None:
         return self._by_key.get((Provider(provider), name))
@@ -274,125 +268,124 @@ class _Builder:
             if account is not None:
                 accounts.append(account)
 
-        d = data.get("dedup") or {}
-        return Config(
-            kafka=kafka,
-            http=HttpConfig(**(data.get("http") or {})),
-            dedup=DedupConfig(**d),
-            accounts=tuple(accounts),
-            emit_raw=bool(data.get("emit_raw", False)),
-            sent_topic=(data.get("inputs") or {}).get("sent_topic"),
-            shutdown_grace_secs=float((data.get("shutdown") or {}).get("grace_secs", 25.0)),
-            log_level=(data.get("logging") or {}).get("level", "INFO"),
-        )
+        # Only what the file gives is passed: every other value is the schema's default.
+        top = {"emit_raw": data.get("emit_raw"),
+               "sent_topic": (data.get("inputs") or {}).get("sent_topic"),
+               "shutdown_grace_secs": (data.get("shutdown") or {}).get("grace_secs"),
+               "log_level": (data.get("logging") or {}).get("level")}
+        return Config(kafka=kafka, http=HttpConfig(**(data.get("http") or {})),
+                      dedup=DedupConfig(**(data.get("dedup") or {})), accounts=tuple(accounts),
+                      **{key: v for key, v in top.items() if v is not None})
 
     def account(self, raw: Mapping[str, Any], path: str) -> AccountConfig | None:
-        from worker.providers import get_module
-
         provider = Provider(raw["provider"])
         module = get_module(provider)
         defaults = module.DEFAULTS
-        creds = raw.get("credentials") or {}
-        hook = raw.get("webhook") or {}
-        poll_raw = raw.get("poll") or {}
-        poll_on = poll_raw.get("enabled", True)
-        hook_on = hook.get("enabled", True)
+        sections = {"credentials": raw.get("credentials") or {}, "webhook": raw.get("webhook") or {}}
+        poll_raw = dict(raw.get("poll") or {})
+        hook_raw = dict(sections["webhook"])
+        poll = PollConfig(**_poll_fields(poll_raw, defaults))
+        hook_on = hook_raw.get("enabled", default("accounts", "webhook", "enabled"))
         before = len(self.problems)
 
-        api_key = self.secret(creds, "api_key", f"{path}.credentials")
-        secret_key = self.secret(creds, "secret_key", f"{path}.credentials")
-        secret_id = creds.get("secret_id")
-        if "secret_id" in creds and ("secret_id_env" in creds or "secret_id_file" in creds):
-            self.problems.append(f"{path}.credentials: give secret_id, secret_id_env or secret_id_file, only one")
-        secret_id = secret_id or self.secret(creds, "secret_id", f"{path}.credentials")
-        app_key = self.secret(hook, "app_key", f"{path}.webhook")
-        previous_key = self.secret(hook, "previous_app_key", f"{path}.webhook")
-        path_token = self.secret(hook, "path_token", f"{path}.webhook")
-        previous_token = self.secret(hook, "previous_path_token", f"{path}.webhook")
-
-        def need(ok: bool, what: str, why: str) -> None:
-            if not ok:
-                self.problems.append(f"{path}: {provider.value} needs {what} ({why})")
-
-        if provider in (Provider.ENGAGELAB, Provider.SENDCLOUD, Provider.AURORA_SENDCLOUD):
-            if poll_on:
-                need("api_user" in creds, "credentials.api_user", "for polling")
-                need(_has_secret(creds, "api_key"), "credentials.api_key_env or api_key_file", "for polling")
-            if hook_on:
-                need(_has_secret(hook, "app_key"), "webhook.app_key_env or app_key_file", "to verify webhooks")
-        elif provider is Provider.UNISENDER:
-            need(_has_secret(creds, "api_key"), "credentials.api_key_env or api_key_file", "for polling and webhook auth")
-        elif provider is Provider.TENCENT_SES:
-            if poll_on:
-                need(bool(creds.get("secret_id")) or _has_secret(creds, "secret_id"), "credentials.secret_id", "for polling")
-                need(_has_secret(creds, "secret_key"), "credentials.secret_key_env or secret_key_file", "for polling")
-            if hook_on:
-                need(_has_secret(hook, "path_token"), "webhook.path_token_env or path_token_file",
-                     "Tencent does not sign webhooks; an unguessable path protects them")
-            for token in (path_token, previous_token):
-                if token is not None and len(token) < 16:
-                    self.problems.append(f"{path}.webhook: a path token must be at least 16 characters")
-
-        options = dict(raw.get("options") or {})
-        for name, value in options.items():
-            spec = module.OPTIONS.get(name)
-            if spec is None:
-                known = ", ".join(sorted(module.OPTIONS)) or "none"
-                self.problems.append(f"{path}.options.{name}: unknown option for {provider.value} (known: {known})")
-            elif value not in spec.choices:
-                self.problems.append(f"{path}.options.{name}: must be one of {', '.join(spec.choices)}")
-
-        cache_ttl = float(poll_raw.get("cache_ttl_secs", defaults.cache_ttl_secs))
-        interval_min = float(poll_raw.get("interval_min_secs", cache_ttl or 60.0))
-        interval_max = float(poll_raw.get("interval_max_secs", 3600.0))
-        if interval_min < cache_ttl:
-            self.problems.append(f"{path}.poll.interval_min_secs: below the provider's cache TTL ({cache_ttl:g} s); such sweeps would only return cached results")
-        if interval_max < interval_min:
-            self.problems.append(f"{path}.poll.interval_max_secs: smaller than interval_min_secs ({interval_min:g})")
-        lookback = int(poll_raw.get("lookback_days", 3))
-        if lookback > defaults.retention_days:
-            self.problems.append(f"{path}.poll.lookback_days: {provider.value} keeps statuses for {defaults.retention_days} days only")
-
+        values = self.credentials(sections, path)
+        self.require(module.CREDENTIALS, sections, values, path, provider, poll.enabled, hook_on)
+        self.check_options(raw.get("options") or {}, module.OPTIONS, f"{path}.options", provider)
+        self.check_poll(poll, defaults.retention_days, f"{path}.poll", provider)
         if len(self.problems) > before:
             return None
-        keys = tuple(k for k in (app_key, previous_key) if k)
-        if provider is Provider.UNISENDER and not keys and api_key:
-            keys = (api_key,)  # UniSender signs webhooks with the account's API key
-        return AccountConfig(
-            name=raw["name"],
-            provider=provider,
-            base_url=(raw.get("base_url") or defaults.base_url).rstrip("/"),
-            region=raw.get("region"),
-            api_user=creds.get("api_user"),
-            api_key=api_key,
-            secret_id=secret_id,
-            secret_key=secret_key,
-            webhook=WebhookConfig(
-                enabled=hook_on,
-                keys=keys,
-                path_tokens=tuple(t for t in (path_token, previous_token) if t),
-                replay_window_secs=float(hook.get("replay_window_secs", 259_200)),
-            ),
-            poll=PollConfig(
-                enabled=poll_on,
-                quota_per_minute=int(poll_raw.get("quota_per_minute", defaults.quota_per_minute)),
-                quota_share=float(poll_raw.get("quota_share", 0.8)),
-                lookback_days=lookback,
-                interval_min_secs=interval_min,
-                interval_max_secs=interval_max,
-                cache_ttl_secs=cache_ttl,
-                quota_window_secs=float(poll_raw.get("quota_window_secs", 60.0)),
-                request_timeout_secs=float(poll_raw.get("request_timeout_secs", 30.0)),
-                retry_attempts=int(poll_raw.get("retry_attempts", 4)),
-                retry_max_secs=float(poll_raw.get("retry_max_secs", 60.0)),
-                id_max_age_days=int(poll_raw.get("id_max_age_days", 30)),
-            ),
-            sender_rejection=_SENDER_REJECTION[raw.get("sender_rejection", "documented")],
-            options=options,
-        )
+
+        keys = tuple(v for v in (values.get("app_key"), values.get("previous_app_key")) if v)
+        fallback = module.CREDENTIALS.webhook_key_fallback
+        if not keys and fallback and values.get(fallback):
+            keys = (values[fallback],)  # the provider signs webhooks with this credential
+        context = AccountContext(
+            name=raw["name"], provider=provider, base_url=(raw.get("base_url") or defaults.base_url).rstrip("/"),
+            api_user=values.get("api_user"), api_key=values.get("api_key"), secret_id=values.get("secret_id"),
+            secret_key=values.get("secret_key"), region=raw.get("region"),
+            sender_rejection=SENDER_REJECTION[raw.get("sender_rejection", default("accounts", "sender_rejection"))],
+            webhook_keys=keys, options=dict(raw.get("options") or {}))
+        hook = {key: hook_raw[key] for key in ("enabled", "replay_window_secs") if key in hook_raw}
+        tokens = tuple(v for v in (values.get("path_token"), values.get("previous_path_token")) if v)
+        return AccountConfig(name=raw["name"], provider=provider, context=context,
+                             webhook=WebhookConfig(path_tokens=tokens, **hook), poll=poll)
+
+    def credentials(self, sections: Mapping[str, Mapping[str, Any]], path: str) -> dict[str, str]:
+        """Every credential the account's sections give, secrets resolved (names as in `Need`)."""
+        values: dict[str, str] = {}
+        for section, names in CREDENTIAL_FIELDS.items():
+            given = sections[section]
+            for name in names:
+                where = f"{path}.{section}"
+                forms = [k for k in (name, f"{name}_env", f"{name}_file") if k in given]
+                if name in given and len(forms) > 1:
+                    self.problems.append(f"{where}: give {name}, {name}_env or {name}_file, only one")
+                    continue
+                value = given[name] if name in given else self.secret(given, name, where)
+                if value:
+                    values[name] = value
+        return values
+
+    def require(self, spec: Credentials, sections: Mapping[str, Mapping[str, Any]], values: Mapping[str, str],
+                path: str, provider: Provider, poll_on: bool, hook_on: bool) -> None:
+        """The provider's `CREDENTIALS`, checked against what the account gives."""
+        needs = [*spec.always, *(spec.poll if poll_on else ()), *(spec.webhook if hook_on else ())]
+        for need in needs:
+            given = sections[need.section]
+            if not (need.plain and need.name in given) and not _has_secret(given, need.name):
+                self.problems.append(f"{path}: {provider.value} needs {_describe(need)} ({need.why})")
+        for need in [*spec.always, *spec.poll, *spec.webhook]:
+            if not need.min_length:
+                continue
+            for name in (need.name, f"previous_{need.name}"):
+                value = values.get(name)
+                if value is not None and len(value) < need.min_length:
+                    self.problems.append(f"{path}.{need.section}: a {need.name.replace('_', ' ')} must be at "
+                                         f"least {need.min_length} characters")
+
+    def check_options(self, options: Mapping[str, Any], known: Mapping[str, Any], path: str,
+                      provider: Provider) -> None:
+        for name, value in options.items():
+            spec = known.get(name)
+            if spec is None:
+                names = ", ".join(sorted(known)) or "none"
+                self.problems.append(f"{path}.{name}: unknown option for {provider.value} (known: {names})")
+            elif value not in spec.choices:
+                self.problems.append(f"{path}.{name}: must be one of {', '.join(spec.choices)}")
+
+    def check_poll(self, poll: PollConfig, retention_days: int, path: str, provider: Provider) -> None:
+        if poll.interval_min_secs < poll.cache_ttl_secs:
+            self.problems.append(f"{path}.interval_min_secs: below the provider's cache TTL ({poll.cache_ttl_secs:g} s); "
+                                 "such sweeps would only return cached results")
+        if poll.interval_max_secs < poll.interval_min_secs:
+            self.problems.append(f"{path}.interval_max_secs: smaller than interval_min_secs ({poll.interval_min_secs:g})")
+        if poll.lookback_days > retention_days:
+            self.problems.append(f"{path}.lookback_days: {provider.value} keeps statuses for {retention_days} days only")
 
 
-_SENDER_REJECTION = {"documented": None, "invalid": EventType.INVALID, "soft_bounce": EventType.SOFT_BOUNCE}
+# The credentials an account may give, by section (the schema allows each as <name>_env/_file;
+# api_user and secret_id may also be inline). What each provider requires is its CREDENTIALS.
+CREDENTIAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "credentials": ("api_user", "api_key", "secret_id", "secret_key"),
+    "webhook": ("app_key", "previous_app_key", "path_token", "previous_path_token"),
+}
+
+SENDER_REJECTION = {"documented": None, "invalid": EventType.INVALID, "soft_bounce": EventType.SOFT_BOUNCE}
+
+
+def _poll_fields(poll_raw: Mapping[str, Any], defaults: ProviderDefaults) -> dict[str, Any]:
+    """The account's poll settings; the three whose default is the provider's filled in here."""
+    fields = dict(poll_raw)
+    fields.setdefault("quota_per_minute", defaults.quota_per_minute)
+    fields.setdefault("cache_ttl_secs", defaults.cache_ttl_secs)
+    fields.setdefault("interval_min_secs", fields["cache_ttl_secs"] or INTERVAL_MIN_WITHOUT_CACHE_SECS)
+    return fields
+
+
+def _describe(need: Need) -> str:
+    if need.plain:
+        return f"{need.section}.{need.name}"
+    return f"{need.section}.{need.name}_env or {need.name}_file"
 
 
 def _has_secret(section: Mapping[str, Any], name: str) -> bool:

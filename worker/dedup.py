@@ -12,14 +12,14 @@ State per email, keyed by a 64-bit hash of (provider, account, email_id), is one
 A word is never 0 (the expiry is), so 0 marks a deletion. The table stores words in two sorted
 numpy columns (8 + 8 bytes per email, no Python object per entry) plus a small dict of recent
 writes that is merged into the columns in vectorised steps. The `_state` changelog carries the
-same word: key b"d" + 8-byte hash, value the 8-byte word, or a tombstone on expiry.
+same word (worker.state: key b"d" + 8-byte hash, value the 8-byte word, a tombstone on expiry).
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -51,7 +51,7 @@ _TERMINAL = frozenset({TYPE_CODE[EventType.DELIVERED], TYPE_CODE[EventType.INVAL
 # Engagement events: once per email, and outside the delivery-status progression.
 _ENGAGEMENT = frozenset({EventType.COMPLAINT, EventType.UNSUBSCRIBED})
 
-_HOUR_EPOCH = int(datetime(2020, 1, 1, tzinfo=timezone.utc).timestamp())
+_HOUR_EPOCH = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp())
 
 
 def hours_since_2020(unix_seconds: float) -> int:
@@ -217,11 +217,3 @@ class DedupTable:
     def nbytes(self) -> int:
         """Memory held by the table; the recent dict is costed at CPython's ~100 bytes an entry."""
         return int(self._keys.nbytes + self._vals.nbytes) + 100 * len(self._recent)
-
-
-def state_key(key: int) -> bytes:
-    return b"d" + key.to_bytes(8, "big")
-
-
-def state_value(word: int) -> bytes:
-    return word.to_bytes(8, "big")

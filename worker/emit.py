@@ -1,32 +1,27 @@
-"""Where records go in Kafka: topic names, routing, headers, topic creation, dead letters.
+"""Where records go in Kafka: topic names, keys and partitions, producer settings, topic creation.
 
 Output events go to `<prefix>.<type>`, keyed by the lower-cased recipient. Internal topics:
-`<prefix>._raw` (webhook and sent-message records, key `provider/account`), `<prefix>._state`
-(compacted changelog of dedup entries and poll cursors), `<prefix>._dead_letter`. `_raw` and
-`_state` share the partition count P = `kafka.shards`, so an account's shard has one number in both.
+`<prefix>._raw` (worker.raw records, key `provider/account`), `<prefix>._state` (worker.state:
+the compacted changelog of dedup entries, poll cursors and tracked ids), `<prefix>._dead_letter`
+(worker.deadletter). `_raw` and `_state` share the partition count P = `kafka.shards`, so an
+account's shard has one number in both.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from datetime import datetime
+import functools
 from typing import Any
 
 import attrs
-import orjson
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
 from worker.config import KafkaConfig
-from worker.model import EventType, StatusEvent, rfc3339
-
-
-class TopicLayoutError(Exception):
-    """An existing internal topic does not have the layout the worker needs."""
+from worker.errors import TopicLayoutError
+from worker.model import EventType, StatusEvent
 
 
 @attrs.frozen
@@ -62,9 +57,10 @@ _partitioner = DefaultPartitioner()
 
 
 def account_key(provider: str, account: str) -> bytes:
-    return f"{provider}/{account}".encode("utf-8")
+    return f"{provider}/{account}".encode()
 
 
+@functools.cache   # one entry per configured account: murmur2 in pure Python is not free
 def shard_of(provider: str, account: str, shards: int) -> int:
     """The shard (partition of `_raw` and `_state`) that owns an account: Kafka's default
     partitioner (murmur2 of the key), as any producer of `_raw` would choose it."""
@@ -75,45 +71,6 @@ def shard_of(provider: str, account: str, shards: int) -> int:
 def event_record(topics: Topics, event: StatusEvent) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
     """(topic, key, value, headers) of one output event."""
     return topics.output(event.type), event.key, event.encode(), event.headers
-
-
-def dead_letter_record(
-    *,
-    provider: str,
-    account: str,
-    reason: str,
-    body: bytes,
-    content_type: str,
-    received_at: datetime,
-    source: str,
-    part: str = "record",
-    request_headers: Iterable[tuple[str, bytes]] = (),
-) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """(key, value, headers) of a dead letter. The raw bytes travel as the record value, untouched;
-    what we know about them travels in headers so a replay tool can re-post the body as is.
-    `part` says what the value is: a whole webhook `body` as received (re-post it with its
-    content-type and the `request-` headers) or one split `record` (JSON)."""
-    headers = [
-        ("provider", provider.encode()),
-        ("account", account.encode()),
-        ("reason", reason.encode()),
-        ("content-type", content_type.encode()),
-        ("received_at", rfc3339(received_at).encode()),
-        ("source", source.encode()),
-        ("part", part.encode()),
-        *((f"request-{name}", value) for name, value in request_headers),
-    ]
-    return account_key(provider, account), body, headers
-
-
-RAW_VERSION = 1
-
-
-def raw_record(kind: str, provider: str, account: str, received_at: datetime, **fields: Any) -> bytes:
-    """The value of one `_raw` record: a webhook record, a sent message, or a backfilled poll page,
-    each processed by the shard that owns the account."""
-    return orjson.dumps({"v": RAW_VERSION, "kind": kind, "provider": provider, "account": account,
-                         "received_at": int(received_at.timestamp() * 1000), **fields})
 
 
 def producer_settings(kafka: KafkaConfig, **extra: Any) -> dict[str, Any]:
@@ -183,24 +140,3 @@ async def _check_partitions(admin: AIOKafkaAdminClient, topics: Topics, shards: 
             f"kafka.shards is {shards} but {detail} partition(s). Shards are fixed for the life of "
             f"these topics: set kafka.shards to the existing count, or use a new kafka.topic_prefix."
         )
-
-
-class EventProducer:
-    """Idempotent, acks=all producer of output events (no transaction): a send counts once acked."""
-
-    def __init__(self, kafka: KafkaConfig) -> None:
-        self.topics = Topics.from_config(kafka)
-        self._producer = AIOKafkaProducer(**producer_settings(kafka))
-
-    async def start(self) -> None:
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        await self._producer.stop()
-
-    async def send(self, events: Iterable[StatusEvent]) -> None:
-        futures = []
-        for event in events:
-            topic, key, value, headers = event_record(self.topics, event)
-            futures.append(await self._producer.send(topic, value, key=key, headers=headers))
-        await asyncio.gather(*futures)

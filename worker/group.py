@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -21,6 +21,9 @@ from aiokafka.errors import KafkaError
 from worker import metrics
 from worker.config import AccountConfig, Config
 from worker.emit import Topics, shard_of
+from worker.errors import KAFKA, error_type_of
+from worker.poll.fetch import Fetcher
+from worker.poll.limiter import AdaptiveLimiter
 from worker.poll.runner import PollRunner
 from worker.shards import Shard
 
@@ -31,7 +34,7 @@ EXPIRY_EVERY_SECS = 3600.0
 
 class ShardManager(ConsumerRebalanceListener):
     def __init__(self, config: Config, session: aiohttp.ClientSession,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.config = config
         self.session = session
         self.clock = clock
@@ -44,12 +47,21 @@ class ShardManager(ConsumerRebalanceListener):
         self.committers: dict[int, asyncio.Task] = {}
         self.pollers: dict[int, list[asyncio.Task]] = {}
         self.runners: dict[int, list[PollRunner]] = {}
+        # One limiter per account for the life of the process: what it learned about the
+        # provider's real quota (the throttle cap, the probe state) survives every rebalance.
+        self.limiters: dict[str, AdaptiveLimiter] = {
+            a.name: AdaptiveLimiter(a.poll.calls_per_second, a.poll.quota_window_secs) for a in config.accounts}
         self.positions: dict[int, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned: set[int] = set()
         self._loop_task: asyncio.Task | None = None
         self._expiry_task: asyncio.Task | None = None
         self.joined = False
+
+    @property
+    def _consumer(self) -> AIOKafkaConsumer:
+        assert self.consumer is not None, "the consumer starts before any shard is assigned"
+        return self.consumer
 
     # -- readiness ------------------------------------------------------------------------------
 
@@ -75,8 +87,8 @@ class ShardManager(ConsumerRebalanceListener):
             session_timeout_ms=k.session_timeout_ms, heartbeat_interval_ms=max(300, k.session_timeout_ms // 4),
             rebalance_timeout_ms=int(max(30.0, self.config.shutdown_grace_secs) * 1000),
         )
-        await self.consumer.start()
-        self.consumer.subscribe([self.topics.raw], listener=self)
+        await self._consumer.start()
+        self._consumer.subscribe([self.topics.raw], listener=self)
         self._loop_task = asyncio.create_task(self._consume(), name="raw-consumer")
         self._expiry_task = asyncio.create_task(self._expire_periodically(), name="dedup-expiry")
 
@@ -92,7 +104,7 @@ class ShardManager(ConsumerRebalanceListener):
         await asyncio.gather(*(self._close(p, commit=True) for p in list(self.shards)), return_exceptions=True)
         if self.consumer is not None:
             with contextlib.suppress(KafkaError):
-                await self.consumer.stop()   # sends LeaveGroup: the others take over at once
+                await self._consumer.stop()   # sends LeaveGroup: the others take over at once
 
     # -- the listener ---------------------------------------------------------------------------
     # aiokafka rebalances eagerly: every rebalance revokes everything, then assigns. Restoring a
@@ -123,13 +135,13 @@ class ShardManager(ConsumerRebalanceListener):
             tp = TopicPartition(self.topics.raw, p)
             shard = self.shards.get(p)
             if shard is not None and not shard.closed:
-                self.consumer.seek(tp, shard.committed_offset)
+                self._consumer.seek(tp, shard.committed_offset)
                 self._start_pollers(p)
             elif p not in self.opening:
-                self.consumer.pause(tp)
+                self._consumer.pause(tp)
                 self.opening[p] = asyncio.create_task(self._open(p), name=f"open-shard-{p}")
         self.joined = True
-        metrics.SHARDS_OWNED.set(len(self.shards))
+        metrics.shards_owned(len(self.shards))
         log.info("shards assigned", extra={"shards": sorted(mine), "closed": sorted(gone)})
 
     async def _open(self, p: int) -> None:
@@ -139,10 +151,10 @@ class ShardManager(ConsumerRebalanceListener):
         try:
             await shard.start()
             tp = TopicPartition(self.topics.raw, p)
-            committed = await self.consumer.committed(tp)
+            committed = await self._consumer.committed(tp)
             if committed is None:  # a new group: from the beginning (explicitly; see worker.state.read_partition)
-                committed = (await self.consumer.beginning_offsets([tp]))[tp]
-            self.consumer.seek(tp, committed)
+                committed = (await self._consumer.beginning_offsets([tp]))[tp]
+            self._consumer.seek(tp, committed)
             shard.committed_offset = committed
         except asyncio.CancelledError:
             await shard.close(commit=False)
@@ -159,12 +171,13 @@ class ShardManager(ConsumerRebalanceListener):
         self.opening.pop(p, None)
         self.committers[p] = asyncio.create_task(shard.run(), name=f"commit-shard-{p}")
         self._start_pollers(p)
-        self.consumer.resume(TopicPartition(self.topics.raw, p))
-        metrics.SHARDS_OWNED.set(len(self.shards))
+        self._consumer.resume(TopicPartition(self.topics.raw, p))
+        metrics.shards_owned(len(self.shards))
 
     def _start_pollers(self, p: int) -> None:
         shard = self.shards[p]
-        runners = [PollRunner(a, shard, self.session, clock=self.clock)
+        runners = [PollRunner(a, Fetcher(a, self.session, self.limiters[a.name], self.clock), shard.schedules[a.name],
+                              shard.sink(a), clock=self.clock)
                    for a in self.by_shard.get(p, []) if a.poll.enabled]
         self.runners[p] = runners
         self.pollers[p] = [asyncio.create_task(r.run(), name=f"poll-{r.account.name}") for r in runners]
@@ -195,13 +208,12 @@ class ShardManager(ConsumerRebalanceListener):
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
         self.positions.pop(p, None)
-        metrics.SHARDS_OWNED.set(len(self.shards))
-        with contextlib.suppress(KeyError):
-            metrics.RAW_LAG.remove(str(p))
+        metrics.shards_owned(len(self.shards))
+        metrics.shard_released(p)
 
     def _rewind(self, p: int, offset: int) -> None:
         with contextlib.suppress(Exception):
-            self.consumer.seek(TopicPartition(self.topics.raw, p), offset)
+            self._consumer.seek(TopicPartition(self.topics.raw, p), offset)
 
     def _lost(self, p: int) -> None:
         """Fenced or producer gone: close the shard. If it is still ours (another replica held it
@@ -212,7 +224,7 @@ class ShardManager(ConsumerRebalanceListener):
     async def _reopen(self, p: int) -> None:
         await self._close(p, commit=False)
         if p in self.assigned and self.consumer is not None:
-            self.consumer.pause(TopicPartition(self.topics.raw, p))
+            self._consumer.pause(TopicPartition(self.topics.raw, p))
             await self._open(p)
         else:
             self.opening.pop(p, None)
@@ -223,9 +235,10 @@ class ShardManager(ConsumerRebalanceListener):
         high = self.config.kafka.batch_max_records * 4
         while True:
             try:
-                batches = await self.consumer.getmany(timeout_ms=100, max_records=self.config.kafka.batch_max_records)
-            except KafkaError as exc:
-                log.warning("consumer error", extra={"error_type": type(exc).__name__})
+                batches = await self._consumer.getmany(timeout_ms=100, max_records=self.config.kafka.batch_max_records)
+            except KafkaError:
+                log.warning("consumer error", extra={"error_type": KAFKA})
+                metrics.error("consume", KAFKA)
                 await asyncio.sleep(1.0)
                 continue
             for tp, records in batches.items():
@@ -241,25 +254,28 @@ class ShardManager(ConsumerRebalanceListener):
         for p, shard in self.shards.items():
             tp = TopicPartition(self.topics.raw, p)
             if shard.backlog > high:
-                self.consumer.pause(tp)
-            elif tp in self.consumer.paused() and shard.backlog < high // 2:
-                self.consumer.resume(tp)
+                self._consumer.pause(tp)
+            elif tp in self._consumer.paused() and shard.backlog < high // 2:
+                self._consumer.resume(tp)
 
     def _lag(self) -> None:
         for p, shard in self.shards.items():
-            highwater = self.consumer.highwater(TopicPartition(self.topics.raw, p))
+            highwater = self._consumer.highwater(TopicPartition(self.topics.raw, p))
             position = self.positions.get(p, shard.committed_offset)
             if highwater is not None and position is not None:
-                metrics.RAW_LAG.labels(str(p)).set(max(0, highwater - position))
+                metrics.raw_lag(p, max(0, highwater - position))
 
     async def _expire_periodically(self) -> None:
         while True:
             await asyncio.sleep(EXPIRY_EVERY_SECS)
             for shard in list(self.shards.values()):
-                with contextlib.suppress(Exception):
+                try:
                     expired = await shard.expire()
-                    if expired:
-                        log.info("dedup entries expired", extra={"shard": shard.partition, "entries": expired})
+                except Exception as exc:  # noqa: BLE001 - retried at the next round
+                    log.warning("expiry failed", extra={"shard": shard.partition, "error_type": error_type_of(exc)})
+                    continue
+                if expired:
+                    log.info("dedup entries expired", extra={"shard": shard.partition, "entries": expired})
 
     def snapshot(self) -> dict:
         return {

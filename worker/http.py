@@ -40,7 +40,7 @@ class Ops:
     async def readyz(self, request: web.Request) -> web.Response:
         checks = self._readiness()
         ready = all(checks.values())
-        metrics.READY.set(1 if ready else 0)
+        metrics.ready(ready)
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -1,9 +1,19 @@
-"""Prometheus metrics (DESIGN.md section 7). Labels are bounded: provider, account (a config
-name), type, source, outcome, status, reason, shard. Never an address, an id or a message."""
+"""Prometheus metrics (DESIGN.md section 7), and the only functions that change them.
+
+Labels are bounded: provider, account (a config name), type, source, outcome, status, reason
+(an `error_type` or a dedup outcome), stage, error_type, shard. Never an address, an id or a
+message. Code elsewhere never touches a collector: it calls the named functions below, or fills
+a `Tally` that a shard publishes once its transaction has committed.
+"""
 
 from __future__ import annotations
 
+from collections import Counter as _Counter
+
+import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from worker.errors import ERROR_TYPES
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -33,3 +43,117 @@ SHARDS_OWNED = Gauge("esw_shards_owned", "Shards this replica owns and has resto
 READY = Gauge("esw_ready", "1 when /readyz answers 200", registry=REGISTRY)
 ERRORS = Counter("esw_errors_total", "Failures by stage and bounded error type", ["stage", "error_type"],
                  registry=REGISTRY)
+
+# Where a failure happened: the `stage` label of esw_errors_total.
+STAGES = frozenset({"poll", "transaction", "consume", "restore", "sent_feed", "webhook"})
+
+
+def _bounded(error_type: str) -> str:
+    if error_type not in ERROR_TYPES:
+        raise ValueError(f"error_type {error_type!r} is not in worker.errors.ERROR_TYPES")
+    return error_type
+
+
+# -- polling --------------------------------------------------------------------------------------
+
+
+def poll_request(provider: str, account: str, outcome: str) -> None:
+    """One status-API call; `outcome` is `ok` or the failure's error_type."""
+    POLL_REQUESTS.labels(provider, account, outcome if outcome == "ok" else _bounded(outcome)).inc()
+
+
+def throttled(provider: str, account: str) -> None:
+    THROTTLES.labels(provider, account).inc()
+
+
+def poll_rate(provider: str, account: str, calls_per_sec: float) -> None:
+    POLL_RATE.labels(provider, account).set(calls_per_sec)
+
+
+# -- webhooks -------------------------------------------------------------------------------------
+
+
+def webhook_answered(provider: str, account: str, status: int) -> None:
+    WEBHOOK_REQUESTS.labels(provider, account, str(status)).inc()
+
+
+def produced(secs: float) -> None:
+    PRODUCE_LATENCY.observe(secs)
+
+
+# -- failures -------------------------------------------------------------------------------------
+
+
+def error(stage: str, error_type: str) -> None:
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r} is not one of {sorted(STAGES)}")
+    ERRORS.labels(stage, _bounded(error_type)).inc()
+
+
+def dead_letters(provider: str, account: str, reason: str, n: int = 1) -> None:
+    DEAD_LETTERS.labels(provider, account, _bounded(reason)).inc(n)
+
+
+# -- shards ---------------------------------------------------------------------------------------
+
+
+def transaction(secs: float) -> None:
+    TRANSACTION_LATENCY.observe(secs)
+
+
+def state_entries(shard: int, entries: int) -> None:
+    STATE_ENTRIES.labels(str(shard)).set(entries)
+
+
+def raw_lag(shard: int, records: int) -> None:
+    RAW_LAG.labels(str(shard)).set(records)
+
+
+def shard_released(shard: int) -> None:
+    """A shard left this replica: its per-shard series go with it."""
+    for gauge in (STATE_ENTRIES, RAW_LAG):
+        try:
+            gauge.remove(str(shard))
+        except KeyError:
+            pass
+
+
+def shards_owned(n: int) -> None:
+    SHARDS_OWNED.set(n)
+
+
+def ready(is_ready: bool) -> None:
+    READY.set(1 if is_ready else 0)
+
+
+@attrs.define
+class Tally:
+    """What one shard batch did, counted while it is staged and published only once it committed
+    (a failed batch is replayed, and must not be counted twice)."""
+
+    events: _Counter = attrs.field(factory=_Counter)     # (provider, account, type, source)
+    drops: _Counter = attrs.field(factory=_Counter)      # (provider, account, reason)
+    ignored: _Counter = attrs.field(factory=_Counter)    # (provider, account)
+    dead: _Counter = attrs.field(factory=_Counter)       # (provider, account, reason)
+
+    def event(self, provider: str, account: str, type_: str, source: str) -> None:
+        self.events[(provider, account, type_, source)] += 1
+
+    def drop(self, provider: str, account: str, reason: str) -> None:
+        self.drops[(provider, account, reason)] += 1
+
+    def ignore(self, provider: str, account: str) -> None:
+        self.ignored[(provider, account)] += 1
+
+    def dead_letter(self, provider: str, account: str, reason: str) -> None:
+        self.dead[(provider, account, _bounded(reason))] += 1
+
+    def publish(self) -> None:
+        for labels, n in self.events.items():
+            EVENTS.labels(*labels).inc(n)
+        for labels, n in self.drops.items():
+            DEDUP_DROPS.labels(*labels).inc(n)
+        for labels, n in self.ignored.items():
+            IGNORED.labels(*labels).inc(n)
+        for labels, n in self.dead.items():
+            DEAD_LETTERS.labels(*labels).inc(n)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -101,10 +101,10 @@ def utc(dt: datetime) -> datetime:
     """Return `dt` as an aware UTC datetime; naive values are refused, never guessed."""
     if dt.tzinfo is None:
         raise ValueError("naive datetime")
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def epoch_ms(dt: datetime) -> int:

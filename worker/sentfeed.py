@@ -12,26 +12,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from worker import metrics
 from worker.config import Config
-from worker.emit import Topics, account_key, dead_letter_record, raw_record, shard_of
-from worker.model import Provider
+from worker.deadletter import UNKNOWN, DeadLetter
+from worker.errors import BadSentRecord
+from worker.intake import RawWriter
 from worker.providers import get_module
+from worker.raw import SentMessage
 
 log = logging.getLogger("worker.sentfeed")
 
 
 class SentFeed:
-    def __init__(self, config: Config, producer: AIOKafkaProducer) -> None:
+    def __init__(self, config: Config, writer: RawWriter) -> None:
         self.config = config
-        self.producer = producer
-        self.topics = Topics.from_config(config.kafka)
+        self.writer = writer
         self.consumer: AIOKafkaConsumer | None = None
         self.task: asyncio.Task | None = None
         self.forwarded = 0
@@ -44,6 +43,9 @@ class SentFeed:
         await self.consumer.start()
         self.task = asyncio.create_task(self._run(), name="sent-feed")
 
+    def alive(self) -> bool:
+        return self.task is not None and not self.task.done()
+
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
@@ -53,41 +55,28 @@ class SentFeed:
             with contextlib.suppress(KafkaError):
                 await self.consumer.stop()
 
-    def _route(self, value: bytes | None, now: datetime):
+    def _route(self, value: bytes | None, now: datetime) -> SentMessage | DeadLetter | None:
+        """The `_raw` record to forward, a dead letter, or None for a record no shard needs."""
         try:
-            msg = orjson.loads(value)
-            provider, name = Provider(msg["provider"]), str(msg["account"])
-            fields = {"email_id": str(msg["email_id"]), "recipient": str(msg["recipient"]),
-                      "sent_at": str(msg["sent_at"])}
-            datetime.fromisoformat(fields["sent_at"].replace("Z", "+00:00"))
-        except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
-            key, body, headers = dead_letter_record(provider="?", account="?", reason="bad_sent_record",
-                                                    body=value or b"", content_type="application/json",
-                                                    received_at=now, source="sent_topic")
-            return self.topics.dead_letter, key, body, headers, None
-        account = self.config.account(provider, name)
-        if account is None or get_module(provider).DEFAULTS.polling != "ids":
+            sent = SentMessage.from_feed(value, now)
+        except BadSentRecord as exc:
+            return DeadLetter(UNKNOWN, UNKNOWN, exc.error_type, "sent_topic", "sent", value or b"",
+                              "application/json", now)
+        account = self.config.account(sent.provider, sent.account)
+        if account is None or get_module(sent.provider).DEFAULTS.polling != "ids":
             return None  # only id-polled accounts need to know what was sent
-        value = raw_record("sent", provider.value, name, now, **fields)
-        return (self.topics.raw, account_key(provider.value, name), value, None,
-                shard_of(provider.value, name, self.config.kafka.shards))
+        return sent
 
     async def _run(self) -> None:
+        assert self.consumer is not None
         while True:
             batches = await self.consumer.getmany(timeout_ms=500, max_records=1000)
             if not batches:
                 continue
-            now = datetime.now(timezone.utc)
-            futures = []
-            for records in batches.values():
-                for record in records:
-                    routed = self._route(record.value, now)
-                    if routed is None:
-                        continue
-                    topic, key, value, headers, partition = routed
-                    if topic == self.topics.dead_letter:
-                        metrics.DEAD_LETTERS.labels("unknown", "unknown", "bad_sent_record").inc()
-                    futures.append(await self.producer.send(topic, value, key=key, headers=headers, partition=partition))
-            await asyncio.gather(*futures)
-            self.forwarded += len(futures)
+            now = datetime.now(UTC)
+            routed = [self._route(record.value, now) for records in batches.values() for record in records]
+            sent = [r for r in routed if isinstance(r, SentMessage)]
+            dead = [r for r in routed if isinstance(r, DeadLetter)]
+            await self.writer.write(sent, dead)
+            self.forwarded += len(sent) + len(dead)
             await self.consumer.commit()

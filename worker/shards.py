@@ -1,13 +1,14 @@
-"""A shard: one partition of `_raw` and `_state`, owned by one replica at a time.
+"""A shard: one partition of `_raw` and `_state`, owned by one replica at a time (the Kafka side).
 
-The owner restores the shard's dedup table, poll cursors and tracked ids from `_state`, then
-turns `_raw` records and poll results into events. Everything one batch produces (output events,
-`_state` writes, dead letters, the `_raw` offset) commits in one Kafka transaction of the shard's
-own producer (`transactional_id = <group>-<raw topic>-<partition>`: a new owner fences the old).
+The owner's transactional producer (`transactional_id = <group>-<raw topic>-<partition>`) fences
+any previous owner; then `_state` is restored into a `Staging` (worker.staging), which turns
+`_raw` records and poll results into batches. Everything one batch produces (events, `_state`
+writes, dead letters, the `_raw` offset) commits in one Kafka transaction. A failed transaction
+leaves memory exactly as committed (the staging drops the batch) and the `_raw` position is
+rewound to the last commit; a fenced producer closes the shard.
 
-In memory, a batch's dedup changes live in an overlay until its transaction commits; only then
-are they folded into the table, cursors applied and waiters released. A failed transaction thus
-leaves memory exactly as committed, and the `_raw` position is rewound to the last commit.
+A commit whose outcome is unknown (the commit call timed out) is treated like a failure here;
+issue 12 of the project tracks making that case exact.
 """
 
 from __future__ import annotations
@@ -15,81 +16,64 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable
-from datetime import date, datetime, timezone
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-import attrs
-import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerFenced
 
 from worker import metrics
 from worker.config import AccountConfig, Config
-from worker.dedup import DedupTable, Outcome, decide, email_key, hours_since_2020, state_key, state_value
-from worker.emit import Topics, dead_letter_record, event_record, producer_settings
-from worker.model import EventType, Observation, Provider, Source, StatusEvent
+from worker.emit import Topics, producer_settings
+from worker.errors import KAFKA, TIMEOUT, CommitFailed, Fenced, ShardClosed, error_type_of
+from worker.model import Observation, Source
 from worker.poll.ids import IdTracker
-from worker.providers import get_module
-from worker.providers.base import MalformedPayload, PollError, PollQuery
-from worker.state import id_key, read_partition, release_freed_memory
+from worker.poll.scheduler import DateWindowScheduler
+from worker.poll.sink import StateChange
+from worker.staging import Batch, Staging
+from worker.state import read_partition, release_freed_memory
 
 log = logging.getLogger("worker.shard")
 
-StateWrite = tuple[bytes, bytes | None]
+COMMIT_BACKOFF_SECS = 0.5
+EXPIRY_CHUNK = 10_000
 
 
-class ShardClosed(Exception):
-    """The shard was revoked or fenced; whoever waited on it should stop."""
-
-
-class CommitFailed(Exception):
-    """The batch's transaction did not commit; nothing of it is visible, nothing advanced."""
-
-
-@attrs.define
-class Batch:
-    events: list[tuple[str, bytes, bytes, list]] = attrs.field(factory=list)
-    state: list[StateWrite] = attrs.field(factory=list)
-    dead: list[tuple[bytes, bytes, list]] = attrs.field(factory=list)
-    overlay: dict[int, int | None] = attrs.field(factory=dict)
-    raw_offset: int | None = None
-    waiters: list[asyncio.Future] = attrs.field(factory=list)
-    after_commit: list[Callable[[], None]] = attrs.field(factory=list)
-    counts: Counter = attrs.field(factory=Counter)
-    size: int = 0
+def kafka_error_type(exc: BaseException) -> str:
+    if isinstance(exc, (KafkaTimeoutError, asyncio.TimeoutError)):
+        return TIMEOUT
+    if isinstance(exc, KafkaError):
+        return KAFKA
+    return error_type_of(exc)
 
 
 class Shard:
     def __init__(self, partition: int, config: Config, accounts: list[AccountConfig],
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.partition = partition
         self.config = config
-        self.topics = Topics.from_config(config.kafka)
-        self.accounts = {(a.provider, a.name): a for a in accounts}
+        self.accounts = accounts
         self.clock = clock
-        self.table = DedupTable()
-        self.cursors: dict[str, dict[str, Cursor]] = {a.name: {} for a in accounts}
-        self.trackers: dict[str, IdTracker] = {
-            a.name: IdTracker(a.poll.id_max_age_days * 86400.0, get_module(a.provider).DEFAULTS.id_batch or 500)
-            for a in accounts if get_module(a.provider).DEFAULTS.polling == "ids"
-        }
+        self.topics = Topics.from_config(config.kafka)
         self.raw_tp = TopicPartition(self.topics.raw, partition)
         self.transactional_id = f"{config.kafka.group_id}-{self.topics.raw}-{partition}"
         self.producer: AIOKafkaProducer | None = None
-        self.batch = Batch()
-        self.inflight: Batch | None = None   # the batch whose transaction is being committed
+        self.staging: Staging | None = None
+        self.schedules: dict[str, DateWindowScheduler | IdTracker] = {}
         self.committed_offset: int | None = None
-        self.restored = False
         self.closed = False
         self.restore_secs = 0.0
+        self.state_skipped = 0
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
         self._commit_lock = asyncio.Lock()
         self.on_rewind: Callable[[int, int], None] | None = None   # (partition, offset)
         self.on_lost: Callable[[int], None] | None = None
-        self._tolerance = config.dedup.tolerance_secs
+
+    @property
+    def restored(self) -> bool:
+        return self.staging is not None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -105,32 +89,31 @@ class Shard:
         await self.producer.start()
         started = time.monotonic()
         restored = await read_partition(self.config.kafka, self.topics.state, self.partition)
-        self.table.load(restored.keys, restored.words)
         now = self.clock().timestamp()
-        for account in self.cursors:
-            self.cursors[account] = restored.cursors.get(account, {})
-        for account, tracker in self.trackers.items():
-            for email_id, tracked in restored.ids.get(account, {}).items():
-                tracker.restore(email_id, tracked, now)
+        staging = Staging(self.config, self.accounts, restored, now)
+        self.schedules = {a.name: staging.trackers[a.name] if a.name in staging.trackers
+                          else DateWindowScheduler.for_account(a, restored.cursors.get(a.name, {}))
+                          for a in self.accounts}
+        self.state_skipped = restored.skipped
         del restored
         release_freed_memory()
         self.restore_secs = time.monotonic() - started
-        self.restored = True
-        metrics.STATE_ENTRIES.labels(str(self.partition)).set(len(self.table))
-        log.info("shard restored", extra={"shard": self.partition, "entries": len(self.table),
-                                          "restore_secs": round(self.restore_secs, 3)})
+        self.staging = staging
+        metrics.state_entries(self.partition, len(staging.table))
+        log.info("shard restored", extra={"shard": self.partition, "entries": len(staging.table),
+                                          "skipped": self.state_skipped, "restore_secs": round(self.restore_secs, 3)})
 
     async def close(self, *, commit: bool) -> None:
         """Hand the shard over: commit (or abort) what is open, release the producer. Also for a
         shard that already closed itself (fenced): its producer must still be stopped."""
-        if commit and not self.closed and self.producer is not None and self.restored:
+        if commit and not self.closed and self.producer is not None and self.staging is not None:
             try:
                 await self.commit()
             except (CommitFailed, ShardClosed):
                 pass
         self.closed = True
-        self._fail_waiters(self.batch, ShardClosed(f"shard {self.partition} closed"))
-        self.batch = Batch()
+        if self.staging is not None:
+            self.staging.close(ShardClosed(f"shard {self.partition} closed"))
         self._wake.set()
         producer, self.producer = self.producer, None
         if producer is not None:
@@ -138,152 +121,31 @@ class Shard:
                 await producer.stop()
             except Exception:  # noqa: BLE001 - a fenced or disconnected producer still stops
                 pass
-        try:
-            metrics.STATE_ENTRIES.remove(str(self.partition))
-        except KeyError:
-            pass
+        metrics.shard_released(self.partition)
 
     # -- input ----------------------------------------------------------------------------------
 
-    def process_raw(self, records: list) -> None:
+    def process_raw(self, records: Sequence[Any]) -> None:
         """Stage `_raw` records (in offset order) into the open batch."""
-        for record in records:
-            self._raw_one(record)
-            self.batch.raw_offset = record.offset + 1
-            self.batch.size += 1
+        self._open().stage_raw(records, self.clock())
         self._nudge()
 
-    def _raw_one(self, record) -> None:
-        try:
-            msg = orjson.loads(record.value)
-            provider, name, kind = Provider(msg["provider"]), msg["account"], msg["kind"]
-            received = datetime.fromtimestamp(msg["received_at"] / 1000, tz=timezone.utc)
-        except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
-            self._dead(b"?", b"?", "bad_raw_record", record.value or b"", "application/octet-stream")
-            return
-        account = self.accounts.get((provider, name))
-        if account is None:
-            self._dead(provider.value.encode(), name.encode(), "unknown_account", record.value, "application/json")
-            return
-        try:
-            if kind == "webhook":
-                observations = get_module(provider).webhook_observations(account.context(), msg["record"])
-                self._learn_ids(account, observations, received)
-                self._observe_all(account, observations, Source.WEBHOOK, received)
-            elif kind == "sent":
-                self._learn_sent(account, msg, received)
-            elif kind == "poll_page":
-                q = msg["query"]
-                query = PollQuery(send_date=_date(q.get("send_date")), status=_status(q.get("status")),
-                                  offset=q.get("offset", 0), limit=q.get("limit", 100))
-                page = get_module(provider).parse_poll_response(
-                    account.context(), query, msg["status"], msg.get("headers", {}), msg["body"].encode(), received)
-                self._observe_all(account, page.observations, Source.POLL, received)
-            else:
-                raise MalformedPayload(f"unknown raw kind {kind!r}")
-        except (MalformedPayload, PollError, KeyError, TypeError, ValueError) as exc:
-            reason = getattr(exc, "error_type", "malformed")
-            self._dead(provider.value.encode(), name.encode(), reason, record.value, "application/json")
+    def sink(self, account: AccountConfig) -> ShardSink:
+        return ShardSink(self, account)
 
-    def _dead(self, provider: bytes, account: bytes, reason: str, body: bytes, content_type: str) -> None:
-        key, value, headers = dead_letter_record(
-            provider=provider.decode(), account=account.decode(), reason=reason, body=body,
-            content_type=content_type, received_at=self.clock(), source="shard")
-        self.batch.dead.append((key, value, headers))
-        self.batch.counts[("dead", provider.decode(), account.decode(), reason)] += 1
-
-    def submit_poll(self, account: AccountConfig, observations: tuple[Observation, ...] | list[Observation],
-                    observed_at: datetime, writes: Callable[[int], list[StateWrite]]) -> asyncio.Future:
-        """Stage one poll result and the state it moves (`writes(emitted)` → cursor/id writes) into
-        the open batch; the future resolves when that batch has committed."""
-        if self.closed:
+    def _open(self) -> Staging:
+        if self.closed or self.staging is None:
             raise ShardClosed(f"shard {self.partition} closed")
-        emitted = self._observe_all(account, observations, Source.POLL, observed_at)
-        self.batch.state.extend(writes(emitted))
-        self.batch.size += max(1, len(observations))
-        fut = asyncio.get_running_loop().create_future()
-        self.batch.waiters.append(fut)
-        self._nudge()
-        # A page is a batch already, and its poller waits for this commit before the next call:
-        # lingering would only idle the account's quota. Commit as soon as the committer is free.
-        self._full.set()
-        return fut
+        return self.staging
 
-    def stage_state(self, writes: list[StateWrite], after_commit: Callable[[], None] | None = None) -> asyncio.Future:
-        """Stage bare state writes (retired cursors, expired entries)."""
-        self.batch.state.extend(writes)
-        if after_commit:
-            self.batch.after_commit.append(after_commit)
-        fut = asyncio.get_running_loop().create_future()
-        self.batch.waiters.append(fut)
-        self.batch.size += 1
-        self._nudge()
-        return fut
-
-    def _observe_all(self, account: AccountConfig, observations, source: Source, observed_at: datetime) -> int:
-        emitted = 0
-        provider, name = account.provider.value, account.name
-        retention = _retention_secs(self.config, account)
-        for obs in observations:
-            if obs.type is None:
-                self.batch.counts[("ignored", provider, name)] += 1
-                continue
-            key = email_key(provider, name, obs.email_id)
-            occurred = int(obs.occurred_at.timestamp())
-            current = self._lookup(key)
-            outcome, word = decide(current, obs.type, occurred, hours_since_2020(occurred + retention),
-                                   self._tolerance, obs.exact_time)
-            if outcome is not Outcome.EMIT:
-                self.batch.counts[("drop", provider, name, outcome.value)] += 1
-                continue
-            event = StatusEvent.from_observation(obs, provider=account.provider, account=name, source=source,
-                                                observed_at=observed_at, emit_raw=self.config.emit_raw)
-            self.batch.events.append(event_record(self.topics, event))
-            self.batch.overlay[key] = word
-            self.batch.state.append((state_key(key), state_value(word)))
-            self.batch.counts[("event", provider, name, obs.type.value, source.value)] += 1
-            emitted += 1
-        return emitted
-
-    def _lookup(self, key: int) -> int | None:
-        """The state as it will be once everything staged so far commits: the open batch, then the
-        batch being committed, then the table."""
-        for batch in (self.batch, self.inflight):
-            if batch is not None and key in batch.overlay:
-                return batch.overlay[key]
-        return self.table.get(key)
-
-    def _learn_ids(self, account: AccountConfig, observations, received: datetime) -> None:
-        tracker = self.trackers.get(account.name)
-        if tracker is None:
-            return
-        now = received.timestamp()
-        for obs in observations:
-            sent = obs.sent_at.timestamp() if obs.sent_at else now
-            self._track(account, tracker, obs.email_id, obs.recipient, sent, obs.provider_status, obs.final, now)
-
-    def _learn_sent(self, account: AccountConfig, msg: dict, received: datetime) -> None:
-        tracker = self.trackers.get(account.name)
-        if tracker is None:
-            return
-        sent = datetime.fromisoformat(msg["sent_at"].replace("Z", "+00:00")).timestamp()
-        self._track(account, tracker, str(msg["email_id"]), msg["recipient"], sent, None, False, received.timestamp())
-
-    def _track(self, account, tracker, email_id, recipient, sent, status, final, now) -> None:
-        change = tracker.learn(email_id, recipient, sent, status, final, now)
-        if change is False:
-            return
-        self.batch.state.append((id_key(account.name, email_id), change.encode()))
-        self.batch.after_commit.append(lambda: tracker.apply_write(email_id, change, self.clock().timestamp()))
-
-    def _nudge(self) -> None:
+    def _nudge(self, now: bool = False) -> None:
         self._wake.set()
-        if self.batch.size >= self.config.kafka.batch_max_records:
+        if now or (self.staging is not None and self.staging.batch.size >= self.config.kafka.batch_max_records):
             self._full.set()
 
     @property
     def backlog(self) -> int:
-        return self.batch.size
+        return self.staging.batch.size if self.staging is not None else 0
 
     # -- commit ---------------------------------------------------------------------------------
 
@@ -296,67 +158,61 @@ class Shard:
                 return
             try:
                 await asyncio.wait_for(self._full.wait(), linger)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 await self.commit()
             except CommitFailed:
-                await asyncio.sleep(0.5)   # the broker is in trouble; do not spin
+                await asyncio.sleep(COMMIT_BACKOFF_SECS)   # the broker is in trouble; do not spin
             except ShardClosed:
                 return
 
     async def commit(self) -> None:
         async with self._commit_lock:
-            batch, self.batch = self.batch, Batch()
+            staging = self._open()
+            batch = staging.take()
             self._wake.clear()
             self._full.clear()
-            if not (batch.events or batch.state or batch.dead or batch.raw_offset is not None or batch.waiters):
+            if batch.empty:
+                staging.committed(batch, self.clock().timestamp())
                 return
-            if self.closed or self.producer is None:
-                self._fail_waiters(batch, ShardClosed(f"shard {self.partition} closed"))
-                raise ShardClosed(f"shard {self.partition} closed")
             started = time.monotonic()
-            self.inflight = batch
             try:
                 await self._transaction(batch)
             except ProducerFenced as exc:
                 log.warning("shard fenced by a newer owner", extra={"shard": self.partition})
-                metrics.ERRORS.labels("transaction", "fenced").inc()
-                self._drop_staged(batch, ShardClosed("fenced"))
+                metrics.error("transaction", Fenced.error_type)
+                staging.failed(batch, Fenced("fenced"))
                 self.closed = True
                 if self.on_lost:
                     self.on_lost(self.partition)
-                raise ShardClosed("fenced") from exc
-            except Exception as exc:  # noqa: BLE001 - any failure: nothing of the batch is visible
-                log.warning("transaction failed; rewinding", extra={"shard": self.partition,
-                                                                    "error_type": type(exc).__name__})
-                metrics.ERRORS.labels("transaction", type(exc).__name__).inc()
-                self._drop_staged(batch, CommitFailed(type(exc).__name__))
+                raise Fenced("fenced") from exc
+            except Exception as exc:
+                kind = kafka_error_type(exc)
+                log.warning("transaction failed; rewinding", extra={"shard": self.partition, "error_type": kind})
+                metrics.error("transaction", kind)
+                staging.failed(batch, CommitFailed(kind))
                 await self._recover()
-                raise CommitFailed(type(exc).__name__) from exc
-            finally:
-                self.inflight = None
-            metrics.TRANSACTION_LATENCY.observe(time.monotonic() - started)
-            self._committed(batch)
-
-    def _drop_staged(self, failed: Batch, exc: Exception) -> None:
-        """A failed batch takes the open one with it: that one's dedup decisions were made on top
-        of the failed one's. Both are replayed: `_raw` by the rewind, polls by their runners."""
-        pending, self.batch = self.batch, Batch()
-        self._fail_waiters(failed, exc)
-        self._fail_waiters(pending, exc)
+                raise CommitFailed(kind) from exc
+            metrics.transaction(time.monotonic() - started)
+            if batch.raw_offset is not None:
+                self.committed_offset = batch.raw_offset
+            staging.committed(batch, self.clock().timestamp())
+            metrics.state_entries(self.partition, len(staging.table))
 
     async def _transaction(self, batch: Batch) -> None:
         producer = self.producer
+        assert producer is not None
         sent: list[asyncio.Future] = []
         try:
             await producer.begin_transaction()
             for topic, key, value, headers in batch.events:
                 sent.append(await producer.send(topic, value, key=key, headers=headers))
-            for key, value in batch.state:
-                sent.append(await producer.send(self.topics.state, value, key=key, partition=self.partition))
-            for key, value, headers in batch.dead:
-                sent.append(await producer.send(self.topics.dead_letter, value, key=key, headers=headers))
+            for state_key, state_value in batch.state:
+                sent.append(await producer.send(self.topics.state, state_value, key=state_key, partition=self.partition))
+            for letter in batch.dead:
+                sent.append(await producer.send(self.topics.dead_letter, letter.body, key=letter.key,
+                                                headers=letter.headers))
             if batch.raw_offset is not None:
                 await producer.send_offsets_to_transaction({self.raw_tp: batch.raw_offset}, self.config.kafka.group_id)
             await asyncio.wait_for(producer.commit_transaction(), self.config.kafka.produce_timeout_secs * 3)
@@ -368,6 +224,7 @@ class Shard:
     async def _recover(self) -> None:
         """After a failed transaction: abort it if we can, else start a fresh producer (which
         aborts it by fencing), and send `_raw` consumption back to the last committed offset."""
+        assert self.producer is not None
         try:
             await asyncio.wait_for(self.producer.abort_transaction(), self.config.kafka.produce_timeout_secs)
         except Exception:  # noqa: BLE001
@@ -380,7 +237,7 @@ class Shard:
             try:
                 await producer.start()
                 self.producer = producer
-            except Exception:  # noqa: BLE001
+            except Exception:
                 await producer.stop()
                 raise
             finally:
@@ -391,86 +248,56 @@ class Shard:
         if self.on_rewind and self.committed_offset is not None:
             self.on_rewind(self.partition, self.committed_offset)
 
-    def _committed(self, batch: Batch) -> None:
-        for key, word in batch.overlay.items():
-            if word is None:
-                self.table.delete(key)
-            else:
-                self.table.put(key, word)
-        if batch.raw_offset is not None:
-            self.committed_offset = batch.raw_offset
-        for action in batch.after_commit:
-            action()
-        for fut in batch.waiters:
-            if not fut.done():
-                fut.set_result(None)
-        for key, n in batch.counts.items():
-            kind = key[0]
-            if kind == "event":
-                metrics.EVENTS.labels(*key[1:]).inc(n)
-            elif kind == "drop":
-                metrics.DEDUP_DROPS.labels(*key[1:]).inc(n)
-            elif kind == "ignored":
-                metrics.IGNORED.labels(*key[1:]).inc(n)
-            elif kind == "dead":
-                metrics.DEAD_LETTERS.labels(*key[1:]).inc(n)
-        metrics.STATE_ENTRIES.labels(str(self.partition)).set(len(self.table))
-
-    @staticmethod
-    def _fail_waiters(batch: Batch, exc: Exception) -> None:
-        for fut in batch.waiters:
-            if not fut.done():
-                fut.set_exception(exc)
-                fut.exception()  # mark retrieved: a poller that already left must not warn
-
     # -- expiry ---------------------------------------------------------------------------------
 
     async def expire(self) -> int:
         """Tombstone dedup entries whose email left every window, and tracked ids that aged out;
         returns how many."""
+        staging = self._open()
         now = self.clock().timestamp()
-        keys = self.table.expired(now)
-        for start in range(0, len(keys), 10_000):
-            chunk = keys[start:start + 10_000]
-            for key in chunk:
-                self.batch.overlay[key] = None
-            await self.stage_state([(state_key(k), None) for k in chunk])
-        ids = 0
-        for name, tracker in self.trackers.items():
-            old = tracker.expired(now)
-            ids += len(old)
+        keys = staging.expired_keys(now)
+        for start in range(0, len(keys), EXPIRY_CHUNK):
+            await self._staged(self._open().stage_deletions(keys[start:start + EXPIRY_CHUNK]))
+        ids = staging.expired_ids(now)
+        if ids:
+            await self._staged(self._open().stage_deletions((), ids))
+        return len(keys) + len(ids)
 
-            def drop(tracker=tracker, old=old) -> None:
-                for email_id in old:
-                    tracker.apply_write(email_id, None, now)
-
-            if old:
-                await self.stage_state([(id_key(name, e), None) for e in old], after_commit=drop)
-        return len(keys) + ids
+    def _staged(self, done: Awaitable[None]) -> Awaitable[None]:
+        self._nudge()
+        return done
 
     def snapshot(self) -> dict[str, Any]:
-        return {"shard": self.partition, "restored": self.restored, "entries": len(self.table),
+        staging = self.staging
+        return {"shard": self.partition, "restored": self.restored,
+                "entries": len(staging.table) if staging else 0, "state_skipped": self.state_skipped,
                 "restore_secs": round(self.restore_secs, 3), "committed_offset": self.committed_offset,
-                "backlog": self.backlog, "accounts": sorted(f"{p.value}/{n}" for p, n in self.accounts),
-                "tracked_ids": {name: len(t) for name, t in self.trackers.items()}}
+                "backlog": self.backlog, "accounts": sorted(f"{a.provider.value}/{a.name}" for a in self.accounts),
+                "tracked_ids": {name: len(t) for name, t in (staging.trackers.items() if staging else ())}}
+
+
+class ShardSink:
+    """A poll runner's way into its shard (worker.poll.sink.PollSink)."""
+
+    def __init__(self, shard: Shard, account: AccountConfig) -> None:
+        self.shard = shard
+        self.account = account
+
+    def observe(self, observations: Sequence[Observation], observed_at: datetime) -> int:
+        staging = self.shard._open()
+        emitted = staging.observe(self.account, observations, Source.POLL, observed_at)
+        staging.batch.size += max(1, len(observations))
+        return emitted
+
+    def persist(self, changes: Sequence[StateChange]) -> Awaitable[None]:
+        done = self.shard._open().persist(changes)
+        # A page is a batch already, and its poller waits for this commit before the next call:
+        # lingering would only idle the account's quota. Commit as soon as the committer is free.
+        self.shard._nudge(now=True)
+        return done
 
 
 def _consume_outcome(fut: asyncio.Future) -> None:
     if not fut.cancelled():
         fut.exception()
 
-
-def _retention_secs(config: Config, account: AccountConfig) -> float:
-    """How long an email's dedup entry must outlive its update: the furthest poll window (or the
-    id-polling age) plus the webhook retry horizon, plus a day of slack for time zones."""
-    poll_days = (account.poll.id_max_age_days if get_module(account.provider).DEFAULTS.polling == "ids"
-                 else account.poll.lookback_days)
-    return (poll_days + config.dedup.webhook_horizon_days + 1) * 86400.0
-
-
-def _date(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text else None
-
-
-def _status(text: str | None) -> EventType | None:
-    return EventType(text) if text else None

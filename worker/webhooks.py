@@ -14,30 +14,31 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from worker import metrics
 from worker.config import AccountConfig, Config
-from worker.emit import Topics, account_key, dead_letter_record, raw_record, shard_of
+from worker.deadletter import DeadLetter, signed_headers
+from worker.errors import KAFKA, TIMEOUT, BadSignature, MalformedPayload, error_type_of
+from worker.intake import RawWriter
 from worker.model import Provider
 from worker.providers import get_module
-from worker.providers.base import BadSignature, MalformedPayload, WebhookRequest
+from worker.providers.base import WebhookRequest
+from worker.raw import WebhookRecord
 
 log = logging.getLogger("worker.webhooks")
 
 
 class WebhookReceiver:
-    def __init__(self, config: Config, producer: AIOKafkaProducer | None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+    def __init__(self, config: Config, writer: RawWriter | None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.config = config
-        self.producer = producer
+        self.writer = writer      # set once the producer is up (worker.app)
         self.clock = clock
-        self.topics = Topics.from_config(config.kafka)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -80,10 +81,12 @@ class WebhookReceiver:
         try:
             if account is not None:
                 status = await self._receive(request, account, outcome)
-        except Exception:  # noqa: BLE001 - never crash the handler; the provider will retry
-            log.exception("webhook failed", extra={"provider": labels[0], "account": labels[1]})
+        except Exception as exc:
+            log.exception("webhook failed", extra={"provider": labels[0], "account": labels[1],
+                                                   "error_type": error_type_of(exc)})
+            metrics.error("webhook", error_type_of(exc))
             status = 500
-        metrics.WEBHOOK_REQUESTS.labels(*labels, str(status)).inc()
+        metrics.webhook_answered(*labels, status)
         log.info("webhook", extra={"provider": labels[0], "account": labels[1], "status": status,
                                    "ms": round((time.monotonic() - started) * 1000, 1), **outcome})
         if status == 200:
@@ -104,64 +107,42 @@ class WebhookReceiver:
                              headers={k.lower(): v for k, v in request.headers.items()},
                              query=dict(request.query))
         module = get_module(account.provider)
-        ctx = account.context()
+        ctx = account.context
         try:
             outcome["verified"] = module.verify_webhook(ctx, req, now, account.webhook.replay_window_secs)
         except BadSignature as exc:
             outcome["error_type"] = exc.error_type
             return 401
-        sends: list[tuple[str, bytes, bytes, list, int | None]] = []
         provider, name = account.provider.value, account.name
+        records: list[WebhookRecord] = []
+        dead: list[DeadLetter] = []
         try:
-            records = module.split_webhook(req)
+            split = module.split_webhook(req)
         except MalformedPayload as exc:
-            sends.append(self._dead(provider, name, exc.error_type, req.body, req.content_type, now, "body",
-                                    _verification_headers(req)))
-            records = []
-        shard = shard_of(provider, name, self.config.kafka.shards)
-        for record in records:
+            dead.append(DeadLetter(provider, name, exc.error_type, "webhook", "body", req.body, req.content_type,
+                                   now, signed_headers(req.headers.items())))
+            split = []
+        for record in split:
             try:
                 module.webhook_observations(ctx, record)
             except MalformedPayload as exc:
-                sends.append(self._dead(provider, name, exc.error_type, orjson.dumps(record), "application/json", now,
-                                        "record"))
+                dead.append(DeadLetter(provider, name, exc.error_type, "webhook", "record", orjson.dumps(record),
+                                       "application/json", now))
                 continue
-            value = raw_record("webhook", provider, name, now, record=record)
-            sends.append((self.topics.raw, account_key(provider, name), value, [], shard))
-        outcome["records"] = len(records)
-        outcome["dead_letters"] = sum(1 for s in sends if s[0] == self.topics.dead_letter)
-        if not sends:
+            records.append(WebhookRecord(account.provider, name, now, record))
+        outcome["records"] = len(split)
+        outcome["dead_letters"] = len(dead)
+        if not records and not dead:
             return 200
         acked = time.monotonic()
         try:
-            await asyncio.wait_for(self._produce(sends), self.config.http.ack_timeout_secs)
-        except (asyncio.TimeoutError, KafkaError) as exc:
-            outcome["error_type"] = type(exc).__name__
+            assert self.writer is not None, "webhooks are routed only once the producer is up"
+            await asyncio.wait_for(self.writer.write(records, dead), self.config.http.ack_timeout_secs)
+        except (TimeoutError, KafkaError) as exc:
+            outcome["error_type"] = TIMEOUT if isinstance(exc, asyncio.TimeoutError) else KAFKA
             return 503
-        metrics.PRODUCE_LATENCY.observe(time.monotonic() - acked)
-        for topic, *_ in sends:
-            if topic == self.topics.dead_letter:
-                metrics.DEAD_LETTERS.labels(provider, name, "malformed").inc()
+        metrics.produced(time.monotonic() - acked)
         return 200
-
-    def _dead(self, provider: str, account: str, reason: str, body: bytes, content_type: str, now: datetime,
-              part: str, request_headers: list[tuple[str, bytes]] = ()) -> tuple[str, bytes, bytes, list, int | None]:
-        key, value, headers = dead_letter_record(provider=provider, account=account, reason=reason, body=body,
-                                                 content_type=content_type, received_at=now, source="webhook",
-                                                 part=part, request_headers=request_headers)
-        return self.topics.dead_letter, key, value, headers, None
-
-    async def _produce(self, sends) -> None:
-        futures = [await self.producer.send(topic, value, key=key, headers=headers or None, partition=partition)
-                   for topic, key, value, headers, partition in sends]
-        await asyncio.gather(*futures)
-
-
-def _verification_headers(req: WebhookRequest) -> list[tuple[str, bytes]]:
-    """The request headers a provider signs with (EngageLab's X-WebHook-*), kept with a dead letter
-    so the body can be re-posted and verified again. Never logged."""
-    return [(name, value.encode("utf-8", "surrogateescape")) for name, value in req.headers.items()
-            if name.startswith("x-webhook-")]
 
 
 _REASONS = {401: "bad signature", 404: "unknown provider or account", 413: "body too large",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiohttp
 import pytest
@@ -12,7 +11,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tests.integration.harness import InProcessWorker, wait_ready, worker_config
 from tests.integration.kafka_utils import read_all
 from tests.integration.world import (
-    ENV, diff, expected_all_changes, expected_visible, observed, publish_sent, sim_account, worker_account,
+    ENV,
+    diff,
+    expected_all_changes,
+    expected_visible,
+    observed,
+    publish_sent,
+    sim_account,
+    worker_account,
 )
 from tests.support import validate_event
 from worker.model import EventType, Provider

@@ -103,3 +103,56 @@ async def test_backfill_repolls_a_date_range_through_the_same_dedup(kafka_bootst
     assert actual == expected, diff(expected, actual)
     assert {e["source"] for e in events} == {"poll"}
     assert len(second) == len(first)
+
+
+async def test_a_rebalance_keeps_what_the_limiter_learned(kafka_bootstrap, topic_prefix):
+    """Throttled once, the account's limiter knows the real quota; a rebalance (another member joins
+    the group) restarts the pollers, and they go on at the learned rate: no second throttle."""
+    from aiokafka import AIOKafkaConsumer
+
+    from tests.integration.test_pipeline import create_topic
+    from worker.app import MANAGER
+
+    window = 5.0
+    acct = sim_account(Provider.SENDCLOUD, "learned", quota_per_minute=40, quota_window_secs=window,
+                       cache_ttl_secs=window, history_days=1, history_per_day=12_000, live_per_sec=0, live_max=0)
+    sim = Simulator(SimConfig(seed=33, accounts=(acct,), time_scale=1))
+    base = await sim.start()
+    account = worker_account(acct, base, webhook=False, poll={"quota_per_minute": 120, "interval_min_secs": window})
+    data = worker_config(kafka_bootstrap, topic_prefix, [account])
+    other = f"{topic_prefix}.other"
+    await create_topic(kafka_bootstrap, other, partitions=1)
+    joiner = None
+    try:
+        async with InProcessWorker(data, ENV) as worker:
+            await wait_ready(worker.url)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while not [c for c in sim.calls if c.outcome == "throttled"] and loop.time() < deadline:
+                await asyncio.sleep(0.2)
+            assert [c for c in sim.calls if c.outcome == "throttled"], "the lower real limit should have been hit"
+            await asyncio.sleep(2 * window)                      # settled at the learned rate
+            manager = worker.app[MANAGER]
+            runners_before = [r for rs in manager.runners.values() for r in rs]
+            joiner = AIOKafkaConsumer(other, bootstrap_servers=kafka_bootstrap, group_id=f"{topic_prefix}-g")
+            await joiner.start()                                 # joins the worker's group: a rebalance
+            while not joiner.assignment() and loop.time() < deadline + 60:
+                await joiner.getmany(timeout_ms=200)
+            await wait_ready(worker.url)
+            runners_after = [r for rs in manager.runners.values() for r in rs]
+            assert runners_after and not set(map(id, runners_after)) & set(map(id, runners_before)), \
+                "the rebalance should have restarted the pollers"
+            rebalanced = sim.clock()
+            await asyncio.sleep(4 * window)
+            ended = sim.clock()
+    finally:
+        if joiner is not None:
+            await joiner.stop()
+        await sim.stop()
+    after = [c for c in sim.calls if c.account == "learned" and c.at >= rebalanced]
+    throttled_after = [round(c.at - rebalanced, 1) for c in after if c.outcome == "throttled"]
+    ok_after = [c for c in after if c.outcome == "ok" and c.at <= ended]
+    print(f"\nrebalance test: {len(ok_after)} ok calls in the 4 windows after the rebalance, "
+          f"throttled at {throttled_after}")
+    assert throttled_after == [], "a rebalance must not forget the learned quota"
+    assert len(ok_after) >= 0.5 * 40 * 4, "polling should go on at the learned rate"

@@ -14,7 +14,13 @@ from tests.integration.harness import WorkerProcess, free_port, worker_config
 from tests.integration.kafka_utils import read_all
 from tests.integration.test_pipeline import OUTPUTS, create_topic, last_change_at
 from tests.integration.world import (
-    ENV, diff, expected_all_changes, observed, publish_sent, sim_account, worker_account,
+    ENV,
+    diff,
+    expected_all_changes,
+    observed,
+    publish_sent,
+    sim_account,
+    worker_account,
 )
 from worker.model import Provider
 from worker.simulator import SimConfig, Simulator, WebhookSender
@@ -84,7 +90,7 @@ async def test_kill_dash_nine_at_random_moments_loses_and_doubles_nothing(kafka_
     worker = WorkerProcess(data, ENV, tmp_path)
     world = World(sim, [worker.url], sent_topic, kafka_bootstrap)
     rng = random.Random(7)
-    downtimes, ready_after = [], []
+    ready_after: list[float] = []
     try:
         await worker.start()
         await worker.ready()

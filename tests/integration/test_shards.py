@@ -11,11 +11,12 @@ from tests.integration.harness import worker_config
 from tests.integration.world import ENV
 from worker.config import parse_config
 from worker.emit import ensure_topics
+from worker.errors import ShardClosed
 from worker.model import EventType, Observation
 from worker.poll.ids import Tracked
 from worker.poll.scheduler import Cursor
-from worker.shards import Shard, ShardClosed
-from worker.state import cursor_key, id_key
+from worker.poll.sink import CursorChange, IdChange
+from worker.shards import Shard
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
@@ -39,24 +40,27 @@ async def test_a_new_owner_restores_exactly_what_was_committed_and_fences_the_ol
     sc, uni = cfg.accounts
     first = Shard(0, cfg, list(cfg.accounts))
     await first.start()
-    assert len(first.table) == 0
+    assert len(first.staging.table) == 0
     cursor = Cursor(interval=600, offset=300, in_sweep=True, started_at=5.0)
-    done = first.submit_poll(sc, [obs(i) for i in range(50)], T0,
-                             lambda emitted: [(cursor_key("sc", "2026-11-01|invalid"), cursor.encode())])
-    first.stage_state([(id_key("uni", "777"), Tracked("u@example.com", T0.timestamp(), "ok_sent").encode())])
+    sink = first.sink(sc)
+    assert sink.observe([obs(i) for i in range(50)], T0) == 50
+    done = sink.persist([CursorChange("sc", "2026-11-01|invalid", cursor)])
+    first.sink(uni).persist([IdChange("uni", "777", Tracked("u@example.com", T0.timestamp(), "ok_sent"))])
     await first.commit()
     await done
-    aborted = first.submit_poll(sc, [obs(i) for i in range(50, 60)], T0, lambda emitted: [])
+    sink.observe([obs(i) for i in range(50, 60)], T0)
+    aborted = sink.persist([])
     assert first.backlog  # staged, never committed: the next owner must not see it
 
     second = Shard(0, cfg, list(cfg.accounts))
     await second.start()                         # fences `first`, aborts nothing committed
-    assert len(second.table) == 50
-    assert second.cursors["sc"] == {"2026-11-01|invalid": cursor}
-    assert second.trackers["uni"].ids["777"] == Tracked("u@example.com", T0.timestamp(), "ok_sent")
+    assert len(second.staging.table) == 50
+    assert second.schedules["sc"].cursors == {"2026-11-01|invalid": cursor}
+    assert second.schedules["uni"].ids["777"] == Tracked("u@example.com", T0.timestamp(), "ok_sent")
     # the restored table de-duplicates: the same 50 deliveries again emit nothing
-    again = second.submit_poll(sc, [obs(i, at=T0 + timedelta(seconds=3)) for i in range(50)], T0, lambda n: [])
-    assert second.batch.counts[("drop", "sendcloud", "sc", "duplicate")] == 50
+    assert second.sink(sc).observe([obs(i, at=T0 + timedelta(seconds=3)) for i in range(50)], T0) == 0
+    again = second.sink(sc).persist([])
+    assert second.staging.batch.tally.drops[("sendcloud", "sc", "duplicate")] == 50
     await second.commit()
     await again
 

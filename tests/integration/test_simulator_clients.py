@@ -140,7 +140,7 @@ async def test_demo_config_drives_a_configured_worker_account():
 
         async with aiohttp.ClientSession() as session:
             for account in worker_config.accounts:
-                acct = account.context()
+                acct = account.context
                 day = sim.local_date(acct.name) - timedelta(days=1)
                 observations = await page_through_day(sim, session, acct, clock, day)
                 check_against_ground_truth(sim, acct.name, day, observations)

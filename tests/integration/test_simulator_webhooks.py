@@ -18,11 +18,10 @@ from datetime import datetime, timezone
 import attrs
 import orjson
 import pytest
-
-from tests.support import hook_acct
 from aiohttp import web
 
 from tests.integration.test_simulator_support import FakeClock, accounts, running
+from tests.support import hook_acct
 from worker.model import Provider
 from worker.providers import get_module
 from worker.providers.base import AccountContext, WebhookRequest

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from worker.__main__ import main
-from worker.config import ConfigError, load_config, parse_config
+from worker.config import load_config, parse_config
+from worker.errors import ConfigError
 from worker.model import EventType, Provider
 
 SECRET = "s3cr3t-VALUE-never-printed"
@@ -74,28 +75,28 @@ def test_valid_config_parses_with_defaults_and_resolved_secrets(keyfile):
     assert config.kafka.shards == 12 and config.kafka.topic_prefix == "email.status"
     assert config.sent_topic == "mail.sent"
     cn = config.account("sendcloud", "cn-main")
-    assert cn.api_key == SECRET and cn.webhook.keys == ("appkey",)
+    assert cn.context.api_key == SECRET and cn.context.webhook_keys == ("appkey",)
     assert cn.poll.calls_per_second == pytest.approx(40.0)
     assert cn.poll.cache_ttl_secs == 600 and cn.poll.interval_min_secs == 600
     intl = config.account(Provider.AURORA_SENDCLOUD, "intl")
-    assert intl.api_key == "filekey"
-    assert intl.webhook.keys == ("new", "old")
-    assert intl.base_url == "https://api-us.aurorasendcloud.com"
-    assert intl.sender_rejection is EventType.SOFT_BOUNCE
+    assert intl.context.api_key == "filekey"
+    assert intl.context.webhook_keys == ("new", "old")
+    assert intl.context.base_url == "https://api-us.aurorasendcloud.com"
+    assert intl.context.sender_rejection is EventType.SOFT_BOUNCE
     el = config.account("engagelab", "el")
     assert el.poll.quota_per_minute == 60  # the provider's documented quota
     uni = config.account("unisender", "uni")
-    assert uni.webhook.keys == ("unikey",)  # UniSender signs with the API key
+    assert uni.context.webhook_keys == ("unikey",)  # UniSender signs with the API key
     tx = config.account("tencent_ses", "tx")
-    assert tx.secret_id == "AKIDEXAMPLE" and tx.secret_key == "tckey"
+    assert tx.context.secret_id == "AKIDEXAMPLE" and tx.context.secret_key == "tckey"
     assert tx.webhook.path_tokens == (ENV["TC_TOKEN"],)
-    assert tx.context().region == "ap-singapore"
+    assert tx.context.region == "ap-singapore"
 
 
 def test_secrets_never_appear_in_reprs(keyfile):
     config = parse_config(_data(keyfile), ENV)
     assert SECRET not in repr(config)
-    assert SECRET not in repr(config.account("sendcloud", "cn-main").context())
+    assert SECRET not in repr(config.account("sendcloud", "cn-main").context)
 
 
 def test_bootstrap_servers_env_overrides_the_file(keyfile):

@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.dedup import (
-    ONCE_BIT, TYPE_CODE, DedupTable, Outcome, decide, email_key, hours_since_2020, pack, unpack,
+    ONCE_BIT,
+    TYPE_CODE,
+    DedupTable,
+    Outcome,
+    decide,
+    email_key,
+    hours_since_2020,
+    pack,
+    unpack,
 )
 from worker.model import EventType as T
 

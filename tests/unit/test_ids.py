@@ -86,11 +86,6 @@ def test_learning_from_webhooks_updates_status_and_finality():
     assert t.learn("old", "o@x", NOW - 40 * 86400, None, False, NOW) is False
 
 
-def test_tracked_encoding_round_trips():
-    tr = Tracked(recipient="a@b.c", sent_at=12.5, status="ok_sent", final=True)
-    assert Tracked.decode(tr.encode()) == tr
-
-
 def test_failed_batches_are_retried_later():
     t = tracker_with(2)
     asked = t.due(NOW + 10)

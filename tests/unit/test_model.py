@@ -7,7 +7,16 @@ import pytest
 from tests.support import validate_event
 from worker.config import load_schema
 from worker.model import (
-    EventType, Observation, Provider, Reason, Smtp, Source, StatusEvent, epoch_ms, make_event_id, rfc3339,
+    EventType,
+    Observation,
+    Provider,
+    Reason,
+    Smtp,
+    Source,
+    StatusEvent,
+    epoch_ms,
+    make_event_id,
+    rfc3339,
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)

@@ -133,11 +133,6 @@ def test_after_page_does_not_apply_by_itself():
     assert s.cursors[wid].offset == 0 and not s.cursors[wid].in_sweep
 
 
-def test_cursor_encoding_round_trips():
-    c = Cursor(interval=900, offset=200, in_sweep=True, started_at=1.5, due_at=9.0, total=None, seen=3)
-    assert Cursor.decode(c.encode()) == c
-
-
 def test_next_due_in():
     s = sched(status_filters=(), lookback_days=0)
     assert s.next_due_in(NOW) == 0

@@ -2,7 +2,9 @@
 
 The only place a poll goes over the network, shared by the poll runner and the backfill. Transport
 errors and 5xx are retried here, and only here (tenacity: bounded in attempts and in total time,
-jittered exponential waits); every attempt takes a token from the account's limiter.
+jittered exponential waits); every attempt takes a token from the account's limiter. A throttle
+answer is handled here too: the limiter halves its rate and pauses, the throttle is counted, and
+`Throttled` is raised for the caller to put the query back (its next attempt waits the pause).
 """
 
 from __future__ import annotations
@@ -15,17 +17,34 @@ from datetime import datetime
 
 import aiohttp
 import attrs
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from worker import metrics
 from worker.config import AccountConfig
+from worker.errors import TRANSPORT, PollError, Retriable, Throttled, WorkerError, error_type_of
 from worker.poll.limiter import AdaptiveLimiter
 from worker.providers import get_module
-from worker.providers.base import PollError, PollPage, PollQuery, Retriable
+from worker.providers.base import PollPage, PollQuery
 
 log = logging.getLogger("worker.poll")
 
 TRANSIENT = (Retriable, aiohttp.ClientError, asyncio.TimeoutError)
+
+
+def fetch_error_type(exc: BaseException) -> str:
+    """The bounded name of a failed call: the provider's error_type, or `transport` for a
+    connection failure or timeout."""
+    if isinstance(exc, WorkerError):
+        return exc.error_type
+    if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError)):
+        return TRANSPORT
+    return error_type_of(exc)
 
 
 @attrs.frozen
@@ -44,7 +63,7 @@ class Fetcher:
         self.limiter = limiter
         self.clock = clock
         self.module = get_module(account.provider)
-        self.ctx = account.context()
+        self.ctx = account.context
         self.labels = (account.provider.value, account.name)
 
     async def fetch(self, query: PollQuery) -> Fetched:
@@ -62,10 +81,10 @@ class Fetcher:
 
     async def _call(self, query: PollQuery) -> Fetched:
         await self.limiter.acquire()
-        metrics.POLL_RATE.labels(*self.labels).set(self.limiter.rate)
+        metrics.poll_rate(*self.labels, self.limiter.rate)
         request = self.module.build_poll_request(self.ctx, query, self.clock())
         started = time.monotonic()
-        outcome = "transport"
+        outcome = TRANSPORT
         try:
             async with self.session.request(
                 request.method, request.url, params=list(request.params) or None, headers=dict(request.headers),
@@ -77,11 +96,16 @@ class Fetcher:
             page = self.module.parse_poll_response(self.ctx, query, status, headers, body, self.clock())
             outcome = "ok"
             return Fetched(page, status, headers, body)
+        except Throttled as exc:
+            outcome = exc.error_type
+            self.limiter.on_throttle(exc.retry_after)
+            metrics.throttled(*self.labels)
+            raise
         except PollError as exc:
             outcome = exc.error_type
             raise
         finally:
-            metrics.POLL_REQUESTS.labels(*self.labels, outcome).inc()
+            metrics.poll_request(*self.labels, outcome)
             log.info("poll", extra={"provider": self.labels[0], "account": self.labels[1], "outcome": outcome,
                                     "send_date": str(query.send_date) if query.send_date else None,
                                     "status_filter": query.status.value if query.status else None,

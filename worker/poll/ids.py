@@ -9,9 +9,8 @@ otherwise look like a new attempt. Final ids are remembered, unscheduled, until 
 a sent record or webhook arriving after the final status cannot start the id over.
 Pure: `now` is passed in, and plans are applied after their commit.
 
-Persisted in `_state` (key b"u" + account + b"|" + id): recipient, sent time, last status and
-finality; due times are not persisted (a restored id is simply due again), which keeps writes to
-changes.
+Persisted in `_state` (worker.state): recipient, sent time, last status and finality; due times
+are not persisted (a restored id is simply due again), which keeps writes to changes.
 """
 
 from __future__ import annotations
@@ -19,8 +18,9 @@ from __future__ import annotations
 import heapq
 
 import attrs
-import orjson
 
+from worker.config import AccountConfig
+from worker.providers import get_module
 from worker.providers.base import PollPage
 
 BASE_BACKOFF_SECS = 60.0
@@ -36,14 +36,6 @@ class Tracked:
     # scheduling only, neither persisted nor part of equality
     attempts: int = attrs.field(default=0, eq=False)
     due_at: float = attrs.field(default=0.0, eq=False)
-
-    def encode(self) -> bytes:
-        return orjson.dumps({"r": self.recipient, "s": self.sent_at, "st": self.status, "f": self.final})
-
-    @classmethod
-    def decode(cls, data: bytes) -> Tracked:
-        d = orjson.loads(data)
-        return cls(recipient=d["r"], sent_at=float(d["s"]), status=d.get("st"), final=bool(d.get("f")))
 
 
 @attrs.frozen
@@ -62,6 +54,14 @@ class IdTracker:
     ids: dict[str, Tracked] = attrs.field(factory=dict)
     _heap: list[tuple[float, str]] = attrs.field(factory=list)
 
+    @classmethod
+    def for_account(cls, account: AccountConfig, restored: dict[str, Tracked], now: float) -> IdTracker:
+        """The tracker of an id-polled account, holding its restored ids, every one due now."""
+        tracker = cls(account.poll.id_max_age_days * 86400.0, get_module(account.provider).DEFAULTS.id_batch or 500)
+        for email_id, tracked in restored.items():
+            tracker.restore(email_id, tracked, now)
+        return tracker
+
     def _schedule(self, email_id: str, due_at: float) -> None:
         tracked = self.ids[email_id]
         if tracked.final:
@@ -70,10 +70,7 @@ class IdTracker:
         tracked.due_at = due_at
         heapq.heappush(self._heap, (due_at, email_id))
 
-    def restore(self, email_id: str, tracked: Tracked | None, now: float) -> None:
-        if tracked is None:
-            self.ids.pop(email_id, None)
-            return
+    def restore(self, email_id: str, tracked: Tracked, now: float) -> None:
         self.ids[email_id] = tracked
         self._schedule(email_id, now)
 

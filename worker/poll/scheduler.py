@@ -22,9 +22,10 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, tzinfo
 
 import attrs
-import orjson
 
+from worker.config import AccountConfig
 from worker.model import EventType
+from worker.providers import get_module
 from worker.providers.base import PollPage, PollQuery
 
 _STATUS_RANK = {EventType.INVALID: 0, EventType.SOFT_BOUNCE: 1, None: 2, EventType.DELIVERED: 3}
@@ -42,13 +43,6 @@ class Cursor:
     seen: int = 0                 # rows seen in the sweep in progress
     changes: int = 0              # events emitted in the sweep in progress
     sweeps: int = 0
-
-    def encode(self) -> bytes:
-        return orjson.dumps(attrs.asdict(self))
-
-    @classmethod
-    def decode(cls, data: bytes) -> Cursor:
-        return cls(**orjson.loads(data))
 
 
 def window_id(send_date: date, status: EventType | None) -> str:
@@ -71,6 +65,14 @@ class DateWindowScheduler:
     cache_ttl: float
     cursors: dict[str, Cursor] = attrs.field(factory=dict)
     _retry_at: dict[str, float] = attrs.field(factory=dict)
+
+    @classmethod
+    def for_account(cls, account: AccountConfig, cursors: dict[str, Cursor]) -> DateWindowScheduler:
+        """The schedule of a date-window account, continuing from its restored cursors."""
+        p, d = account.poll, get_module(account.provider).DEFAULTS
+        return cls(tz=d.tz, lookback_days=p.lookback_days, status_filters=d.status_filters, page_limit=d.page_limit,
+                   interval_min=p.interval_min_secs, interval_max=p.interval_max_secs, cache_ttl=p.cache_ttl_secs,
+                   cursors=dict(cursors))
 
     def today(self, now: datetime) -> date:
         return now.astimezone(self.tz).date()
@@ -132,10 +134,8 @@ class DateWindowScheduler:
         c = attrs.evolve(c, seen=c.seen + page.rows, changes=c.changes + emitted, total=page.total)
         if page.next_offset is not None:
             return attrs.evolve(c, offset=page.next_offset)
-        if c.changes:
-            interval = max(self.interval_min, c.interval / 2)
-        else:
-            interval = min(self.interval_max, c.interval * 1.5)
+        # a sweep that found changes halves the interval, a quiet one lengthens it by half
+        interval = max(self.interval_min, c.interval / 2) if c.changes else min(self.interval_max, c.interval * 1.5)
         return attrs.evolve(c, in_sweep=False, offset=0, completed_at=ts, interval=interval,
                             due_at=ts + max(interval, self.cache_ttl), total=c.seen, sweeps=c.sweeps + 1)
 

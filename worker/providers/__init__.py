@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import functools
-import importlib
 
 from worker.model import Provider
+from worker.providers import aurora_sendcloud, engagelab, sendcloud, tencent_ses, unisender
 from worker.providers.base import ProviderModule
 
-_MODULES: dict[Provider, str] = {
-    Provider.ENGAGELAB: "worker.providers.engagelab",
-    Provider.SENDCLOUD: "worker.providers.sendcloud",
-    Provider.AURORA_SENDCLOUD: "worker.providers.aurora_sendcloud",
-    Provider.UNISENDER: "worker.providers.unisender",
-    Provider.TENCENT_SES: "worker.providers.tencent_ses",
+REGISTRY: dict[Provider, ProviderModule] = {
+    Provider.ENGAGELAB: engagelab,
+    Provider.SENDCLOUD: sendcloud,
+    Provider.AURORA_SENDCLOUD: aurora_sendcloud,
+    Provider.UNISENDER: unisender,
+    Provider.TENCENT_SES: tencent_ses,
 }
 
 
-@functools.cache
+@functools.cache  # called per record by the shard: skip the enum lookup
 def get_module(provider: Provider | str) -> ProviderModule:
-    return importlib.import_module(_MODULES[Provider(provider)])  # type: ignore[return-value]
+    return REGISTRY[Provider(provider)]
 
 
 def all_modules() -> dict[Provider, ProviderModule]:
-    return {p: get_module(p) for p in _MODULES}
+    return dict(REGISTRY)

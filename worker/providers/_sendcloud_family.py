@@ -1,37 +1,43 @@
 """What SendCloud (China), Aurora SendCloud (international) and EngageLab share.
 
 The three run on one code base (PROVIDERS.md 1.1, 3.1): the sub-status table, the status filter
-codes, the per-recipient id shape, and the helpers for times, errors and signatures. SendCloud's
-API engine itself is `sendcloud.Dialect`, which Aurora instantiates with its own data.
+codes, the per-recipient id shape, the credentials, and the helpers for records, errors and
+signatures. SendCloud's API engine itself is in `sendcloud` (functions over an `Edition`), which
+Aurora runs with its own edition.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, tzinfo
 from typing import Any
 
-import orjson
-
+from worker.errors import BadRequest, BadSignature, FatalConfig, ProviderError
 from worker.model import EventType, Observation, Reason, utc
 from worker.providers.base import (
     AccountContext,
-    BadRequest,
-    BadSignature,
-    FatalConfig,
-    PollError,
+    Credentials,
+    Need,
     PollQuery,
     ProviderDefaults,
-    ProviderError,
-    Retriable,
     SenderSide,
-    epoch_to_utc,
-    naive_to_utc,
+    as_int,
+    as_text,
+    epoch_time,
     parse_smtp,
+    resolve,
+)
+
+# What an account of any of the three must configure (worker.config checks it).
+CREDENTIALS = Credentials(
+    poll=(
+        Need("credentials", "api_user", "for polling", plain=True),
+        Need("credentials", "api_key", "for polling"),
+    ),
+    webhook=(Need("webhook", "app_key", "to verify webhooks"),),
 )
 
 # -- tables shared by all three -----------------------------------------------------------------
@@ -102,23 +108,12 @@ def bad_input_as(error: type[ProviderError], what: str) -> Iterator[None]:
 # -- values -------------------------------------------------------------------------------------
 
 
-def as_int(value: Any) -> int | None:
-    """An integer sent as a number or a string of ASCII digits (`"406"`, `406`); None otherwise."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    return None
-
-
 def required_text(record: Mapping[str, Any], key: str) -> str:
     """A non-empty string field (numbers are rendered as sent); KeyError when absent or empty."""
-    value = record.get(key)
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+    value = as_text(record.get(key))
+    if value is None:
         raise KeyError(key)
-    return str(value)
+    return value
 
 
 def first_text(record: Mapping[str, Any], keys: Sequence[str]) -> str | None:
@@ -152,38 +147,6 @@ def message_id_of(email_id: str) -> str | None:
 
 # -- times --------------------------------------------------------------------------------------
 
-_EPOCH_TEXT = re.compile(r"\d{1,17}(?:\.\d{1,6})?", re.ASCII)
-
-
-def _plausible(dt: datetime) -> datetime:
-    # Earlier years are garbage in a status record, and RFC 3339 rendering needs four-digit years.
-    if dt.year < 1970:
-        raise ValueError("time before 1970")
-    return dt
-
-
-def epoch_time(value: Any) -> datetime:
-    """Epoch seconds or milliseconds, as a JSON number or a string of digits, as UTC."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise TypeError("epoch time")
-    if isinstance(value, str) and not _EPOCH_TEXT.fullmatch(value):
-        raise ValueError("epoch time")
-    return _plausible(epoch_to_utc(value))
-
-
-def local_time(value: Any, tz: tzinfo) -> datetime:
-    """A zone-less `yyyy-MM-dd HH:mm:ss` in the provider's zone, as UTC."""
-    if not isinstance(value, str):
-        raise TypeError("local time")
-    return _plausible(naive_to_utc(value, tz))
-
-
-def offset_time(value: Any) -> datetime:
-    """ISO 8601 with an offset, colon or not (`2022-11-10T15:39:01+0800`), as UTC."""
-    if not isinstance(value, str):
-        raise TypeError("offset time")
-    return _plausible(utc(datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")))
-
 
 def send_day(query: PollQuery, now: datetime, tz: tzinfo) -> date:
     """The queried send date, or today in the provider's zone (a China date is not a UTC date)."""
@@ -193,14 +156,14 @@ def send_day(query: PollQuery, now: datetime, tz: tzinfo) -> date:
 # -- classification -----------------------------------------------------------------------------
 
 
-def sub_status_outcome(code: int | None, acct: AccountContext) -> tuple[EventType, Reason] | None:
+def sub_status_outcome(code: int | None, acct: AccountContext) -> tuple[EventType | None, Reason] | None:
     if code is None:
         return None
     outcome = SUB_STATUS.get(code) or SUB_STATUS_FALLBACK.get(code // 100 if 400 <= code < 600 else 0)
     if outcome is None:
         return None
     if code in SENDER_SIDE:
-        return SenderSide(outcome[0]).resolve(acct), outcome[1]
+        return resolve(SenderSide(outcome[0]), acct), outcome[1]
     return outcome
 
 
@@ -272,37 +235,11 @@ def require_credentials(acct: AccountContext) -> tuple[str, str]:
     return acct.api_user, acct.api_key
 
 
-def unexpected_status(status: int) -> PollError:
-    """The error for an answer without a code we know: our request's fault for 4xx, else transient."""
-    if 400 <= status < 500:
-        return BadRequest(f"HTTP {status}")
-    if 200 <= status < 300:
-        return Retriable("not the documented JSON")  # a proxy's or load balancer's page
-    return Retriable(f"HTTP {status}")
-
-
-def load_json(body: bytes) -> Any:
-    """The decoded body, or None when it is not JSON."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-
-
 def next_offset(offset: int, rows: int, total: int) -> int | None:
     return offset + rows if rows and offset + rows < total else None
 
 
 # -- signatures ---------------------------------------------------------------------------------
-
-
-def signed_text(value: Any) -> str | None:
-    # Form values are the strings as received; a JSON number is rendered as its digits.
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
 
 
 def signature_matches(expected: str, given: str) -> bool:

@@ -1,15 +1,29 @@
 """Aurora SendCloud (international SendCloud): emailStatus and HMAC-signed webhooks, form or JSON.
 
-Facts and sources: PROVIDERS.md section 3, seed 002. Same engine as SendCloud China
-(`sendcloud.Dialect`); the differences are data here: host and `/api/` path, a 3-day query span,
-English status words, the new docs' event names, and the snake_case auth parameter variant.
+Facts and sources: PROVIDERS.md section 3, seed 002. Same engine as SendCloud China (the
+functions of `sendcloud`, run with this module's `Edition`); the differences are data here: host
+and `/api/` path, a 3-day query span, English status words, the new docs' event names, and the
+snake_case auth parameter variant.
 """
 
 from __future__ import annotations
 
-from worker.model import EventType, Provider
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from worker.model import EventType, Observation, Provider
 from worker.providers import sendcloud
-from worker.providers.base import CHINA_TZ, Option, ProviderDefaults
+from worker.providers.base import (
+    CHINA_TZ,
+    AccountContext,
+    HttpRequest,
+    Option,
+    PollPage,
+    PollQuery,
+    ProviderDefaults,
+    WebhookRequest,
+)
 
 NAME = Provider.AURORA_SENDCLOUD
 
@@ -42,6 +56,8 @@ OPTIONS: dict[str, Option] = {
     ),
 }
 
+CREDENTIALS = sendcloud.CREDENTIALS
+
 # The international edition's status language is unverified (PROVIDERS.md 3.3): accept the
 # Chinese strings and English words, matched case-insensitively with `_`/`-` read as spaces.
 STATUSES: dict[str, EventType | None] = {
@@ -61,7 +77,7 @@ EVENTS: dict[str, EventType | None] = {
     "spam-report": EventType.COMPLAINT,
 }
 
-DIALECT = sendcloud.Dialect(
+EDITION = sendcloud.Edition(
     provider=NAME,
     defaults=DEFAULTS,
     options=OPTIONS,
@@ -70,8 +86,29 @@ DIALECT = sendcloud.Dialect(
     events=EVENTS,
 )
 
-build_poll_request = DIALECT.build_poll_request
-parse_poll_response = DIALECT.parse_poll_response
-verify_webhook = DIALECT.verify_webhook
-split_webhook = DIALECT.split_webhook
-webhook_observations = DIALECT.webhook_observations
+
+def build_poll_request(acct: AccountContext, query: PollQuery, now: datetime) -> HttpRequest:
+    return sendcloud.poll_request(EDITION, acct, query, now)
+
+
+def parse_poll_response(
+    acct: AccountContext,
+    query: PollQuery,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+) -> PollPage:
+    return sendcloud.poll_page(EDITION, acct, query, status, headers, body, now)
+
+
+def verify_webhook(acct: AccountContext, req: WebhookRequest, now: datetime, replay_window_secs: float) -> str:
+    return sendcloud.check_signature(EDITION, acct, req, now, replay_window_secs)
+
+
+def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
+    return sendcloud.webhook_records(EDITION, req)
+
+
+def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
+    return sendcloud.event_observations(EDITION, acct, record)

@@ -7,6 +7,7 @@ exposes, at module level:
     NAME: Provider
     DEFAULTS: ProviderDefaults
     OPTIONS: dict[str, Option]                  per-account knobs for documented variants
+    CREDENTIALS: Credentials                    what an account must configure, as data
     build_poll_request(acct, query, now) -> HttpRequest
     parse_poll_response(acct, query, status, headers, body, now) -> PollPage   raises PollError
     verify_webhook(acct, req, now, replay_window_secs) -> str                  raises BadSignature
@@ -23,13 +24,15 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Mapping
-from datetime import date, datetime, timedelta, timezone, tzinfo
-from typing import Any, ClassVar, Literal, Protocol
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from typing import Any, Literal, Protocol
 
 import attrs
+import orjson
 
-from worker.model import EventType, Observation, Provider, Smtp
+from worker.errors import BadRequest, FatalConfig, PollError, Retriable, Throttled
+from worker.model import EventType, Observation, Provider, Smtp, utc
 
 CHINA_TZ = timezone(timedelta(hours=8), "UTC+08:00")
 
@@ -66,12 +69,17 @@ class AccountContext:
 class SenderSide:
     """A mapping-table value for a rejection of the sender (its IP, domain or content), which says
     nothing about the address. `documented` is the type PROVIDERS.md gives it (None: not emitted);
-    an account's `sender_rejection` setting replaces it."""
+    an account's `sender_rejection` setting replaces it (see `resolve`)."""
 
     documented: EventType | None
 
-    def resolve(self, acct: AccountContext) -> EventType | None:
-        return acct.sender_rejection or self.documented
+
+def resolve(value: EventType | SenderSide | None, acct: AccountContext) -> EventType | None:
+    """The type a mapping table's value stands for on this account: a SenderSide as the account's
+    `sender_rejection` says (its documented type by default), anything else as it is."""
+    if isinstance(value, SenderSide):
+        return acct.sender_rejection or value.documented
+    return value
 
 
 @attrs.frozen(slots=True)
@@ -95,6 +103,29 @@ class ProviderDefaults:
     status_filters: tuple[EventType, ...]     # server-side status filters, urgent first; () = none
     id_batch: int = 0                         # ids per call for id-based polling
     max_window_days: int = 1                  # longest date span one query may cover
+
+
+@attrs.frozen(slots=True)
+class Need:
+    """One credential an account must configure. worker.config resolves every credential the
+    schema knows (secrets from `<name>_env` or `<name>_file`); a provider only says which it needs."""
+
+    section: Literal["credentials", "webhook"]
+    name: str                                 # api_user, api_key, secret_id, secret_key, app_key, path_token
+    why: str                                  # shown when it is missing: "for polling", ...
+    plain: bool = False                       # may be given inline (not a secret: api_user, secret_id)
+    min_length: int = 0                       # also applies to its `previous_<name>` during a rotation
+
+
+@attrs.frozen(slots=True)
+class Credentials:
+    """What a provider needs from an account's configuration, by what the account has enabled."""
+
+    always: tuple[Need, ...] = ()
+    poll: tuple[Need, ...] = ()               # only when polling is enabled
+    webhook: tuple[Need, ...] = ()            # only when webhooks are enabled
+    # The credential that signs webhooks when no webhook.app_key is given (UniSender: the API key).
+    webhook_key_fallback: str | None = None
 
 
 # -- requests and results -----------------------------------------------------------------------
@@ -141,63 +172,6 @@ class WebhookRequest:
     query: Mapping[str, str] = attrs.field(factory=dict)
 
 
-# -- the error taxonomy -------------------------------------------------------------------------
-
-
-class ProviderError(Exception):
-    """Base of every typed failure a provider module raises. `error_type` is a bounded label."""
-
-    error_type: ClassVar[str] = "provider_error"
-
-
-class PollError(ProviderError):
-    error_type = "poll_error"
-
-
-class Throttled(PollError):
-    """The provider's own rate-limit signal. Halve the rate; wait `retry_after` if given."""
-
-    error_type = "throttled"
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class Retriable(PollError):
-    """5xx, provider-internal errors, garbage from a proxy: try again later, cursor unchanged."""
-
-    error_type = "retriable"
-
-
-class FatalConfig(PollError):
-    """Authentication or permission: nothing changes until an operator fixes the account."""
-
-    error_type = "fatal_config"
-
-
-class BadRequest(PollError):
-    """The provider rejected our parameters: a bug in request building."""
-
-    error_type = "bad_request"
-
-
-class WebhookError(ProviderError):
-    error_type = "webhook_error"
-
-
-class BadSignature(WebhookError):
-    """Missing, wrong or expired signature: answer 401."""
-
-    error_type = "bad_signature"
-
-
-class MalformedPayload(WebhookError):
-    """Authentic (or unsigned) but unparseable: dead-letter it and answer 200."""
-
-    error_type = "malformed"
-
-
 # -- the module protocol ------------------------------------------------------------------------
 
 
@@ -205,6 +179,7 @@ class ProviderModule(Protocol):
     NAME: Provider
     DEFAULTS: ProviderDefaults
     OPTIONS: dict[str, Option]
+    CREDENTIALS: Credentials
 
     def build_poll_request(self, acct: AccountContext, query: PollQuery, now: datetime) -> HttpRequest: ...
 
@@ -260,28 +235,122 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER_SECS)
 
 
-def classify_http(status: int, headers: Mapping[str, str], now: datetime) -> None:
-    """Raise the typed error for an HTTP status that no provider answers with useful data."""
+def read_answer(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+    error_of: Callable[[Any], PollError | None],
+) -> Any:
+    """A status API's answer as decoded JSON, or the typed error it stands for, in one order for
+    every provider (the provider then checks its own success shape):
+
+    1. HTTP 429 is Throttled, waiting what Retry-After says;
+    2. the provider's own error code in a JSON body: `error_of(doc)` (doc is None when the body is
+       not JSON) returns the error or None; a Throttled waits what Retry-After says, else what the
+       provider set as its default;
+    3. the HTTP status: 5xx Retriable, 401/403 FatalConfig, other 4xx BadRequest, other non-2xx
+       Retriable;
+    4. a body that is not JSON (a proxy's or load balancer's page) is Retriable.
+    """
     if status == 429:
         raise Throttled("HTTP 429", parse_retry_after(headers.get("retry-after"), now))
-    if status >= 500:
-        raise Retriable(f"HTTP {status}")
-    if status in (401, 403):
-        raise FatalConfig(f"HTTP {status}")
+    doc = load_json(body)
+    error = error_of(doc)
+    if isinstance(error, Throttled):
+        wait = parse_retry_after(headers.get("retry-after"), now)
+        # A missing or zero Retry-After keeps the provider's own default wait, if it has one.
+        raise Throttled(str(error), wait if wait or error.retry_after is None else error.retry_after)
+    if error is not None:
+        raise error
+    if not 200 <= status < 300:
+        if status >= 500:
+            raise Retriable(f"HTTP {status}")
+        if status in (401, 403):
+            raise FatalConfig(f"HTTP {status}")
+        raise (BadRequest if 400 <= status < 500 else Retriable)(f"HTTP {status}")
+    if doc is None:
+        raise Retriable("not the documented JSON")
+    return doc
+
+
+def load_json(body: bytes | str) -> Any:
+    """The decoded JSON, or None when it is not JSON (a JSON null is None too: no caller takes one)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+# -- values -------------------------------------------------------------------------------------
+
+
+def as_int(value: Any, *, max_digits: int | None = None) -> int | None:
+    """An integer sent as a JSON number or as a string of ASCII digits (`406`, `"406"`); None
+    otherwise. `max_digits` bounds the string form (0: numbers only)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if (isinstance(value, str) and value.isascii() and value.isdigit()
+            and (max_digits is None or len(value) <= max_digits)):
+        return int(value)
+    return None
+
+
+def as_text(value: Any) -> str | None:
+    """A non-empty string as sent, or an integer rendered as its digits (ids and signed fields
+    come both ways); None otherwise."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+# -- times --------------------------------------------------------------------------------------
 
 
 def epoch_to_utc(value: int | float | str) -> datetime:
     """Unix time in seconds or milliseconds (values above 10**12 are milliseconds) as UTC."""
     number = float(value)
     if number > 1e12:
-        return datetime.fromtimestamp(int(number) / 1000, tz=timezone.utc).replace(
+        return datetime.fromtimestamp(int(number) / 1000, tz=UTC).replace(
             microsecond=(int(number) % 1000) * 1000
         )
-    return datetime.fromtimestamp(int(number), tz=timezone.utc)
+    return datetime.fromtimestamp(int(number), tz=UTC)
+
+
+_EPOCH_TEXT = re.compile(r"\d{1,17}(?:\.\d{1,6})?", re.ASCII)
+
+
+def _plausible(dt: datetime) -> datetime:
+    # Earlier years are garbage in a status record, and RFC 3339 rendering needs four-digit years.
+    if dt.year < 1970:
+        raise ValueError("time before 1970")
+    return dt
+
+
+def epoch_time(value: Any, *, max_digits: int | None = None) -> datetime:
+    """Unix seconds or milliseconds, sent as a JSON number or a string of ASCII digits, as UTC;
+    TypeError or ValueError for anything else.
+
+    By default a fraction is accepted and any time from 1970 on. With `max_digits` only whole,
+    positive numbers below 10**max_digits are (Tencent's fields: 13 digits of milliseconds)."""
+    if max_digits is not None:
+        number = as_int(value, max_digits=max_digits)
+        if number is None or not 0 < number < 10**max_digits:
+            raise ValueError("not a whole Unix time")
+        return epoch_to_utc(number)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError("epoch time")
+    if isinstance(value, str) and not _EPOCH_TEXT.fullmatch(value):
+        raise ValueError("epoch time")
+    return _plausible(epoch_to_utc(value))
 
 
 _NAIVE_TIME = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{1,2}):(\d{1,2})", re.ASCII)
@@ -291,8 +360,30 @@ def naive_to_utc(text: str, tz: tzinfo) -> datetime:
     """A provider's zone-less `yyyy-MM-dd HH:mm:ss`, read in the provider's zone, as UTC.
 
     Parsed by hand: strptime was a sixth of the worker's CPU per polled row (bench/README.md).
-    Accepts what strptime("%Y-%m-%d %H:%M:%S") accepts; raises ValueError otherwise."""
+    Accepts zero-padded or unpadded fields separated by one space, as the providers send them
+    (strptime would also take space-padded ones); raises ValueError otherwise."""
     match = _NAIVE_TIME.fullmatch(text)
     if match is None:
         raise ValueError("not a yyyy-MM-dd HH:mm:ss time")
-    return datetime(*map(int, match.groups()), tzinfo=tz).astimezone(timezone.utc)
+    year, month, day, hour, minute, second = map(int, match.groups())
+    return datetime(year, month, day, hour, minute, second, tzinfo=tz).astimezone(UTC)
+
+
+def local_time(value: Any, tz: tzinfo, *, layout: str | None = None) -> datetime:
+    """A zone-less time in the provider's zone, as UTC; TypeError, ValueError or OverflowError
+    when it is not one.
+
+    By default `yyyy-MM-dd HH:mm:ss` as naive_to_utc reads it, from 1970 on. With `layout`,
+    whatever datetime.strptime accepts for it, any year (UniSender's webhook `event_time`)."""
+    if not isinstance(value, str):
+        raise TypeError("local time")
+    if layout is None:
+        return _plausible(naive_to_utc(value, tz))
+    return datetime.strptime(value, layout).replace(tzinfo=tz).astimezone(UTC)
+
+
+def offset_time(value: Any) -> datetime:
+    """ISO 8601 with an offset, colon or not (`2022-11-10T15:39:01+0800`), as UTC."""
+    if not isinstance(value, str):
+        raise TypeError("offset time")
+    return _plausible(utc(datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")))

@@ -12,22 +12,24 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from worker.errors import BadSignature, FatalConfig, MalformedPayload, PollError, Retriable
 from worker.model import EventType, Observation, Provider
 from worker.providers import _sendcloud_family as family
 from worker.providers.base import (
     CHINA_TZ,
     AccountContext,
-    BadSignature,
-    FatalConfig,
     HttpRequest,
-    MalformedPayload,
     Option,
     PollPage,
     PollQuery,
     ProviderDefaults,
-    Retriable,
     WebhookRequest,
-    classify_http,
+    as_int,
+    as_text,
+    epoch_time,
+    load_json,
+    offset_time,
+    read_answer,
 )
 
 NAME = Provider.ENGAGELAB
@@ -54,6 +56,8 @@ OPTIONS: dict[str, Option] = {
         "HMAC-SHA256(secret, timestamp) as the payload page says, or either",
     ),
 }
+
+CREDENTIALS = family.CREDENTIALS
 
 # `status` of the status API (seed 000). 18 is still sending.
 STATUSES: dict[int, EventType | None] = {
@@ -119,35 +123,39 @@ def parse_poll_response(
     body: bytes,
     now: datetime,
 ) -> PollPage:
-    classify_http(status, headers, now)
-    envelope = family.load_json(body)
-    if not (200 <= status < 300 and isinstance(envelope, dict) and "result" in envelope):
-        if isinstance(envelope, dict) and family.as_int(envelope.get("code")) == AUTH_FAILED:
-            raise FatalConfig(f"code {AUTH_FAILED}: authentication failed")
-        raise family.unexpected_status(status)
+    envelope = read_answer(status, headers, body, now, _error_of)
+    if not (isinstance(envelope, dict) and "result" in envelope):
+        raise Retriable("engagelab: email_status response is not the documented JSON")
     with family.bad_input_as(Retriable, "engagelab: email_status response"):
         records = envelope["result"]
-        total = family.as_int(envelope["total"])  # a string in the seed
+        total = as_int(envelope["total"])  # a string in the seed
         if total is None or not isinstance(records, list):
             raise Retriable("engagelab: email_status response without total or result list")
         observations = tuple(_poll_observation(acct, record) for record in records)
     return PollPage(observations, len(records), family.next_offset(query.offset, len(records), total), total)
 
 
+def _error_of(envelope: Any) -> PollError | None:
+    """Only the authentication failure is documented; other codes go by the HTTP status."""
+    if isinstance(envelope, dict) and as_int(envelope.get("code")) == AUTH_FAILED:
+        return FatalConfig(f"code {AUTH_FAILED}: authentication failed")
+    return None
+
+
 def _poll_observation(acct: AccountContext, record: Any) -> Observation:
     request_time = record.get("request_time")
-    code = family.as_int(record.get("status"))
+    code = as_int(record.get("status"))
     return family.observation(
         acct,
         email_id=family.required_text(record, "email_id"),
         recipient=family.required_text(record, "email"),
         base=STATUSES.get(code) if code is not None else None,
         sub_status=record.get("sub_status"),
-        occurred_at=family.offset_time(record.get("update_time") or request_time),
+        occurred_at=offset_time(record.get("update_time") or request_time),
         provider_status=family.required_text(record, "status"),
         message=family.first_text(record, ("response_message", "sub_status_desc")),
         record=record,
-        sent_at=family.offset_time(request_time) if request_time else None,
+        sent_at=offset_time(request_time) if request_time else None,
     )
 
 
@@ -155,7 +163,7 @@ def _poll_observation(acct: AccountContext, record: Any) -> Observation:
 
 
 def _itime(body: bytes) -> Any:
-    data = family.load_json(body)
+    data = load_json(body)
     return data.get("itime") if isinstance(data, dict) else None
 
 
@@ -171,7 +179,7 @@ def _candidates(
         for key in keys:
             yield "hmac-sha256", family.hmac_sha256(key, timestamp), timestamp
         # The zh payload page calls the signed timestamp `itime`: the body's copy of it.
-        itime = family.signed_text(_itime(req.body))
+        itime = as_text(_itime(req.body))
         if itime is not None and itime != timestamp:
             for key in keys:
                 yield "hmac-sha256", family.hmac_sha256(key, itime), itime
@@ -198,7 +206,7 @@ def verify_webhook(acct: AccountContext, req: WebhookRequest, now: datetime, rep
 
 def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
     """One callback per body; a JSON array of callbacks is accepted too."""
-    data = family.load_json(req.body)
+    data = load_json(req.body)
     records = [data] if isinstance(data, dict) else data
     if not isinstance(records, list) or not records:
         raise MalformedPayload("engagelab: webhook body is not a JSON object")
@@ -235,7 +243,7 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
                 recipient=recipient,
                 base=base,
                 sub_status=sub_status,
-                occurred_at=family.epoch_time(record["itime"]),
+                occurred_at=epoch_time(record["itime"]),
                 provider_status=event,
                 message=message,
                 record=record,

@@ -1,8 +1,9 @@
 """SendCloud (China, sendcloud.net) apiv2: the emailStatus API and form-posted, HMAC-signed webhooks.
 
 Facts and sources: PROVIDERS.md section 2, seed 001. Aurora SendCloud is the international edition
-of the same engine: `Dialect` holds the engine with everything edition-specific as data, and both
-modules' functions are the bound methods of their own `Dialect`.
+of the same engine. An `Edition` holds everything edition-specific as data; the engine below is
+plain functions that take the edition first, and each of the two modules' five functions calls
+them with its own EDITION.
 """
 
 from __future__ import annotations
@@ -13,28 +14,33 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-import orjson
 
+from worker.errors import (
+    BadRequest,
+    BadSignature,
+    FatalConfig,
+    MalformedPayload,
+    PollError,
+    Retriable,
+    Throttled,
+)
 from worker.model import EventType, Observation, Provider
 from worker.providers import _sendcloud_family as family
 from worker.providers.base import (
     CHINA_TZ,
     AccountContext,
-    BadRequest,
-    BadSignature,
-    FatalConfig,
     HttpRequest,
-    MalformedPayload,
     Option,
-    PollError,
     PollPage,
     PollQuery,
     ProviderDefaults,
-    Retriable,
-    Throttled,
     WebhookRequest,
-    classify_http,
-    parse_retry_after,
+    as_int,
+    as_text,
+    epoch_time,
+    load_json,
+    local_time,
+    read_answer,
 )
 
 NAME = Provider.SENDCLOUD
@@ -65,6 +71,8 @@ OPTIONS: dict[str, Option] = {
         doc="HTTP method of the status API; POST sends apiKey in a form body instead of the URL",
     ),
 }
+
+CREDENTIALS = family.CREDENTIALS
 
 # Status strings by prefix (PROVIDERS.md 2.4): the answers are Chinese, values may carry a
 # suffix (`无效邮件-地址不存在`). `软退信` and `请求中` are inferred, not seen in an example.
@@ -105,8 +113,8 @@ LIST_FIELDS = ("recipientArray", "emailIds")
 
 
 @attrs.frozen
-class Dialect:
-    """One edition of the SendCloud API as data; its methods are that provider module's functions."""
+class Edition:
+    """One edition of the SendCloud API, as data; the engine functions below take it first."""
 
     provider: Provider
     defaults: ProviderDefaults
@@ -115,168 +123,178 @@ class Dialect:
     statuses: Mapping[str, EventType | None]     # status text prefix → type; None: not emitted
     events: Mapping[str, EventType | None]       # webhook `event` → type; None: not emitted
 
-    # -- polling --
 
-    def build_poll_request(self, acct: AccountContext, query: PollQuery, now: datetime) -> HttpRequest:
-        api_user, api_key = family.require_credentials(acct)
-        style = acct.option(self.options, "auth_params") if "auth_params" in self.options else "apiUser"
-        user_param, key_param = AUTH_PARAMS[style]
-        day = family.send_day(query, now, self.defaults.tz).isoformat()
-        start, limit = family.paging(query, self.defaults)
-        params = [
-            (user_param, api_user),
-            (key_param, api_key),
-            ("startDate", day),
-            ("endDate", day),
-            ("start", start),
-            ("limit", limit),
-            *family.status_filter(query.status),
-        ]
-        if query.email_ids:
-            params.append(("emailIds", ";".join(query.email_ids)))
-        url = f"{(acct.base_url or self.defaults.base_url).rstrip('/')}{self.path}"
-        if acct.option(self.options, "method") == "GET":
-            return HttpRequest("GET", url, params=tuple(params))
-        body = urllib.parse.urlencode(params).encode("ascii")
-        return HttpRequest("POST", url, headers=(("Content-Type", FORM),), body=body)
+# -- the engine: polling ------------------------------------------------------------------------
 
-    def parse_poll_response(
-        self,
-        acct: AccountContext,
-        query: PollQuery,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-        now: datetime,
-    ) -> PollPage:
-        classify_http(status, headers, now)
-        envelope = family.load_json(body)
-        error = _envelope_error(envelope, status, headers, now)
-        if error is not None:
-            raise error
-        what = f"{self.provider.value}: emailStatus response"
-        with family.bad_input_as(Retriable, what):
-            info = envelope["info"]
-            total = family.as_int(info["total"])  # a string
-            records = info.get("voList")
-            if records is None and total == 0:
-                records = []  # an empty answer may leave the list out (inferred; harmless to accept)
-            if total is None or not isinstance(records, list):
-                raise Retriable(f"{what}: no total or voList")
-            observations = tuple(self._poll_observation(acct, record) for record in records)
-        rows = len(records)
-        return PollPage(observations, rows, family.next_offset(query.offset, rows, total), total)
 
-    def _status_type(self, text: str) -> EventType | None:
-        """The type a status string names, by prefix (`无效邮件-地址不存在`, `Soft Bounce`)."""
-        key = text.strip().casefold().replace("_", " ").replace("-", " ")
-        for prefix, type_ in self.statuses.items():
-            if key.startswith(prefix):
-                return type_
+def poll_request(edition: Edition, acct: AccountContext, query: PollQuery, now: datetime) -> HttpRequest:
+    api_user, api_key = family.require_credentials(acct)
+    style = acct.option(edition.options, "auth_params") if "auth_params" in edition.options else "apiUser"
+    user_param, key_param = AUTH_PARAMS[style]
+    day = family.send_day(query, now, edition.defaults.tz).isoformat()
+    start, limit = family.paging(query, edition.defaults)
+    params = [
+        (user_param, api_user),
+        (key_param, api_key),
+        ("startDate", day),
+        ("endDate", day),
+        ("start", start),
+        ("limit", limit),
+        *family.status_filter(query.status),
+    ]
+    if query.email_ids:
+        params.append(("emailIds", ";".join(query.email_ids)))
+    url = f"{(acct.base_url or edition.defaults.base_url).rstrip('/')}{edition.path}"
+    if acct.option(edition.options, "method") == "GET":
+        return HttpRequest("GET", url, params=tuple(params))
+    body = urllib.parse.urlencode(params).encode("ascii")
+    return HttpRequest("POST", url, headers=(("Content-Type", FORM),), body=body)
+
+
+def poll_page(
+    edition: Edition,
+    acct: AccountContext,
+    query: PollQuery,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+) -> PollPage:
+    envelope = read_answer(status, headers, body, now, _error_of)
+    what = f"{edition.provider.value}: emailStatus response"
+    if not (isinstance(envelope, dict) and _status_code(envelope) == 200 and envelope.get("result") is True):
+        raise Retriable(f"{what}: not the documented JSON")
+    with family.bad_input_as(Retriable, what):
+        info = envelope["info"]
+        total = as_int(info["total"])  # a string
+        records = info.get("voList")
+        if records is None and total == 0:
+            records = []  # an empty answer may leave the list out (inferred; harmless to accept)
+        if total is None or not isinstance(records, list):
+            raise Retriable(f"{what}: no total or voList")
+        observations = tuple(_poll_observation(edition, acct, record) for record in records)
+    rows = len(records)
+    return PollPage(observations, rows, family.next_offset(query.offset, rows, total), total)
+
+
+def _status_code(envelope: dict[str, Any]) -> int | None:
+    return as_int(envelope.get("statusCode", envelope.get("statuscode")))
+
+
+def _error_of(envelope: Any) -> PollError | None:
+    """The error a `statusCode` other than 200 with `result: true` names; None without a code."""
+    code = _status_code(envelope) if isinstance(envelope, dict) else None
+    if code is None or (code == 200 and envelope.get("result") is True):
         return None
-
-    def _poll_observation(self, acct: AccountContext, record: Any) -> Observation:
-        status = family.required_text(record, "status")
-        request_time = record.get("requestTime")
-        return family.observation(
-            acct,
-            email_id=family.required_text(record, "emailId"),
-            recipient=family.required_text(record, "recipients"),
-            base=self._status_type(status),
-            sub_status=record.get("subStatus"),
-            # A request still in progress may not have a modification time yet.
-            occurred_at=family.local_time(record.get("modifiedTime") or request_time, self.defaults.tz),
-            provider_status=status,
-            # The seed example spells the description both ways, one per row.
-            message=family.first_text(record, ("sendLog", "subStatDesc", "subStatusDesc")),
-            record=record,
-            sent_at=family.local_time(request_time, self.defaults.tz) if request_time else None,
-        )
-
-    # -- webhooks --
-
-    def verify_webhook(
-        self, acct: AccountContext, req: WebhookRequest, now: datetime, replay_window_secs: float
-    ) -> str:
-        """HMAC-SHA256(app key, timestamp + token) as lowercase hex, against every key in rotation."""
-        try:
-            fields = self._body_fields(req)
-        except MalformedPayload as exc:
-            raise BadSignature("no signature fields in an unreadable body") from exc
-        timestamp, token, signature = (family.signed_text(fields.get(k)) for k in ("timestamp", "token", "signature"))
-        if timestamp is None or token is None or signature is None:
-            raise BadSignature("timestamp, token or signature missing")
-        if not acct.webhook_keys:
-            raise BadSignature("no webhook key configured")  # fail closed
-        candidates = (("hmac-sha256", family.hmac_sha256(key, timestamp + token), timestamp)
-                      for key in acct.webhook_keys)
-        if family.first_match(candidates, signature) is None:
-            raise BadSignature("signature does not match any key")
-        family.check_fresh(timestamp, now, replay_window_secs)
-        return "hmac-sha256"
-
-    def split_webhook(self, req: WebhookRequest) -> list[dict[str, Any]]:
-        """The one event of a POST (PROVIDERS.md 2.5), list fields decoded."""
-        fields = self._body_fields(req)
-        if not isinstance(fields.get("event"), str):
-            raise MalformedPayload(f"{self.provider.value}: webhook body without an event")
-        with family.bad_input_as(MalformedPayload, f"{self.provider.value}: webhook list field"):
-            for name in LIST_FIELDS:
-                if name in fields:
-                    fields[name] = _as_list(fields[name])
-        return [fields]
-
-    def webhook_observations(self, acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
-        what = f"{self.provider.value}: webhook event"
-        with family.bad_input_as(MalformedPayload, what):
-            event = family.required_text(record, "event")
-            if event.lower() not in self.events:
-                raise MalformedPayload(f"{what}: unknown event {event[:40]!r}")
-            base = self.events[event.lower()]
-            if base is None:
-                return []  # requests, opens, clicks and inbound routes carry no delivery status
-            return [
-                family.observation(
-                    acct,
-                    email_id=family.required_text(record, "emailId"),
-                    recipient=family.required_text(record, "recipient"),
-                    base=base,
-                    # substat refines failures only (401-409 on invalid, 503-509 on soft_bounce).
-                    sub_status=record.get("substat") if base in family.FAILURES else None,
-                    occurred_at=family.epoch_time(record["timestamp"]),
-                    provider_status=event,
-                    message=family.first_text(record, ("cause", "message", "substatdesc")),
-                    record=record,
-                    message_id=family.first_text(record, ("messageId",)),
-                )
-            ]
-
-    def _body_fields(self, req: WebhookRequest) -> dict[str, Any]:
-        """The fields of a webhook body, form or JSON (the URL test is JSON, real events forms)."""
-        kind = req.content_type.partition(";")[0].strip().lower()
-        if kind not in (FORM, JSON):
-            kind = JSON if req.body.lstrip()[:1] == b"{" else FORM
-        with family.bad_input_as(MalformedPayload, f"{self.provider.value}: webhook body"):
-            fields = orjson.loads(req.body) if kind == JSON else _form_fields(req.body)
-        if not isinstance(fields, dict):
-            raise MalformedPayload(f"{self.provider.value}: webhook body is not an object")
-        return fields
-
-
-def _envelope_error(envelope: Any, status: int, headers: Mapping[str, str], now: datetime) -> PollError | None:
-    code = family.as_int(envelope.get("statusCode", envelope.get("statuscode"))) if isinstance(envelope, dict) else None
-    if code == 200 and envelope.get("result") is True and 200 <= status < 300:
-        return None
-    error = ERROR_CODES.get(code) if code is not None else None
-    if error is Throttled:
-        return Throttled(f"statusCode {code}", parse_retry_after(headers.get("retry-after"), now))
+    error = ERROR_CODES.get(code)
     if error is not None:
         return error(f"statusCode {code}")
-    if code is not None and 40000 <= code < 50000:
+    if 40000 <= code < 50000:
         return BadRequest(f"statusCode {code}")
-    if code is not None:
-        return Retriable(f"statusCode {code}")
-    return family.unexpected_status(status)
+    return Retriable(f"statusCode {code}")
+
+
+def _status_type(edition: Edition, text: str) -> EventType | None:
+    """The type a status string names, by prefix (`无效邮件-地址不存在`, `Soft Bounce`)."""
+    key = text.strip().casefold().replace("_", " ").replace("-", " ")
+    for prefix, type_ in edition.statuses.items():
+        if key.startswith(prefix):
+            return type_
+    return None
+
+
+def _poll_observation(edition: Edition, acct: AccountContext, record: Any) -> Observation:
+    status = family.required_text(record, "status")
+    request_time = record.get("requestTime")
+    tz = edition.defaults.tz
+    return family.observation(
+        acct,
+        email_id=family.required_text(record, "emailId"),
+        recipient=family.required_text(record, "recipients"),
+        base=_status_type(edition, status),
+        sub_status=record.get("subStatus"),
+        # A request still in progress may not have a modification time yet.
+        occurred_at=local_time(record.get("modifiedTime") or request_time, tz),
+        provider_status=status,
+        # The seed example spells the description both ways, one per row.
+        message=family.first_text(record, ("sendLog", "subStatDesc", "subStatusDesc")),
+        record=record,
+        sent_at=local_time(request_time, tz) if request_time else None,
+    )
+
+
+# -- the engine: webhooks -----------------------------------------------------------------------
+
+
+def check_signature(
+    edition: Edition, acct: AccountContext, req: WebhookRequest, now: datetime, replay_window_secs: float
+) -> str:
+    """HMAC-SHA256(app key, timestamp + token) as lowercase hex, against every key in rotation."""
+    try:
+        fields = _body_fields(edition, req)
+    except MalformedPayload as exc:
+        raise BadSignature("no signature fields in an unreadable body") from exc
+    timestamp, token, signature = (as_text(fields.get(k)) for k in ("timestamp", "token", "signature"))
+    if timestamp is None or token is None or signature is None:
+        raise BadSignature("timestamp, token or signature missing")
+    if not acct.webhook_keys:
+        raise BadSignature("no webhook key configured")  # fail closed
+    candidates = (("hmac-sha256", family.hmac_sha256(key, timestamp + token), timestamp)
+                  for key in acct.webhook_keys)
+    if family.first_match(candidates, signature) is None:
+        raise BadSignature("signature does not match any key")
+    family.check_fresh(timestamp, now, replay_window_secs)
+    return "hmac-sha256"
+
+
+def webhook_records(edition: Edition, req: WebhookRequest) -> list[dict[str, Any]]:
+    """The one event of a POST (PROVIDERS.md 2.5), list fields decoded."""
+    fields = _body_fields(edition, req)
+    if not isinstance(fields.get("event"), str):
+        raise MalformedPayload(f"{edition.provider.value}: webhook body without an event")
+    with family.bad_input_as(MalformedPayload, f"{edition.provider.value}: webhook list field"):
+        for name in LIST_FIELDS:
+            if name in fields:
+                fields[name] = _as_list(fields[name])
+    return [fields]
+
+
+def event_observations(edition: Edition, acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
+    what = f"{edition.provider.value}: webhook event"
+    with family.bad_input_as(MalformedPayload, what):
+        event = family.required_text(record, "event")
+        if event.lower() not in edition.events:
+            raise MalformedPayload(f"{what}: unknown event {event[:40]!r}")
+        base = edition.events[event.lower()]
+        if base is None:
+            return []  # requests, opens, clicks and inbound routes carry no delivery status
+        return [
+            family.observation(
+                acct,
+                email_id=family.required_text(record, "emailId"),
+                recipient=family.required_text(record, "recipient"),
+                base=base,
+                # substat refines failures only (401-409 on invalid, 503-509 on soft_bounce).
+                sub_status=record.get("substat") if base in family.FAILURES else None,
+                occurred_at=epoch_time(record["timestamp"]),
+                provider_status=event,
+                message=family.first_text(record, ("cause", "message", "substatdesc")),
+                record=record,
+                message_id=family.first_text(record, ("messageId",)),
+            )
+        ]
+
+
+def _body_fields(edition: Edition, req: WebhookRequest) -> dict[str, Any]:
+    """The fields of a webhook body, form or JSON (the URL test is JSON, real events forms)."""
+    kind = req.content_type.partition(";")[0].strip().lower()
+    if kind not in (FORM, JSON):
+        kind = JSON if req.body.lstrip()[:1] == b"{" else FORM
+    with family.bad_input_as(MalformedPayload, f"{edition.provider.value}: webhook body"):
+        fields = load_json(req.body) if kind == JSON else _form_fields(req.body)
+    if not isinstance(fields, dict):
+        raise MalformedPayload(f"{edition.provider.value}: webhook body is not an object")
+    return fields
 
 
 def _as_list(value: Any) -> list[str]:
@@ -284,7 +302,7 @@ def _as_list(value: Any) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str) and value[0].lstrip()[:1] == "[":
-        value = orjson.loads(value[0])
+        value = load_json(value[0])
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise TypeError("list field")
     return value
@@ -301,7 +319,9 @@ def _form_fields(body: bytes) -> dict[str, Any]:
     return fields
 
 
-DIALECT = Dialect(
+# -- this edition -------------------------------------------------------------------------------
+
+EDITION = Edition(
     provider=NAME,
     defaults=DEFAULTS,
     options=OPTIONS,
@@ -310,8 +330,29 @@ DIALECT = Dialect(
     events=EVENTS,
 )
 
-build_poll_request = DIALECT.build_poll_request
-parse_poll_response = DIALECT.parse_poll_response
-verify_webhook = DIALECT.verify_webhook
-split_webhook = DIALECT.split_webhook
-webhook_observations = DIALECT.webhook_observations
+
+def build_poll_request(acct: AccountContext, query: PollQuery, now: datetime) -> HttpRequest:
+    return poll_request(EDITION, acct, query, now)
+
+
+def parse_poll_response(
+    acct: AccountContext,
+    query: PollQuery,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+) -> PollPage:
+    return poll_page(EDITION, acct, query, status, headers, body, now)
+
+
+def verify_webhook(acct: AccountContext, req: WebhookRequest, now: datetime, replay_window_secs: float) -> str:
+    return check_signature(EDITION, acct, req, now, replay_window_secs)
+
+
+def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
+    return webhook_records(EDITION, req)
+
+
+def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
+    return event_observations(EDITION, acct, record)

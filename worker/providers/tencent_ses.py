@@ -13,28 +13,47 @@ from typing import Any
 
 import orjson
 
+from worker.errors import FatalConfig, MalformedPayload, PollError, Retriable, Throttled
 from worker.model import EventType, Observation, Provider, Reason, Smtp, utc
 from worker.providers import tc3
 from worker.providers.base import (
     CHINA_TZ,
     AccountContext,
-    BadRequest,
-    FatalConfig,
+    Credentials,
     HttpRequest,
-    MalformedPayload,
+    Need,
     Option,
-    PollError,
     PollPage,
     PollQuery,
     ProviderDefaults,
-    Retriable,
     SenderSide,
-    Throttled,
     WebhookRequest,
-    classify_http,
-    epoch_to_utc,
-    parse_retry_after,
+    as_int,
+    epoch_time,
+    load_json,
     parse_smtp,
+    read_answer,
+    resolve,
+)
+from worker.providers.tencent_ses_tables import (
+    ADDRESS_FAILURE_DELIVER_STATUSES,
+    ADDRESS_FAILURE_EVENTS,
+    ADDRESS_SUBJECTS,
+    BOUNCE_TYPES,
+    DELIVER_STATUSES,
+    DROPPED_DELIVER_STATUSES,
+    DROPPED_EVENTS,
+    ERRORS,
+    EVENT_IDS,
+    EVENTS,
+    SEND_STATUSES,
+    SMTP_REASONS,
+    UNKNOWN_BOUNCE,
+    UNKNOWN_DELIVER_STATUS,
+    UNKNOWN_ERROR,
+    UNKNOWN_EVENT,
+    UNKNOWN_SEND_STATUS,
+    Entry,
 )
 
 NAME = Provider.TENCENT_SES
@@ -64,160 +83,45 @@ CONTENT_TYPE = "application/json; charset=utf-8"
 
 OPTIONS: dict[str, Option] = {}
 
+CREDENTIALS = Credentials(
+    poll=(
+        Need("credentials", "secret_id", "for polling", plain=True),
+        Need("credentials", "secret_key", "for polling"),
+    ),
+    webhook=(
+        Need("webhook", "path_token", "Tencent does not sign webhooks; an unguessable path protects them",
+             min_length=16),
+    ),
+)
 
-# -- mapping tables -----------------------------------------------------------------------------
 
-Entry = tuple[EventType | SenderSide | None, Reason | None, bool]
-
-# SendStatus: Tencent's own processing result (SDK models.py). Non-zero means the letter never
-# reached the recipient's server, so every known code is final except "no record (yet)".
-SEND_STATUSES: dict[int, Entry] = {
-    1001: (None, Reason.PROVIDER_ERROR, True),
-    1002: (None, Reason.PROVIDER_ERROR, True),
-    1003: (None, Reason.PROVIDER_ERROR, True),
-    1005: (None, Reason.PROVIDER_ERROR, True),
-    1009: (None, Reason.PROVIDER_ERROR, True),
-    1004: (EventType.SOFT_BOUNCE, Reason.SERVER_UNREACHABLE, True),  # sending timed out
-    1006: (EventType.SOFT_BOUNCE, Reason.DEFERRED, True),  # frequency control for this address
-    1007: (EventType.INVALID, Reason.BLOCKLISTED, True),  # the address is on Tencent's blocklist
-    # The recipient's server refused our sender domain: a sender-side rejection. PROVIDERS.md
-    # files it as other(sender_rejected), not emitted; an account's sender_rejection may emit it.
-    1008: (SenderSide(None), Reason.POLICY_REJECTED, True),
-    1010: (None, Reason.OTHER, True),  # daily limit
-    1011: (None, Reason.OTHER, True),  # custom content not permitted
-    1013: (EventType.UNSUBSCRIBED, Reason.UNSUBSCRIBED, True),  # unsubscribed from this sender domain
-    2001: (None, None, False),  # no record found: it may still appear
-    3007: (None, Reason.OTHER, True),
-    3008: (EventType.SOFT_BOUNCE, Reason.POLICY_REJECTED, True),  # sender domain blocked for a while
-    3009: (None, Reason.OTHER, True),
-    3010: (None, Reason.OTHER, True),
-    3014: (None, Reason.OTHER, True),
-    3020: (EventType.INVALID, Reason.BLOCKLISTED, True),  # recipient mailbox type blocklisted
-    3024: (EventType.INVALID, Reason.BAD_ADDRESS, True),  # address format pre-check failed
-    3030: (EventType.SOFT_BOUNCE, Reason.POLICY_REJECTED, True),  # account paused: high bounce rate
-    3033: (None, Reason.OTHER, True),  # balance
-}
-UNKNOWN_SEND_STATUS: Entry = (None, None, False)
-
-# DeliverStatus, read only when SendStatus is 0 (PROVIDERS.md 5.3 decision order).
-DELIVER_STATUSES: dict[int, Entry] = {
-    0: (None, None, False),  # queued at Tencent
-    1: (EventType.DELIVERED, None, True),
-    # Dropped "e.g. blocklisted or invalid"; refined by the SMTP text (see _address_failure).
-    2: (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    3: (EventType.INVALID, Reason.UNKNOWN_USER, True),  # refused by the ESP, "usually non-existent"
-    8: (EventType.SOFT_BOUNCE, Reason.DEFERRED, False),  # the ESP delays; Tencent retries
-}
-UNKNOWN_DELIVER_STATUS: Entry = (None, None, False)
-ADDRESS_FAILURE_DELIVER_STATUSES = frozenset({2, 3})
-
-# Webhook events (doc 39492); `processed` is the older doc's name, `delivering` seed 004's.
-EVENTS: dict[str, Entry] = {
-    "processed": (None, None, False),
-    "delivering": (None, None, False),
-    "deferred": (EventType.SOFT_BOUNCE, Reason.DEFERRED, False),
-    "delivered": (EventType.DELIVERED, None, True),
-    "dropped": (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    "open": (None, None, False),
-    "click": (None, None, False),
-    "spamreport": (EventType.COMPLAINT, None, True),
-    "unsubscribe": (EventType.UNSUBSCRIBED, Reason.UNSUBSCRIBED, True),
-}
-UNKNOWN_EVENT: Entry = (None, None, False)
-ADDRESS_FAILURE_EVENTS = frozenset({"dropped"})
-
-# `bounce` splits on bounceType: the 2021 doc says soft/hard, later ones soft_bounce/hard_bounce.
-BOUNCE_TYPES: dict[str, Entry] = {
-    "hard_bounce": (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    "hard": (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    "soft_bounce": (EventType.SOFT_BOUNCE, Reason.OTHER, False),
-    "soft": (EventType.SOFT_BOUNCE, Reason.OTHER, False),
-}
-# A bounce without a known bounceType goes by its SMTP reply class (5xx permanent); with none,
-# soft: an address is not suppressed on a guess.
-UNKNOWN_BOUNCE: Entry = (EventType.SOFT_BOUNCE, Reason.OTHER, False)
-
-# 2025 docs: numeric `eventid`, used when `event` is absent.
-EVENT_IDS: dict[int, str] = {
-    1: "delivered",
-    2: "dropped",
-    3: "bounce",
-    4: "open",
-    5: "click",
-    6: "spamreport",
-    7: "unsubscribe",
-    8: "deferred",
-}
-
-# RFC 3463 "subject.detail" of an enhanced code, where it names the cause better than Tencent.
-SMTP_REASONS: dict[str, Reason] = {
-    "1.1": Reason.UNKNOWN_USER,
-    "1.2": Reason.DOMAIN_INVALID,
-    "1.10": Reason.DOMAIN_INVALID,  # null MX
-    "1.3": Reason.BAD_ADDRESS,
-    "2.1": Reason.MAILBOX_DISABLED,
-    "2.2": Reason.MAILBOX_FULL,
-}
+# -- mapping (the tables are in tencent_ses_tables) ----------------------------------------------
 
 
 def _resolve(entry: Entry, acct: AccountContext) -> tuple[EventType | None, Reason | None, bool]:
     type_, reason, final = entry
-    if isinstance(type_, SenderSide):
-        type_ = type_.resolve(acct)
-    return type_, reason, final  # type: ignore[return-value]
+    return resolve(type_, acct), reason, final
 
 
-def _refine(entry: Entry, smtp: Smtp | None, address_failure: bool) -> Entry:
+def _refine(entry: Entry, smtp: Smtp | None, address_failure: bool, dropped: bool = False) -> Entry:
     """Sharpen a failure's reason from its SMTP enhanced code (RFC 3463). An address failure whose
     code is X.7.x (security or policy: IP, domain or content refused) is a sender-side rejection:
-    documented as the failure it arrived as, unless the account's policy says otherwise. On a deferral or soft bounce X.7.x is mostly greylisting
-    or rate limiting, so it changes nothing there."""
+    documented as the failure it arrived as, unless the account's policy says otherwise. On a
+    deferral or soft bounce X.7.x is mostly greylisting or rate limiting, so it changes nothing
+    there. A dropped message is invalid only when its code is about the address (PROVIDERS.md 5.3:
+    "invalid if the reason is address-related, else other(dropped)"): not emitted otherwise."""
     type_, reason, final = entry
     if type_ not in (EventType.INVALID, EventType.SOFT_BOUNCE) or smtp is None or smtp.enhanced is None:
         return entry
     subject_detail = smtp.enhanced.split(".", 1)[1]
     if subject_detail.startswith("7."):
         return (SenderSide(type_), Reason.POLICY_REJECTED, final) if address_failure else entry
+    if dropped and subject_detail.split(".", 1)[0] not in ADDRESS_SUBJECTS:
+        return None, Reason.OTHER, final
     return type_, SMTP_REASONS.get(subject_detail, reason), final
 
 
 # -- polling ------------------------------------------------------------------------------------
-
-# Response.Error.Code, by exact code or dotted prefix, first match wins (error docs 39419, 51060).
-ERRORS: tuple[tuple[str, type[PollError]], ...] = (
-    ("RequestLimitExceeded", Throttled),
-    # Our clock is more than 5 minutes off. Retriable, not fatal: NTP fixes it without anyone
-    # touching the account, and a fatal stop would not restart by itself.
-    ("AuthFailure.SignatureExpire", Retriable),
-    ("AuthFailure", FatalConfig),
-    ("UnauthorizedOperation", FatalConfig),
-    ("OperationDenied", FatalConfig),
-    ("IpInBlacklist", FatalConfig),
-    ("IpNotInWhitelist", FatalConfig),
-    ("UnsupportedRegion", FatalConfig),  # the account's region is wrong
-    ("InternalError", Retriable),
-    ("ServiceUnavailable", Retriable),
-    ("ResourceUnavailable", Retriable),
-    ("ResourceInsufficient", Retriable),
-    ("FailedOperation.InvalidLimit", BadRequest),
-    ("FailedOperation.NotSupportDate", BadRequest),  # the date is too old: a scheduler bug
-    ("InvalidParameter", BadRequest),
-    ("InvalidParameterValue", BadRequest),  # .WrongDate: a date the API does not take
-    ("MissingParameter", BadRequest),
-    ("UnknownParameter", BadRequest),
-    ("InvalidAction", BadRequest),
-    ("ActionOffline", BadRequest),
-    ("NoSuchVersion", BadRequest),
-    ("NoSuchProduct", BadRequest),
-    ("UnsupportedOperation", BadRequest),
-    ("UnsupportedProtocol", BadRequest),
-    ("RequestSizeLimitExceeded", BadRequest),
-    ("ResponseSizeLimitExceeded", BadRequest),
-    ("DryRunOperation", BadRequest),
-)
-# Anything else (FailedOperation, LimitExceeded, codes added later) is retried with backoff: a
-# new code should not stop polling, and each occurrence is logged with its error_type.
-UNKNOWN_ERROR: type[PollError] = Retriable
 
 
 def error_class(code: str) -> type[PollError]:
@@ -273,36 +177,33 @@ def build_poll_request(acct: AccountContext, query: PollQuery, now: datetime) ->
     )
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _epoch(value: Any) -> datetime | None:
     """A Unix time field; None for 0 or absent (Tencent writes 0 for "not yet"), ValueError if bad."""
     if value is None or value == 0:
         return None
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 13:
-        value = int(value)
-    if _int(value) is None or not 0 < value < 10**13:
-        raise ValueError("not a Unix time")
-    return epoch_to_utc(value)
+    return epoch_time(value, max_digits=13)
 
 
-def _error_code(doc: Any) -> str | None:
+def _error_of(doc: Any) -> PollError | None:
+    """Response.Error, whatever the HTTP status (the SDK reads it the same way)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("Response"), dict):
         return None
     error = doc["Response"].get("Error")
     if error is None:
         return None
     code = error.get("Code") if isinstance(error, dict) else None
-    return code if isinstance(code, str) and code else "Unknown"
+    code = code if isinstance(code, str) and code else "Unknown"
+    kind = error_class(code)
+    return Throttled(f"tencent_ses {code}") if kind is Throttled else kind(f"tencent_ses error {code}")
 
 
 def _row_observations(acct: AccountContext, row: Any, now: datetime) -> list[Observation]:
     if not isinstance(row, dict):
         raise Retriable("tencent_ses EmailStatusList entry is not an object")
     message_id, recipient = row.get("MessageId"), row.get("ToEmailAddress")
-    send_status, deliver_status = _int(row.get("SendStatus")), _int(row.get("DeliverStatus"))
+    # Numbers only: a status sent as a string is not the documented answer.
+    send_status = as_int(row.get("SendStatus"), max_digits=0)
+    deliver_status = as_int(row.get("DeliverStatus"), max_digits=0)
     if not isinstance(message_id, str) or not message_id or not isinstance(recipient, str) or not recipient:
         raise Retriable("tencent_ses row lacks MessageId or ToEmailAddress")
     if send_status is None or deliver_status is None:
@@ -322,11 +223,12 @@ def _row_observations(acct: AccountContext, row: Any, now: datetime) -> list[Obs
         entry = SEND_STATUSES.get(send_status, UNKNOWN_SEND_STATUS)
     else:
         entry = DELIVER_STATUSES.get(deliver_status, UNKNOWN_DELIVER_STATUS)
-        entry = _refine(entry, smtp, deliver_status in ADDRESS_FAILURE_DELIVER_STATUSES)
+        entry = _refine(entry, smtp, deliver_status in ADDRESS_FAILURE_DELIVER_STATUSES,
+                        deliver_status in DROPPED_DELIVER_STATUSES)
     type_, reason, final = _resolve(entry, acct)
 
     email_id = f"{message_id}:{recipient.lower()}"
-    common = {
+    common: dict[str, Any] = {
         "email_id": email_id,
         "recipient": recipient,
         "message_id": message_id,
@@ -382,20 +284,7 @@ def parse_poll_response(
     now: datetime,
 ) -> PollPage:
     """One page of GetSendEmailStatus. No total is returned: a full page means ask for the next."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        doc = None
-    code = _error_code(doc)
-    if code is not None:
-        # Tencent reports errors in the body whatever the HTTP status (the SDK does the same).
-        error = error_class(code)
-        if error is Throttled:
-            raise Throttled(f"tencent_ses {code}", parse_retry_after(headers.get("retry-after"), now))
-        raise error(f"tencent_ses error {code}")
-    classify_http(status, headers, now)
-    if status != 200:
-        raise (BadRequest if 400 <= status < 500 else Retriable)(f"HTTP {status}")
+    doc = read_answer(status, headers, body, now, _error_of)
     if not isinstance(doc, dict) or not isinstance(doc.get("Response"), dict):
         raise Retriable("tencent_ses answer has no Response object")
     response = doc["Response"]
@@ -436,10 +325,8 @@ def _fields(record: Mapping[str, Any]) -> dict[str, Any]:
     """The fields an event needs, checked; MalformedPayload when one is missing or mistyped."""
     event = record.get("event")
     if not isinstance(event, str) or not event:
-        event_id = record.get("eventid")
-        if isinstance(event_id, str) and event_id.isascii() and event_id.isdigit() and len(event_id) < 6:
-            event_id = int(event_id)
-        if _int(event_id) is None:
+        event_id = as_int(record.get("eventid"), max_digits=5)
+        if event_id is None:
             raise MalformedPayload("tencent_ses event lacks event and eventid")
         event = EVENT_IDS.get(event_id, f"eventid:{event_id}")
     email, bulk_id = record.get("email"), _get_ci(record, "bulkId")
@@ -473,10 +360,9 @@ def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
     Only the envelope is checked here; `webhook_observations`, which the receiver runs per
     record, checks each event's fields, so a broken event is dead-lettered alone.
     """
-    try:
-        doc = orjson.loads(req.body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedPayload("tencent_ses webhook body is not JSON") from exc
+    doc = load_json(req.body)
+    if doc is None:
+        raise MalformedPayload("tencent_ses webhook body is not JSON")
     records = doc if isinstance(doc, list) else [doc]
     if not all(isinstance(record, dict) for record in records):
         raise MalformedPayload("tencent_ses webhook event is not a JSON object")
@@ -496,7 +382,7 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
     else:
         entry = EVENTS.get(event, UNKNOWN_EVENT)
         address_failure = event in ADDRESS_FAILURE_EVENTS
-    type_, reason, final = _resolve(_refine(entry, smtp, address_failure), acct)
+    type_, reason, final = _resolve(_refine(entry, smtp, address_failure, event in DROPPED_EVENTS), acct)
     return [
         Observation(
             email_id=f"{fields['bulk_id']}:{fields['email'].lower()}",

@@ -11,30 +11,34 @@ import hmac
 import re
 import urllib.parse
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-import orjson
-
+from worker.errors import BadSignature, FatalConfig, MalformedPayload, PollError, Retriable, Throttled
 from worker.model import EventType, Observation, Provider, Reason
 from worker.providers.base import (
     AccountContext,
-    BadRequest,
-    BadSignature,
-    FatalConfig,
+    Credentials,
     HttpRequest,
-    MalformedPayload,
+    Need,
     Option,
-    PollError,
     PollPage,
     PollQuery,
     ProviderDefaults,
-    Retriable,
-    SenderSide,
-    Throttled,
     WebhookRequest,
-    classify_http,
-    parse_retry_after,
+    as_text,
+    load_json,
+    local_time,
+    read_answer,
+    resolve,
+)
+from worker.providers.unisender_tables import (
+    ERRORS,
+    STATUSES,
+    UNKNOWN_ERR,
+    UNKNOWN_ERROR,
+    UNKNOWN_OK,
+    UNKNOWN_OTHER,
 )
 
 NAME = Provider.UNISENDER
@@ -58,7 +62,7 @@ DEFAULTS = ProviderDefaults(
     id_batch=MAX_IDS,
 )
 
-_WEBHOOK_TZ: dict[str, tzinfo] = {"UTC+3": MOSCOW_TZ, "UTC": timezone.utc}
+_WEBHOOK_TZ: dict[str, tzinfo] = {"UTC+3": MOSCOW_TZ, "UTC": UTC}
 
 OPTIONS: dict[str, Option] = {
     "lang": Option(
@@ -73,72 +77,14 @@ OPTIONS: dict[str, Option] = {
     ),
 }
 
+# The API key both polls and signs webhooks (when no webhook.app_key is given).
+CREDENTIALS = Credentials(
+    always=(Need("credentials", "api_key", "for polling and webhook auth"),),
+    webhook_key_fallback="api_key",
+)
 
-# -- the status table ---------------------------------------------------------------------------
 
-# A sender-side rejection (content or sending IP refused by the receiving server) says nothing
-# about the address: PROVIDERS.md 4.4 files these as soft bounces ("content; do not suppress"),
-# and an account's `sender_rejection` may count them otherwise (SenderSide).
-
-# status -> (type, reason, final). PROVIDERS.md 4.4: the "Final?" column as given; where it says
-# n/a, final is true when the text says the letter goes nowhere further, false when it may change.
-# Statuses the service does not emit (pending, provider errors, campaign or account blocks) have
-# type None but keep their reason and finality: finality is what stops id polling.
-STATUSES: dict[str, tuple[EventType | str | None, Reason | None, bool]] = {
-    "not_sent": (None, None, False),
-    "ok_sent": (None, None, False),
-    "delayed": (None, None, False),  # named in the seed's text, never defined
-    # ok_delivered/ok_read/ok_link_visited may still become unsubscribed or spam-folder.
-    "ok_delivered": (EventType.DELIVERED, None, False),
-    "ok_read": (EventType.DELIVERED, None, False),
-    "ok_link_visited": (EventType.DELIVERED, None, False),
-    "ok_spam_folder": (EventType.DELIVERED, None, True),
-    "ok_unsubscribed": (EventType.UNSUBSCRIBED, Reason.UNSUBSCRIBED, True),
-    # n/a in the table; a complaint is the last thing a delivered letter can report.
-    "ok_fbl": (EventType.COMPLAINT, None, True),
-    # UniSender re-sends these itself, so they are soft whatever the account's policy.
-    "err_blacklisted": (EventType.SOFT_BOUNCE, Reason.BLOCKLISTED, False),
-    "err_will_retry": (EventType.SOFT_BOUNCE, Reason.DEFERRED, False),
-    "err_resend": (EventType.SOFT_BOUNCE, Reason.DEFERRED, False),
-    "err_internal": (None, Reason.PROVIDER_ERROR, True),
-    "err_user_unknown": (EventType.INVALID, Reason.UNKNOWN_USER, True),
-    "err_user_inactive": (EventType.INVALID, Reason.MAILBOX_DISABLED, True),
-    "err_mailbox_discarded": (EventType.INVALID, Reason.MAILBOX_DISABLED, True),
-    "err_mailbox_full": (EventType.SOFT_BOUNCE, Reason.MAILBOX_FULL, True),
-    "err_no_dns": (EventType.INVALID, Reason.DOMAIN_INVALID, True),
-    "err_no_smtp": (EventType.INVALID, Reason.DOMAIN_INVALID, True),
-    "err_domain_inactive": (EventType.INVALID, Reason.DOMAIN_INVALID, True),
-    # "a cause that can be fixed" on the recipient's side: may still change.
-    "err_destination_misconfigured": (EventType.SOFT_BOUNCE, Reason.OTHER, False),
-    # Content refused by the receiving server: the account's sender_rejection policy decides.
-    "err_spam_rejected": (SenderSide(EventType.SOFT_BOUNCE), Reason.SPAM_REJECTED, True),
-    "err_spam_may_retry": (SenderSide(EventType.SOFT_BOUNCE), Reason.SPAM_REJECTED, True),
-    "err_too_large": (None, Reason.POLICY_REJECTED, True),
-    "err_giveup": (EventType.SOFT_BOUNCE, Reason.OTHER, True),
-    "err_spam_removed": (None, Reason.POLICY_REJECTED, False),
-    "err_spam_skipped": (None, Reason.POLICY_REJECTED, False),
-    "err_delivery_failed": (EventType.SOFT_BOUNCE, Reason.OTHER, True),
-    # UniSender does not say why these addresses are unavailable (unknown user or spam block), so
-    # the generic bad_address; unknown_user is kept for its explicit "does not exist".
-    "err_skip_letter": (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    "err_dest_invalid": (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    "err_not_available": (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    "err_unreachable": (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    "skip_dup_unreachable": (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    "skip_dup_temp_unreachable": (EventType.SOFT_BOUNCE, Reason.SERVER_UNREACHABLE, True),
-    "skip_dup_mailbox_full": (EventType.SOFT_BOUNCE, Reason.MAILBOX_FULL, True),
-    "err_unsubscribed": (EventType.UNSUBSCRIBED, Reason.UNSUBSCRIBED, True),
-    "err_src_invalid": (None, Reason.OTHER, True),
-    "err_not_allowed": (None, Reason.POLICY_REJECTED, True),
-    "err_over_quota": (None, Reason.OTHER, True),
-    "err_lost": (None, Reason.PROVIDER_ERROR, True),
-}
-
-# The seed promises the prefix rule for future values: err_* failed, ok_* in progress or done.
-# Not final, so an unknown status keeps being polled until it settles into a known one.
-UNKNOWN_ERR = (EventType.SOFT_BOUNCE, Reason.OTHER, False)
-UNKNOWN_OK: tuple[None, None, bool] = (None, None, False)
-UNKNOWN_OTHER: tuple[None, None, bool] = (None, None, False)
+# -- the status table (in unisender_tables) -----------------------------------------------------
 
 
 def classify(status: str, acct: AccountContext) -> tuple[EventType | None, Reason | None, bool]:
@@ -147,27 +93,11 @@ def classify(status: str, acct: AccountContext) -> tuple[EventType | None, Reaso
     if entry is None:
         entry = UNKNOWN_ERR if status.startswith("err_") else UNKNOWN_OK if status.startswith("ok_") else UNKNOWN_OTHER
     type_, reason, final = entry
-    if isinstance(type_, SenderSide):
-        type_ = type_.resolve(acct)
-    return type_, reason, final  # type: ignore[return-value]
+    return resolve(type_, acct), reason, final
 
 
 # -- polling ------------------------------------------------------------------------------------
 
-# API error codes (doc: unisender.com/en/help/api; alexeyco api/response.go). not_enough_money is
-# fatal: checkEmail cannot succeed until someone tops the balance up, and retrying hides that.
-ERRORS: dict[str, type[PollError]] = {
-    "api_call_limit_exceeded_for_api_key": Throttled,
-    "api_call_limit_exceeded_for_ip": Throttled,
-    "invalid_api_key": FatalConfig,
-    "access_denied": FatalConfig,
-    "not_enough_money": FatalConfig,
-    "unknown_method": BadRequest,
-    "invalid_arg": BadRequest,
-    "retry_later": Retriable,
-    "unspecified": Retriable,
-}
-UNKNOWN_ERROR: type[PollError] = Retriable  # "unspecified"-like: a new code should not stop polling
 THROTTLE_PAUSE_SECS = 60.0  # the limits are per minute
 
 
@@ -204,24 +134,6 @@ def build_poll_request(acct: AccountContext, query: PollQuery, now: datetime) ->
     )
 
 
-def _load(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _email_id(value: Any) -> str | None:
-    """The id as a string: the seed sends strings, the Go client reads int64; accept both."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value:
-        return value
-    return None
-
-
 def _failed_ids(value: Any) -> list[str]:
     """`failed_email_id`: a list of one-key {id: reason} objects (seed); a plain object is accepted too."""
     if value is None or value == [] or value == {}:  # PHP renders an empty map as []
@@ -233,6 +145,19 @@ def _failed_ids(value: Any) -> list[str]:
             raise Retriable("unisender failed_email_id has an unexpected shape")
         out.extend(item)
     return out
+
+
+def _error_of(doc: Any) -> PollError | None:
+    """The error envelope `{"error": text, "code": code}`; it wins over any `result` beside it."""
+    if not (isinstance(doc, dict) and (doc.get("error") or doc.get("code"))):
+        return None
+    code = doc.get("code")
+    if not isinstance(code, str):
+        code = "unspecified"
+    error = ERRORS.get(code, UNKNOWN_ERROR)
+    if error is Throttled:
+        return Throttled(f"unisender {code}", THROTTLE_PAUSE_SECS)
+    return error(f"unisender error {code}")
 
 
 def parse_poll_response(
@@ -253,20 +178,7 @@ def parse_poll_response(
     occurred_at is the observation time: the id tracker emits only when the status changes, so
     repeated polls of an unchanged status do not become new events.
     """
-    if status == 429:  # HTTP's own throttle signal wins over whatever the body says
-        classify_http(status, headers, now)
-    doc = _load(body)
-    if isinstance(doc, dict) and (doc.get("error") or doc.get("code")):
-        code = doc.get("code") if isinstance(doc.get("code"), str) else "unspecified"
-        error = ERRORS.get(code, UNKNOWN_ERROR)
-        if error is Throttled:
-            raise Throttled(
-                f"unisender {code}", parse_retry_after(headers.get("retry-after"), now) or THROTTLE_PAUSE_SECS
-            )
-        raise error(f"unisender error {code}")
-    classify_http(status, headers, now)
-    if status != 200:
-        raise (BadRequest if 400 <= status < 500 else Retriable)(f"HTTP {status}")
+    doc = read_answer(status, headers, body, now, _error_of)
     if not isinstance(doc, dict):
         raise Retriable("unisender answer is not a JSON object")
 
@@ -292,7 +204,7 @@ def parse_poll_response(
     for entry in statuses:
         if not isinstance(entry, dict):
             raise Retriable("unisender status entry is not an object")
-        email_id = _email_id(entry.get("id"))
+        email_id = as_text(entry.get("id"))  # the seed sends strings, the Go client reads int64
         value = entry.get("status")
         if email_id is None or not isinstance(value, str):
             raise Retriable("unisender status entry lacks id or status")
@@ -371,21 +283,17 @@ def _fields(record: Mapping[str, Any]) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise MalformedPayload("unisender event_data is not an object")
     email, status, event_time = data.get("email"), data.get("status"), record.get("event_time")
-    email_id = _email_id(data.get("email_id"))
+    email_id = as_text(data.get("email_id"))
     group = data.get("status_group")
     if not isinstance(email, str) or not email or not isinstance(status, str) or email_id is None:
         raise MalformedPayload("unisender email_status event lacks email, status or email_id")
     if not isinstance(event_time, str):
         raise MalformedPayload("unisender event lacks event_time")
-    try:
-        naive_time = datetime.strptime(event_time, EVENT_TIME_FORMAT)
-    except ValueError as exc:
-        raise MalformedPayload("unisender event_time is not YYYY-MM-DD HH:MM:SS") from exc
     return {
         "email": email,
         "status": status,
         "email_id": email_id,
-        "event_time": naive_time,
+        "event_time": event_time,
         "status_group": group if isinstance(group, str) else None,
     }
 
@@ -398,7 +306,7 @@ def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
     `webhook_observations`, which the receiver runs per record, so one broken event in a batch
     is dead-lettered alone instead of taking its neighbours with it.
     """
-    doc = _load(req.body)
+    doc = load_json(req.body)
     if not isinstance(doc, dict):
         raise MalformedPayload("unisender webhook body is not a JSON object")
     records: list[dict[str, Any]] = []
@@ -429,7 +337,9 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
         return []
     tz = _WEBHOOK_TZ[_choice(acct, "webhook_tz")]
     try:
-        occurred_at = fields["event_time"].replace(tzinfo=tz).astimezone(timezone.utc)
+        occurred_at = local_time(fields["event_time"], tz, layout=EVENT_TIME_FORMAT)
+    except ValueError as exc:
+        raise MalformedPayload("unisender event_time is not YYYY-MM-DD HH:MM:SS") from exc
     except OverflowError as exc:  # year 1 read in UTC+3 has no UTC equivalent
         raise MalformedPayload("unisender event_time out of range") from exc
     type_, reason, final = classify(fields["status"], acct)

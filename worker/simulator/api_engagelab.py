@@ -83,7 +83,7 @@ class EngageLabApi:
             ids = [i for i in params["email_ids"].split(";") if i]
             candidates = [m for i in ids if (m := st.stream.by_id.get(i)) is not None]
         msgs = st.select((day,), now_ms, key, pred, candidates)
-        rows = [self._row(st, m, m.visible(now_ms)) for m in msgs[offset: offset + limit]]
+        rows = [self._row(st, m, m.shown(now_ms)) for m in msgs[offset: offset + limit]]
         return json_answer({"result": rows, "total": str(len(msgs)), "count": len(rows)}, rows=len(rows))
 
     def _filters(self, st: AccountState, params: dict[str, str]) -> tuple[Any, tuple | None]:

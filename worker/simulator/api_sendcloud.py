@@ -98,7 +98,7 @@ class SendCloudApi:
             candidates = [m for i in ids if (m := st.stream.by_id.get(i)) is not None]
         msgs = st.select(dates, now_ms, key, pred, candidates)
         page = msgs[start: start + limit]
-        rows = [self._row(st, m, m.visible(now_ms)) for m in page]
+        rows = [self._row(st, m, m.shown(now_ms)) for m in page]
         ok = "success" if self.aurora else "请求成功"
         return json_answer({"result": True, "statusCode": 200, "message": ok,
                             "info": {"total": str(len(msgs)), "voListSize": len(rows), "voList": rows}},
@@ -123,7 +123,7 @@ class SendCloudApi:
             raise _error(40008, f"时间跨度不能超过{self.max_span_days}天")
         return tuple(first + timedelta(days=n) for n in range(span))
 
-    def _filters(self, st: AccountState, params: dict[str, str]) -> tuple[Any, tuple]:
+    def _filters(self, st: AccountState, params: dict[str, str]) -> tuple[Any, tuple | None]:
         kinds = subs = email = None
         if "status" in params:
             values = [v for v in re.split(r"[,;]", params["status"]) if v.strip()]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from datetime import date, datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -92,7 +93,7 @@ class TencentApi:
         if abs(int(stamp) - self.sim.clock()) > MAX_SKEW_SECS:
             return st, _error("AuthFailure.SignatureExpire", "Signature expired, the timestamp is more than 5 minutes off.")
         signed = fields["SignedHeaders"].split(";")
-        utc_day = datetime.fromtimestamp(int(stamp), tz=timezone.utc).strftime("%Y-%m-%d")
+        utc_day = datetime.fromtimestamp(int(stamp), tz=UTC).strftime("%Y-%m-%d")
         if (day != utc_day or service != SERVICE or terminator != "tc3_request"
                 or "content-type" not in signed or "host" not in signed):
             return st, _error("AuthFailure.SignatureFailure", "The provided credentials could not be validated.")

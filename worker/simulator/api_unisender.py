@@ -71,7 +71,7 @@ class UniSenderApi:
             elif now_ms - m.sent_ms > RETENTION_MS:
                 failed.append({text: "email_id does not exist"})
             else:
-                statuses.append({"id": text, "status": m.visible(now_ms).provider_status})
+                statuses.append({"id": text, "status": m.shown(now_ms).provider_status})
         result: dict[str, Any] = {"statuses": statuses}
         if len(ids) == 1 and statuses:  # kept for backward compatibility (documented)
             result["status"] = statuses[0]["status"]

@@ -16,7 +16,7 @@ import yaml
 from worker.simulator.demo import demo_config, demo_worker_accounts, demo_worker_env
 from worker.simulator.simconfig import SimAccount, SimConfig
 
-__all__ = ["add_parser", "run", "load_sim_config", "demo_config", "demo_worker_env", "demo_worker_accounts"]
+__all__ = ["add_parser", "demo_config", "demo_worker_accounts", "demo_worker_env", "load_sim_config", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

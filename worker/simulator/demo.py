@@ -25,7 +25,7 @@ TENCENT_REGION = "ap-singapore"
 
 def demo_config(seed: int = 1, time_scale: float = 60.0) -> SimConfig:
     """Five accounts, one per provider, with two days of history and a live stream."""
-    live = {"history_days": 2, "history_per_day": 300, "live_per_sec": 2.0, "live_max": 20_000}
+    live: dict[str, Any] = {"history_days": 2, "history_per_day": 300, "live_per_sec": 2.0, "live_max": 20_000}
     e = _ENV
     return SimConfig(
         seed=seed,

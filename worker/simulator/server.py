@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from aiohttp import web
@@ -208,14 +208,14 @@ class Simulator:
             self._log(st, api.provider, key, now, "fault", fault=fault)
             try:
                 await asyncio.wait_for(self._stopping.wait(), st.faults.timeout_secs)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             return web.Response(status=504, text="upstream timed out", content_type="text/plain")
         if fault == "slow":
             st.counters["slow"] += 1
             try:
                 await asyncio.wait_for(self._stopping.wait(), st.faults.slow_secs)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         hit = st.cached(key, now)
         if hit is not None and fault != "malformed":
@@ -253,7 +253,7 @@ class Simulator:
     async def _stats_handler(self, request: web.Request) -> web.Response:
         now = self.clock()
         return web.json_response({
-            "now": datetime.fromtimestamp(now, tz=timezone.utc).isoformat(),
+            "now": datetime.fromtimestamp(now, tz=UTC).isoformat(),
             "accounts": {name: {"provider": st.provider.value, "messages": len(st.stream.messages),
                                 "quota_used": st.quota.used(now), **self.stats(name)}
                          for name, st in self.accounts.items()},

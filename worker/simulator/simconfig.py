@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 import attrs
@@ -69,10 +69,14 @@ class SimAccount:
         return self.options.get(name, OPTIONS[name][0])
 
 
+def _accounts(accounts: Iterable[SimAccount]) -> tuple[SimAccount, ...]:
+    return tuple(accounts)
+
+
 @attrs.frozen(kw_only=True)
 class SimConfig:
     seed: int
-    accounts: tuple[SimAccount, ...] = attrs.field(converter=tuple)
+    accounts: tuple[SimAccount, ...] = attrs.field(converter=_accounts)
     time_scale: float = 1.0
     clock: Callable[[], float] = time.time
     anchor: float | None = None  # when the live stream starts; default: the clock at construction

@@ -14,8 +14,8 @@ import math
 import random
 import string
 from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
-from datetime import date, datetime, timedelta, timezone
 
 from worker.model import EventType, Provider
 from worker.simulator import codes
@@ -67,6 +67,13 @@ class Message(NamedTuple):
             if entry.api_visible:
                 found = entry
         return found
+
+    def shown(self, at_ms: int) -> Entry:
+        """`visible` of a message the API lists (it exists by then, so it shows a status)."""
+        entry = self.visible(at_ms)
+        if entry is None:
+            raise ValueError(f"message {self.email_id} shows nothing at {at_ms}")
+        return entry
 
     def visible_entries(self, at_ms: int) -> list[Entry]:
         return [e for e in self.entries if e.at_ms <= at_ms and e.api_visible]
@@ -200,7 +207,7 @@ class AccountStream:
             self.by_id[email_id] = msg
             if uni_id is not None:
                 self.by_uni_id[uni_id] = msg
-            if self.provider is Provider.TENCENT_SES:  # GetSendEmailStatus filters by MessageId
+            if mid is not None and self.provider is Provider.TENCENT_SES:  # GetSendEmailStatus filters by MessageId
                 self.by_message_id.setdefault(mid, []).append(msg)
             self.days.setdefault(local, []).append(msg)
             for i, entry in enumerate(msg.entries):
@@ -320,11 +327,13 @@ class AccountStream:
             elif kind in ("delivered", "complaint", "unsubscribed"):
                 tc, text = (0, 1), codes.TC_DELIVERED_TEXT
             else:
+                assert row is not None, "a failure has its code row"
                 tc, text = row[1], row[3]
             status = {"complaint": "UserComplainted", "unsubscribed": "UserUnsubscribed"}.get(
                 kind, str(tc[1] if tc[0] == 0 else tc[0]))
             return Entry(at, kind, type_, status, None, text, visible, tc)
         if kind in ("invalid", "soft_bounce"):
+            assert row is not None, "a failure has its code row"
             sub, text = row[1], row[3]
         else:
             sub, text = None, (codes.SC_DELIVERED_TEXT if kind == "delivered" else "")
@@ -342,7 +351,7 @@ class AccountStream:
             self._events_dirty = False
         lo = 0 if since_ms is None else bisect.bisect_right(self._events, (since_ms, 1 << 62, 0))
         hi = bisect.bisect_right(self._events, (until_ms, 1 << 62, 0))
-        for at, seq, i in self._events[lo:hi]:
+        for _at, seq, i in self._events[lo:hi]:
             msg = self.messages[seq]
             yield msg, msg.entries[i]
 
@@ -354,4 +363,4 @@ class AccountStream:
 
 
 def utc_seconds(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms // 1000, tz=UTC)

@@ -132,7 +132,7 @@ class WebhookSender:
                 await self.send_due()
                 try:
                     await asyncio.wait_for(stop_event.wait(), interval)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             await self.close()
@@ -195,7 +195,7 @@ class WebhookSender:
                 async with self._session.post(url, data=d.body, headers=headers) as resp:
                     await resp.read()
                     status = resp.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 status = 0  # no answer: the provider retries as it does on an error
             stats.statuses[status] += 1
             if 200 <= status < 300:
@@ -259,6 +259,7 @@ class WebhookSender:
                 if e.kind in ("delivered", "invalid", "soft_bounce"):
                     fields["outIp"] = "203.0.113.25"
                 if e.kind in ("invalid", "soft_bounce"):
+                    assert e.sub_status is not None, "failures carry a sub-status"
                     fields.update(substat=int(e.sub_status), substatdesc=desc[e.sub_status])
                 if e.kind == "soft_bounce":
                     fields["cause"] = e.text

@@ -12,24 +12,20 @@ import orjson
 import pytest
 
 from tests.support import hook_acct
-
 from tests.unit.providers.test_sendcloud import fixture_cases
-from worker.model import Provider, EventType, Reason
-from worker.providers import _sendcloud_family as family
-from worker.providers import aurora_sendcloud as aurora
-from worker.providers.base import (
-    AccountContext,
+from worker.errors import (
     BadRequest,
     BadSignature,
     FatalConfig,
-    HttpRequest,
     MalformedPayload,
-    PollQuery,
     ProviderError,
     Retriable,
     Throttled,
-    WebhookRequest,
 )
+from worker.model import EventType, Provider, Reason
+from worker.providers import _sendcloud_family as family
+from worker.providers import aurora_sendcloud as aurora
+from worker.providers.base import AccountContext, HttpRequest, PollQuery, WebhookRequest
 
 NOW = datetime(2024, 1, 1, 17, 0, tzinfo=timezone.utc)   # 2024-01-02 in China
 HOOK_NOW = datetime(2022, 5, 9, 17, 30, tzinfo=timezone.utc)

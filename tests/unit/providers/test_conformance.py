@@ -36,21 +36,17 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support import golden_events, validate_event
+from worker import errors
+from worker.errors import MalformedPayload, PollError, ProviderError, Retriable, Throttled, WebhookError
 from worker.model import EventType, Observation, Provider, Source, StatusEvent, parse_rfc3339
 from worker.providers import all_modules, base, get_module
 from worker.providers.base import (
     AccountContext,
     HttpRequest,
-    MalformedPayload,
     Option,
-    PollError,
     PollPage,
     PollQuery,
     ProviderDefaults,
-    ProviderError,
-    Retriable,
-    Throttled,
-    WebhookError,
     WebhookRequest,
 )
 
@@ -181,7 +177,7 @@ WEBHOOK_EXPECT_KEYS = frozenset({"verify", "split_error", "records", "events"})
 
 def _error_classes() -> dict[str, type[ProviderError]]:
     found = {}
-    for value in vars(base).values():
+    for value in vars(errors).values():
         if isinstance(value, type) and issubclass(value, ProviderError):
             found[value.error_type] = value
     return found
@@ -999,8 +995,7 @@ def test_fuzz_webhook_observations_random_records(provider: Provider, record: di
 @given(data=st.data())
 def test_fuzz_webhook_single_byte_mutations(provider: Provider, data: Any) -> None:
     case = data.draw(st.sampled_from(webhook_cases(provider)), label="case")
-    if not case.body:
-        return
+    assert case.body, "every recorded webhook case has a body to mutate"
     position = data.draw(st.integers(0, len(case.body) - 1), label="position")
     byte = data.draw(st.sampled_from(b'"{}[],:=&%\\0 \x00\xff\xc3') | st.integers(0, 255), label="byte")
     mode = data.draw(st.sampled_from(["replace", "insert", "delete"]), label="mode")
@@ -1021,8 +1016,7 @@ def test_fuzz_webhook_mutated_fixture_json(provider: Provider, data: Any) -> Non
     """Structure-aware: the recorded bodies with fields replaced, retyped or removed. The signature
     headers stay valid where they sign only a timestamp, so the mutations reach the parsers."""
     candidates = [c for c in webhook_cases(provider) if _json_body(c.body) is not None]
-    if not candidates:
-        return
+    assert candidates, "every provider has JSON webhook cases to mutate"
     case = data.draw(st.sampled_from(candidates), label="case")
     doc = data.draw(mutated(_json_body(case.body)), label="doc")
     headers = dict(case.spec["headers"])

@@ -19,22 +19,19 @@ import orjson
 import pytest
 
 from tests.support import hook_acct
-from worker.model import Provider, EventType, Reason
-from worker.providers import _sendcloud_family as family
-from worker.providers import sendcloud
-from worker.providers.base import (
-    AccountContext,
+from worker.errors import (
     BadRequest,
     BadSignature,
     FatalConfig,
-    HttpRequest,
     MalformedPayload,
-    PollQuery,
     ProviderError,
     Retriable,
     Throttled,
-    WebhookRequest,
 )
+from worker.model import EventType, Provider, Reason
+from worker.providers import _sendcloud_family as family
+from worker.providers import sendcloud
+from worker.providers.base import AccountContext, HttpRequest, PollQuery, WebhookRequest
 
 # 17:00 UTC on Jan 1 is already Jan 2 in China.
 NOW = datetime(2024, 1, 1, 17, 0, tzinfo=timezone.utc)

@@ -16,6 +16,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.common.sign import Sign
 
+from tests.unit.providers import tc3_check
 from worker.providers import tc3
 
 # -- the oracle -----------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ def test_signature_matches_sdk(secret_key, host, payload, timestamp, content_typ
     )
     assert ours.signature == expected
     assert ours.date == datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d")
-    assert tc3.verify(
+    assert tc3_check.verify(
         ours.authorization, secret_key=secret_key, host=host, payload=payload, timestamp=timestamp,
         content_type=content_type,
     )
@@ -185,7 +186,7 @@ def test_whole_request_matches_sdk(secret_id, secret_key, host, params, timestam
         content_type=req.header["Content-Type"],
     )
     assert ours.authorization == req.header["Authorization"]
-    assert tc3.parse_authorization(req.header["Authorization"]) == tc3.Tc3Credential(
+    assert tc3_check.parse_authorization(req.header["Authorization"]) == tc3_check.Tc3Credential(
         secret_id, ours.date, "ses", "content-type;host", ours.signature
     )
 
@@ -199,7 +200,7 @@ def _vector_verify(authorization: str, **overrides) -> bool:
         content_type="application/json; charset=utf-8",
     )
     kwargs.update(overrides)
-    return tc3.verify(authorization, **kwargs)
+    return tc3_check.verify(authorization, **kwargs)
 
 
 VECTOR_AUTH = (
@@ -243,4 +244,4 @@ def test_verify_rejects_bad_headers(header) -> None:
 
 def test_parse_authorization_rejects_garbage() -> None:
     with pytest.raises(ValueError):
-        tc3.parse_authorization("TC3-HMAC-SHA256 Credential=x")
+        tc3_check.parse_authorization("TC3-HMAC-SHA256 Credential=x")

@@ -1,0 +1,157 @@
+"""The webhook receiver through its seam: a fake `_raw` writer in place of Kafka, real aiohttp in
+front (aiohttp's own test server and client). Answers and what goes to `_raw` / dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import urllib.parse
+from datetime import datetime, timezone
+
+import attrs
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from aiokafka.errors import KafkaConnectionError
+
+from tests.integration.harness import worker_config
+from worker import metrics
+from worker.config import parse_config
+from worker.model import Provider
+from worker.raw import WebhookRecord
+from worker.webhooks import WebhookReceiver
+
+NOW = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
+TS_MS = "1793606400000"      # NOW in epoch milliseconds
+ENV = {"K": "sendcloud-app-key", "E": "engagelab-secret", "T": "tencent-path-token-0123456789"}
+CONFIG = parse_config(worker_config("127.0.0.1:9", "p", [
+    {"name": "sc", "provider": "sendcloud", "poll": {"enabled": False}, "webhook": {"app_key_env": "K"}},
+    {"name": "el", "provider": "engagelab", "poll": {"enabled": False}, "webhook": {"app_key_env": "E"}},
+    {"name": "tx", "provider": "tencent_ses", "poll": {"enabled": False}, "webhook": {"path_token_env": "T"}},
+    {"name": "off", "provider": "sendcloud", "poll": {"enabled": False}, "webhook": {"enabled": False}},
+], http={"max_body_bytes": 2048, "ack_timeout_secs": 0.3}), ENV)
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@attrs.define
+class FakeWriter:
+    fail: BaseException | None = None
+    delay: float = 0.0
+    writes: list = attrs.field(factory=list)
+
+    async def write(self, records=(), dead=()):
+        await asyncio.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+        self.writes.append((list(records), list(dead)))
+
+
+@pytest.fixture
+async def client():
+    writer = FakeWriter()
+    receiver = WebhookReceiver(CONFIG, writer, clock=lambda: NOW)
+    app = web.Application(client_max_size=CONFIG.http.max_body_bytes)
+    app.add_routes(receiver.routes())
+    async with TestClient(TestServer(app)) as c:
+        yield c, writer
+
+
+def sendcloud(event: str, email_id: str, key: str = ENV["K"], **extra: str) -> bytes:
+    token = "t" * 50
+    sig = hmac.new(key.encode(), (TS_MS + token).encode(), hashlib.sha256).hexdigest()
+    return urllib.parse.urlencode({"event": event, "emailId": email_id, "recipient": "A@x.test", "timestamp": TS_MS,
+                                   "token": token, "signature": sig, **extra}).encode()
+
+
+async def test_a_signed_webhook_goes_to_raw_and_gets_200(client):
+    c, writer = client
+    r = await c.post("/webhooks/sendcloud/sc", data=sendcloud("deliver", "m1$a@x.test"), headers=FORM)
+    assert r.status == 200 and await r.json() == {"code": 200, "message": "ok"}
+    [(records, dead)] = writer.writes
+    assert dead == [] and len(records) == 1
+    record = records[0]
+    assert isinstance(record, WebhookRecord)
+    assert (record.provider, record.account, record.received_at) == (Provider.SENDCLOUD, "sc", NOW)
+    assert record.record["emailId"] == "m1$a@x.test" and record.record["event"] == "deliver"
+
+
+@pytest.mark.parametrize(("path", "status"), [
+    ("/webhooks/mailgun/sc", 404),
+    ("/webhooks/sendcloud/nobody", 404),
+    ("/webhooks/sendcloud/off", 404),                         # webhooks disabled for the account
+    ("/webhooks/sendcloud/sc/extra-token", 404),              # a path token where none is configured
+    ("/webhooks/tencent_ses/tx", 401),                        # token missing
+    ("/webhooks/tencent_ses/tx/tencent-path-token-012345678", 401),   # one character short
+    ("/webhooks/tencent_ses/tx/tencent-path-token-0123456789X", 401),
+])
+async def test_unknown_routes_and_wrong_tokens(client, path, status):
+    c, writer = client
+    r = await c.post(path, data=b'{"event": "delivered"}', headers={"Content-Type": "application/json"})
+    assert r.status == status and writer.writes == []
+
+
+async def test_tencent_with_its_token_is_accepted(client):
+    c, writer = client
+    body = orjson.dumps({"event": "delivered", "email": "a@x.test", "bulkId": "b1", "timestamp": 1793606400})
+    r = await c.post(f"/webhooks/tencent_ses/tx/{ENV['T']}", data=body, headers={"Content-Type": "application/json"})
+    assert r.status == 200 and len(writer.writes[0][0]) == 1
+
+
+async def test_a_bad_signature_is_401_and_nothing_is_written(client):
+    c, writer = client
+    r = await c.post("/webhooks/sendcloud/sc", data=sendcloud("deliver", "m1$a@x.test", key="other"), headers=FORM)
+    assert r.status == 401 and writer.writes == []
+
+
+async def test_bodies_over_the_limit_are_413(client):
+    c, writer = client
+    r = await c.post("/webhooks/sendcloud/sc", data=b"x" * 3000, headers=FORM)
+    assert r.status == 413
+
+    async def chunks():                                       # no Content-Length: counted as it streams
+        for _ in range(5):
+            yield b"y" * 1000
+
+    r = await c.post("/webhooks/sendcloud/sc", data=chunks(), headers=FORM)
+    assert r.status == 413 and writer.writes == []
+
+
+async def test_authentic_but_unusable_input_is_dead_lettered_and_answered_200(client):
+    c, writer = client
+    # a signed record whose event is unknown: the record alone is dead-lettered
+    r = await c.post("/webhooks/sendcloud/sc", data=sendcloud("teleport", "m1$a@x.test"), headers=FORM)
+    assert r.status == 200
+    [(records, [letter])] = writer.writes
+    assert records == [] and (letter.reason, letter.part, letter.source) == ("malformed", "record", "webhook")
+    assert orjson.loads(letter.body)["event"] == "teleport"
+    # EngageLab: a signed body that is not a callback: the whole body, with its signed headers
+    body = b'{"nothing": "here"}'
+    sig = hmac.new(ENV["E"].encode(), TS_MS.encode(), hashlib.sha256).hexdigest()
+    headers = {"Content-Type": "application/json", "X-WebHook-Timestamp": TS_MS, "X-WebHook-Signature": sig}
+    r = await c.post("/webhooks/engagelab/el", data=body, headers=headers)
+    assert r.status == 200
+    [letter] = writer.writes[1][1]
+    assert (letter.part, letter.body, letter.content_type) == ("body", body, "application/json")
+    assert dict(letter.request_headers) == {"x-webhook-timestamp": TS_MS.encode(), "x-webhook-signature": sig.encode()}
+
+
+@pytest.mark.parametrize(("fail", "delay", "status"), [
+    (None, 1.0, 503),                                        # not acknowledged within ack_timeout_secs
+    (KafkaConnectionError(), 0.0, 503),
+    (RuntimeError("bug"), 0.0, 500),
+])
+async def test_kafka_trouble_is_503_and_bugs_are_500(client, fail, delay, status):
+    c, writer = client
+    writer.fail, writer.delay = fail, delay
+    before = metrics.WEBHOOK_REQUESTS.labels("sendcloud", "sc", str(status))._value.get()  # noqa: SLF001
+    r = await c.post("/webhooks/sendcloud/sc", data=sendcloud("deliver", "m1$a@x.test"), headers=FORM)
+    assert r.status == status
+    assert metrics.WEBHOOK_REQUESTS.labels("sendcloud", "sc", str(status))._value.get() == before + 1  # noqa: SLF001
+
+
+async def test_get_probes_answer_200_for_known_accounts(client):
+    c, _ = client
+    assert (await c.get("/webhooks/sendcloud/sc")).status == 200
+    assert (await c.get("/webhooks/sendcloud/nobody")).status == 404

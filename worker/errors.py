@@ -1,0 +1,172 @@
+"""Every failure the worker names, each with a fixed `error_type` from one closed vocabulary.
+
+`error_type` is what metrics (`esw_errors_total`, `esw_dead_letters_total`,
+`esw_poll_requests_total`), dead-letter `reason` headers, `/status` and log lines carry. It is
+bounded: the set below is all there is, and docs/metrics.md lists it (a test keeps the two equal).
+A failure raised by a library (aiohttp, aiokafka, the standard library) is named by the module
+that catches it, with one of the `FOREIGN` names, never with its class name.
+
+This module is at the bottom of the layers: it imports nothing of the worker and no I/O library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+
+class WorkerError(Exception):
+    """Base of every failure class of the worker."""
+
+    error_type: ClassVar[str] = "worker_error"
+
+
+# -- provider adapters (worker/providers) --------------------------------------------------------
+
+
+class ProviderError(WorkerError):
+    """Base of every typed failure a provider module raises."""
+
+    error_type = "provider_error"
+
+
+class PollError(ProviderError):
+    error_type = "poll_error"
+
+
+class Throttled(PollError):
+    """The provider's own rate-limit signal. Halve the rate; wait `retry_after` if given."""
+
+    error_type = "throttled"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Retriable(PollError):
+    """5xx, provider-internal errors, garbage from a proxy: try again later, cursor unchanged."""
+
+    error_type = "retriable"
+
+
+class FatalConfig(PollError):
+    """Authentication or permission: nothing changes until an operator fixes the account."""
+
+    error_type = "fatal_config"
+
+
+class BadRequest(PollError):
+    """The provider rejected our parameters: a bug in request building."""
+
+    error_type = "bad_request"
+
+
+class WebhookError(ProviderError):
+    error_type = "webhook_error"
+
+
+class BadSignature(WebhookError):
+    """Missing, wrong or expired signature: answer 401."""
+
+    error_type = "bad_signature"
+
+
+class MalformedPayload(WebhookError):
+    """Authentic (or unsigned) but unparseable: dead-letter it and answer 200."""
+
+    error_type = "malformed"
+
+
+# -- records on Kafka (worker/raw.py, the sent-message feed) -------------------------------------
+
+
+class BadRawRecord(WorkerError):
+    """A `_raw` record that is not a record of ours: dead-lettered by the shard."""
+
+    error_type = "bad_raw_record"
+
+
+class UnknownRawVersion(BadRawRecord):
+    """A `_raw` record of an envelope version this release does not know (a newer writer)."""
+
+    error_type = "unknown_raw_version"
+
+
+class UnknownAccount(WorkerError):
+    """A `_raw` record for an account this replica's configuration does not have."""
+
+    error_type = "unknown_account"
+
+
+class BadSentRecord(WorkerError):
+    """A sent-message record that does not follow schemas/sent-message.v1.json."""
+
+    error_type = "bad_sent_record"
+
+
+# -- the shard and Kafka -------------------------------------------------------------------------
+
+
+class ShardClosed(WorkerError):
+    """The shard was revoked or fenced; whoever waited on it should stop."""
+
+    error_type = "shard_closed"
+
+
+class Fenced(ShardClosed):
+    """A newer owner of the shard started its producer: this one may not commit any more."""
+
+    error_type = "fenced"
+
+
+class CommitFailed(WorkerError):
+    """The batch's transaction did not commit; nothing of it is visible, nothing advanced."""
+
+    error_type = "commit_failed"
+
+
+class TopicLayoutError(WorkerError):
+    """An existing internal topic does not have the layout the worker needs."""
+
+    error_type = "topic_layout"
+
+
+class ConfigError(WorkerError):
+    """The configuration has problems; `problems` lists every one, each with its key path."""
+
+    error_type = "config"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"{len(problems)} configuration problem(s):\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+# -- names for failures raised by libraries ------------------------------------------------------
+
+TIMEOUT = "timeout"            # asyncio / aiohttp / aiokafka timeouts
+TRANSPORT = "transport"        # an HTTP connection failed (aiohttp.ClientError)
+KAFKA = "kafka"                # any other aiokafka error
+UNEXPECTED = "unexpected"      # a bug: anything else (the log line has the traceback)
+FOREIGN = frozenset({TIMEOUT, TRANSPORT, KAFKA, UNEXPECTED})
+
+
+def _subclasses(cls: type[WorkerError]) -> list[type[WorkerError]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out += _subclasses(sub)
+    return out
+
+
+# The closed vocabulary: every class's error_type and the foreign names.
+ERROR_TYPES: frozenset[str] = frozenset({c.error_type for c in _subclasses(WorkerError)}) | FOREIGN
+
+
+def error_type_of(exc: BaseException) -> str:
+    """The bounded name of any failure: its own for ours, a FOREIGN name for everything else
+    (callers that know a library's exceptions map them before asking: see worker.shards)."""
+    if isinstance(exc, WorkerError):
+        return exc.error_type
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return TIMEOUT
+    return UNEXPECTED
