@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from tests.support import hook_acct
+from tests.unit.providers import test_mappings_literal as literal
 from tests.unit.providers.test_sendcloud import fixture_cases
 from worker.errors import (
     BadRequest,
@@ -23,7 +24,6 @@ from worker.errors import (
     Throttled,
 )
 from worker.model import EventType, Provider, Reason
-from worker.providers import _sendcloud_family as family
 from worker.providers import engagelab
 from worker.providers.base import AccountContext, HttpRequest, PollQuery, WebhookRequest
 
@@ -133,12 +133,12 @@ def test_bad_queries_and_missing_credentials() -> None:
 # -- mapping tables -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("status", "expected"), sorted(engagelab.STATUSES.items()))
+@pytest.mark.parametrize(("status", "expected"), sorted((s, v[0]) for s, v in literal.ENGAGELAB_STATUSES.items()))
 @pytest.mark.parametrize("as_text", [False, True], ids=["int", "string"])
 def test_every_status_code(status: int, expected: EventType | None, as_text: bool) -> None:
     obs = one(row(status=str(status) if as_text else status))
     assert (obs.type, obs.provider_status) == (expected, str(status))
-    assert obs.reason is (family.DEFAULT_REASON.get(expected) if expected else None)
+    assert obs.reason is (literal.DEFAULT_REASON.get(expected) if expected else None)
     assert obs.final is (expected in (EventType.DELIVERED, EventType.INVALID))
 
 
@@ -146,7 +146,7 @@ def test_unknown_status_is_not_emitted() -> None:
     assert one(row(status=2)).type is None
 
 
-@pytest.mark.parametrize(("code", "expected"), sorted(family.SUB_STATUS.items()))
+@pytest.mark.parametrize(("code", "expected"), sorted((c, v[:2]) for c, v in literal.SUB_STATUS.items()))
 def test_every_sub_status_row(code: int, expected: tuple[EventType, Reason]) -> None:
     obs = one(row(status=4 if code < 500 else 5, sub_status=code, sub_status_desc="desc", response_message=None))
     assert (obs.type, obs.reason, obs.provider_sub_status, obs.provider_message) == (*expected, str(code), "desc")
@@ -168,7 +168,7 @@ def test_sub_status_fallbacks(status: int, sub: int | None, expected: tuple[Any,
 def test_sender_side_rejections_follow_the_account(code: int) -> None:
     assert one(row(status=4, sub_status=code)).type is EventType.INVALID
     soft = one(row(status=4, sub_status=code), acct=account(sender_rejection=EventType.SOFT_BOUNCE))
-    assert (soft.type, soft.reason) == (EventType.SOFT_BOUNCE, family.SUB_STATUS[code][1])
+    assert (soft.type, soft.reason) == (EventType.SOFT_BOUNCE, literal.SUB_STATUS[code][1])
 
 
 def test_record_fields() -> None:
@@ -376,7 +376,7 @@ def test_split_malformed(body: bytes) -> None:
 STATUS_EVENTS = ("target", "sent", "delivered", "invalid_email", "soft_bounce")
 
 
-@pytest.mark.parametrize(("event", "expected"), sorted(engagelab.EVENTS.items()))
+@pytest.mark.parametrize(("event", "expected"), sorted((e, v and v[0]) for e, v in {**literal.ENGAGELAB_STATUS_EVENTS, **literal.ENGAGELAB_RESPONSE_EVENTS}.items()))
 def test_every_event(event: str, expected: EventType | None) -> None:
     record = status_callback(event) if event in STATUS_EVENTS else response_callback(event)
     observations = engagelab.webhook_observations(account(), record)
@@ -384,7 +384,7 @@ def test_every_event(event: str, expected: EventType | None) -> None:
         assert observations == []
         return
     (obs,) = observations
-    assert (obs.type, obs.reason, obs.provider_status) == (expected, family.DEFAULT_REASON.get(expected), event)
+    assert (obs.type, obs.reason, obs.provider_status) == (expected, literal.DEFAULT_REASON.get(expected), event)
     assert (obs.email_id, obs.recipient, obs.message_id) == (EMAIL_ID, "12345@hotmail.com", MESSAGE_ID)
     assert obs.occurred_at == datetime(2023, 2, 17, 6, 35, 13, 250000, tzinfo=timezone.utc)
     assert obs.raw is record

@@ -68,6 +68,10 @@ def webhook(provider: Provider, body: bytes, content_type: str, policy: EventTyp
 
 FAMILY = [Provider.SENDCLOUD, Provider.AURORA_SENDCLOUD, Provider.ENGAGELAB]
 
+# The reason of a SendCloud-family failure that no sub-status refines (PROVIDERS.md 2.4: "other"),
+# and of an unsubscribe; delivered and complaints carry none.
+DEFAULT_REASON = {INVALID: R.OTHER, SOFT: R.OTHER, UNSUBSCRIBED: R.UNSUBSCRIBED}
+
 # PROVIDERS.md 1.4 / 2.4 / 3.4: sub-status -> (type, reason, final). Reason from the description:
 SUB_STATUS = {
     401: (INVALID, R.BLOCKLISTED, True),         # in the provider's blacklist

@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from tests.support import hook_acct
+from tests.unit.providers import test_mappings_literal as literal
 from worker.errors import (
     BadRequest,
     BadSignature,
@@ -192,7 +193,7 @@ def test_missing_credentials_are_fatal(missing: dict[str, Any]) -> None:
 # -- mapping tables -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("code", "expected"), sorted(family.SUB_STATUS.items()))
+@pytest.mark.parametrize(("code", "expected"), sorted((c, v[:2]) for c, v in literal.SUB_STATUS.items()))
 @pytest.mark.parametrize("as_text", [True, False], ids=["string", "int"])
 def test_every_sub_status_row(code: int, expected: tuple[EventType, Reason], as_text: bool) -> None:
     status = "无效邮件" if code < 500 else "软退信"
@@ -233,12 +234,12 @@ def test_sub_status_fallbacks(status: str, sub: str | None, expected: tuple[Any,
 def test_sender_rejection_setting(code: int, setting: EventType, expected: EventType) -> None:
     obs = one(answer(row(status="无效邮件", subStatus=str(code))), acct=account(sender_rejection=setting))
     assert obs.type is expected
-    assert obs.reason is family.SUB_STATUS[code][1]
+    assert obs.reason is literal.SUB_STATUS[code][1]
     assert obs.final is (expected is EventType.INVALID)
 
 
 @pytest.mark.parametrize(("status", "expected"), [
-    *sendcloud.STATUSES.items(),
+    *((s, v[0]) for s, v in literal.SENDCLOUD_STATUS_STRINGS.items()),
     ("无效邮件-地址不存在", EventType.INVALID),
     ("软退信-服务不可达", EventType.SOFT_BOUNCE),
     ("Delivered", None),            # English is Aurora's, not documented for China
@@ -247,7 +248,7 @@ def test_every_status_string(status: str, expected: EventType | None) -> None:
     obs = one(answer(row(status=status)))
     assert obs.type is expected
     assert obs.provider_status == status
-    assert obs.reason is family.DEFAULT_REASON.get(expected)  # type: ignore[arg-type]
+    assert obs.reason is literal.DEFAULT_REASON.get(expected)  # type: ignore[arg-type]
     assert obs.final is (expected in (EventType.DELIVERED, EventType.INVALID))
 
 
@@ -518,7 +519,7 @@ def test_unparseable_bodies_are_malformed(body: bytes, content_type: str) -> Non
 # -- webhook records ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("event", "expected"), sorted(sendcloud.EVENTS.items()))
+@pytest.mark.parametrize(("event", "expected"), sorted((e, v and v[0]) for e, v in literal.SENDCLOUD_EVENTS.items()))
 def test_every_webhook_event(event: str, expected: EventType | None) -> None:
     observations = sendcloud.webhook_observations(account(), hook_event(event=event))
     if expected is None:
@@ -526,7 +527,7 @@ def test_every_webhook_event(event: str, expected: EventType | None) -> None:
         return
     (obs,) = observations
     assert obs.type is expected
-    assert obs.reason is family.DEFAULT_REASON.get(expected)
+    assert obs.reason is literal.DEFAULT_REASON.get(expected)
     assert obs.provider_status == event
     assert obs.occurred_at == datetime(2022, 5, 9, 17, 29, 50, tzinfo=timezone.utc)
 
