@@ -12,6 +12,7 @@ from tests.integration.harness import InProcessWorker, wait_ready, worker_config
 from tests.integration.kafka_utils import read_all
 from tests.integration.world import (
     ENV,
+    check_against_truth,
     diff,
     expected_all_changes,
     expected_visible,
@@ -79,6 +80,8 @@ async def test_every_change_of_every_provider_arrives_exactly_once(kafka_bootstr
     assert actual == expected, diff(expected, actual)
     for event in events:
         validate_event(event)
+    problems = check_against_truth(sim, names, until, events)
+    assert not problems, "\n".join(problems[:20])
     by_source = {(e["provider"], e["source"]) for e in events}
     assert {(p.value, "webhook") for p in Provider} <= by_source
     # every account was polled, with nothing left failing
@@ -131,6 +134,8 @@ async def test_polling_alone_finds_every_final_status_despite_provider_faults(ka
         await sim.stop()
     actual, events = observed(records)
     assert actual == expected, diff(expected, actual)
+    problems = check_against_truth(sim, names, sim.clock(), events, sources=frozenset({"poll"}))
+    assert not problems, "\n".join(problems[:20])
     faults = sum(sim.stats(n)["fault"] for n in names)
     assert faults > 20, "the faults should have been exercised"
     assert {e["source"] for e in events} == {"poll"}

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from worker.model import Provider
+from worker.model import Provider, Reason
 from worker.simulator import SimAccount
 
 ENV = {
@@ -113,3 +113,92 @@ async def publish_sent(bootstrap: str, topic: str, sim, names: list[str], until:
 
 def now_ts() -> float:
     return datetime.now(timezone.utc).timestamp()
+
+
+# -- every event against the change it reports ----------------------------------------------------
+# Expected reasons are typed from PROVIDERS.md (the unit suite's literal tables), never computed by
+# worker/providers; times follow what each channel of each provider reports (whole seconds from the
+# status APIs, the webhook's own millisecond timestamp for the SendCloud lineage, when-we-saw-it
+# for UniSender's checkEmail).
+
+def _tencent_reason(source: str, tc: tuple[int, int] | None, text: str, kind: str) -> Reason | None:
+    """PROVIDERS.md 5.3 (poll rows) and 5.6 (webhook events) for the rows the simulator writes."""
+    if kind in ("delivered", "complaint"):
+        return None
+    if kind == "unsubscribed":
+        return Reason.UNSUBSCRIBED
+    smtp_subject = {"550 5.1.1": Reason.UNKNOWN_USER, "452 4.2.2": Reason.MAILBOX_FULL}
+    refined = next((r for prefix, r in smtp_subject.items() if text.startswith(prefix)), None)
+    if source == "poll":
+        by_code = {(0, 3): Reason.UNKNOWN_USER, (1007, 0): Reason.BLOCKLISTED, (3024, 0): Reason.BAD_ADDRESS,
+                   (3020, 0): Reason.BLOCKLISTED, (0, 8): Reason.DEFERRED, (1004, 0): Reason.SERVER_UNREACHABLE,
+                   (1006, 0): Reason.DEFERRED, (3008, 0): Reason.POLICY_REJECTED}
+        return refined or by_code[tc]  # type: ignore[index]
+    # webhooks: (0,3) is a hard bounce, other invalid rows are `dropped`; (0,8) is `deferred`, other
+    # soft rows a soft bounce; the SMTP text in `reason` refines the first two kinds
+    if kind == "invalid":
+        return refined or Reason.BAD_ADDRESS
+    return refined or (Reason.DEFERRED if tc == (0, 8) else Reason.OTHER)
+
+
+def expected_reason(provider: Provider, source: str, m: Any, e: Any) -> Reason | None:
+    from tests.unit.providers.test_mappings_literal import SUB_STATUS, UNISENDER_STATUSES
+
+    if provider is Provider.TENCENT_SES:
+        return _tencent_reason(source, e.tc, e.text, e.kind)
+    if provider is Provider.UNISENDER:
+        return UNISENDER_STATUSES[e.provider_status][1]
+    if e.kind in ("invalid", "soft_bounce"):
+        return SUB_STATUS[int(e.sub_status)][1]
+    return Reason.UNSUBSCRIBED if e.kind == "unsubscribed" else None
+
+
+def _time_fits(provider: Provider, source: str, m: Any, e: Any, occurred_ms: int, until: float) -> bool:
+    from worker.simulator.webhooks import fire_delay_ms
+
+    second = e.at_ms // 1000 * 1000
+    if source == "webhook":
+        if provider in (Provider.SENDCLOUD, Provider.AURORA_SENDCLOUD, Provider.ENGAGELAB):
+            return occurred_ms == e.at_ms + fire_delay_ms(m, e)
+        return occurred_ms == second
+    if provider is Provider.UNISENDER:      # checkEmail has no time: when the worker saw it
+        return second <= occurred_ms <= until * 1000 + 1000
+    if provider is Provider.TENCENT_SES and e.kind in ("complaint", "unsubscribed"):
+        # the engagement flags carry no time of their own: the row's (its main status's) time
+        return occurred_ms in {x.at_ms // 1000 * 1000 for x in m.entries if x.kind not in ("complaint", "unsubscribed")}
+    return occurred_ms == second
+
+
+def check_against_truth(sim: Any, names: list[str], until: float, events: list[dict],
+                        sources: frozenset[str] = frozenset({"webhook", "poll"})) -> list[str]:
+    """Each event's recipient, source, occurred_at and reason against the simulated change it
+    reports; returns the problems found (empty when every event is right)."""
+    from worker.model import parse_rfc3339
+
+    truth: dict[tuple[str, str, str], list] = collections.defaultdict(list)
+    providers = {}
+    for name in names:
+        providers[name] = sim.accounts[name].account.provider
+        for m, e in sim.iter_changes(name, None, until):
+            if e.type is not None:
+                truth[(name, m.email_id, e.type.value)].append((m, e))
+    problems = []
+    for ev in events:
+        key = (ev["account"], ev["email_id"], ev["type"])
+        provider, source = providers.get(ev["account"]), ev["source"]
+        if source not in sources:
+            problems.append(f"{key}: source {source}, expected one of {sorted(sources)}")
+            continue
+        occurred_ms = int(parse_rfc3339(ev["occurred_at"]).timestamp() * 1000)
+        fits = [(m, e) for m, e in truth.get(key, []) if _time_fits(provider, source, m, e, occurred_ms, until)]
+        if not fits:
+            problems.append(f"{key}: occurred_at {ev['occurred_at']} by {source} matches no change at "
+                            f"{[e.at_ms for _, e in truth.get(key, [])]}")
+            continue
+        m, e = fits[0]
+        reason = expected_reason(provider, source, m, e)
+        if ev["recipient"] != m.recipient.lower():
+            problems.append(f"{key}: recipient {ev['recipient']!r}, expected {m.recipient.lower()!r}")
+        if ev["reason"] != (reason.value if reason else None):
+            problems.append(f"{key}: reason {ev['reason']} by {source}, expected {reason}")
+    return problems
