@@ -25,7 +25,7 @@ from worker.errors import KAFKA, error_type_of
 from worker.poll.fetch import Fetcher
 from worker.poll.limiter import AdaptiveLimiter
 from worker.poll.runner import PollRunner
-from worker.shards import Shard
+from worker.shards import Shard, kafka_error_type
 
 log = logging.getLogger("worker.group")
 
@@ -159,8 +159,9 @@ class ShardManager(ConsumerRebalanceListener):
         except asyncio.CancelledError:
             await shard.close(commit=False)
             raise
-        except Exception:
-            log.exception("could not open shard", extra={"shard": p})
+        except Exception as exc:
+            log.exception("could not open shard", extra={"shard": p, "error_type": kafka_error_type(exc)})
+            metrics.error("restore", kafka_error_type(exc))
             await shard.close(commit=False)
             self.opening.pop(p, None)
             await asyncio.sleep(2.0)
