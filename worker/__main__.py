@@ -1,4 +1,4 @@
-"""Entry point: `email-status-worker run | check-config | backfill | simulate`.
+"""Entry point: `email-status-worker run | check-config | backfill | replay-dead-letters | simulate`.
 
 The environment is read here, once, and passed down as frozen config.
 """
@@ -60,6 +60,23 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                         share=args.share)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    from worker.replay import Selection, parse_time, run_replay
+
+    try:
+        since, until = (parse_time(t) if t else None for t in (args.time_from, args.time_to))
+    except ValueError as exc:
+        print(f"replay-dead-letters: --from/--to: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    selection = Selection(frozenset(args.accounts), frozenset(args.reasons), since, until)
+    return run_replay(config, selection, name=args.name, dry_run=args.dry_run, progress=not args.no_progress)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="email-status-worker",
@@ -87,6 +104,25 @@ def build_parser() -> argparse.ArgumentParser:
                           help="fraction of the account's polling rate to use (default 0.25: the worker polls too)")
     backfill.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     backfill.set_defaults(func=cmd_backfill)
+
+    replay = sub.add_parser(
+        "replay-dead-letters", help="put dead letters back through the normal path and its dedup, exactly once",
+        description="Replay <prefix>._dead_letter into <prefix>._raw through the worker's own checks and dedup. "
+                    "Exit status: 0 done, 1 Kafka failed (run it again: it resumes), 2 usage or configuration.")
+    replay.add_argument("--config", required=True, help="the YAML configuration file")
+    replay.add_argument("--account", dest="accounts", action="append", default=[], metavar="NAME",
+                        help="only this account's dead letters (repeatable; default: all)")
+    replay.add_argument("--reason", dest="reasons", action="append", default=[], metavar="R",
+                        help="only dead letters with this reason, an error type (repeatable; default: all)")
+    replay.add_argument("--from", dest="time_from", metavar="ISO",
+                        help="received at or after this time (ISO 8601; no zone: UTC; a date: its 00:00)")
+    replay.add_argument("--to", dest="time_to", metavar="ISO",
+                        help="received before this time (exclusive)")
+    replay.add_argument("--dry-run", action="store_true", help="only count what would be replayed; write nothing")
+    replay.add_argument("--name", help="the replay's consumer group is <kafka.group_id>.replay.<name> (default: "
+                                       "a hash of the selection, so the same selection resumes where it stopped)")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    replay.set_defaults(func=cmd_replay)
 
     from worker.simulator import cli as simulator_cli
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from datetime import UTC, date, datetime, timedelta
 
 import aiohttp
@@ -25,6 +24,7 @@ from worker.errors import PollError, Throttled
 from worker.intake import RawWriter
 from worker.poll.fetch import Fetcher, fetch_error_type
 from worker.poll.limiter import AdaptiveLimiter
+from worker.progress import Progress
 from worker.providers import get_module
 from worker.providers.base import PollQuery
 from worker.raw import PollPageRecord
@@ -33,15 +33,15 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 
-class Progress:
-    """A one-line progress bar on stderr (the log stays on stdout)."""
+class WindowProgress:
+    """The backfill's counts, drawn as one progress bar: windows done, pages and rows fetched."""
 
     def __init__(self, windows: int, enabled: bool) -> None:
-        self.windows, self.enabled = windows, enabled
+        self.windows = windows
+        self.bar = Progress(enabled)
         self.done_windows = 0
         self.pages = 0
         self.rows = 0
-        self.started = time.monotonic()
         self._window_part = 0.0
 
     def page(self, rows: int, offset: int, total: int | None) -> None:
@@ -56,16 +56,8 @@ class Progress:
         self.draw()
 
     def draw(self, final: bool = False) -> None:
-        if not self.enabled:
-            return
-        fraction = min(1.0, (self.done_windows + self._window_part) / max(1, self.windows))
-        filled = int(fraction * 30)
-        secs = time.monotonic() - self.started
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}  {self.done_windows}/{self.windows} "
-                         f"windows  {self.pages} pages  {self.rows} rows  {secs:5.0f} s")
-        if final:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        self.bar.draw((self.done_windows + self._window_part) / max(1, self.windows),
+                      f"{self.done_windows}/{self.windows} windows  {self.pages} pages  {self.rows} rows", final)
 
 
 def run_backfill(config: Config, account_name: str, date_from: date, date_to: date, *, progress: bool = True,
@@ -103,7 +95,7 @@ async def _backfill(config: Config, account: AccountConfig, date_from: date, dat
     days = [date_from + timedelta(days=i) for i in range((date_to - date_from).days + 1)]
     statuses = module.DEFAULTS.status_filters or (None,)
     windows = [(d, s) for d in days for s in statuses]
-    bar = Progress(len(windows), show)
+    bar = WindowProgress(len(windows), show)
     limiter = AdaptiveLimiter(account.poll.calls_per_second * share, account.poll.quota_window_secs)
     producer = AIOKafkaProducer(**producer_settings(config.kafka))
     await producer.start()

@@ -84,6 +84,10 @@ class HttpConfig:
     port: int = default("http", "port")
     max_body_bytes: int = default("http", "max_body_bytes")
     ack_timeout_secs: float = default("http", "ack_timeout_secs")
+    body_read_timeout_secs: float = default("http", "body_read_timeout_secs")
+    max_records_per_body: int = default("http", "max_records_per_body")
+    max_concurrent_requests: int = default("http", "max_concurrent_requests")
+    max_inflight_body_bytes: int = default("http", "max_inflight_body_bytes")
 
 
 @attrs.frozen

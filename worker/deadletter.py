@@ -11,7 +11,7 @@ body as is (docs/runbook.md#dead-letters):
     source        webhook | shard | sent_topic: who gave up on it
     part          body: a whole webhook body as received (re-post it with its content-type and the
                   request-* headers); record: one split webhook record (JSON); raw: a `_raw` record
-                  value; sent: a sent-topic record value
+                  value; sent: a sent-topic record value; row: one row of a status-API answer (JSON)
     content-type  of the value
     received_at   RFC 3339, when the worker received it
     request-<h>   the signed request headers a re-post needs (EngageLab's X-WebHook-*), never logged
@@ -34,7 +34,7 @@ SCHEMA = b"dead-letter/v1"
 UNKNOWN = "unknown"
 
 Source = Literal["webhook", "shard", "sent_topic"]
-Part = Literal["body", "record", "raw", "sent"]
+Part = Literal["body", "record", "raw", "sent", "row"]
 
 
 @attrs.frozen

@@ -55,6 +55,9 @@ class Topics:
 
 _partitioner = DefaultPartitioner()
 
+# The largest dead letter: a whole webhook body (http.max_body_bytes is at most 4 MiB) and headers.
+DEAD_LETTER_MAX_BYTES = 8 << 20
+
 
 def account_key(provider: str, account: str) -> bytes:
     return f"{provider}/{account}".encode()
@@ -80,6 +83,8 @@ def producer_settings(kafka: KafkaConfig, **extra: Any) -> dict[str, Any]:
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
+        # dead letters keep a whole webhook body (http.max_body_bytes, at most 4 MiB) with its headers
+        "max_request_size": DEAD_LETTER_MAX_BYTES,
         "request_timeout_ms": int(kafka.produce_timeout_secs * 1000),
         **extra,
     }
@@ -105,7 +110,8 @@ async def ensure_topics(kafka: KafkaConfig, *, with_outputs: bool = True) -> Non
             NewTopic(topics.raw, kafka.shards, replication),
             NewTopic(topics.state, kafka.shards, replication,
                      topic_configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
-            NewTopic(topics.dead_letter, partitions, replication),
+            NewTopic(topics.dead_letter, partitions, replication,
+                     topic_configs={"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}),
         ]
         if with_outputs:
             wanted += [NewTopic(t, partitions, replication) for t in topics.outputs]

@@ -78,6 +78,57 @@ class MalformedPayload(WebhookError):
     error_type = "malformed"
 
 
+# -- the bounded edge and the shard's own checks (dead-letter reasons) ---------------------------
+
+
+class Unusable(WorkerError):
+    """Authentic input the pipeline will not carry as it is: kept whole in the dead-letter topic."""
+
+    error_type = "unusable"
+
+
+class TooManyRecords(Unusable):
+    """A webhook body that splits into more records than `http.max_records_per_body`."""
+
+    error_type = "too_many_records"
+
+
+class FieldTooLong(Unusable):
+    """An id, address or status longer than the documented caps (worker.intake)."""
+
+    error_type = "field_too_long"
+
+
+class RecordTooLarge(Unusable):
+    """A `_raw` record over `worker.intake.MAX_RECORD_BYTES`."""
+
+    error_type = "record_too_large"
+
+
+class EventTooLarge(Unusable):
+    """An event (or its `raw` copy) over the largest record a shard commits."""
+
+    error_type = "event_too_large"
+
+
+class ReplayedSignature(Unusable):
+    """A signature seen before on a different body: a captured signature reused with forged content."""
+
+    error_type = "replayed_signature"
+
+
+class FutureTime(Unusable):
+    """A status dated more than a few minutes after it was received: never trusted, never stored."""
+
+    error_type = "future_time"
+
+
+class PoisonRecord(Unusable):
+    """A `_raw` record whose batch failed to commit again and again when processed alone."""
+
+    error_type = "poison_record"
+
+
 # -- records on Kafka (worker/raw.py, the sent-message feed) -------------------------------------
 
 

@@ -246,8 +246,13 @@ class ShardManager(ConsumerRebalanceListener):
                 shard = self.shards.get(tp.partition)
                 if shard is None or shard.closed:
                     continue  # revoked while in flight; the next owner reads them again
-                shard.process_raw(records)
-                self.positions[tp.partition] = records[-1].offset + 1
+                taken = shard.process_raw(records)
+                if taken < len(records):           # the shard takes them one at a time (its breaker)
+                    self._consumer.seek(tp, records[taken].offset)
+                    if not taken:
+                        await asyncio.sleep(0.005)  # its open batch is committing
+                if taken:
+                    self.positions[tp.partition] = records[taken - 1].offset + 1
             self._backpressure(high)
             self._lag()
 

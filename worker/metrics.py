@@ -33,6 +33,8 @@ DEAD_LETTERS = Counter("esw_dead_letters_total", "Records sent to the dead-lette
                        ["provider", "account", "reason"], registry=REGISTRY)
 IGNORED = Counter("esw_ignored_statuses_total", "Statuses that are not emitted (pending, opened, clicked)",
                   ["provider", "account"], registry=REGISTRY)
+WEBHOOK_SHED = Counter("esw_webhook_shed_total", "Webhook requests answered 503 at once to bound load",
+                       ["reason"], registry=REGISTRY)
 PRODUCE_LATENCY = Histogram("esw_produce_latency_seconds", "Webhook records: write to _raw until acknowledged",
                             registry=REGISTRY, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 TRANSACTION_LATENCY = Histogram("esw_transaction_latency_seconds", "Shard transaction: begin until committed",
@@ -75,6 +77,17 @@ def poll_rate(provider: str, account: str, calls_per_sec: float) -> None:
 
 def webhook_answered(provider: str, account: str, status: int) -> None:
     WEBHOOK_REQUESTS.labels(provider, account, str(status)).inc()
+
+
+SHED_REASONS = frozenset({"requests", "bytes"})
+
+
+def webhook_shed(reason: str) -> None:
+    """A webhook answered 503 before its body was read: too many requests in progress, or too
+    many body bytes in flight."""
+    if reason not in SHED_REASONS:
+        raise ValueError(f"shed reason {reason!r}")
+    WEBHOOK_SHED.labels(reason).inc()
 
 
 def produced(secs: float) -> None:

@@ -96,6 +96,22 @@ class Observation:
     exact_time: bool = True
     raw: dict[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
 
+    @property
+    def oversized(self) -> bool:
+        """Ids, address or status over the documented caps (docs/topics.md#limits)."""
+        return (len(self.email_id) > MAX_ID_CHARS or len(self.message_id or "") > MAX_ID_CHARS
+                or len(self.recipient) > MAX_RECIPIENT_CHARS or len(self.provider_status) > MAX_STATUS_CHARS
+                or len(self.provider_sub_status or "") > MAX_STATUS_CHARS)
+
+
+# Caps on what an event carries (docs/topics.md#limits): an observation over them is dead-lettered
+# (`field_too_long`), a message text over its cap is cut (`provider_message` is for people to read).
+MAX_ID_CHARS = 512            # email_id, message_id
+MAX_RECIPIENT_CHARS = 320     # an address is at most 254 (RFC 5321); some slack for what providers send
+MAX_STATUS_CHARS = 128        # provider_status, provider_sub_status
+MAX_MESSAGE_CHARS = 2_000     # provider_message
+MAX_EVENT_BYTES = 524_288     # an encoded event (with `raw` when emit_raw is on); Kafka's default limit is 1 MiB
+
 
 def utc(dt: datetime) -> datetime:
     """Return `dt` as an aware UTC datetime; naive values are refused, never guessed."""
@@ -182,7 +198,7 @@ class StatusEvent:
             reason=obs.reason,
             provider_status=obs.provider_status,
             provider_sub_status=obs.provider_sub_status,
-            provider_message=obs.provider_message,
+            provider_message=obs.provider_message[:MAX_MESSAGE_CHARS] if obs.provider_message else obs.provider_message,
             smtp=obs.smtp,
             raw=obs.raw if emit_raw else None,
         )

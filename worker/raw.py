@@ -7,7 +7,8 @@ lands on the partition, and so the shard, that owns the account):
     SentMessage     a message the sending service reported as sent (kind "sent")
     PollPageRecord  a status-API answer fetched by the backfill (kind "poll_page")
 
-Value: JSON `{"v": 1, "kind", "provider", "account", "received_at": epoch ms, ...fields}`.
+Value: JSON `{"v": 1, "kind", "provider", "account", "received_at": epoch ms, ...fields}`. A
+webhook record may carry `replay` (added after the first release, which ignores it).
 `decode` refuses what it cannot read with a typed error (`BadRawRecord`, `UnknownRawVersion`),
 never a crash: the shard dead-letters it and goes on. Only worker.intake writes `_raw`.
 
@@ -43,16 +44,17 @@ class WebhookRecord:
     account: str
     received_at: datetime
     record: Mapping[str, Any]            # what the provider module's split_webhook returned
+    replay: str | None = None            # the provider module's replay_key: a reused signature's name
 
     def _fields(self) -> dict[str, Any]:
-        return {"record": self.record}
+        return {"record": self.record} if self.replay is None else {"record": self.record, "replay": self.replay}
 
     @classmethod
     def _from(cls, head: dict[str, Any], d: dict[str, Any]) -> WebhookRecord:
-        record = d["record"]
-        if not isinstance(record, dict):
+        record, replay = d["record"], d.get("replay")
+        if not isinstance(record, dict) or not (replay is None or isinstance(replay, str)):
             raise TypeError("record")
-        return cls(**head, record=record)
+        return cls(**head, record=record, replay=replay)
 
 
 @attrs.frozen

@@ -21,9 +21,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerFenced
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    ProducerFenced,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
-from worker import metrics
+from worker import metrics, raw
+from worker.breaker import Breaker
 from worker.config import AccountConfig, Config
 from worker.emit import Topics, producer_settings
 from worker.errors import KAFKA, TIMEOUT, CommitFailed, Fenced, ShardClosed, error_type_of
@@ -31,6 +40,7 @@ from worker.model import Observation, Source
 from worker.poll.ids import IdTracker
 from worker.poll.scheduler import DateWindowScheduler
 from worker.poll.sink import StateChange
+from worker.raw import PollPageRecord
 from worker.staging import Batch, Staging
 from worker.state import read_partition, release_freed_memory
 
@@ -38,6 +48,15 @@ log = logging.getLogger("worker.shard")
 
 COMMIT_BACKOFF_SECS = 0.5
 EXPIRY_CHUNK = 10_000
+
+
+# Kafka refuses one of the batch's records: replaying the batch fails the same way (worker.breaker).
+RECORD_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException)
+
+
+def about_a_record(exc: BaseException) -> bool:
+    """A failure that lies in a record (Kafka refused it, or building it raised), not in Kafka."""
+    return isinstance(exc, RECORD_ERRORS) or not isinstance(exc, (KafkaError, TimeoutError))
 
 
 def kafka_error_type(exc: BaseException) -> str:
@@ -62,6 +81,8 @@ class Shard:
         self.staging: Staging | None = None
         self.schedules: dict[str, DateWindowScheduler | IdTracker] = {}
         self.committed_offset: int | None = None
+        self.breaker = Breaker()
+        self._batch_first: int | None = None     # first `_raw` offset in the open batch
         self.closed = False
         self.restore_secs = 0.0
         self.state_skipped = 0
@@ -125,10 +146,31 @@ class Shard:
 
     # -- input ----------------------------------------------------------------------------------
 
-    def process_raw(self, records: Sequence[Any]) -> None:
-        """Stage `_raw` records (in offset order) into the open batch."""
-        self._open().stage_raw(records, self.clock())
+    def process_raw(self, records: Sequence[Any]) -> int:
+        """Stage `_raw` records (in offset order) into the open batch; returns how many were taken
+        (the caller seeks back to the first one not taken). While the breaker isolates records,
+        one record per batch, and a record it judged poisonous goes to the dead-letter topic."""
+        staging = self._open()
+        if not records:
+            return 0
+        if self.breaker.isolating:
+            if self._batch_first is not None:
+                return 0                       # one record per transaction: wait for this commit
+            record = records[0]
+            if self.breaker.poison(record.offset):
+                log.warning("record set aside after failing alone", extra={"shard": self.partition,
+                                                                         "offset": record.offset})
+                staging.stage_poison(record, self.clock())
+            else:
+                staging.stage_raw([record], self.clock())
+            self._batch_first = record.offset
+            self._nudge(now=True)
+            return 1
+        if self._batch_first is None:
+            self._batch_first = records[0].offset
+        staging.stage_raw(records, self.clock())
         self._nudge()
+        return len(records)
 
     def sink(self, account: AccountConfig) -> ShardSink:
         return ShardSink(self, account)
@@ -171,6 +213,7 @@ class Shard:
         async with self._commit_lock:
             staging = self._open()
             batch = staging.take()
+            first, self._batch_first = self._batch_first, None
             self._wake.clear()
             self._full.clear()
             if batch.empty:
@@ -189,12 +232,17 @@ class Shard:
                 raise Fenced("fenced") from exc
             except Exception as exc:
                 kind = kafka_error_type(exc)
-                log.warning("transaction failed; rewinding", extra={"shard": self.partition, "error_type": kind})
+                if about_a_record(exc):
+                    self.breaker.failed(first, batch.raw_offset)
+                log.warning("transaction failed; rewinding", extra={"shard": self.partition, "error_type": kind,
+                                                                    "isolating": self.breaker.isolating})
                 metrics.error("transaction", kind)
                 staging.failed(batch, CommitFailed(kind))
+                self._batch_first = None               # the open batch went with it: replayed after the rewind
                 await self._recover()
                 raise CommitFailed(kind) from exc
             metrics.transaction(time.monotonic() - started)
+            self.breaker.committed(batch.raw_offset)
             if batch.raw_offset is not None:
                 self.committed_offset = batch.raw_offset
             staging.committed(batch, self.clock().timestamp())
@@ -261,7 +309,10 @@ class Shard:
         ids = staging.expired_ids(now)
         if ids:
             await self._staged(self._open().stage_deletions((), ids))
-        return len(keys) + len(ids)
+        replays = staging.expired_replays(now)
+        for start in range(0, len(replays), EXPIRY_CHUNK):
+            await self._staged(self._open().stage_deletions((), (), replays[start:start + EXPIRY_CHUNK]))
+        return len(keys) + len(ids) + len(replays)
 
     def _staged(self, done: Awaitable[None]) -> Awaitable[None]:
         self._nudge()
@@ -288,6 +339,10 @@ class ShardSink:
         emitted = staging.observe(self.account, observations, Source.POLL, observed_at)
         staging.batch.size += max(1, len(observations))
         return emitted
+
+    def reject(self, page: PollPageRecord, reason: str) -> None:
+        self.shard._open().dead_letter(self.account.provider.value, self.account.name, reason, raw.encode(page),
+                                       self.shard.clock())
 
     def persist(self, changes: Sequence[StateChange]) -> Awaitable[None]:
         done = self.shard._open().persist(changes)

@@ -18,23 +18,38 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import attrs
+import orjson
 
 from worker import raw
 from worker.config import AccountConfig, Config
 from worker.deadletter import UNKNOWN, DeadLetter
 from worker.dedup import DedupTable, Outcome, decide, email_key, hours_since_2020
 from worker.emit import Topics, event_record
-from worker.errors import MalformedPayload, UnknownAccount, WorkerError
+from worker.errors import (
+    EventTooLarge,
+    FieldTooLong,
+    FutureTime,
+    MalformedPayload,
+    PoisonRecord,
+    ReplayedSignature,
+    UnknownAccount,
+    WorkerError,
+)
 from worker.metrics import Tally
-from worker.model import Observation, Source, StatusEvent
+from worker.model import MAX_EVENT_BYTES, MAX_ID_CHARS, Observation, Source, StatusEvent
 from worker.poll.ids import IdTracker, Tracked
 from worker.poll.sink import IdChange, StateChange
 from worker.providers import get_module
-from worker.state import Restored, StateWrite, change_write, dedup_write
+from worker.replays import digest_of, record_digest, replay_table_key, replay_word
+from worker.state import REPLAY, Restored, StateWrite, change_write, dedup_write
 
 EventRecord = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
+
+# A status dated more than this after it was received is not trusted (clocks drift, not by more).
+FUTURE_SKEW_SECS = 300.0
 
 
 @attrs.define
@@ -43,6 +58,7 @@ class Batch:
     state: list[StateWrite] = attrs.field(factory=list)
     dead: list[DeadLetter] = attrs.field(factory=list)
     overlay: dict[int, int | None] = attrs.field(factory=dict)    # dedup words decided here; None: deleted
+    replays: dict[int, int | None] = attrs.field(factory=dict)    # replay words (worker.replays); None: deleted
     learned: list[IdChange] = attrs.field(factory=list)            # id changes applied after the commit
     raw_offset: int | None = None                                  # `_raw` position after this batch
     waiters: list[asyncio.Future] = attrs.field(factory=list)
@@ -71,6 +87,9 @@ class Staging:
         self.retention = {a.name: retention_secs(config, a) for a in self.accounts.values()}
         self.table = DedupTable()
         self.table.load(restored.keys, restored.words)
+        self.replays = DedupTable()
+        self.replays.load(restored.replay_keys, restored.replay_words)
+        self.replay_window = {a.name: a.webhook.replay_window_secs for a in self.accounts.values()}
         self.trackers: dict[str, IdTracker] = {
             a.name: IdTracker.for_account(a, restored.ids.get(a.name, {}), now)
             for a in self.accounts.values() if get_module(a.provider).DEFAULTS.polling == "ids"}
@@ -96,6 +115,8 @@ class Staging:
                 raise UnknownAccount("no such account on this shard")
             module = get_module(record.provider)
             if isinstance(record, raw.WebhookRecord):
+                if record.replay is not None and self._replayed(record):
+                    raise ReplayedSignature("a signature seen before with another record")
                 observations = module.webhook_observations(account.context, dict(record.record))
                 self._learn(account, observations, record.received_at)
                 self.observe(account, observations, Source.WEBHOOK, record.received_at)
@@ -105,12 +126,34 @@ class Staging:
             else:
                 page = module.parse_poll_response(account.context, record.query, record.status, record.headers,
                                                   record.body, record.received_at)
+                if page.rejected:   # the page, whole, for its unreadable rows; the others still count
+                    self.dead_letter(provider, name, page.rejected[0].reason, value or b"", now)
                 self.observe(account, page.observations, Source.POLL, record.received_at)
         except WorkerError as exc:
             self.dead_letter(provider, name, exc.error_type, value or b"", now)
         except (KeyError, TypeError, ValueError):
             # A provider module let an untyped error out (a bug): the record is kept, not lost.
             self.dead_letter(provider, name, MalformedPayload.error_type, value or b"", now)
+
+    def _replayed(self, record: raw.WebhookRecord) -> bool:
+        """Whether the record's replay key came before with another record (worker.replays); if
+        it is new, it is remembered (with this batch) until the replay window has passed."""
+        assert record.replay is not None
+        key = replay_table_key(record.provider.value, record.account, record.replay)
+        digest = record_digest(record.record)
+        for batch in (self.batch, self.inflight):
+            if batch is not None and key in batch.replays:
+                seen = batch.replays[key]
+                break
+        else:
+            seen = self.replays.get(key)
+        if seen is not None:
+            return digest_of(seen) != digest
+        expire_h = hours_since_2020(record.received_at.timestamp() + self.replay_window[record.account])
+        word = replay_word(digest, expire_h)
+        self.batch.replays[key] = word
+        self.batch.state.append(dedup_write(key, word, REPLAY))
+        return False
 
     def dead_letter(self, provider: str, account: str, reason: str, value: bytes, now: datetime) -> None:
         self.batch.dead.append(DeadLetter(provider, account, reason, "shard", "raw", value, "application/json", now))
@@ -127,6 +170,10 @@ class Staging:
             if obs.type is None:
                 batch.tally.ignore(provider, name)
                 continue
+            unusable = self._unusable(obs, observed_at)
+            if unusable is not None:
+                self._set_aside(account, obs, source, unusable, observed_at)
+                continue
             key = email_key(provider, name, obs.email_id)
             occurred = int(obs.occurred_at.timestamp())
             outcome, word = decide(self._lookup(key), obs.type, occurred, hours_since_2020(occurred + retention),
@@ -136,12 +183,51 @@ class Staging:
                 continue
             event = StatusEvent.from_observation(obs, provider=account.provider, account=name, source=source,
                                                 observed_at=observed_at, emit_raw=self.emit_raw)
-            batch.events.append(event_record(self.topics, event))
+            record = event_record(self.topics, event)
+            if len(record[2]) > MAX_EVENT_BYTES:      # never a record Kafka would refuse for ever
+                self._set_aside(account, obs, source, EventTooLarge.error_type, observed_at)
+                continue
+            batch.events.append(record)
             batch.overlay[key] = word
             batch.state.append(dedup_write(key, word))
             batch.tally.event(provider, name, obs.type.value, source.value)
             emitted += 1
         return emitted
+
+    @staticmethod
+    def _unusable(obs: Observation, observed_at: datetime) -> str | None:
+        """Why an observation must not become an event, or None: its fields are over the caps, or it
+        is dated after it was received (a forged or broken time would make every later genuine
+        status stale, and never expire)."""
+        if obs.oversized:
+            return FieldTooLong.error_type
+        if (obs.occurred_at - observed_at).total_seconds() > FUTURE_SKEW_SECS:
+            return FutureTime.error_type
+        return None
+
+    def _set_aside(self, account: AccountConfig, obs: Observation, source: Source, reason: str,
+                   at: datetime) -> None:
+        """An observation that cannot be an event: the provider's record goes to the dead-letter
+        topic (part `record` for a webhook record, `row` for a status-API row); nothing enters dedup."""
+        try:
+            body = orjson.dumps(obs.raw)
+        except TypeError:   # nested too deep to encode: keep what can be kept
+            body = orjson.dumps({"email_id": obs.email_id[:MAX_ID_CHARS], "provider_status": obs.provider_status[:128]})
+        self.batch.dead.append(DeadLetter(account.provider.value, account.name, reason, "shard",
+                                          "record" if source is Source.WEBHOOK else "row", body, "application/json", at))
+        self.batch.tally.dead_letter(account.provider.value, account.name, reason)
+
+    def stage_poison(self, record: Any, now: datetime) -> None:
+        """A `_raw` record the breaker set aside (worker.breaker): to the dead-letter topic as it is."""
+        provider, name = UNKNOWN, UNKNOWN
+        try:
+            decoded = raw.decode(record.value)
+            provider, name = decoded.provider.value, decoded.account
+        except WorkerError:
+            pass
+        self.dead_letter(provider, name, PoisonRecord.error_type, record.value or b"", now)
+        self.batch.raw_offset = record.offset + 1
+        self.batch.size += 1
 
     def persist(self, changes: Sequence[StateChange]) -> asyncio.Future:
         """Stage poll state changes; the future resolves when their batch has committed. The caller
@@ -191,11 +277,19 @@ class Staging:
     def expired_keys(self, now: float) -> list[int]:
         return self.table.expired(now)
 
-    def stage_deletions(self, keys: Sequence[int], ids: Sequence[IdChange] = ()) -> asyncio.Future:
-        """Tombstones for expired dedup entries and tracked ids; applied to memory on commit."""
+    def expired_replays(self, now: float) -> list[int]:
+        return self.replays.expired(now)
+
+    def stage_deletions(self, keys: Sequence[int], ids: Sequence[IdChange] = (),
+                        replays: Sequence[int] = ()) -> asyncio.Future:
+        """Tombstones for expired dedup entries, tracked ids and replay entries; applied to memory on
+        commit."""
         for key in keys:
             self.batch.overlay[key] = None
             self.batch.state.append(dedup_write(key, None))
+        for key in replays:
+            self.batch.replays[key] = None
+            self.batch.state.append(dedup_write(key, None, REPLAY))
         for change in ids:
             self.batch.state.append(change_write(change))
             self.batch.learned.append(change)
@@ -216,11 +310,12 @@ class Staging:
 
     def committed(self, batch: Batch, now: float) -> None:
         self.inflight = None
-        for key, word in batch.overlay.items():
-            if word is None:
-                self.table.delete(key)
-            else:
-                self.table.put(key, word)
+        for table, words in ((self.table, batch.overlay), (self.replays, batch.replays)):
+            for key, word in words.items():
+                if word is None:
+                    table.delete(key)
+                else:
+                    table.put(key, word)
         for change in batch.learned:
             self.trackers[change.account].apply_write(change.email_id, change.tracked, now)
         batch.tally.publish()

@@ -3,8 +3,11 @@
 Any replica takes any webhook; records go to the account's shard through `_raw` (key
 `provider/account`, acks=all), and the provider gets 200 only after the broker acknowledged.
 Answers: 401 bad signature or path token, 404 unknown provider/account, 413 body too large,
-503 Kafka did not acknowledge within `http.ack_timeout_secs` (the provider retries), 200 with the
-body in `_dead_letter` when it is authentic but unparseable. Never logs bodies or signatures.
+408 body not received within `http.body_read_timeout_secs`, 503 with Retry-After when Kafka did
+not acknowledge within `http.ack_timeout_secs` or the receiver is at its cap of requests in
+progress or body bytes in flight (load shedding: the provider retries; memory stays bounded), 200
+with the input in `_dead_letter` when it is authentic but unusable (unparseable, too many records,
+over the field or record caps of worker.intake). Never logs bodies or signatures.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ from aiokafka.errors import KafkaError
 from worker import metrics
 from worker.config import AccountConfig, Config
 from worker.deadletter import DeadLetter, signed_headers
-from worker.errors import KAFKA, TIMEOUT, BadSignature, MalformedPayload, error_type_of
-from worker.intake import RawWriter
+from worker.errors import KAFKA, TIMEOUT, BadSignature, MalformedPayload, TooManyRecords, Unusable, error_type_of
+from worker.intake import Admitted, RawWriter, admit, check_fields
 from worker.model import Provider
 from worker.providers import get_module
 from worker.providers.base import WebhookRequest
 from worker.raw import WebhookRecord
 
 log = logging.getLogger("worker.webhooks")
+
+RETRY_AFTER_SECS = 5   # what a 503 asks the provider to wait
 
 
 class WebhookReceiver:
@@ -39,6 +44,8 @@ class WebhookReceiver:
         self.config = config
         self.writer = writer      # set once the producer is up (worker.app)
         self.clock = clock
+        self.active = 0           # requests past admission, not yet answered
+        self.inflight_bytes = 0   # body bytes they hold or have declared
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -80,7 +87,7 @@ class WebhookReceiver:
         outcome: dict = {}
         try:
             if account is not None:
-                status = await self._receive(request, account, outcome)
+                status = await self._admitted(request, account, outcome)
         except Exception as exc:
             log.exception("webhook failed", extra={"provider": labels[0], "account": labels[1],
                                                    "error_type": error_type_of(exc)})
@@ -91,19 +98,67 @@ class WebhookReceiver:
                                    "ms": round((time.monotonic() - started) * 1000, 1), **outcome})
         if status == 200:
             return web.json_response({"code": 200, "message": "ok"})
-        return web.json_response({"code": status, "message": _REASONS.get(status, "error")}, status=status)
+        headers = {"Retry-After": str(RETRY_AFTER_SECS)} if status == 503 else None
+        return web.json_response({"code": status, "message": _REASONS.get(status, "error")}, status=status,
+                                 headers=headers)
 
-    async def _receive(self, request: web.Request, account: AccountConfig, outcome: dict) -> int:
-        limit = self.config.http.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
+    async def _admitted(self, request: web.Request, account: AccountConfig, outcome: dict) -> int:
+        """Load shedding: past the cap on requests in progress, or on body bytes being read, a
+        request is answered 503 with Retry-After at once, before its body is read."""
+        http = self.config.http
+        declared = request.content_length
+        if declared is not None and declared > http.max_body_bytes:
             return 413
+        reserve = declared or 0
+        if self.active >= http.max_concurrent_requests:
+            metrics.webhook_shed("requests")
+            outcome["shed"] = "requests"
+            return 503
+        if self.inflight_bytes + reserve > http.max_inflight_body_bytes:
+            metrics.webhook_shed("bytes")
+            outcome["shed"] = "bytes"
+            return 503
+        self.active += 1
+        self.inflight_bytes += reserve
+        try:
+            return await self._receive(request, account, outcome, reserve)
+        finally:
+            self.active -= 1
+            self.inflight_bytes -= reserve
+
+    async def _read(self, request: web.Request, reserved: int) -> bytes | int:
+        """The body, or the status to answer: 413 past the size cap, 503 past the in-flight byte
+        budget (a body without a declared length is counted as it arrives)."""
+        http = self.config.http
         body = bytearray()
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            body += chunk
-            if len(body) > limit:
-                return 413
+        extra = 0
+        try:
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > http.max_body_bytes:
+                    return 413
+                if len(body) > reserved:
+                    grow = len(body) - reserved - extra
+                    if self.inflight_bytes + grow > http.max_inflight_body_bytes:
+                        metrics.webhook_shed("bytes")
+                        return 503
+                    self.inflight_bytes += grow
+                    extra += grow
+        finally:
+            self.inflight_bytes -= extra
+        return bytes(body)
+
+    async def _receive(self, request: web.Request, account: AccountConfig, outcome: dict, reserved: int) -> int:
+        http = self.config.http
+        try:
+            body = await asyncio.wait_for(self._read(request, reserved), http.body_read_timeout_secs)
+        except TimeoutError:
+            outcome["error_type"] = TIMEOUT
+            return 408
+        if isinstance(body, int):
+            return body
         now = self.clock()
-        req = WebhookRequest(body=bytes(body), content_type=request.headers.get("Content-Type", ""),
+        req = WebhookRequest(body=body, content_type=request.headers.get("Content-Type", ""),
                              headers={k.lower(): v for k, v in request.headers.items()},
                              query=dict(request.query))
         module = get_module(account.provider)
@@ -113,37 +168,59 @@ class WebhookReceiver:
         except BadSignature as exc:
             outcome["error_type"] = exc.error_type
             return 401
-        provider, name = account.provider.value, account.name
-        records: list[WebhookRecord] = []
-        dead: list[DeadLetter] = []
-        try:
-            split = module.split_webhook(req)
-        except MalformedPayload as exc:
-            dead.append(DeadLetter(provider, name, exc.error_type, "webhook", "body", req.body, req.content_type,
-                                   now, signed_headers(req.headers.items())))
-            split = []
-        for record in split:
-            try:
-                module.webhook_observations(ctx, record)
-            except MalformedPayload as exc:
-                dead.append(DeadLetter(provider, name, exc.error_type, "webhook", "record", orjson.dumps(record),
-                                       "application/json", now))
-                continue
-            records.append(WebhookRecord(account.provider, name, now, record))
-        outcome["records"] = len(split)
+        records, dead = self._split(account, req, now)
+        outcome["records"] = len(records)
         outcome["dead_letters"] = len(dead)
         if not records and not dead:
             return 200
         acked = time.monotonic()
+        assert self.writer is not None, "webhooks are routed only once the producer is up"
         try:
-            assert self.writer is not None, "webhooks are routed only once the producer is up"
-            await asyncio.wait_for(self.writer.write(records, dead), self.config.http.ack_timeout_secs)
+            await asyncio.wait_for(self.writer.write(records, dead), http.ack_timeout_secs)
         except (TimeoutError, KafkaError) as exc:
-            outcome["error_type"] = TIMEOUT if isinstance(exc, asyncio.TimeoutError) else KAFKA
+            outcome["error_type"] = TIMEOUT if isinstance(exc, TimeoutError) else KAFKA
             return 503
         metrics.produced(time.monotonic() - acked)
         return 200
 
+    def _split(self, account: AccountConfig, req: WebhookRequest, now: datetime) -> tuple[list[Admitted], list[DeadLetter]]:
+        """The records of a verified body, admitted to `_raw`, and the dead letters of what is not:
+        the whole body when it cannot be split, splits into too many records, or holds a record
+        that cannot be encoded; else each record that cannot be read or is over the caps."""
+        module = get_module(account.provider)
+        provider, name = account.provider.value, account.name
+
+        def whole_body(reason: str) -> tuple[list[Admitted], list[DeadLetter]]:
+            return [], [DeadLetter(provider, name, reason, "webhook", "body", req.body, req.content_type, now,
+                                   signed_headers(req.headers.items()))]
+
+        try:
+            split = module.split_webhook(req)
+        except MalformedPayload as exc:
+            return whole_body(exc.error_type)
+        if len(split) > self.config.http.max_records_per_body:
+            return whole_body(TooManyRecords.error_type)
+        records: list[Admitted] = []
+        dead: list[DeadLetter] = []
+        for record in split:
+            try:
+                admitted = admit(WebhookRecord(account.provider, name, now, record, module.replay_key(req, record)))
+            except MalformedPayload as exc:   # not encodable: nothing of it can be written alone
+                return whole_body(exc.error_type)
+            except Unusable as exc:   # over the record size cap: that record alone, as JSON
+                dead.append(DeadLetter(provider, name, exc.error_type, "webhook", "record", orjson.dumps(record),
+                                       "application/json", now))
+                continue
+            try:
+                check_fields(module.webhook_observations(account.context, record))
+            except (MalformedPayload, Unusable) as exc:
+                dead.append(DeadLetter(provider, name, exc.error_type, "webhook", "record", orjson.dumps(record),
+                                       "application/json", now))
+                continue
+            records.append(admitted)
+        return records, dead
+
 
 _REASONS = {401: "bad signature", 404: "unknown provider or account", 413: "body too large",
-            503: "not acknowledged by Kafka in time; retry", 500: "internal error; retry"}
+            408: "body not received in time",
+            503: "busy, or not acknowledged by Kafka in time; retry", 500: "internal error; retry"}

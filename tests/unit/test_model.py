@@ -1,5 +1,6 @@
 from datetime import datetime, timedelta, timezone
 
+import attrs
 import jsonschema
 import orjson
 import pytest
@@ -153,3 +154,19 @@ def test_naive_to_utc_reads_the_provider_zone_like_strptime_did():
         assert got == expected
 
     same_as_strptime()
+
+
+def test_message_texts_are_cut_at_their_cap_and_oversized_ids_are_flagged():
+    from worker.model import EventType as ET
+    from worker.model import Observation, Provider, Source, StatusEvent
+
+    at = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    obs = Observation(email_id="e" * 512, recipient="r" * 320, type=ET.INVALID, reason=None, occurred_at=at,
+                      provider_status="s" * 128, provider_message="m" * 5_000)
+    assert not obs.oversized                     # exactly at the caps: 512 id, 320 address, 128 status
+    event = StatusEvent.from_observation(obs, provider=Provider.SENDCLOUD, account="a", source=Source.POLL,
+                                         observed_at=at)
+    assert event.provider_message == "m" * 2_000
+    for field, value in (("email_id", "e" * 513), ("recipient", "r" * 321), ("message_id", "m" * 513),
+                         ("provider_status", "s" * 129), ("provider_sub_status", "4" * 129)):
+        assert attrs.evolve(obs, **{field: value}).oversized, field

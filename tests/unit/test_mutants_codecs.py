@@ -108,20 +108,21 @@ def test_an_empty_restore_has_empty_uint64_columns():
 
 
 def test_a_dedup_record_with_a_key_of_the_wrong_size_is_skipped_whole():
-    restored, keys, words = Restored.empty(), bytearray(), bytearray()
-    restored.add(b"d\x00\x00\x00\x00\x00\x00\x05", b"\x00" * 7 + b"\x01", keys, words)   # a 7-byte hash
-    assert (restored.skipped, keys, words) == (1, bytearray(), bytearray())
+    restored = Restored.empty()
+    restored.add(b"d\x00\x00\x00\x00\x00\x00\x05", b"\x00" * 7 + b"\x01")   # a 7-byte hash
+    restored.finish()
+    assert (restored.skipped, restored.keys.tolist(), restored.words.tolist()) == (1, [], [])
 
 
 def test_a_window_id_keeps_its_own_separator():
-    restored, keys, words = Restored.empty(), bytearray(), bytearray()
-    restored.add(b"ccn-main|2024-01-02|invalid", b'{"interval":600.0,"offset":100}', keys, words)
+    restored = Restored.empty()
+    restored.add(b"ccn-main|2024-01-02|invalid", b'{"interval":600.0,"offset":100}')
     assert restored.cursors == {"cn-main": {"2024-01-02|invalid": Cursor(interval=600.0, offset=100)}}
     assert restored.skipped == 0
 
 
 def test_tombstones_for_what_was_never_stored_are_not_errors():
-    restored, keys, words = Restored.empty(), bytearray(), bytearray()
-    restored.add(b"ccn-main|2024-01-02|*", None, keys, words)
-    restored.add(b"uuni|77", None, keys, words)
+    restored = Restored.empty()
+    restored.add(b"ccn-main|2024-01-02|*", None)
+    restored.add(b"uuni|77", None)
     assert (restored.cursors, restored.ids, restored.skipped) == ({"cn-main": {}}, {"uni": {}}, 0)

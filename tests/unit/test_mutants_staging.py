@@ -95,8 +95,9 @@ async def test_emit_raw_puts_the_providers_record_in_the_event():
 
 async def test_an_exact_time_judges_an_older_status_stale():
     st = staging()
-    st.observe(SC, [obs("e1", EventType.INVALID, NOW + timedelta(hours=1))], Source.POLL, NOW)
-    assert st.observe(SC, [obs("e1", EventType.SOFT_BOUNCE)], Source.WEBHOOK, NOW) == 0
+    later = NOW + timedelta(hours=1)   # (observed when it happened: a time after its receipt is refused)
+    st.observe(SC, [obs("e1", EventType.INVALID, later)], Source.POLL, later)
+    assert st.observe(SC, [obs("e1", EventType.SOFT_BOUNCE)], Source.WEBHOOK, later) == 0
     assert st.batch.tally.drops == {("sendcloud", "sc", "stale"): 1}
 
 
@@ -119,7 +120,7 @@ async def test_a_poll_page_record_becomes_poll_events_observed_when_it_was_recei
         "total": "1", "voListSize": 1, "voList": [{
             "emailId": "1793606399000_15_1_1.sc-1-inbound0$dave@126.com", "status": "无效邮件-IP、域名被拒",
             "subStatus": "405", "subStatDesc": "IP、域名被拒", "apiUser": "u", "recipients": "Dave@126.com",
-            "requestTime": "2026-11-02 15:59:01", "modifiedTime": "2026-11-02 16:00:03", "sendLog": None}]}})
+            "requestTime": "2026-11-02 14:58:01", "modifiedTime": "2026-11-02 14:59:03", "sendLog": None}]}})
     page = raw.PollPageRecord(Provider.SENDCLOUD, "sc", RECEIVED, PollQuery(send_date=None, limit=100), 200,
                               {"content-type": "application/json"}, body)
     st = staging()
@@ -130,13 +131,13 @@ async def test_a_poll_page_record_becomes_poll_events_observed_when_it_was_recei
     # 405 is a rejection of the sender's IP or domain: this account counts those as soft bounces
     assert (topic, key) == ("p.soft_bounce", b"dave@126.com")
     assert (event["type"], event["source"], event["occurred_at"], event["observed_at"]) == (
-        "soft_bounce", "poll", "2026-11-02T08:00:03Z", "2026-11-02T07:00:00Z")
+        "soft_bounce", "poll", "2026-11-02T06:59:03Z", "2026-11-02T07:00:00Z")
     assert st.batch.tally.events == {("sendcloud", "sc", "soft_bounce", "poll"): 1}
 
 
 async def test_a_webhook_record_is_read_with_the_accounts_settings():
     record = {"event": "invalid", "emailId": "m5$bob@example.com", "recipient": "Bob@Example.com",
-              "substat": 405, "timestamp": "1793606400000"}
+              "substat": 405, "timestamp": "1793602700000"}   # 06:58:20Z, before it was received
     st = staging()
     st.stage_raw(records(raw.encode(raw.WebhookRecord(Provider.SENDCLOUD, "sc", RECEIVED, record))), NOW)
     [(topic, _, value, _)] = st.batch.events

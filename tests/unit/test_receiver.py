@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka.errors import KafkaConnectionError
 
 from tests.integration.harness import worker_config
-from worker import metrics
+from worker import metrics, raw
 from worker.config import parse_config
 from worker.model import Provider
 from worker.raw import WebhookRecord
@@ -71,8 +71,8 @@ async def test_a_signed_webhook_goes_to_raw_and_gets_200(client):
     assert r.status == 200 and await r.json() == {"code": 200, "message": "ok"}
     [(records, dead)] = writer.writes
     assert dead == [] and len(records) == 1
-    record = records[0]
-    assert isinstance(record, WebhookRecord)
+    record = records[0].record            # admitted: encoded once, as it goes to _raw
+    assert isinstance(record, WebhookRecord) and raw.decode(records[0].value) == record
     assert (record.provider, record.account, record.received_at) == (Provider.SENDCLOUD, "sc", NOW)
     assert record.record["emailId"] == "m1$a@x.test" and record.record["event"] == "deliver"
 
@@ -155,3 +155,103 @@ async def test_get_probes_answer_200_for_known_accounts(client):
     c, _ = client
     assert (await c.get("/webhooks/sendcloud/sc")).status == 200
     assert (await c.get("/webhooks/sendcloud/nobody")).status == 404
+
+
+# -- the bounded edge (issue 11) -------------------------------------------------------------------
+
+TIGHT = parse_config(worker_config("127.0.0.1:9", "p", [
+    {"name": "tx", "provider": "tencent_ses", "poll": {"enabled": False}, "webhook": {"path_token_env": "T"}},
+    {"name": "el", "provider": "engagelab", "poll": {"enabled": False}, "webhook": {"app_key_env": "E"}},
+], http={"max_body_bytes": 2_000_000, "body_read_timeout_secs": 0.5, "max_records_per_body": 3,
+         "max_concurrent_requests": 2, "max_inflight_body_bytes": 1_048_576}), ENV)
+TX_URL = f"/webhooks/tencent_ses/tx/{ENV['T']}"
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+async def tight():
+    writer = FakeWriter()
+    app = web.Application(client_max_size=TIGHT.http.max_body_bytes)
+    app.add_routes(WebhookReceiver(TIGHT, writer, clock=lambda: NOW).routes())
+    async with TestClient(TestServer(app)) as c:
+        yield c, writer
+
+
+def tencent(**fields) -> dict:
+    return {"event": "delivered", "email": "a@x.test", "bulkId": "b1", "timestamp": 1793606400, **fields}
+
+
+async def stalled(first: bytes, secs: float):
+    yield first
+    await asyncio.sleep(secs)
+    yield b"}"
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408(tight):
+    c, writer = tight
+    r = await c.post(TX_URL, data=stalled(b'{"event": "delivered"', 3.0), headers=JSON)
+    assert r.status == 408 and writer.writes == []
+
+
+async def test_past_the_request_cap_requests_are_shed_with_retry_after(tight):
+    c, writer = tight
+    slow = [asyncio.create_task(c.post(TX_URL, data=stalled(b"{", 2.0), headers=JSON)) for _ in range(2)]
+    await asyncio.sleep(0.2)                                    # both are reading their bodies
+    before = metrics.WEBHOOK_SHED.labels("requests")._value.get()  # noqa: SLF001
+    r = await c.post(TX_URL, data=orjson.dumps(tencent()), headers=JSON)
+    assert r.status == 503 and r.headers["Retry-After"] == "5"
+    assert metrics.WEBHOOK_SHED.labels("requests")._value.get() == before + 1  # noqa: SLF001
+    assert sorted([(await t).status for t in slow]) == [408, 408]
+    r = await c.post(TX_URL, data=orjson.dumps(tencent()), headers=JSON)   # capacity is back
+    assert r.status == 200 and len(writer.writes) == 1
+
+
+async def test_past_the_byte_budget_requests_are_shed(tight):
+    c, _ = tight
+    slow = asyncio.create_task(c.post(TX_URL, data=stalled(b"{" + b" " * 900_000, 1.5),
+                                      headers={**JSON, "Content-Length": str(900_002)}))
+    await asyncio.sleep(0.3)
+    r = await c.post(TX_URL, data=b"{" + b" " * 200_000 + b"}", headers=JSON)   # 900 KB + 200 KB > 1 MiB
+    assert r.status == 503
+    assert (await slow).status == 408
+    r = await c.post(TX_URL, data=b"{" + b" " * 200_000 + b"}", headers=JSON)   # budget released
+    assert r.status == 200
+
+
+async def test_a_fan_out_body_is_one_dead_letter(tight):
+    c, writer = tight
+    body = b"[" + b",".join([b"{}"] * 50_000) + b"]"
+    r = await c.post(TX_URL, data=body, headers=JSON)
+    assert r.status == 200
+    [(records, [letter])] = writer.writes
+    assert records == [] and (letter.reason, letter.part, letter.body) == ("too_many_records", "body", body)
+    r = await c.post("/webhooks/engagelab/el", data=body, headers={**JSON, "X-WebHook-Timestamp": TS_MS,
+                     "X-WebHook-Signature": hmac.new(ENV["E"].encode(), TS_MS.encode(), hashlib.sha256).hexdigest()})
+    assert r.status == 200 and [d.reason for d in writer.writes[1][1]] in (["malformed"], ["too_many_records"])
+
+
+async def test_oversized_fields_and_records_are_dead_lettered_not_written(tight):
+    c, writer = tight
+    huge = "b" * 600_000                                          # finding 1: a 600 KB bulkId
+    long = "b" * 2_000                                            # over the id cap, under the record cap
+    body = orjson.dumps([tencent(bulkId=huge), tencent(bulkId=long), tencent()])
+    r = await c.post(TX_URL, data=body, headers=JSON)
+    assert r.status == 200
+    [(records, dead)] = writer.writes
+    assert [(d.reason, d.part) for d in dead] == [("record_too_large", "record"), ("field_too_long", "record")]
+    assert orjson.loads(dead[0].body)["bulkId"] == huge and orjson.loads(dead[1].body)["bulkId"] == long
+    assert [a.record.record["bulkId"] for a in records] == ["b1"]
+
+
+async def test_json_too_deep_to_encode_is_dead_lettered_whole_not_500(tight):
+    c, writer = tight
+    deep: dict = {}
+    node = deep
+    for _ in range(400):
+        node["x"] = {}
+        node = node["x"]
+    body = orjson.dumps(tencent(reason="x")).replace(b'"reason":"x"', b'"reason":' + b'{"x":' * 400 + b"{}" + b"}" * 400)
+    r = await c.post(TX_URL, data=body, headers=JSON)
+    assert r.status == 200
+    [(records, [letter])] = writer.writes
+    assert records == [] and (letter.reason, letter.part, letter.body) == ("malformed", "body", body)

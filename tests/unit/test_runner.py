@@ -13,12 +13,14 @@ from tests.integration.harness import worker_config
 from worker.config import parse_config
 from worker.errors import CommitFailed, Retriable, ShardClosed, Throttled
 from worker.model import EventType, Observation
+from worker.poll.fetch import Fetched
 from worker.poll.ids import IdTracker, Tracked
 from worker.poll.limiter import AdaptiveLimiter
 from worker.poll.runner import PollRunner
 from worker.poll.scheduler import DateWindowScheduler
 from worker.poll.sink import CursorChange, IdChange
-from worker.providers.base import PollPage, PollQuery
+from worker.providers.base import PollPage, PollQuery, RejectedRow
+from worker.raw import PollPageRecord
 
 NOW = datetime(2026, 11, 2, 4, 0, tzinfo=timezone.utc)          # 12:00 in UTC+8
 TODAY = date(2026, 11, 2)
@@ -41,7 +43,7 @@ class FakeFetcher:
         answer = self.answers.pop(0)
         if isinstance(answer, BaseException):
             raise answer
-        return attrs.make_class("Fetched", ["page"])(answer)
+        return Fetched(answer, 200, {"content-type": "application/json"}, b'{"page": %d}' % len(self.asked))
 
 
 @attrs.define
@@ -49,7 +51,11 @@ class FakeSink:
     outcome: list                      # per persist: None (committed) or an exception
     observed: list = attrs.field(factory=list)
     persisted: list = attrs.field(factory=list)
+    rejected: list = attrs.field(factory=list)
     emitted: int = 1
+
+    def reject(self, page, reason) -> None:
+        self.rejected.append((page, reason))
 
     def observe(self, observations, observed_at) -> int:
         self.observed.append(list(observations))
@@ -154,3 +160,16 @@ async def test_every_date_of_the_lookback_is_asked(days_back):
     sched = DateWindowScheduler.for_account(TX, {})
     wanted = (TODAY - timedelta(days=days_back)).isoformat() + "|*"
     assert wanted in sched.window_ids(NOW)
+
+
+async def test_a_page_with_unreadable_rows_goes_whole_to_the_sink_and_the_cursor_still_moves():
+    sched = DateWindowScheduler.for_account(TX, {})
+    page = PollPage((obs(1), obs(3)), rows=3, next_offset=None, rejected=(RejectedRow(1, "malformed"),))
+    fetcher = FakeFetcher([page])
+    sink = FakeSink([None])
+    await runner(TX, fetcher, sched, sink).step()
+    [(record, reason)] = sink.rejected
+    assert reason == "malformed" and isinstance(record, PollPageRecord)
+    assert (record.account, record.query, record.status, record.body) == ("tx", fetcher.asked[0], 200, b'{"page": 1}')
+    assert [[o.email_id for o in seen] for seen in sink.observed] == [["m1:r@x.test", "m3:r@x.test"]]
+    assert sched.cursors["2026-11-02|*"].sweeps == 1          # the window moved on

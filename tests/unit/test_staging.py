@@ -152,3 +152,84 @@ async def test_expired_entries_are_tombstoned_and_forgotten_on_commit():
     assert st.table.get(k) is not None
     st.committed(st.take(), far)
     assert st.table.get(k) is None
+
+
+# -- no poison, no forged times (issue 11) ----------------------------------------------------------
+
+
+async def test_a_status_dated_in_the_future_is_dead_lettered_and_never_enters_dedup():
+    st = staging()
+    ahead = deliver("m1$bob@example.com", ms=1_793_606_400_000 + 301_000)    # 5 min 1 s after receipt
+    st.stage_raw(records(webhook(ahead)), NOW)
+    [letter] = st.batch.dead
+    assert (letter.reason, letter.part, letter.source) == ("future_time", "record", "shard")
+    assert orjson.loads(letter.body) == ahead
+    assert st.batch.events == [] and st.batch.overlay == {}
+    st.stage_raw(records(webhook(deliver("m1$bob@example.com", ms=1_793_606_400_000 + 299_000))), NOW)
+    assert len(st.batch.events) == 1                  # within the clock skew: fine
+
+
+async def test_oversized_fields_and_events_are_dead_lettered_before_they_reach_a_transaction():
+    st = staging()
+    long_id = "x" * 513 + "$bob@example.com"
+    obs = Observation(email_id=long_id, recipient="A@x.test", type=EventType.INVALID, reason=None,
+                      occurred_at=NOW, provider_status="无效邮件", raw={"emailId": long_id})
+    assert st.observe(SC, [obs], Source.POLL, NOW) == 0
+    [letter] = st.batch.dead
+    assert (letter.reason, letter.part) == ("field_too_long", "row")
+    big = parse_config(worker_config("127.0.0.1:9", "p", ACCOUNTS, shards=1, emit_raw=True), ENV)
+    st = Staging(big, big.accounts, Restored.empty(), NOW.timestamp())
+    fat = Observation(email_id="e2", recipient="A@x.test", type=EventType.INVALID, reason=None,
+                      occurred_at=NOW, provider_status="无效邮件", raw={"log": "y" * 600_000})
+    assert st.observe(big.accounts[0], [fat], Source.POLL, NOW) == 0
+    assert [d.reason for d in st.batch.dead] == ["event_too_large"] and st.batch.events == []
+
+
+async def test_a_poisoned_record_is_set_aside_whole_and_the_offset_moves_past_it():
+    st = staging()
+    value = webhook(deliver("m1$bob@example.com"))
+    st.stage_poison(SimpleNamespace(offset=77, value=value), NOW)
+    [letter] = st.batch.dead
+    assert (letter.provider, letter.account, letter.reason, letter.part, letter.body) == (
+        "sendcloud", "sc", "poison_record", "raw", value)
+    assert st.batch.raw_offset == 78 and st.batch.events == []
+
+
+async def test_a_signature_reused_with_another_record_is_a_replay_and_never_emitted():
+    st = staging()
+    genuine = deliver("m1$bob@example.com")
+    forged = {**genuine, "event": "invalid", "emailId": "m2$alice@example.com", "recipient": "alice@example.com"}
+
+    def signed(record: dict, key: str = "sig-1") -> bytes:
+        return raw.encode(raw.WebhookRecord(Provider.SENDCLOUD, "sc", NOW, record, replay=key))
+
+    st.stage_raw(records(signed(genuine)), NOW)
+    assert len(st.batch.events) == 1 and st.batch.dead == []
+    inflight = st.take()                                        # the memory of sig-1 is in flight
+    st.stage_raw(records(signed(forged), signed(genuine), signed(forged, key="sig-2"), first_offset=41), NOW)
+    reasons = [(d.reason, d.part) for d in st.batch.dead]
+    assert reasons == [("replayed_signature", "raw")]           # sig-1 with another record
+    assert st.batch.dead[0].body == signed(forged)
+    # the genuine retry is only a duplicate; sig-2 is a new delivery and its event goes out
+    assert [orjson.loads(e[2])["email_id"] for e in st.batch.events] == ["m2$alice@example.com"]
+    st.committed(inflight, NOW.timestamp())
+    st.committed(st.take(), NOW.timestamp())
+    # remembered across batches, and in `_state` under key kind r, until the window has passed
+    st.stage_raw(records(signed({**genuine, "event": "soft_bounce"})), NOW)
+    assert [d.reason for d in st.batch.dead] == ["replayed_signature"]
+    window = CONFIG.accounts[0].webhook.replay_window_secs
+    assert st.expired_replays(NOW.timestamp() + window - 3600) == []
+    assert len(st.expired_replays(NOW.timestamp() + window + 3600)) == 2
+
+
+async def test_replay_entries_are_written_to_state_and_restored():
+    st = staging()
+    st.stage_raw(records(raw.encode(raw.WebhookRecord(Provider.SENDCLOUD, "sc", NOW, deliver("m1$b@x.test"),
+                                                      replay="sig-9"))), NOW)
+    [replay_write] = [w for w in st.batch.state if w[0][:1] == b"r"]
+    restored = Restored.empty()
+    restored.add(*replay_write)
+    again = Staging(CONFIG, CONFIG.accounts, restored.finish(), NOW.timestamp())
+    forged = raw.encode(raw.WebhookRecord(Provider.SENDCLOUD, "sc", NOW, deliver("m7$c@x.test"), replay="sig-9"))
+    again.stage_raw(records(forged), NOW)
+    assert [d.reason for d in again.batch.dead] == ["replayed_signature"]

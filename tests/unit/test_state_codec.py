@@ -5,7 +5,6 @@ change of the wire format fails here before it reaches a running cluster."""
 
 from __future__ import annotations
 
-import numpy as np
 import orjson
 
 from worker.poll.ids import Tracked
@@ -62,12 +61,9 @@ def test_state_changes_become_their_records():
 
 def replay(records: list[tuple[bytes | None, bytes | None]]) -> Restored:
     restored = Restored.empty()
-    keys, words = bytearray(), bytearray()
     for key, value in records:
-        restored.add(key, value, keys, words)
-    restored.keys = np.frombuffer(keys, dtype=">u8").astype(np.uint64)
-    restored.words = np.frombuffer(words, dtype=">u8").astype(np.uint64)
-    return restored
+        restored.add(key, value)
+    return restored.finish()
 
 
 def test_a_changelog_reduces_to_the_last_value_per_key_and_skips_what_it_cannot_read():
@@ -88,8 +84,12 @@ def test_a_changelog_reduces_to_the_last_value_per_key_and_skips_what_it_cannot_
         (b"x", b"?"),                              # unknown kind
         (None, b"?"),                              # no key
         (dedup_key(6), dedup_value(60)),           # still read after all of that
+        (b"r" + (9).to_bytes(8, "big"), dedup_value(90)),
+        (b"r" + (9).to_bytes(8, "big"), None),
+        (b"r" + (8).to_bytes(8, "big"), dedup_value(80)),
     ])
     assert restored.cursors == {"acct": {"w1": c2}}
     assert restored.ids == {"acct": {"1": Tracked("a@x", 1.0)}}
     assert restored.keys.tolist() == [5, 5, 6] and restored.words.tolist() == [50, 0, 60]
+    assert restored.replay_keys.tolist() == [9, 9, 8] and restored.replay_words.tolist() == [90, 0, 80]
     assert restored.skipped == 5

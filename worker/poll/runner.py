@@ -24,6 +24,7 @@ from worker.poll.ids import IdTracker
 from worker.poll.scheduler import DateWindowScheduler
 from worker.poll.sink import CursorChange, IdChange, PollSink
 from worker.providers.base import PollPage, PollQuery
+from worker.raw import PollPageRecord
 
 log = logging.getLogger("worker.poll")
 
@@ -133,13 +134,19 @@ class PollRunner:
     # -- one call -------------------------------------------------------------------------------
 
     async def _fetch(self, query: PollQuery, retry: Callable[[float], None]) -> PollPage | None:
-        """The page, or None after a failure: `retry(secs)` reschedules what failed, nothing advances."""
+        """The page, or None after a failure: `retry(secs)` reschedules what failed, nothing advances.
+        A page with unreadable rows is also handed whole to the sink's `reject`."""
         self.state = "polling"
         try:
-            return (await self.fetcher.fetch(query)).page
+            fetched = await self.fetcher.fetch(query)
         except FAILURES as exc:
             await self._failure(exc, retry)
             return None
+        if fetched.page.rejected:
+            record = PollPageRecord(self.account.provider, self.account.name, self.clock(), query, fetched.status,
+                                    fetched.headers, fetched.body)
+            self.sink.reject(record, fetched.page.rejected[0].reason)
+        return fetched.page
 
     async def _failure(self, exc: BaseException, retry: Callable[[float], None]) -> None:
         self.last_error = fetch_error_type(exc)

@@ -9,7 +9,9 @@ the shard's open batch through a `PollSink`, and learns the outcome from an awai
 
 `observe` and `persist` called one after the other, with no await between them, land in the same
 batch, so a cursor never commits without the events of its page, nor the events without it.
-`persist`'s awaitable raises CommitFailed (nothing of the batch committed: try the page again
+A page with rows that could not be read is handed to `reject` (before `observe`, in the same
+batch): it goes whole to the dead-letter topic, replayable, while its readable rows are emitted and
+the cursor moves on. `persist`'s awaitable raises CommitFailed (nothing of the batch committed: try the page again
 later, nothing advanced) or ShardClosed (the shard left this replica: stop). The shard encodes
 these values for `_state` (worker.state); poll/ never imports the shard, the staging or the codec.
 """
@@ -25,6 +27,7 @@ import attrs
 from worker.model import Observation
 from worker.poll.ids import Tracked
 from worker.poll.scheduler import Cursor
+from worker.raw import PollPageRecord
 
 
 @attrs.frozen
@@ -52,3 +55,5 @@ class PollSink(Protocol):
     def observe(self, observations: Sequence[Observation], observed_at: datetime) -> int: ...
 
     def persist(self, changes: Sequence[StateChange]) -> Awaitable[None]: ...
+
+    def reject(self, page: PollPageRecord, reason: str) -> None: ...

@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from datetime import date, datetime, tzinfo
 from typing import Any
 
-from worker.errors import BadRequest, BadSignature, FatalConfig, ProviderError
+from worker.errors import BadRequest, BadSignature, FatalConfig, ProviderError, Retriable
 from worker.model import EventType, Observation, Reason, utc
+from worker.providers._answers import BAD_INPUT, full_page_next
 from worker.providers.base import (
     AccountContext,
     Credentials,
@@ -89,10 +90,6 @@ STATUS_FILTER: dict[EventType, str] = {
 
 # Webhook timestamps more than this far ahead of our clock are refused; clocks drift, not by more.
 FUTURE_SKEW_SECS = 300.0
-
-# What malformed input raises inside the standard library and orjson (JSONDecodeError and
-# UnicodeDecodeError are ValueErrors; OverflowError and OSError come from out-of-range times).
-BAD_INPUT = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, OSError)
 
 
 @contextmanager
@@ -214,11 +211,16 @@ def observation(
 # -- polling helpers ----------------------------------------------------------------------------
 
 
+def page_size(query: PollQuery, defaults: ProviderDefaults) -> int:
+    """The page size sent: sizes above the provider's maximum are an error there, so clamp."""
+    return max(1, min(query.limit, defaults.page_limit))
+
+
 def paging(query: PollQuery, defaults: ProviderDefaults) -> tuple[str, str]:
-    """Offset and page size as sent; sizes above the provider's maximum are an error there, so clamp."""
+    """Offset and page size as sent."""
     if query.offset < 0:
         raise BadRequest("negative offset")
-    return str(query.offset), str(max(1, min(query.limit, defaults.page_limit)))
+    return str(query.offset), str(page_size(query, defaults))
 
 
 def status_filter(status: EventType | None) -> list[tuple[str, str]]:
@@ -235,7 +237,23 @@ def require_credentials(acct: AccountContext) -> tuple[str, str]:
     return acct.api_user, acct.api_key
 
 
-def next_offset(offset: int, rows: int, total: int) -> int | None:
+def optional_total(container: Mapping[str, Any], what: str) -> int | None:
+    """The answer's `total` (a string in the seeds): None when absent or null; present but not a
+    count, it makes the page unusable (its paging cannot be trusted): Retriable."""
+    value = container.get("total")
+    if value is None:
+        return None
+    total = as_int(value)
+    if total is None:
+        raise Retriable(f"{what}: unreadable total")
+    return total
+
+
+def next_offset(offset: int, rows: int, total: int | None, limit: int) -> int | None:
+    """After `rows` rows from `offset`: on while the total says more; without a total, on after a
+    full page of `limit` rows only."""
+    if total is None:
+        return full_page_next(offset, rows, limit)
     return offset + rows if rows and offset + rows < total else None
 
 

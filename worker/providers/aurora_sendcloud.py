@@ -112,3 +112,7 @@ def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
 
 def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
     return sendcloud.event_observations(EDITION, acct, record)
+
+
+def replay_key(req: WebhookRequest, record: dict[str, Any]) -> str | None:
+    return sendcloud.signature_reuse_key(record)

@@ -13,6 +13,7 @@ exposes, at module level:
     verify_webhook(acct, req, now, replay_window_secs) -> str                  raises BadSignature
     split_webhook(req) -> list[dict]                                           raises MalformedPayload
     webhook_observations(acct, record) -> list[Observation]                    raises MalformedPayload
+    replay_key(req, record) -> str | None      what a captured signature would be reused as
 
 `verify_webhook` checks against every key of `acct.webhook_keys` (several during a rotation) and
 returns the name of the variant that matched. `split_webhook` turns one verified body into JSON-serialisable raw records (one per status);
@@ -24,14 +25,13 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any, Literal, Protocol
 
 import attrs
 import orjson
 
-from worker.errors import BadRequest, FatalConfig, PollError, Retriable, Throttled
 from worker.model import EventType, Observation, Provider, Smtp, utc
 
 CHINA_TZ = timezone(timedelta(hours=8), "UTC+08:00")
@@ -160,6 +160,16 @@ class PollPage:
     next_offset: int | None                   # None: this was the last page
     total: int | None = None
     unknown_ids: tuple[str, ...] = ()         # ids the provider says it does not know (UniSender)
+    rejected: tuple[RejectedRow, ...] = ()    # rows that could not be read; the others still count
+
+
+@attrs.frozen(slots=True)
+class RejectedRow:
+    """One row of a status-API page that could not be read: the rest of the page is used, the page
+    goes to the dead-letter topic with this reason, and the window's cursor moves on."""
+
+    index: int                                # its position in the page
+    reason: str                               # a bounded error_type (worker.errors), e.g. malformed
 
 
 @attrs.frozen(slots=True)
@@ -201,6 +211,8 @@ class ProviderModule(Protocol):
 
     def webhook_observations(self, acct: AccountContext, record: dict[str, Any]) -> list[Observation]: ...
 
+    def replay_key(self, req: WebhookRequest, record: dict[str, Any]) -> str | None: ...
+
 
 # -- shared helpers -----------------------------------------------------------------------------
 
@@ -237,45 +249,6 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER_SECS)
-
-
-def read_answer(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    now: datetime,
-    error_of: Callable[[Any], PollError | None],
-) -> Any:
-    """A status API's answer as decoded JSON, or the typed error it stands for, in one order for
-    every provider (the provider then checks its own success shape):
-
-    1. HTTP 429 is Throttled, waiting what Retry-After says;
-    2. the provider's own error code in a JSON body: `error_of(doc)` (doc is None when the body is
-       not JSON) returns the error or None; a Throttled waits what Retry-After says, else what the
-       provider set as its default;
-    3. the HTTP status: 5xx Retriable, 401/403 FatalConfig, other 4xx BadRequest, other non-2xx
-       Retriable;
-    4. a body that is not JSON (a proxy's or load balancer's page) is Retriable.
-    """
-    if status == 429:
-        raise Throttled("HTTP 429", parse_retry_after(headers.get("retry-after"), now))
-    doc = load_json(body)
-    error = error_of(doc)
-    if isinstance(error, Throttled):
-        wait = parse_retry_after(headers.get("retry-after"), now)
-        # A missing or zero Retry-After keeps the provider's own default wait, if it has one.
-        raise Throttled(str(error), wait if wait or error.retry_after is None else error.retry_after)
-    if error is not None:
-        raise error
-    if not 200 <= status < 300:
-        if status >= 500:
-            raise Retriable(f"HTTP {status}")
-        if status in (401, 403):
-            raise FatalConfig(f"HTTP {status}")
-        raise (BadRequest if 400 <= status < 500 else Retriable)(f"HTTP {status}")
-    if doc is None:
-        raise Retriable("not the documented JSON")
-    return doc
 
 
 def load_json(body: bytes | str) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 from worker.errors import BadSignature, FatalConfig, MalformedPayload, PollError, Retriable
 from worker.model import EventType, Observation, Provider
 from worker.providers import _sendcloud_family as family
+from worker.providers._answers import read_answer, read_rows
 from worker.providers.base import (
     CHINA_TZ,
     AccountContext,
@@ -29,7 +30,6 @@ from worker.providers.base import (
     epoch_time,
     load_json,
     offset_time,
-    read_answer,
 )
 
 NAME = Provider.ENGAGELAB
@@ -123,16 +123,21 @@ def parse_poll_response(
     body: bytes,
     now: datetime,
 ) -> PollPage:
+    """One page of email_status; a row that cannot be read is rejected alone (worker.providers._rows)."""
     envelope = read_answer(status, headers, body, now, _error_of)
+    what = "engagelab: email_status response"
     if not (isinstance(envelope, dict) and "result" in envelope):
-        raise Retriable("engagelab: email_status response is not the documented JSON")
-    with family.bad_input_as(Retriable, "engagelab: email_status response"):
-        records = envelope["result"]
-        total = as_int(envelope["total"])  # a string in the seed
-        if total is None or not isinstance(records, list):
-            raise Retriable("engagelab: email_status response without total or result list")
-        observations = tuple(_poll_observation(acct, record) for record in records)
-    return PollPage(observations, len(records), family.next_offset(query.offset, len(records), total), total)
+        raise Retriable(f"{what} is not the documented JSON")
+    records = envelope["result"]
+    if not isinstance(records, list):
+        raise Retriable(f"{what}: result is not a list")
+    # `{"result": [...], "total": "48675", "count": 1}` (PROVIDERS.md 1.3): an empty day is
+    # `"result": []`, with or without a total; without one, a full page means ask for the next.
+    total = family.optional_total(envelope, what)
+    observations, rejected = read_rows(records, lambda record: [_poll_observation(acct, record)])
+    rows = len(records)
+    next_offset = family.next_offset(query.offset, rows, total, family.page_size(query, DEFAULTS))
+    return PollPage(observations, rows, next_offset, total, rejected=rejected)
 
 
 def _error_of(envelope: Any) -> PollError | None:
@@ -145,10 +150,16 @@ def _error_of(envelope: Any) -> PollError | None:
 def _poll_observation(acct: AccountContext, record: Any) -> Observation:
     request_time = record.get("request_time")
     code = as_int(record.get("status"))
+    email_id = family.required_text(record, "email_id")
+    # The seed's own row has `"email": ""`; the id ends in `$<recipient>` (PROVIDERS.md 1.1), as
+    # the webhook reads it too. A row with neither cannot say whom it is about.
+    recipient = family.first_text(record, ("email",)) or email_id.partition("$")[2]
+    if not recipient:
+        raise KeyError("email")
     return family.observation(
         acct,
-        email_id=family.required_text(record, "email_id"),
-        recipient=family.required_text(record, "email"),
+        email_id=email_id,
+        recipient=recipient,
         base=STATUSES.get(code) if code is not None else None,
         sub_status=record.get("sub_status"),
         occurred_at=offset_time(record.get("update_time") or request_time),
@@ -250,3 +261,19 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
                 message_id=family.first_text(record, ("message_id",)),
             )
         ]
+
+
+def replay_key(req: WebhookRequest, record: dict[str, Any]) -> str | None:
+    """EngageLab signs only a timestamp, so one signature covers every callback sent in that instant:
+    the key is the signature with what the record is about (its email and event). A captured
+    signature reused with another status for that email is then a replay; reused for other emails it
+    cannot be told from a genuine callback (docs/runbook.md, webhook security)."""
+    signature = req.headers.get("x-webhook-signature")
+    if not signature:
+        return None
+    status, response = record.get("status"), record.get("response")
+    part = status if isinstance(status, dict) else response if isinstance(response, dict) else {}
+    data = part.get("status_data") or part.get("response_data") or {}
+    event = part.get("message_status") or part.get("event")
+    email_id = data.get("email_id") if isinstance(data, dict) else None
+    return f"{signature}|{email_id}|{event}"

@@ -26,6 +26,7 @@ from worker.errors import (
 )
 from worker.model import EventType, Observation, Provider
 from worker.providers import _sendcloud_family as family
+from worker.providers._answers import read_answer, read_rows
 from worker.providers.base import (
     CHINA_TZ,
     AccountContext,
@@ -40,7 +41,6 @@ from worker.providers.base import (
     epoch_time,
     load_json,
     local_time,
-    read_answer,
 )
 
 NAME = Provider.SENDCLOUD
@@ -160,21 +160,26 @@ def poll_page(
     body: bytes,
     now: datetime,
 ) -> PollPage:
+    """One page of emailStatus; a row that cannot be read is rejected alone (worker.providers._rows)."""
     envelope = read_answer(status, headers, body, now, _error_of)
     what = f"{edition.provider.value}: emailStatus response"
     if not (isinstance(envelope, dict) and _status_code(envelope) == 200 and envelope.get("result") is True):
         raise Retriable(f"{what}: not the documented JSON")
-    with family.bad_input_as(Retriable, what):
-        info = envelope["info"]
-        total = as_int(info["total"])  # a string
-        records = info.get("voList")
-        if records is None and total == 0:
-            records = []  # an empty answer may leave the list out (inferred; harmless to accept)
-        if total is None or not isinstance(records, list):
-            raise Retriable(f"{what}: no total or voList")
-        observations = tuple(_poll_observation(edition, acct, record) for record in records)
+    info = envelope.get("info")
+    if not isinstance(info, dict):
+        raise Retriable(f"{what}: no info object")
+    total = family.optional_total(info, what)  # a string (PROVIDERS.md 2.3)
+    records = info.get("voList")
+    if records is None and not total:
+        # An empty answer: `"info": {}` like the envelope of PROVIDERS.md 2.2, or voList left out
+        # beside `"total": "0"` (inferred). Left out beside a positive total, the list is missing.
+        records = []
+    if not isinstance(records, list):
+        raise Retriable(f"{what}: voList missing or not a list")
+    observations, rejected = read_rows(records, lambda record: [_poll_observation(edition, acct, record)])
     rows = len(records)
-    return PollPage(observations, rows, family.next_offset(query.offset, rows, total), total)
+    next_offset = family.next_offset(query.offset, rows, total, family.page_size(query, edition.defaults))
+    return PollPage(observations, rows, next_offset, total, rejected=rejected)
 
 
 def _status_code(envelope: dict[str, Any]) -> int | None:
@@ -285,6 +290,12 @@ def event_observations(edition: Edition, acct: AccountContext, record: dict[str,
         ]
 
 
+def signature_reuse_key(record: dict[str, Any]) -> str | None:
+    """The signature of the delivery a record came in: HMAC over timestamp + a random token, so it
+    names one delivery, and one captured with another body is a replay (worker.staging)."""
+    return as_text(record.get("signature"))
+
+
 def _body_fields(edition: Edition, req: WebhookRequest) -> dict[str, Any]:
     """The fields of a webhook body, form or JSON (the URL test is JSON, real events forms)."""
     kind = req.content_type.partition(";")[0].strip().lower()
@@ -356,3 +367,7 @@ def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
 
 def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
     return event_observations(EDITION, acct, record)
+
+
+def replay_key(req: WebhookRequest, record: dict[str, Any]) -> str | None:
+    return signature_reuse_key(record)

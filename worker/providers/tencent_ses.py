@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 
 from worker.errors import FatalConfig, MalformedPayload, PollError, Retriable, Throttled
-from worker.model import EventType, Observation, Provider, Reason, Smtp, utc
+from worker.model import EventType, Observation, Provider, Reason, utc
 from worker.providers import tc3
+from worker.providers._answers import full_page_next, read_answer, read_rows
 from worker.providers.base import (
     CHINA_TZ,
     AccountContext,
@@ -26,19 +27,16 @@ from worker.providers.base import (
     PollPage,
     PollQuery,
     ProviderDefaults,
-    SenderSide,
     WebhookRequest,
     as_int,
     epoch_time,
     load_json,
     parse_smtp,
-    read_answer,
     resolve,
 )
 from worker.providers.tencent_ses_tables import (
     ADDRESS_FAILURE_DELIVER_STATUSES,
     ADDRESS_FAILURE_EVENTS,
-    ADDRESS_SUBJECTS,
     BOUNCE_TYPES,
     DELIVER_STATUSES,
     DROPPED_DELIVER_STATUSES,
@@ -47,13 +45,13 @@ from worker.providers.tencent_ses_tables import (
     EVENT_IDS,
     EVENTS,
     SEND_STATUSES,
-    SMTP_REASONS,
     UNKNOWN_BOUNCE,
     UNKNOWN_DELIVER_STATUS,
     UNKNOWN_ERROR,
     UNKNOWN_EVENT,
     UNKNOWN_SEND_STATUS,
     Entry,
+    refine,
 )
 
 NAME = Provider.TENCENT_SES
@@ -101,24 +99,6 @@ CREDENTIALS = Credentials(
 def _resolve(entry: Entry, acct: AccountContext) -> tuple[EventType | None, Reason | None, bool]:
     type_, reason, final = entry
     return resolve(type_, acct), reason, final
-
-
-def _refine(entry: Entry, smtp: Smtp | None, address_failure: bool, dropped: bool = False) -> Entry:
-    """Sharpen a failure's reason from its SMTP enhanced code (RFC 3463). An address failure whose
-    code is X.7.x (security or policy: IP, domain or content refused) is a sender-side rejection:
-    documented as the failure it arrived as, unless the account's policy says otherwise. On a
-    deferral or soft bounce X.7.x is mostly greylisting or rate limiting, so it changes nothing
-    there. A dropped message is invalid only when its code is about the address (PROVIDERS.md 5.3:
-    "invalid if the reason is address-related, else other(dropped)"): not emitted otherwise."""
-    type_, reason, final = entry
-    if type_ not in (EventType.INVALID, EventType.SOFT_BOUNCE) or smtp is None or smtp.enhanced is None:
-        return entry
-    subject_detail = smtp.enhanced.split(".", 1)[1]
-    if subject_detail.startswith("7."):
-        return (SenderSide(type_), Reason.POLICY_REJECTED, final) if address_failure else entry
-    if dropped and subject_detail.split(".", 1)[0] not in ADDRESS_SUBJECTS:
-        return None, Reason.OTHER, final
-    return type_, SMTP_REASONS.get(subject_detail, reason), final
 
 
 # -- polling ------------------------------------------------------------------------------------
@@ -198,21 +178,19 @@ def _error_of(doc: Any) -> PollError | None:
 
 
 def _row_observations(acct: AccountContext, row: Any, now: datetime) -> list[Observation]:
+    """One row's observations; TypeError or ValueError when it cannot be read (a rejected row)."""
     if not isinstance(row, dict):
-        raise Retriable("tencent_ses EmailStatusList entry is not an object")
+        raise TypeError("tencent_ses EmailStatusList entry is not an object")
     message_id, recipient = row.get("MessageId"), row.get("ToEmailAddress")
     # Numbers only: a status sent as a string is not the documented answer.
     send_status = as_int(row.get("SendStatus"), max_digits=0)
     deliver_status = as_int(row.get("DeliverStatus"), max_digits=0)
     if not isinstance(message_id, str) or not message_id or not isinstance(recipient, str) or not recipient:
-        raise Retriable("tencent_ses row lacks MessageId or ToEmailAddress")
+        raise ValueError("tencent_ses row lacks MessageId or ToEmailAddress")
     if send_status is None or deliver_status is None:
-        raise Retriable("tencent_ses row lacks SendStatus or DeliverStatus")
-    try:
-        sent_at = _epoch(row.get("RequestTime"))
-        delivered_at = _epoch(row.get("DeliverTime"))
-    except ValueError as exc:
-        raise Retriable("tencent_ses row has a bad RequestTime or DeliverTime") from exc
+        raise ValueError("tencent_ses row lacks SendStatus or DeliverStatus")
+    sent_at = _epoch(row.get("RequestTime"))  # ValueError when bad
+    delivered_at = _epoch(row.get("DeliverTime"))
     # DeliverTime once Tencent has a delivery result, else the request time; a row with neither
     # (never seen) is stamped with the poll time rather than dropped.
     occurred_at = delivered_at or sent_at or now
@@ -223,7 +201,7 @@ def _row_observations(acct: AccountContext, row: Any, now: datetime) -> list[Obs
         entry = SEND_STATUSES.get(send_status, UNKNOWN_SEND_STATUS)
     else:
         entry = DELIVER_STATUSES.get(deliver_status, UNKNOWN_DELIVER_STATUS)
-        entry = _refine(entry, smtp, deliver_status in ADDRESS_FAILURE_DELIVER_STATUSES,
+        entry = refine(entry, smtp, deliver_status in ADDRESS_FAILURE_DELIVER_STATUSES,
                         deliver_status in DROPPED_DELIVER_STATUSES)
     type_, reason, final = _resolve(entry, acct)
 
@@ -283,7 +261,8 @@ def parse_poll_response(
     body: bytes,
     now: datetime,
 ) -> PollPage:
-    """One page of GetSendEmailStatus. No total is returned: a full page means ask for the next."""
+    """One page of GetSendEmailStatus. No total is returned: a full page means ask for the next.
+    A row that cannot be read is rejected alone (worker.providers._rows)."""
     doc = read_answer(status, headers, body, now, _error_of)
     if not isinstance(doc, dict) or not isinstance(doc.get("Response"), dict):
         raise Retriable("tencent_ses answer has no Response object")
@@ -291,13 +270,15 @@ def parse_poll_response(
     if "EmailStatusList" not in response:
         raise Retriable("tencent_ses Response lacks EmailStatusList")
     rows = response["EmailStatusList"]
-    if rows is None:  # the API family renders empty arrays as null at times
+    # Empty is a list shorter than Limit, here with no items (PROVIDERS.md 5.3: "until a page comes
+    # back with fewer than Limit items"); the API family renders empty arrays as null at times.
+    if rows is None:
         rows = []
     if not isinstance(rows, list):
         raise Retriable("tencent_ses EmailStatusList is not a list")
-    observations = [obs for row in rows for obs in _row_observations(acct, row, now)]
-    next_offset = query.offset + len(rows) if len(rows) >= query.limit else None
-    return PollPage(tuple(observations), rows=len(rows), next_offset=next_offset)
+    observations, rejected = read_rows(rows, lambda row: _row_observations(acct, row, now))
+    next_offset = full_page_next(query.offset, len(rows), query.limit)
+    return PollPage(observations, rows=len(rows), next_offset=next_offset, rejected=rejected)
 
 
 # -- webhooks -----------------------------------------------------------------------------------
@@ -382,7 +363,7 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
     else:
         entry = EVENTS.get(event, UNKNOWN_EVENT)
         address_failure = event in ADDRESS_FAILURE_EVENTS
-    type_, reason, final = _resolve(_refine(entry, smtp, address_failure, event in DROPPED_EVENTS), acct)
+    type_, reason, final = _resolve(refine(entry, smtp, address_failure, event in DROPPED_EVENTS), acct)
     return [
         Observation(
             email_id=f"{fields['bulk_id']}:{fields['email'].lower()}",
@@ -400,3 +381,8 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
             raw=record,
         )
     ]
+
+
+def replay_key(req: WebhookRequest, record: dict[str, Any]) -> str | None:
+    """None: Tencent signs nothing; the URL's path token is the only check (worker.webhooks)."""
+    return None

@@ -1,4 +1,5 @@
-"""Tencent Cloud SES's mapping tables (PROVIDERS.md section 5), as data; `tencent_ses` re-exports them.
+"""Tencent Cloud SES's mapping tables (PROVIDERS.md section 5), as data, and `refine`, the rule that
+sharpens a failure with its SMTP code; `tencent_ses` re-exports them.
 
 Each value is an Entry (type, reason, final): the type None is not emitted, a SenderSide is what the
 account's `sender_rejection` says (worker.providers.base.resolve).
@@ -7,7 +8,7 @@ account's `sender_rejection` says (worker.providers.base.resolve).
 from __future__ import annotations
 
 from worker.errors import BadRequest, FatalConfig, PollError, Retriable, Throttled
-from worker.model import EventType, Reason
+from worker.model import EventType, Reason, Smtp
 from worker.providers.base import SenderSide
 
 # -- statuses and events ------------------------------------------------------------------------
@@ -49,7 +50,7 @@ DELIVER_STATUSES: dict[int, Entry] = {
     0: (None, None, False),  # queued at Tencent
     1: (EventType.DELIVERED, None, True),
     # Dropped "e.g. blocklisted or invalid": invalid when the reason is the address (PROVIDERS.md
-    # 5.3), so the SMTP text refines it (tencent_ses._refine); without a code it stays invalid.
+    # 5.3), so the SMTP text refines it (`refine` below); without a code it stays invalid.
     2: (EventType.INVALID, Reason.BAD_ADDRESS, True),
     3: (EventType.INVALID, Reason.UNKNOWN_USER, True),  # refused by the ESP, "usually non-existent"
     8: (EventType.SOFT_BOUNCE, Reason.DEFERRED, False),  # the ESP delays; Tencent retries
@@ -110,6 +111,24 @@ SMTP_REASONS: dict[str, Reason] = {
     "2.1": Reason.MAILBOX_DISABLED,
     "2.2": Reason.MAILBOX_FULL,
 }
+
+
+def refine(entry: Entry, smtp: Smtp | None, address_failure: bool, dropped: bool = False) -> Entry:
+    """Sharpen a failure's reason from its SMTP enhanced code (RFC 3463). An address failure whose
+    code is X.7.x (security or policy: IP, domain or content refused) is a sender-side rejection:
+    documented as the failure it arrived as, unless the account's policy says otherwise. On a
+    deferral or soft bounce X.7.x is mostly greylisting or rate limiting, so it changes nothing
+    there. A dropped message is invalid only when its code is about the address (PROVIDERS.md 5.3:
+    "invalid if the reason is address-related, else other(dropped)"): not emitted otherwise."""
+    type_, reason, final = entry
+    if type_ not in (EventType.INVALID, EventType.SOFT_BOUNCE) or smtp is None or smtp.enhanced is None:
+        return entry
+    subject_detail = smtp.enhanced.split(".", 1)[1]
+    if subject_detail.startswith("7."):
+        return (SenderSide(type_), Reason.POLICY_REJECTED, final) if address_failure else entry
+    if dropped and subject_detail.split(".", 1)[0] not in ADDRESS_SUBJECTS:
+        return None, Reason.OTHER, final
+    return type_, SMTP_REASONS.get(subject_detail, reason), final
 
 
 # -- Response.Error.Code of the status API --------------------------------------------------------

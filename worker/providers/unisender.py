@@ -16,6 +16,7 @@ from typing import Any
 
 from worker.errors import BadSignature, FatalConfig, MalformedPayload, PollError, Retriable, Throttled
 from worker.model import EventType, Observation, Provider, Reason
+from worker.providers._answers import read_answer, read_rows
 from worker.providers.base import (
     AccountContext,
     Credentials,
@@ -29,7 +30,6 @@ from worker.providers.base import (
     as_text,
     load_json,
     local_time,
-    read_answer,
     resolve,
 )
 from worker.providers.unisender_tables import (
@@ -183,6 +183,8 @@ def parse_poll_response(
         raise Retriable("unisender answer is not a JSON object")
 
     result = doc.get("result")
+    # Empty is `result.statuses` (PROVIDERS.md 4.3) without entries; `result` may also be `[]` (PHP
+    # renders an empty map as a list, as when every id is in failed_email_id) or absent.
     if result is None or result == []:
         result = {}
     if not isinstance(result, dict):
@@ -199,30 +201,37 @@ def parse_poll_response(
         raise Retriable("unisender result.statuses is not a list")
     unknown_ids = tuple(_failed_ids(doc.get("failed_email_id")))
 
-    recipients = recipients or {}
-    observations = []
-    for entry in statuses:
-        if not isinstance(entry, dict):
-            raise Retriable("unisender status entry is not an object")
-        email_id = as_text(entry.get("id"))  # the seed sends strings, the Go client reads int64
-        value = entry.get("status")
-        if email_id is None or not isinstance(value, str):
-            raise Retriable("unisender status entry lacks id or status")
-        type_, reason, final = classify(value, acct)
-        observations.append(
-            Observation(
-                email_id=email_id,
-                recipient=recipients.get(email_id, ""),
-                type=type_,
-                reason=reason,
-                occurred_at=now,  # checkEmail reports no time: when we saw it, an upper bound
-                exact_time=False,
-                provider_status=value,
-                final=final,
-                raw=entry,
-            )
-        )
-    return PollPage(tuple(observations), rows=len(observations), next_offset=None, unknown_ids=unknown_ids)
+    asked, known = frozenset(query.email_ids), recipients or {}
+    observations, rejected = read_rows(statuses, lambda entry: [_status_observation(acct, entry, asked, known, now)])
+    return PollPage(observations, rows=len(statuses), next_offset=None, unknown_ids=unknown_ids, rejected=rejected)
+
+
+def _status_observation(
+    acct: AccountContext, entry: Any, asked: frozenset[str], recipients: Mapping[str, str], now: datetime
+) -> Observation:
+    """One `result.statuses` entry; TypeError or ValueError when it cannot be read (a rejected row,
+    worker.providers._rows): not an object, no id, a status that is not a string, or an id that
+    was not asked for (an answer to another question: the id tracker must not record it)."""
+    if not isinstance(entry, dict):
+        raise TypeError("unisender status entry is not an object")
+    email_id = as_text(entry.get("id"))  # the seed sends strings, the Go client reads int64
+    value = entry.get("status")
+    if email_id is None or not isinstance(value, str):
+        raise ValueError("unisender status entry lacks id or status")
+    if email_id not in asked:
+        raise ValueError("unisender status for an id that was not asked for")
+    type_, reason, final = classify(value, acct)
+    return Observation(
+        email_id=email_id,
+        recipient=recipients.get(email_id, ""),
+        type=type_,
+        reason=reason,
+        occurred_at=now,  # checkEmail reports no time: when we saw it, an upper bound
+        exact_time=False,
+        provider_status=value,
+        final=final,
+        raw=entry,
+    )
 
 
 # -- webhooks -----------------------------------------------------------------------------------
@@ -356,3 +365,8 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
             raw=record,
         )
     ]
+
+
+def replay_key(req: WebhookRequest, record: dict[str, Any]) -> str | None:
+    """None: `auth` is a hash of the whole body, so a captured one cannot carry another body."""
+    return None

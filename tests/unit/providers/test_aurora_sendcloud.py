@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import urllib.parse
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -27,8 +27,8 @@ from worker.model import EventType, Provider, Reason
 from worker.providers import aurora_sendcloud as aurora
 from worker.providers.base import AccountContext, HttpRequest, PollQuery, WebhookRequest
 
-NOW = datetime(2024, 1, 1, 17, 0, tzinfo=timezone.utc)   # 2024-01-02 in China
-HOOK_NOW = datetime(2022, 5, 9, 17, 30, tzinfo=timezone.utc)
+NOW = datetime(2024, 1, 1, 17, 0, tzinfo=UTC)   # 2024-01-02 in China
+HOOK_NOW = datetime(2022, 5, 9, 17, 30, tzinfo=UTC)
 KEY = "test_appkey"
 TOKEN = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX"
 EMAIL_ID = "1652117389552_218362_2287_3497.sc-10_9_13_213-inbound0$alice@example.com"
@@ -185,7 +185,7 @@ def test_json_webhook_is_the_default_of_the_new_docs() -> None:
     (record,) = aurora.split_webhook(req)
     (obs,) = aurora.webhook_observations(account(), record)
     assert (obs.type, obs.provider_status, obs.occurred_at) == (
-        EventType.DELIVERED, "delivered", datetime(2022, 5, 9, 17, 29, 50, tzinfo=timezone.utc))
+        EventType.DELIVERED, "delivered", datetime(2022, 5, 9, 17, 29, 50, tzinfo=UTC))
 
 
 def test_form_webhook_of_the_legacy_docs() -> None:

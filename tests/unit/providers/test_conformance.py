@@ -24,7 +24,7 @@ import json
 import traceback
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -52,7 +52,7 @@ from worker.providers.base import (
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 PROVIDERS: list[Provider] = list(all_modules())
-NOW = datetime(2024, 1, 1, 17, 0, tzinfo=timezone.utc)  # already 2024-01-02 in UTC+8
+NOW = datetime(2024, 1, 1, 17, 0, tzinfo=UTC)  # already 2024-01-02 in UTC+8
 
 by_provider = pytest.mark.parametrize("provider", PROVIDERS, ids=lambda p: p.value)
 
@@ -72,6 +72,7 @@ DOCUMENTED_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "verify_webhook": ("acct", "req", "now", "replay_window_secs"),
     "split_webhook": ("req",),
     "webhook_observations": ("acct", "record"),
+    "replay_key": ("req", "record"),
 }
 EMITTED_FILTERS = {EventType.INVALID, EventType.SOFT_BOUNCE, EventType.DELIVERED}
 
@@ -172,6 +173,8 @@ EXTENSIONS: dict[Provider, dict[str, frozenset[str]]] = {
 ACCOUNT_FIELDS = frozenset(f.name for f in attrs.fields(AccountContext)) - {"name", "provider"}
 QUERY_KEYS = frozenset(f.name for f in attrs.fields(PollQuery))
 POLL_SUCCESS_KEYS = frozenset({"rows", "next_offset", "total", "unknown_ids", "events"})
+# Optional: the rows that could not be read, as [index in the page's list, error_type]; absent means none.
+POLL_OPTIONAL_KEYS = frozenset({"rejected"})
 WEBHOOK_EXPECT_KEYS = frozenset({"verify", "split_error", "records", "events"})
 
 
@@ -272,8 +275,14 @@ def _check_expect(provider: Provider, kind: str, expect: Any) -> None:
             if "retry_after" in expect:
                 assert error is Throttled and isinstance(expect["retry_after"], (int, float))
         else:
-            assert set(expect) == POLL_SUCCESS_KEYS, f"expect keys {sorted(expect)} != {sorted(POLL_SUCCESS_KEYS)}"
+            assert POLL_SUCCESS_KEYS <= set(expect) <= POLL_SUCCESS_KEYS | POLL_OPTIONAL_KEYS, (
+                f"expect keys {sorted(expect)}: {sorted(POLL_SUCCESS_KEYS)} and maybe {sorted(POLL_OPTIONAL_KEYS)}")
             assert isinstance(expect["rows"], int) and expect["rows"] >= 0
+            for pair in expect.get("rejected", []):
+                assert isinstance(pair, list) and len(pair) == 2, f"rejected: [index, reason] pairs, got {pair!r}"
+                index, reason = pair
+                assert isinstance(index, int) and 0 <= index < expect["rows"], f"rejected index {index!r}"
+                assert reason in ERROR_CLASSES, f"rejected reason {reason!r} is not an error_type"
             assert expect["next_offset"] is None or isinstance(expect["next_offset"], int)
             assert expect["total"] is None or isinstance(expect["total"], int)
             assert isinstance(expect["unknown_ids"], list)
@@ -355,6 +364,7 @@ def run_case(case: Case) -> None:
         assert isinstance(page, PollPage)
         assert (page.rows, page.next_offset, page.total, list(page.unknown_ids)) == (
             expect["rows"], expect["next_offset"], expect["total"], expect["unknown_ids"])
+        assert [[row.index, row.reason] for row in page.rejected] == expect.get("rejected", [])
         assert golden_events(list(page.observations), case.provider, Source.POLL) == expect["events"]
         return
     req, window = case.req, case.spec["replay_window_secs"]

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 import urllib.parse
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,10 +32,10 @@ from worker.errors import (
 from worker.model import EventType, Provider, Reason
 from worker.providers import _sendcloud_family as family
 from worker.providers import sendcloud
-from worker.providers.base import AccountContext, HttpRequest, PollQuery, WebhookRequest
+from worker.providers.base import AccountContext, HttpRequest, PollQuery, RejectedRow, WebhookRequest
 
 # 17:00 UTC on Jan 1 is already Jan 2 in China.
-NOW = datetime(2024, 1, 1, 17, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 1, 1, 17, 0, tzinfo=UTC)
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
@@ -96,7 +96,7 @@ def one(body: bytes, **kw: Any):
 
 KEY = "test_appkey"
 TOKEN = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX"
-HOOK_NOW = datetime(2022, 5, 9, 17, 30, tzinfo=timezone.utc)
+HOOK_NOW = datetime(2022, 5, 9, 17, 30, tzinfo=UTC)
 EMAIL_ID = "1652117389552_218362_2287_3497.sc-10_9_13_213-inbound0$alice@example.com"
 
 
@@ -162,8 +162,8 @@ def test_status_filter_codes(status: EventType, code: str) -> None:
 
 
 @pytest.mark.parametrize(("now", "day"), [
-    (datetime(2024, 1, 1, 15, 59, 59, tzinfo=timezone.utc), "2024-01-01"),
-    (datetime(2024, 1, 1, 16, 0, 0, tzinfo=timezone.utc), "2024-01-02"),
+    (datetime(2024, 1, 1, 15, 59, 59, tzinfo=UTC), "2024-01-01"),
+    (datetime(2024, 1, 1, 16, 0, 0, tzinfo=UTC), "2024-01-02"),
     (datetime(2024, 1, 2, 1, 0, tzinfo=timezone(timedelta(hours=-5))), "2024-01-02"),  # 06:00Z = 14:00 China
 ])
 def test_today_is_the_china_date(now: datetime, day: str) -> None:
@@ -259,8 +259,8 @@ def test_the_seed_record_fields_become_the_observation() -> None:
     assert obs.email_id == record["emailId"]
     assert obs.recipient == "ann@qq.com"
     assert obs.message_id == "1704160800000_15_23357_8937.sc-10_10_126_221-inbound"
-    assert obs.occurred_at == datetime(2024, 1, 2, 2, 0, 5, tzinfo=timezone.utc)
-    assert obs.sent_at == datetime(2024, 1, 2, 2, 0, 0, tzinfo=timezone.utc)
+    assert obs.occurred_at == datetime(2024, 1, 2, 2, 0, 5, tzinfo=UTC)
+    assert obs.sent_at == datetime(2024, 1, 2, 2, 0, 0, tzinfo=UTC)
     assert obs.provider_message == "550 5.1.1 unrouteable address"
     assert (obs.smtp.code, obs.smtp.enhanced) == (550, "5.1.1")
     assert obs.raw == record
@@ -276,13 +276,13 @@ def test_either_description_spelling_stands_in_for_a_missing_send_log(desc_key: 
 
 def test_a_pending_row_without_modified_time_uses_the_request_time() -> None:
     obs = one(answer(row(status="请求中", modifiedTime=None)))
-    assert obs.type is None and obs.occurred_at == datetime(2024, 1, 2, 2, 0, tzinfo=timezone.utc)
+    assert obs.type is None and obs.occurred_at == datetime(2024, 1, 2, 2, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(("text", "utc"), [
-    ("2024-01-02 07:59:59", datetime(2024, 1, 1, 23, 59, 59, tzinfo=timezone.utc)),   # day boundary
-    ("2024-01-02 08:00:00", datetime(2024, 1, 2, 0, 0, 0, tzinfo=timezone.utc)),
-    ("2024-01-01 00:00:00", datetime(2023, 12, 31, 16, 0, 0, tzinfo=timezone.utc)),   # year boundary
+    ("2024-01-02 07:59:59", datetime(2024, 1, 1, 23, 59, 59, tzinfo=UTC)),   # day boundary
+    ("2024-01-02 08:00:00", datetime(2024, 1, 2, 0, 0, 0, tzinfo=UTC)),
+    ("2024-01-01 00:00:00", datetime(2023, 12, 31, 16, 0, 0, tzinfo=UTC)),   # year boundary
 ])
 def test_naive_times_are_china_time(text: str, utc: datetime) -> None:
     assert one(answer(row(modifiedTime=text))).occurred_at == utc
@@ -337,14 +337,14 @@ def test_error_envelopes(body: bytes, error: type[ProviderError]) -> None:
     {"modifiedTime": "2024/01/02 10:00:05"}, {"modifiedTime": None, "requestTime": None},
     {"requestTime": "yesterday"}, {"modifiedTime": "0001-01-01 00:00:00"}, {"modifiedTime": 1704160805},
 ])
-def test_a_malformed_row_is_retriable_not_a_crash(broken: dict[str, Any]) -> None:
-    with pytest.raises(Retriable):
-        parse(answer(row(**broken)))
+def test_a_malformed_row_is_rejected_not_a_crash(broken: dict[str, Any]) -> None:
+    page = parse(answer(row(**broken)))
+    assert (page.observations, page.rejected, page.rows) == ((), (RejectedRow(0, "malformed"),), 1)
 
 
 def test_a_row_that_is_not_an_object() -> None:
-    with pytest.raises(Retriable):
-        parse(orjson.dumps({"result": True, "statusCode": 200, "info": {"total": "1", "voList": ["x"]}}))
+    page = parse(orjson.dumps({"result": True, "statusCode": 200, "info": {"total": "1", "voList": ["x"]}}))
+    assert (page.observations, page.rejected, page.rows) == ((), (RejectedRow(0, "malformed"),), 1)
 
 
 @pytest.mark.parametrize(("status", "error"), [(429, Throttled), (500, Retriable), (502, Retriable),
@@ -529,7 +529,7 @@ def test_every_webhook_event(event: str, expected: EventType | None) -> None:
     assert obs.type is expected
     assert obs.reason is literal.DEFAULT_REASON.get(expected)
     assert obs.provider_status == event
-    assert obs.occurred_at == datetime(2022, 5, 9, 17, 29, 50, tzinfo=timezone.utc)
+    assert obs.occurred_at == datetime(2022, 5, 9, 17, 29, 50, tzinfo=UTC)
 
 
 def test_complaints_carry_no_failure_reason() -> None:
@@ -569,10 +569,10 @@ def test_webhook_texts_and_ids() -> None:
 
 
 @pytest.mark.parametrize(("timestamp", "utc"), [
-    ("1652117390000", datetime(2022, 5, 9, 17, 29, 50, tzinfo=timezone.utc)),
-    (1652117390000, datetime(2022, 5, 9, 17, 29, 50, tzinfo=timezone.utc)),
-    ("1652117390", datetime(2022, 5, 9, 17, 29, 50, tzinfo=timezone.utc)),
-    ("1652117390123", datetime(2022, 5, 9, 17, 29, 50, 123000, tzinfo=timezone.utc)),
+    ("1652117390000", datetime(2022, 5, 9, 17, 29, 50, tzinfo=UTC)),
+    (1652117390000, datetime(2022, 5, 9, 17, 29, 50, tzinfo=UTC)),
+    ("1652117390", datetime(2022, 5, 9, 17, 29, 50, tzinfo=UTC)),
+    ("1652117390123", datetime(2022, 5, 9, 17, 29, 50, 123000, tzinfo=UTC)),
 ])
 def test_webhook_timestamps_in_seconds_or_milliseconds(timestamp: Any, utc: datetime) -> None:
     (obs,) = sendcloud.webhook_observations(account(), hook_event(timestamp=timestamp))

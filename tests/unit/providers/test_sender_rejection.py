@@ -7,6 +7,7 @@ as invalid (suppress) or all as soft bounces (retry).
 from __future__ import annotations
 
 import time
+from datetime import UTC
 
 import orjson
 import pytest
@@ -47,12 +48,12 @@ def _tencent_row(send_status: int, deliver_status: int = 0, message: str = "") -
 
 @pytest.mark.parametrize(("setting", "expected"), [(DOCUMENTED, None), (INVALID, INVALID), (SOFT, SOFT)])
 def test_tencent_sender_domain_rejection_1008_is_not_emitted_as_documented(setting, expected):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from worker.providers.base import PollQuery
 
     module = get_module(Provider.TENCENT_SES)
-    now = datetime(2023, 11, 15, tzinfo=timezone.utc)
+    now = datetime(2023, 11, 15, tzinfo=UTC)
     page = module.parse_poll_response(acct(Provider.TENCENT_SES, setting), PollQuery(limit=100), 200, {},
                                       _tencent_row(1008), now)
     assert [o.type for o in page.observations] == [expected]

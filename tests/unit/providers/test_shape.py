@@ -4,7 +4,7 @@ the shared helpers of base.py (one response validator, one parser per kind of va
 from __future__ import annotations
 
 import inspect
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -13,6 +13,7 @@ import pytest
 from worker.errors import BadRequest, FatalConfig, PollError, Retriable, Throttled
 from worker.model import EventType, Provider
 from worker.providers import REGISTRY, aurora_sendcloud, engagelab, get_module, sendcloud, tencent_ses, unisender
+from worker.providers._answers import read_answer
 from worker.providers.base import (
     CHINA_TZ,
     AccountContext,
@@ -24,11 +25,10 @@ from worker.providers.base import (
     as_text,
     epoch_time,
     local_time,
-    read_answer,
     resolve,
 )
 
-NOW = datetime(2024, 1, 1, 17, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 1, 1, 17, 0, tzinfo=UTC)
 FUNCTIONS = ("build_poll_request", "parse_poll_response", "verify_webhook", "split_webhook", "webhook_observations")
 
 
@@ -158,10 +158,10 @@ def test_as_text(value: Any, expected: str | None) -> None:
 
 
 def test_epoch_time_by_default_and_whole() -> None:
-    at = datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)
+    at = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     assert epoch_time(1700000000) == epoch_time("1700000000") == epoch_time("1700000000000") == at
     assert epoch_time("1700000000.5") == epoch_time(1700000000.5) == at   # accepted, whole seconds kept
-    assert epoch_time(0) == datetime(1970, 1, 1, tzinfo=timezone.utc)
+    assert epoch_time(0) == datetime(1970, 1, 1, tzinfo=UTC)
     assert epoch_time("1700000000", max_digits=13) == at
     for bad in (0, "0", 1.5, "1700000000.5", 10**13, "1" * 14, True, None, -5):
         with pytest.raises(ValueError):
@@ -172,10 +172,10 @@ def test_epoch_time_by_default_and_whole() -> None:
 
 
 def test_local_time_by_default_and_with_a_layout() -> None:
-    at = datetime(2024, 1, 2, 2, 0, 5, tzinfo=timezone.utc)
+    at = datetime(2024, 1, 2, 2, 0, 5, tzinfo=UTC)
     assert local_time("2024-01-02 10:00:05", CHINA_TZ) == at
     assert local_time("2024-01-02  10:00:05", CHINA_TZ, layout="%Y-%m-%d %H:%M:%S") == at   # strptime's \s+
-    assert local_time("1969-12-31 23:00:00", timezone.utc, layout="%Y-%m-%d %H:%M:%S").year == 1969
+    assert local_time("1969-12-31 23:00:00", UTC, layout="%Y-%m-%d %H:%M:%S").year == 1969
     for bad in ("2024-01-02  10:00:05", "1969-12-31 23:00:00", "2024-01-02T10:00:05"):
         with pytest.raises(ValueError):
             local_time(bad, CHINA_TZ)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from unittest import mock
 
 import pytest
@@ -30,7 +30,7 @@ def sdk_signature(
     data = query if method == "GET" else payload
     req = RequestInternal(host, method, uri, {"Content-Type": content_type, "Host": host, "X-TC-Timestamp": str(timestamp)}, data)
     # The SDK's own date rule: datetime.utcfromtimestamp(timestamp).
-    date = datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d")
+    date = datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d")
     # `self` is not used by the method; calling it unbound drives exactly the SDK's code.
     return AbstractClient._get_tc3_signature(None, {}, req, date, service, secret_key)
 
@@ -133,7 +133,7 @@ def test_signature_matches_sdk(secret_key, host, payload, timestamp, content_typ
         service=service,
     )
     assert ours.signature == expected
-    assert ours.date == datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d")
+    assert ours.date == datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d")
     assert tc3_check.verify(
         ours.authorization, secret_key=secret_key, host=host, payload=payload, timestamp=timestamp,
         content_type=content_type,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -19,7 +19,7 @@ from worker.model import EventType, Provider, Reason
 from worker.providers import tencent_ses
 from worker.providers.base import AccountContext, PollQuery, WebhookRequest
 
-NOW = datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)  # 1700000000
+NOW = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)  # 1700000000
 ACCT = AccountContext(
     name="acct", provider=tencent_ses.NAME, base_url=tencent_ses.DEFAULTS.base_url,
     secret_id="AKIDEXAMPLE", secret_key="SECRETKEYEXAMPLE",
@@ -143,7 +143,7 @@ def test_deliver_status_mapping(code: int) -> None:
     (obs,) = _page([_row(0, code)]).observations
     assert (obs.type, obs.reason, obs.final) == EXPECTED_DELIVER_STATUSES[code]
     assert obs.email_id == "m-1:rcpt@example.com" and obs.message_id == "m-1" and obs.recipient == "Rcpt@Example.com"
-    assert obs.occurred_at == datetime(2023, 11, 14, 22, 13, 25, tzinfo=timezone.utc)
+    assert obs.occurred_at == datetime(2023, 11, 14, 22, 13, 25, tzinfo=UTC)
     assert obs.sent_at == NOW
 
 
@@ -172,9 +172,9 @@ def test_smtp_refinement(deliver: int, message: str, expected, policy: EventType
 def test_engagement_flags_add_events_at_the_row_time() -> None:
     obs = _page([_row(0, 1, UserUnsubscribed=True, UserComplainted=True, UserOpened=True)]).observations
     assert [(o.type, o.provider_status, o.occurred_at, o.email_id) for o in obs] == [
-        (D, "0", datetime(2023, 11, 14, 22, 13, 25, tzinfo=timezone.utc), "m-1:rcpt@example.com"),
-        (U, "UserUnsubscribed", datetime(2023, 11, 14, 22, 13, 25, tzinfo=timezone.utc), "m-1:rcpt@example.com"),
-        (C, "UserComplainted", datetime(2023, 11, 14, 22, 13, 25, tzinfo=timezone.utc), "m-1:rcpt@example.com"),
+        (D, "0", datetime(2023, 11, 14, 22, 13, 25, tzinfo=UTC), "m-1:rcpt@example.com"),
+        (U, "UserUnsubscribed", datetime(2023, 11, 14, 22, 13, 25, tzinfo=UTC), "m-1:rcpt@example.com"),
+        (C, "UserComplainted", datetime(2023, 11, 14, 22, 13, 25, tzinfo=UTC), "m-1:rcpt@example.com"),
     ]
 
 
@@ -199,7 +199,7 @@ def test_event_mapping(event: str, policy: EventType) -> None:
     type_, reason, final = EXPECTED_EVENTS[event]
     assert (obs.type, obs.reason, obs.final) == (_expand(type_, policy), reason, final)
     assert (obs.email_id, obs.recipient, obs.message_id, obs.provider_status) == ("m-2:a@b.c", "A@B.c", "m-2", event)
-    assert obs.occurred_at == datetime(2022, 6, 1, 6, 24, 43, tzinfo=timezone.utc)
+    assert obs.occurred_at == datetime(2022, 6, 1, 6, 24, 43, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("bounce_type", list(EXPECTED_BOUNCES))
@@ -298,7 +298,7 @@ def _sdk_signature(host: str, body: bytes, timestamp: int, uri: str = "/") -> st
     """Tencent's SDK computes the signature of exactly these bytes (see test_tc3_oracle)."""
     req = RequestInternal(host, "POST", uri, {"Content-Type": "application/json; charset=utf-8", "Host": host,
                                               "X-TC-Timestamp": str(timestamp)}, body)
-    date_ = datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d")
+    date_ = datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d")
     return AbstractClient._get_tc3_signature(None, {}, req, date_, "ses", "SECRETKEYEXAMPLE")
 
 
@@ -322,7 +322,7 @@ def test_build_poll_request_exact() -> None:
 
 
 def test_credential_date_is_utc_not_the_china_date() -> None:
-    now = datetime(2024, 1, 1, 17, 0, tzinfo=timezone.utc)  # already 2024-01-02 in UTC+8
+    now = datetime(2024, 1, 1, 17, 0, tzinfo=UTC)  # already 2024-01-02 in UTC+8
     assert now.astimezone(tencent_ses.DEFAULTS.tz).date() == date(2024, 1, 2)
     req = tencent_ses.build_poll_request(ACCT, PollQuery(send_date=date(2024, 1, 2), offset=200, limit=50), now)
     headers = dict(req.headers)
@@ -422,7 +422,7 @@ def test_malformed_records(record: dict[str, Any]) -> None:
 def test_millisecond_timestamps_and_bad_sent_timestamp() -> None:
     record = {"event": "delivered", "email": "a@b.c", "bulkId": "m", "timestamp": 1654064683123, "sentTimestamp": "x"}
     (obs,) = tencent_ses.webhook_observations(ACCT, record)
-    assert obs.occurred_at == datetime(2022, 6, 1, 6, 24, 43, 123000, tzinfo=timezone.utc)
+    assert obs.occurred_at == datetime(2022, 6, 1, 6, 24, 43, 123000, tzinfo=UTC)
     assert obs.sent_at is None
 
 
