@@ -2,7 +2,7 @@
 
     python -m bench                      everything (about 5 minutes on 2 cores)
     python -m bench --quick              smaller sizes, about a minute (CI runs this as a smoke test)
-    python -m bench --only poll,webhook  a selection (dedup, restore, poll, webhook)
+    python -m bench --only poll,webhook  a selection (dedup, restore, poll, webhook, abuse)
     python -m bench --profile            also print cProfile tops (children and worker processes)
     python -m bench --json out.json      also write the rows as JSON
 
@@ -27,11 +27,11 @@ import traceback
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
-from bench import dedup, poll, restore, webhook
+from bench import abuse, dedup, poll, restore, webhook
 from bench.common import ROOT, CpuMeter, failed_checks, kafka_broker, row, say, table
 
-BENCHES = {"dedup": dedup, "restore": restore, "poll": poll, "webhook": webhook}
-NEEDS_KAFKA = {"restore", "poll", "webhook"}
+BENCHES = {"dedup": dedup, "restore": restore, "poll": poll, "webhook": webhook, "abuse": abuse}
+NEEDS_KAFKA = {"restore", "poll", "webhook", "abuse"}
 
 
 def background_load(secs: float = 1.0) -> float:

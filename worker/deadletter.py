@@ -67,7 +67,8 @@ class DeadLetter:
             ("reason", self.reason.encode()),
             ("source", self.source.encode()),
             ("part", self.part.encode()),
-            ("content-type", self.content_type.encode()),
+            # as received: aiohttp hands header bytes that are not UTF-8 over as surrogates
+            ("content-type", self.content_type.encode("utf-8", "surrogateescape")),
             ("received_at", rfc3339(self.received_at).encode()),
             *((f"request-{name}", value) for name, value in self.request_headers),
         ]

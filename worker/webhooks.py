@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import aiohttp
 import orjson
 from aiohttp import web
 from aiokafka.errors import KafkaError
@@ -144,6 +145,8 @@ class WebhookReceiver:
                         return 503
                     self.inflight_bytes += grow
                     extra += grow
+        except (OSError, aiohttp.ClientError):
+            return 400          # the client went away before its body arrived: nothing to answer
         finally:
             self.inflight_bytes -= extra
         return bytes(body)
@@ -222,5 +225,5 @@ class WebhookReceiver:
 
 
 _REASONS = {401: "bad signature", 404: "unknown provider or account", 413: "body too large",
-            408: "body not received in time",
+            408: "body not received in time", 400: "body not received",
             503: "busy, or not acknowledged by Kafka in time; retry", 500: "internal error; retry"}

@@ -45,6 +45,8 @@ class FakeWriter:
         await asyncio.sleep(self.delay)
         if self.fail is not None:
             raise self.fail
+        for letter in dead:
+            letter.headers                      # what the real writer sends: must encode whatever came in
         self.writes.append((list(records), list(dead)))
 
 
@@ -255,3 +257,33 @@ async def test_json_too_deep_to_encode_is_dead_lettered_whole_not_500(tight):
     assert r.status == 200
     [(records, [letter])] = writer.writes
     assert records == [] and (letter.reason, letter.part, letter.body) == ("malformed", "body", body)
+
+
+async def test_a_content_type_that_is_not_utf8_is_kept_as_received_not_answered_500(tight):
+    c, writer = tight
+    body = b"not json at all"
+    reader, conn = await asyncio.open_connection(c.server.host, c.server.port)
+    conn.write(f"POST {TX_URL} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+               + b"Content-Type: application/json\xe9\r\n"          # a byte that is not UTF-8
+               + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    await conn.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    conn.close()
+    assert status_line.split()[1] == b"200"
+    [(_, [letter])] = writer.writes
+    assert letter.reason == "malformed" and dict(letter.headers)["content-type"] == b"application/json\xe9"
+
+
+async def test_a_client_that_goes_away_mid_body_is_not_a_500(tight):
+    c, _ = tight
+    before = {s: metrics.WEBHOOK_REQUESTS.labels("tencent_ses", "tx", s)._value.get() for s in ("400", "500")}  # noqa: SLF001
+    reader, writer = await asyncio.open_connection(c.server.host, c.server.port)
+    writer.write(f"POST {TX_URL} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: 5000\r\n\r\n{{\"event\": ".encode())
+    await writer.drain()
+    writer.close()                                            # gone after 11 of 5,000 bytes
+    deadline = asyncio.get_running_loop().time() + 10
+    while metrics.WEBHOOK_REQUESTS.labels("tencent_ses", "tx", "400")._value.get() == before["400"]:  # noqa: SLF001
+        assert asyncio.get_running_loop().time() < deadline, "the abandoned request was never counted"
+        await asyncio.sleep(0.05)
+    assert metrics.WEBHOOK_REQUESTS.labels("tencent_ses", "tx", "500")._value.get() == before["500"]  # noqa: SLF001

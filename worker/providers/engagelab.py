@@ -265,15 +265,17 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
 
 def replay_key(req: WebhookRequest, record: dict[str, Any]) -> str | None:
     """EngageLab signs only a timestamp, so one signature covers every callback sent in that instant:
-    the key is the signature with what the record is about (its email and event). A captured
-    signature reused with another status for that email is then a replay; reused for other emails it
-    cannot be told from a genuine callback (docs/runbook.md, webhook security)."""
+    the key is the signature (lower-cased, as verification reads it) with the email the record is
+    about. A captured signature reused with another status for that email is then a replay; reused
+    for other emails it cannot be told from a genuine callback (docs/runbook.md#webhook-security).
+    Callbacks that are never emitted (requests, opens, clicks) are not keyed: forging one changes
+    nothing, and keying them would take a genuine status sent in the same instant for a replay."""
     signature = req.headers.get("x-webhook-signature")
-    if not signature:
-        return None
     status, response = record.get("status"), record.get("response")
     part = status if isinstance(status, dict) else response if isinstance(response, dict) else {}
     data = part.get("status_data") or part.get("response_data") or {}
     event = part.get("message_status") or part.get("event")
     email_id = data.get("email_id") if isinstance(data, dict) else None
-    return f"{signature}|{email_id}|{event}"
+    if not signature or not isinstance(event, str) or EVENTS.get(event) is None:
+        return None
+    return f"{signature.lower()}|{email_id}"

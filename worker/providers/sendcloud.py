@@ -292,8 +292,10 @@ def event_observations(edition: Edition, acct: AccountContext, record: dict[str,
 
 def signature_reuse_key(record: dict[str, Any]) -> str | None:
     """The signature of the delivery a record came in: HMAC over timestamp + a random token, so it
-    names one delivery, and one captured with another body is a replay (worker.staging)."""
-    return as_text(record.get("signature"))
+    names one delivery, and one captured with another body is a replay (worker.staging). Lower-cased
+    as verification reads it, so a change of letter case is the same signature."""
+    signature = as_text(record.get("signature"))
+    return signature.lower() if signature else None
 
 
 def _body_fields(edition: Edition, req: WebhookRequest) -> dict[str, Any]:

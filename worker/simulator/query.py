@@ -72,7 +72,7 @@ class AccountState:
     def roll_fault(self) -> str | None:
         f, r = self.faults, self.fault_rng.random()
         for name, rate in (("5xx", f.error_5xx_rate), ("timeout", f.timeout_rate),
-                           ("malformed", f.malformed_rate), ("slow", f.slow_rate)):
+                           ("malformed", f.malformed_rate), ("slow", f.slow_rate), ("bad_row", f.bad_row_rate)):
             if r < rate:
                 return name
             r -= rate

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
+import attrs
+import orjson
 from aiohttp import web
 
 from worker.model import Provider
@@ -230,6 +232,8 @@ class Simulator:
             self._log(st, api.provider, key, now, "fault", fault=fault)
             return web.Response(status=200, body=answer.body[: max(1, len(answer.body) // 2)],
                                 headers=dict(answer.headers))
+        if fault == "bad_row" and outcome == "ok":
+            answer = _spoil_a_row(api.provider, answer, st.fault_rng)
         if outcome == "ok":
             st.remember(key, now, answer)
         self._log(st, api.provider, key, now, outcome, fault=fault, rows=answer.rows)
@@ -258,3 +262,27 @@ class Simulator:
                                 "quota_used": st.quota.used(now), **self.stats(name)}
                          for name, st in self.accounts.items()},
         })
+
+
+# Where each API's rows are, and the field a broken row has blanked (an address, or UniSender's id).
+_ROWS: dict[Provider, tuple[tuple[str, ...], str]] = {
+    Provider.SENDCLOUD: (("info", "voList"), "recipients"),
+    Provider.AURORA_SENDCLOUD: (("info", "voList"), "recipients"),
+    Provider.ENGAGELAB: (("result",), "email_id"),
+    Provider.TENCENT_SES: (("Response", "EmailStatusList"), "ToEmailAddress"),
+    Provider.UNISENDER: (("result", "statuses"), "id"),
+}
+
+
+def _spoil_a_row(provider: Provider, answer: Answer, rng: Any) -> Answer:
+    """The `bad_row` fault: one row of the page with its address (UniSender: its id) blanked, as
+    providers sometimes answer (EngageLab's own doc example has `"email": ""`)."""
+    path, field = _ROWS[provider]
+    doc = orjson.loads(answer.body)
+    rows = doc
+    for part in path:
+        rows = rows.get(part) if isinstance(rows, dict) else None
+    if not isinstance(rows, list) or not rows:
+        return answer
+    rows[rng.randrange(len(rows))][field] = ""
+    return attrs.evolve(answer, body=orjson.dumps(doc))

@@ -99,6 +99,7 @@ class Faults:
     slow_rate: float = 0.0
     slow_secs: float = 0.0
     malformed_rate: float = 0.0
+    bad_row_rate: float = 0.0  # one row of the answer is broken (its address or id blanked)
     seed: int = 0
 
 

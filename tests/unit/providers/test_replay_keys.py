@@ -22,6 +22,7 @@ def test_the_sendcloud_lineage_keys_a_record_by_its_signature(module):
     req = WebhookRequest(body=body, content_type=FORM)
     [record] = module.split_webhook(req)
     assert module.replay_key(req, record) == "ab12" * 16
+    assert module.replay_key(req, {**record, "signature": "AB12" * 16}) == "ab12" * 16   # verification ignores case
     assert module.replay_key(req, {**record, "signature": ""}) is None
     assert module.replay_key(req, {k: v for k, v in record.items() if k != "signature"}) is None
 
@@ -31,8 +32,16 @@ def test_engagelab_keys_a_record_by_its_signature_email_and_event():
     status = {"status": {"message_status": "delivered", "status_data": {"email_id": "e1$a@x.test"}}, "itime": 1}
     response = {"response": {"event": "unsubscribe", "response_data": {"email_id": "e2$b@x.test"}}, "itime": 1}
     req = WebhookRequest(body=b"{}", content_type="application/json", headers=headers)
-    assert engagelab.replay_key(req, status) == "f00d" * 16 + "|e1$a@x.test|delivered"
-    assert engagelab.replay_key(req, response) == "f00d" * 16 + "|e2$b@x.test|unsubscribe"
+    assert engagelab.replay_key(req, status) == "f00d" * 16 + "|e1$a@x.test"
+    assert engagelab.replay_key(req, response) == "f00d" * 16 + "|e2$b@x.test"
+    # another status for the same email under the same signature: the same key (a replay)
+    invalid = {"status": {"message_status": "invalid_email", "status_data": {"email_id": "e1$a@x.test"}}}
+    assert engagelab.replay_key(req, invalid) == engagelab.replay_key(req, status)
+    upper = WebhookRequest(body=b"{}", content_type="application/json",
+                           headers={**headers, "x-webhook-signature": "F00D" * 16})
+    assert engagelab.replay_key(upper, status) == engagelab.replay_key(req, status)
+    opened = {"response": {"event": "open", "response_data": {"email_id": "e1$a@x.test"}}}
+    assert engagelab.replay_key(req, opened) is None                  # never emitted: not keyed
     assert engagelab.replay_key(WebhookRequest(body=b"{}", content_type="application/json"), status) is None
 
 
