@@ -66,7 +66,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
-    from worker.replay import Selection, parse_time, run_replay
+    from worker.letters import Selection, parse_time
+    from worker.replay import run_replay
 
     try:
         since, until = (parse_time(t) if t else None for t in (args.time_from, args.time_to))

@@ -23,211 +23,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import re
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 import attrs
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from worker import logs, raw
-from worker.config import AccountConfig, Config
+from worker import logs
+from worker.config import Config
 from worker.deadletter import UNKNOWN
 from worker.emit import Topics, ensure_topics, producer_settings
-from worker.errors import ERROR_TYPES, KAFKA, TIMEOUT, MalformedPayload, TopicLayoutError, UnknownAccount, WorkerError
-from worker.intake import Admitted, RawWriter, admit, check_fields
-from worker.model import Provider, rfc3339
+from worker.errors import ERROR_TYPES, KAFKA, TIMEOUT, TopicLayoutError
+from worker.intake import Admitted, RawWriter
+from worker.letters import NAME, Letter, Outcome, Selection, Summary, resolve
 from worker.progress import Progress
-from worker.providers import get_module
-from worker.providers.base import WebhookRequest
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 BATCH = 500
 STALL_SECS = 60.0          # no position moved for this long: the broker is gone, give up (exit 1)
-NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
-PARTS = ("raw", "record", "body", "sent")
-
-
-@attrs.frozen
-class Selection:
-    """Which dead letters to replay: any of `accounts` and of `reasons` (empty: all), received in
-    [since, until)."""
-
-    accounts: frozenset[str] = frozenset()
-    reasons: frozenset[str] = frozenset()
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def default_name(self) -> str:
-        """A short hash of the selection, stable across runs: the same selection resumes."""
-        canonical = orjson.dumps({"accounts": sorted(self.accounts), "reasons": sorted(self.reasons),
-                                  "from": rfc3339(self.since) if self.since else None,
-                                  "to": rfc3339(self.until) if self.until else None})
-        return hashlib.sha256(canonical).hexdigest()[:12]
-
-    def matches(self, letter: Letter) -> bool:
-        return ((not self.accounts or letter.account in self.accounts)
-                and (not self.reasons or letter.reason in self.reasons)
-                and (self.since is None or letter.received_at >= self.since)
-                and (self.until is None or letter.received_at < self.until))
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 date or time; without a zone it is UTC (a date alone: its 00:00 UTC)."""
-    dt = datetime.fromisoformat(text)
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-@attrs.frozen
-class Letter:
-    """A dead letter as read back: its value and the headers worker.deadletter wrote."""
-
-    provider: str
-    account: str
-    reason: str
-    part: str
-    content_type: str
-    received_at: datetime
-    request_headers: dict[str, str]
-    value: bytes
-
-    @classmethod
-    def from_record(cls, record: Any) -> Letter:
-        headers = {name: value or b"" for name, value in record.headers or ()}
-
-        def text(name: str) -> str:
-            return headers.get(name, b"").decode("utf-8", "replace")
-
-        try:
-            received_at = parse_time(text("received_at"))
-        except ValueError:   # not one of ours: the broker's timestamp is the best we know
-            received_at = datetime.fromtimestamp(record.timestamp / 1000, tz=UTC)
-        return cls(provider=text("provider"), account=text("account"), reason=text("reason"), part=text("part"),
-                   content_type=text("content-type"), received_at=received_at,
-                   request_headers={name.removeprefix("request-"): value.decode("utf-8", "surrogateescape")
-                                    for name, value in headers.items() if name.startswith("request-")},
-                   value=record.value or b"")
-
-
-@attrs.frozen
-class Outcome:
-    """What one dead letter becomes: records for `_raw`, and the error types of what is still unusable."""
-
-    records: tuple[Admitted, ...] = ()
-    unusable: tuple[str, ...] = ()
-    not_needed: bool = False
-
-
-def resolve(config: Config, letter: Letter) -> Outcome:
-    """The normal path, without the network: decode, split and check what a dead letter holds."""
-    try:
-        if letter.part == "raw":
-            record = raw.decode(letter.value)
-            _check(_account(config, record.provider, record.account), record)
-            return Outcome((admit(record),))
-        if letter.part == "sent":
-            sent = raw.SentMessage.from_feed(letter.value, letter.received_at)
-            account = _account(config, sent.provider, sent.account)
-            if get_module(account.provider).DEFAULTS.polling != "ids":
-                return Outcome(not_needed=True)   # as the sent-message feed: only id-polled accounts need it
-            return Outcome((admit(sent),))
-        if letter.part not in PARTS:
-            raise MalformedPayload(f"not a dead letter of ours (part {letter.part!r})")
-        account = _account(config, letter.provider, letter.account)
-        if letter.part == "record":
-            record = orjson.loads(letter.value)
-            if not isinstance(record, dict):
-                raise MalformedPayload("a record dead letter that is not a JSON object")
-            return _webhook(account, [record], letter.received_at)
-        # a whole body; it was verified when received (its headers are gone, the signed ones kept)
-        req = WebhookRequest(body=letter.value, content_type=letter.content_type, headers=letter.request_headers)
-        return _webhook(account, get_module(account.provider).split_webhook(req), letter.received_at)
-    except WorkerError as exc:
-        return Outcome(unusable=(exc.error_type,))
-    except (KeyError, TypeError, ValueError):   # orjson's JSONDecodeError, or a provider module's bug
-        return Outcome(unusable=(MalformedPayload.error_type,))
-
-
-def _account(config: Config, provider: Provider | str, name: str) -> AccountConfig:
-    try:
-        account = config.account(provider, name)
-    except ValueError:   # "unknown", or a provider this release does not have
-        account = None
-    if account is None:
-        raise UnknownAccount(f"no account {provider}/{name} in the configuration")
-    return account
-
-
-def _check(account: AccountConfig, record: raw.RawRecord) -> None:
-    """Raise what the shard would dead-letter the record for."""
-    module = get_module(account.provider)
-    if isinstance(record, raw.WebhookRecord):
-        check_fields(module.webhook_observations(account.context, dict(record.record)))
-    elif isinstance(record, raw.PollPageRecord):
-        module.parse_poll_response(account.context, record.query, record.status, record.headers, record.body,
-                                   record.received_at)
-
-
-def _webhook(account: AccountConfig, split: Sequence[dict[str, Any]], received_at: datetime) -> Outcome:
-    """Split webhook records as the receiver keeps them: those the provider module reads now."""
-    module = get_module(account.provider)
-    records: list[Admitted] = []
-    unusable: list[str] = []
-    for record in split:
-        try:
-            check_fields(module.webhook_observations(account.context, record))
-            records.append(admit(raw.WebhookRecord(account.provider, account.name, received_at, record)))
-        except WorkerError as exc:
-            unusable.append(exc.error_type)
-        except (KeyError, TypeError, ValueError):
-            unusable.append(MalformedPayload.error_type)
-    return Outcome(tuple(records), tuple(unusable))
-
-
-@attrs.define
-class Summary:
-    selected: Counter[tuple[str, str]] = attrs.field(factory=Counter)   # (reason, part) of the dead letters
-    replayed: Counter[str] = attrs.field(factory=Counter)               # records written to _raw, by part
-    unusable: Counter[str] = attrs.field(factory=Counter)               # still unusable, by error type now
-    not_needed: int = 0
-    passed_over: int = 0
-
-    def add(self, letter: Letter, outcome: Outcome | None) -> None:
-        if outcome is None:
-            self.passed_over += 1
-            return
-        self.selected[(letter.reason, letter.part)] += 1
-        if outcome.records:
-            self.replayed[letter.part] += len(outcome.records)
-        self.unusable.update(outcome.unusable)
-        self.not_needed += outcome.not_needed
-
-    def merge(self, other: Summary) -> None:
-        self.selected.update(other.selected)
-        self.replayed.update(other.replayed)
-        self.unusable.update(other.unusable)
-        self.not_needed += other.not_needed
-        self.passed_over += other.passed_over
-
-    def lines(self, dry_run: bool) -> list[str]:
-        def counts(counter: Counter[Any]) -> str:
-            items = sorted(("/".join(k) if isinstance(k, tuple) else k, n) for k, n in counter.items() if n)
-            return f"  ({', '.join(f'{k} {n}' for k, n in items)})" if items else ""
-
-        return [f"selected: {sum(self.selected.values())}{counts(self.selected)}",
-                f"{'would replay' if dry_run else 'replayed'}: {sum(self.replayed.values())} record(s)"
-                f"{counts(self.replayed)}",
-                f"still unusable: {sum(self.unusable.values())}{counts(self.unusable)}",
-                f"not needed: {self.not_needed}",
-                f"passed over: {self.passed_over}"]
 
 
 class OffsetProgress:
