@@ -8,47 +8,19 @@ message ever contains a secret's value.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import jsonschema
-import orjson
 import yaml
 
 from worker.errors import ConfigError
 from worker.model import EventType, Provider
 from worker.providers import get_module
 from worker.providers.base import AccountContext, Credentials, Need, ProviderDefaults
-
-
-@functools.cache
-def load_schema(name: str) -> dict[str, Any]:
-    """A schema from schemas/ (installed inside the package as worker/schemas)."""
-    return orjson.loads(importlib.resources.files("worker").joinpath("schemas", name).read_bytes())
-
-
-def _schema_defaults(node: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    """Every `default` of the config schema by key path (an account's keys under "accounts")."""
-    out: dict[tuple[str, ...], Any] = {}
-    if "default" in node and path:
-        out[path] = node["default"]
-    for key, child in node.get("properties", {}).items():
-        out.update(_schema_defaults(child, (*path, key)))
-    if isinstance(node.get("items"), dict):
-        out.update(_schema_defaults(node["items"], path))
-    return out
-
-
-# Each default is written once, in schemas/config.v1.json, and read from there.
-SCHEMA_DEFAULTS = _schema_defaults(load_schema("config.v1.json"))
-
-
-def default(*path: str) -> Any:
-    return SCHEMA_DEFAULTS[path]
-
+from worker.schema import default, load_schema
 
 # Sweeps of a provider without a result cache are at least this far apart by default (a minute:
 # the quota window of every provider).
@@ -66,16 +38,13 @@ class KafkaConfig:
     group_id: str = default("kafka", "group_id")
     replication_factor: int = default("kafka", "replication_factor")
     output_partitions: int = default("kafka", "output_partitions")
+    # aiokafka's security settings, secrets resolved, and the TLS files (worker.kafka_tls)
     security: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     produce_timeout_secs: float = default("kafka", "produce_timeout_secs")
     transaction_timeout_secs: float = default("kafka", "transaction_timeout_secs")
     batch_max_records: int = default("kafka", "batch_max_records")
     batch_linger_ms: int = default("kafka", "batch_linger_ms")
     session_timeout_ms: int = default("kafka", "session_timeout_ms")
-
-    def client_kwargs(self) -> dict[str, Any]:
-        """Connection settings shared by every aiokafka client of the worker."""
-        return {"bootstrap_servers": self.bootstrap_servers, **self.security}
 
 
 @attrs.frozen
@@ -252,11 +221,7 @@ class _Builder:
 
     def build(self, data: Mapping[str, Any]) -> Config:
         k = dict(data["kafka"])
-        security = dict(k.pop("security", {}) or {})
-        password = self.secret(security, "sasl_plain_password", "kafka.security")
-        security = {key: v for key, v in security.items() if not key.startswith("sasl_plain_password")}
-        if password is not None:
-            security["sasl_plain_password"] = password
+        security = self.security(dict(k.pop("security", {}) or {}))
         if self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
             k["bootstrap_servers"] = self.env["KAFKA_BOOTSTRAP_SERVERS"]
         kafka = KafkaConfig(security=security, **k)
@@ -280,6 +245,28 @@ class _Builder:
         return Config(kafka=kafka, http=HttpConfig(**(data.get("http") or {})),
                       dedup=DedupConfig(**(data.get("dedup") or {})), accounts=tuple(accounts),
                       **{key: v for key, v in top.items() if v is not None})
+
+    def security(self, given: dict[str, Any]) -> dict[str, str]:
+        """The `kafka.security` settings with their secrets resolved (worker.kafka_tls turns the
+        TLS files into the context aiokafka takes, and check-config loads them)."""
+        path, protocol = "kafka.security", given.get("security_protocol", "PLAINTEXT")
+        out = {key: v for key, v in given.items() if not key.endswith(("_env", "_file")) or (key.startswith("ssl_")
+               and key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"))}
+        for secret in ("sasl_plain_password", "ssl_key_password"):
+            value = self.secret(given, secret, path)
+            if value is not None:
+                out[secret] = value
+        if protocol.startswith("SASL_"):
+            for need in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
+                if need not in given and not _has_secret(given, need):
+                    self.problems.append(f"{path}: {protocol} needs {need}" + ("_env or _file" if "pass" in need else ""))
+        tls_files = sorted(k for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile") if k in given)
+        if tls_files and not protocol.endswith("SSL"):
+            self.problems.append(f"{path}: {', '.join(tls_files)} set but security_protocol is {protocol} "
+                                 "(use SSL or SASL_SSL for TLS)")
+        if ("ssl_certfile" in given) != ("ssl_keyfile" in given):
+            self.problems.append(f"{path}: mutual TLS needs both ssl_certfile and ssl_keyfile")
+        return out
 
     def account(self, raw: Mapping[str, Any], path: str) -> AccountConfig | None:
         provider = Provider(raw["provider"])

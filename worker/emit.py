@@ -21,6 +21,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from worker.config import KafkaConfig
 from worker.errors import TopicLayoutError
+from worker.kafka_tls import client_kwargs
 from worker.model import EventType, StatusEvent
 
 
@@ -79,7 +80,7 @@ def event_record(topics: Topics, event: StatusEvent) -> tuple[str, bytes, bytes,
 def producer_settings(kafka: KafkaConfig, **extra: Any) -> dict[str, Any]:
     """Durable, idempotent producer settings shared by every producer of the worker."""
     return {
-        **kafka.client_kwargs(),
+        **client_kwargs(kafka),
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
@@ -91,9 +92,12 @@ def producer_settings(kafka: KafkaConfig, **extra: Any) -> dict[str, Any]:
 
 
 async def ensure_topics(kafka: KafkaConfig, *, with_outputs: bool = True) -> None:
-    """Create missing topics; refuse an existing `_raw`/`_state` with the wrong partition count."""
+    """Create missing topics; refuse existing ones the worker cannot rely on: `_raw`/`_state` with
+    the wrong partition count, a `_state` that is not compacted (restores would read every record
+    ever written, then lose the old ones to retention), topics with another replication factor
+    than `kafka.replication_factor` sets."""
     topics = Topics.from_config(kafka)
-    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -122,6 +126,9 @@ async def ensure_topics(kafka: KafkaConfig, *, with_outputs: bool = True) -> Non
             except TopicAlreadyExistsError:
                 pass  # another replica created them first
         await _check_partitions(admin, topics, kafka.shards)
+        # every topic, not only those listed as existing: another replica (or a stale metadata
+        # view) may have created one a moment ago
+        await _check_settings(admin, topics, kafka.replication_factor, [t.name for t in wanted])
     finally:
         await admin.close()
 
@@ -130,6 +137,25 @@ async def describe_config(admin: AIOKafkaAdminClient, kind: ConfigResourceType, 
     """The current configuration of one broker or topic, as a plain dict."""
     responses = await admin.describe_configs([ConfigResource(kind, name, configs=None)])
     return {entry[0]: entry[1] for response in responses for res in response.resources for entry in res[4]}
+
+
+async def _check_settings(admin: AIOKafkaAdminClient, topics: Topics, replication: int, existed: list[str]) -> None:
+    """Refuse, with what to change, a topic the worker cannot rely on."""
+    problems = []
+    if topics.state in existed:
+        policy = (await describe_config(admin, ConfigResourceType.TOPIC, topics.state)).get("cleanup.policy", "")
+        if "compact" not in policy.split(","):
+            problems.append(f"{topics.state} has cleanup.policy={policy or 'delete'}; it must be compacted "
+                            f"(kafka-configs.sh --alter --entity-type topics --entity-name {topics.state} "
+                            f"--add-config cleanup.policy=compact)")
+    if replication != -1 and existed:
+        for d in await admin.describe_topics(existed):
+            counts = {len(p.get("replicas") or []) for p in d.get("partitions") or []}
+            if counts and counts != {replication}:
+                problems.append(f"{d['topic']} has replication factor {sorted(counts)} but kafka.replication_factor "
+                                f"is {replication}: reassign its partitions, or set kafka.replication_factor to match")
+    if problems:
+        raise TopicLayoutError("; ".join(problems))
 
 
 async def _check_partitions(admin: AIOKafkaAdminClient, topics: Topics, shards: int) -> None:

@@ -21,7 +21,8 @@ from aiokafka.errors import KafkaError
 from worker import metrics
 from worker.config import AccountConfig, Config
 from worker.emit import Topics, shard_of
-from worker.errors import KAFKA, error_type_of
+from worker.errors import KAFKA, ShardClosed, error_type_of
+from worker.kafka_tls import client_kwargs
 from worker.poll.fetch import Fetcher
 from worker.poll.limiter import AdaptiveLimiter
 from worker.poll.runner import PollRunner
@@ -82,7 +83,7 @@ class ShardManager(ConsumerRebalanceListener):
     async def start(self) -> None:
         k = self.config.kafka
         self.consumer = AIOKafkaConsumer(
-            **k.client_kwargs(), group_id=k.group_id, isolation_level="read_committed",
+            **client_kwargs(k), group_id=k.group_id, isolation_level="read_committed",
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=k.batch_max_records,
             session_timeout_ms=k.session_timeout_ms, heartbeat_interval_ms=max(300, k.session_timeout_ms // 4),
             rebalance_timeout_ms=int(max(30.0, self.config.shutdown_grace_secs) * 1000),
@@ -233,28 +234,42 @@ class ShardManager(ConsumerRebalanceListener):
     # -- the consume loop -----------------------------------------------------------------------
 
     async def _consume(self) -> None:
+        """The consume loop survives anything: a failure is logged, counted and backed off from, and
+        the records it was handling are read again from their shard's last commit."""
         high = self.config.kafka.batch_max_records * 4
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=100, max_records=self.config.kafka.batch_max_records)
-            except KafkaError:
-                log.warning("consumer error", extra={"error_type": KAFKA})
-                metrics.error("consume", KAFKA)
+                for tp, records in batches.items():
+                    await self._hand_over(tp, records)
+                self._backpressure(high)
+                self._lag()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                kind = KAFKA if isinstance(exc, KafkaError) else error_type_of(exc)
+                log.warning("consume loop failed; going on", exc_info=kind != KAFKA, extra={"error_type": kind})
+                metrics.error("consume", kind)
                 await asyncio.sleep(1.0)
-                continue
-            for tp, records in batches.items():
-                shard = self.shards.get(tp.partition)
-                if shard is None or shard.closed:
-                    continue  # revoked while in flight; the next owner reads them again
-                taken = shard.process_raw(records)
-                if taken < len(records):           # the shard takes them one at a time (its breaker)
-                    self._consumer.seek(tp, records[taken].offset)
-                    if not taken:
-                        await asyncio.sleep(0.005)  # its open batch is committing
-                if taken:
-                    self.positions[tp.partition] = records[taken - 1].offset + 1
-            self._backpressure(high)
-            self._lag()
+
+    async def _hand_over(self, tp: TopicPartition, records: list) -> None:
+        shard = self.shards.get(tp.partition)
+        if shard is None or shard.closed:
+            return  # revoked while in flight; the next owner reads them again
+        try:
+            taken = shard.process_raw(records)
+        except ShardClosed:
+            return  # closed under us: a reopen or the next owner reads them again
+        except Exception:
+            if shard.committed_offset is not None:
+                self._consumer.seek(tp, shard.committed_offset)   # read again, nothing skipped
+            raise
+        if taken < len(records):           # the shard takes them one at a time (its breaker)
+            self._consumer.seek(tp, records[taken].offset)
+            if not taken:
+                await asyncio.sleep(0.005)  # its open batch is committing
+        if taken:
+            self.positions[tp.partition] = records[taken - 1].offset + 1
 
     def _backpressure(self, high: int) -> None:
         for p, shard in self.shards.items():
@@ -265,8 +280,12 @@ class ShardManager(ConsumerRebalanceListener):
                 self._consumer.resume(tp)
 
     def _lag(self) -> None:
+        assigned = self._consumer.assignment()
         for p, shard in self.shards.items():
-            highwater = self._consumer.highwater(TopicPartition(self.topics.raw, p))
+            tp = TopicPartition(self.topics.raw, p)
+            if tp not in assigned:
+                continue        # moved away in a rebalance a moment ago (aiokafka asserts on it)
+            highwater = self._consumer.highwater(tp)
             position = self.positions.get(p, shard.committed_offset)
             if highwater is not None and position is not None:
                 metrics.raw_lag(p, max(0, highwater - position))

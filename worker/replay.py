@@ -37,6 +37,7 @@ from worker.deadletter import UNKNOWN
 from worker.emit import Topics, ensure_topics, producer_settings
 from worker.errors import ERROR_TYPES, KAFKA, TIMEOUT, TopicLayoutError
 from worker.intake import Admitted, RawWriter
+from worker.kafka_tls import client_kwargs
 from worker.letters import NAME, Letter, Outcome, Selection, Summary, resolve
 from worker.progress import Progress
 
@@ -108,7 +109,7 @@ class Replay:
                 with contextlib.suppress(KafkaError):
                     await producer.stop()
                 raise
-        consumer = AIOKafkaConsumer(**k.client_kwargs(), group_id=self.group, enable_auto_commit=False,
+        consumer = AIOKafkaConsumer(**client_kwargs(k), group_id=self.group, enable_auto_commit=False,
                                     auto_offset_reset="earliest", isolation_level="read_committed")
         try:
             await consumer.start()

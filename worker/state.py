@@ -28,6 +28,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from worker.config import KafkaConfig
+from worker.kafka_tls import client_kwargs
 from worker.poll.ids import Tracked
 from worker.poll.scheduler import Cursor
 from worker.poll.sink import CursorChange, IdChange, StateChange
@@ -166,7 +167,7 @@ def _split(key: Any) -> tuple[str, str]:
 
 async def read_partition(kafka: KafkaConfig, topic: str, partition: int) -> Restored:
     """Everything committed to one `_state` partition, from its beginning to its current end."""
-    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), isolation_level="read_committed",
+    consumer = AIOKafkaConsumer(**client_kwargs(kafka), isolation_level="read_committed",
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20)
     await consumer.start()

@@ -90,3 +90,26 @@ async def test_wrong_partition_count_is_a_clear_startup_error(kafka_bootstrap, t
     kafka = KafkaConfig(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, shards=6)
     with pytest.raises(TopicLayoutError, match=rf"kafka.shards is 6 but {topic_prefix}._raw has 3 partition"):
         await ensure_topics(kafka)
+
+
+async def test_an_existing_state_topic_that_is_not_compacted_is_refused_with_what_to_change(kafka_bootstrap,
+                                                                                            topic_prefix):
+    kafka = KafkaConfig(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, shards=2)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(f"{topic_prefix}._state", 2, 1, topic_configs={"cleanup.policy": "delete"})])
+    finally:
+        await admin.close()
+    with pytest.raises(TopicLayoutError) as refused:
+        await ensure_topics(kafka)
+    assert f"{topic_prefix}._state has cleanup.policy=delete; it must be compacted" in str(refused.value)
+    assert "--add-config cleanup.policy=compact" in str(refused.value)
+
+
+async def test_an_existing_topic_with_another_replication_factor_is_refused(kafka_bootstrap, topic_prefix):
+    await ensure_topics(KafkaConfig(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, shards=2))
+    with pytest.raises(TopicLayoutError) as refused:   # the single test broker has one replica of each
+        await ensure_topics(KafkaConfig(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, shards=2,
+                                        replication_factor=3))
+    assert f"{topic_prefix}._raw has replication factor [1] but kafka.replication_factor is 3" in str(refused.value)

@@ -52,3 +52,24 @@ async def test_up_prints_a_bootstrap_address_clients_can_use_and_down_leaves_not
     assert down.returncode == 0, down.stderr
     assert broker_processes(state) == []
     assert script("status", "--dir", str(state)).returncode == 1
+
+
+def test_a_cluster_id_that_starts_with_a_dash_is_not_taken_for_an_option(tmp_path, monkeypatch):
+    """A random cluster id begins with '-' once in 64: the storage tool must not read it as a flag
+    (it used to fail `up` then, and with it a whole CI run)."""
+    import base64
+    import importlib.util
+    import uuid
+
+    spec = importlib.util.spec_from_file_location("kafka_script_dash", ROOT / "scripts" / "kafka.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dash = uuid.UUID(bytes=base64.urlsafe_b64decode("-HFJdAm1SU6RhDquKNFwxw=="))
+    monkeypatch.setattr(module.uuid, "uuid4", lambda: dash)
+    state = tmp_path / "dash"
+    try:
+        bootstrap = module.up(state)
+        assert bootstrap.startswith("127.0.0.1:")
+    finally:
+        module.down(state)
+    assert broker_processes(state) == []

@@ -585,3 +585,15 @@ def test_docker_compose_wiring():
     parsed = parse_config(config, env)
     assert parsed.kafka.bootstrap_servers == "kafka:9092"
     assert len(parsed.accounts) == 5
+
+
+def test_kafka_tls_files_are_mounted_read_only_from_their_secret():
+    docs = render("defaults", "kafkaTls.enabled=true", "kafkaTls.secretName=kafka-client-tls")
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "kafka-tls"]
+    assert volume["secret"] == {"secretName": "kafka-client-tls", "defaultMode": 0o440}
+    [mount] = [m for m in worker_container(docs)["volumeMounts"] if m["name"] == "kafka-tls"]
+    assert mount == {"name": "kafka-tls", "mountPath": "/etc/email-status-worker/kafka-tls", "readOnly": True}
+    assert not [v for v in one(render("defaults"), "Deployment")["spec"]["template"]["spec"]["volumes"]
+                if v["name"] == "kafka-tls"]
+    assert "kafkaTls.secretName is required" in render_error("defaults", "kafkaTls.enabled=true")
