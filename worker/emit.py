@@ -16,11 +16,19 @@ from typing import Any
 import attrs
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 
 from worker.config import KafkaConfig
-from worker.errors import TopicLayoutError
+from worker.errors import KAFKA, TIMEOUT, TopicLayoutError, error_type_of
 from worker.kafka_tls import client_kwargs
 from worker.model import EventType, StatusEvent
 
@@ -172,3 +180,20 @@ async def _check_partitions(admin: AIOKafkaAdminClient, topics: Topics, shards: 
             f"kafka.shards is {shards} but {detail} partition(s). Shards are fixed for the life of "
             f"these topics: set kafka.shards to the existing count, or use a new kafka.topic_prefix."
         )
+
+
+# Kafka refuses one of the batch's records: replaying the batch fails the same way (worker.breaker).
+RECORD_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException)
+
+
+def about_a_record(exc: BaseException) -> bool:
+    """A failure that lies in a record (Kafka refused it, or building it raised), not in Kafka."""
+    return isinstance(exc, RECORD_ERRORS) or not isinstance(exc, (KafkaError, TimeoutError))
+
+
+def kafka_error_type(exc: BaseException) -> str:
+    if isinstance(exc, (KafkaTimeoutError, asyncio.TimeoutError)):
+        return TIMEOUT
+    if isinstance(exc, KafkaError):
+        return KAFKA
+    return error_type_of(exc)

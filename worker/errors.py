@@ -177,6 +177,13 @@ class CommitFailed(WorkerError):
     error_type = "commit_failed"
 
 
+class CommitOutcomeUnknown(WorkerError):
+    """The commit request of a transaction failed (timed out, connection lost): it may have been
+    applied. The shard finds out which (worker.shards) before it goes on."""
+
+    error_type = "commit_outcome_unknown"
+
+
 class TopicLayoutError(WorkerError):
     """An existing internal topic does not have the layout the worker needs."""
 

@@ -20,13 +20,13 @@ from aiokafka.errors import KafkaError
 
 from worker import metrics
 from worker.config import AccountConfig, Config
-from worker.emit import Topics, shard_of
+from worker.emit import Topics, kafka_error_type, shard_of
 from worker.errors import KAFKA, ShardClosed, error_type_of
 from worker.kafka_tls import client_kwargs
 from worker.poll.fetch import Fetcher
 from worker.poll.limiter import AdaptiveLimiter
 from worker.poll.runner import PollRunner
-from worker.shards import Shard, kafka_error_type
+from worker.shards import Shard
 
 log = logging.getLogger("worker.group")
 

@@ -21,21 +21,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
-    CorruptRecordException,
     KafkaError,
-    KafkaTimeoutError,
-    MessageSizeTooLargeError,
     ProducerFenced,
-    RecordListTooLargeError,
-    RecordTooLargeError,
 )
 
 from worker import metrics, raw
 from worker.breaker import Breaker
 from worker.config import AccountConfig, Config
-from worker.emit import Topics, producer_settings
-from worker.errors import KAFKA, TIMEOUT, CommitFailed, Fenced, ShardClosed, error_type_of
+from worker.emit import Topics, about_a_record, kafka_error_type, producer_settings
+from worker.errors import CommitFailed, CommitOutcomeUnknown, Fenced, ShardClosed
+from worker.kafka_tls import client_kwargs
 from worker.model import Observation, Source
 from worker.poll.ids import IdTracker
 from worker.poll.scheduler import DateWindowScheduler
@@ -48,23 +45,6 @@ log = logging.getLogger("worker.shard")
 
 COMMIT_BACKOFF_SECS = 0.5
 EXPIRY_CHUNK = 10_000
-
-
-# Kafka refuses one of the batch's records: replaying the batch fails the same way (worker.breaker).
-RECORD_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException)
-
-
-def about_a_record(exc: BaseException) -> bool:
-    """A failure that lies in a record (Kafka refused it, or building it raised), not in Kafka."""
-    return isinstance(exc, RECORD_ERRORS) or not isinstance(exc, (KafkaError, TimeoutError))
-
-
-def kafka_error_type(exc: BaseException) -> str:
-    if isinstance(exc, (KafkaTimeoutError, asyncio.TimeoutError)):
-        return TIMEOUT
-    if isinstance(exc, KafkaError):
-        return KAFKA
-    return error_type_of(exc)
 
 
 class Shard:
@@ -222,6 +202,15 @@ class Shard:
             started = time.monotonic()
             try:
                 await self._transaction(batch)
+            except CommitOutcomeUnknown as exc:
+                metrics.error("transaction", exc.error_type)
+                committed = await self._settle(batch, staging)
+                if not committed:
+                    staging.failed(batch, CommitFailed(exc.error_type))
+                    self._batch_first = None
+                    self._rewind()
+                    raise CommitFailed(exc.error_type) from exc
+                log.warning("a commit that failed had been applied", extra={"shard": self.partition})
             except ProducerFenced as exc:
                 log.warning("shard fenced by a newer owner", extra={"shard": self.partition})
                 metrics.error("transaction", Fenced.error_type)
@@ -263,7 +252,12 @@ class Shard:
                                                 headers=letter.headers))
             if batch.raw_offset is not None:
                 await producer.send_offsets_to_transaction({self.raw_tp: batch.raw_offset}, self.config.kafka.group_id)
-            await asyncio.wait_for(producer.commit_transaction(), self.config.kafka.produce_timeout_secs * 3)
+            try:
+                await asyncio.wait_for(producer.commit_transaction(), self.config.kafka.produce_timeout_secs * 3)
+            except ProducerFenced:
+                raise
+            except (TimeoutError, KafkaError, OSError) as exc:
+                raise CommitOutcomeUnknown(kafka_error_type(exc)) from exc
         except BaseException:
             for fut in sent:  # the records share the transaction's fate; their errors are not news
                 fut.add_done_callback(_consume_outcome)
@@ -276,25 +270,54 @@ class Shard:
         try:
             await asyncio.wait_for(self.producer.abort_transaction(), self.config.kafka.produce_timeout_secs)
         except Exception:  # noqa: BLE001
+            await self._replace_producer()
+        self._rewind()
+
+    def _rewind(self) -> None:
+        if self.on_rewind and self.committed_offset is not None:
+            self.on_rewind(self.partition, self.committed_offset)
+
+    async def _replace_producer(self) -> None:
+        """A fresh producer with the shard's transactional id: its start completes or aborts the
+        transaction the old one left open, for good. Without one the shard cannot go on: lost."""
+        if self.producer is not None:
             try:
                 await self.producer.stop()
             except Exception:  # noqa: BLE001
                 pass
-            self.producer = None
-            producer = self._new_producer()
-            try:
-                await producer.start()
-                self.producer = producer
-            except Exception:
-                await producer.stop()
-                raise
-            finally:
-                if self.producer is None:
-                    self.closed = True
-                    if self.on_lost:
-                        self.on_lost(self.partition)
-        if self.on_rewind and self.committed_offset is not None:
-            self.on_rewind(self.partition, self.committed_offset)
+        self.producer = None
+        producer = self._new_producer()
+        try:
+            await producer.start()
+            self.producer = producer
+        except Exception:
+            await producer.stop()
+            raise
+        finally:
+            if self.producer is None:
+                self.closed = True
+                if self.on_lost:
+                    self.on_lost(self.partition)
+
+    async def _settle(self, batch: Batch, staging: Staging) -> bool:
+        """Whether a batch whose commit request failed is in. Once a fresh producer has settled the
+        transaction, the group's committed `_raw` offset says so for a batch that moved it; for one
+        that did not (poll pages only) nothing can tell: the shard is restored afresh instead (lost)."""
+        await self._replace_producer()
+        if batch.raw_offset is None:
+            staging.failed(batch, ShardClosed("commit outcome unknown: restoring"))
+            self.closed = True
+            if self.on_lost:
+                self.on_lost(self.partition)
+            raise ShardClosed("commit outcome unknown: restoring the shard")
+        admin = AIOKafkaAdminClient(**client_kwargs(self.config.kafka))
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(self.config.kafka.group_id, partitions=[self.raw_tp])
+        finally:
+            await admin.close()
+        found = offsets.get(self.raw_tp)
+        return found is not None and found.offset >= batch.raw_offset
 
     # -- expiry ---------------------------------------------------------------------------------
 

@@ -264,12 +264,12 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
 
 
 def replay_key(req: WebhookRequest, record: dict[str, Any]) -> str | None:
-    """EngageLab signs only a timestamp, so one signature covers every callback sent in that instant:
-    the key is the signature (lower-cased, as verification reads it) with the email the record is
-    about. A captured signature reused with another status for that email is then a replay; reused
-    for other emails it cannot be told from a genuine callback (docs/runbook.md#webhook-security).
-    Callbacks that are never emitted (requests, opens, clicks) are not keyed: forging one changes
-    nothing, and keying them would take a genuine status sent in the same instant for a replay."""
+    """EngageLab signs only a timestamp, so one signature covers every callback sent in that
+    instant, genuine ones included: the key adds what names one callback (the email, the event and
+    its `itime`). A captured request replayed with altered content for that callback (another
+    sub-status, another address) is then a replay; a forged callback for another email, event or
+    time cannot be told from a genuine one (docs/runbook.md#webhook-security). Callbacks that are
+    never emitted (requests, opens, clicks) are not keyed: forging one changes nothing."""
     signature = req.headers.get("x-webhook-signature")
     status, response = record.get("status"), record.get("response")
     part = status if isinstance(status, dict) else response if isinstance(response, dict) else {}
@@ -278,4 +278,4 @@ def replay_key(req: WebhookRequest, record: dict[str, Any]) -> str | None:
     email_id = data.get("email_id") if isinstance(data, dict) else None
     if not signature or not isinstance(event, str) or EVENTS.get(event) is None:
         return None
-    return f"{signature.lower()}|{email_id}"
+    return f"{signature.lower()}|{email_id}|{event}|{record.get('itime')}"

@@ -27,16 +27,21 @@ def test_the_sendcloud_lineage_keys_a_record_by_its_signature(module):
     assert module.replay_key(req, {k: v for k, v in record.items() if k != "signature"}) is None
 
 
-def test_engagelab_keys_a_record_by_its_signature_email_and_event():
+def test_engagelab_keys_a_record_by_its_signature_email_event_and_time():
     headers = {"x-webhook-signature": "f00d" * 16, "x-webhook-timestamp": "1676615711"}
     status = {"status": {"message_status": "delivered", "status_data": {"email_id": "e1$a@x.test"}}, "itime": 1}
-    response = {"response": {"event": "unsubscribe", "response_data": {"email_id": "e2$b@x.test"}}, "itime": 1}
+    response = {"response": {"event": "unsubscribe", "response_data": {"email_id": "e2$b@x.test"}}, "itime": 2}
     req = WebhookRequest(body=b"{}", content_type="application/json", headers=headers)
-    assert engagelab.replay_key(req, status) == "f00d" * 16 + "|e1$a@x.test"
-    assert engagelab.replay_key(req, response) == "f00d" * 16 + "|e2$b@x.test"
-    # another status for the same email under the same signature: the same key (a replay)
-    invalid = {"status": {"message_status": "invalid_email", "status_data": {"email_id": "e1$a@x.test"}}}
-    assert engagelab.replay_key(req, invalid) == engagelab.replay_key(req, status)
+    assert engagelab.replay_key(req, status) == "f00d" * 16 + "|e1$a@x.test|delivered|1"
+    assert engagelab.replay_key(req, response) == "f00d" * 16 + "|e2$b@x.test|unsubscribe|2"
+    # the same callback with altered content (another sub-status) keeps its key: a replay
+    altered = {"status": {"message_status": "delivered", "status_data": {"email_id": "e1$a@x.test", "sub_stat": 406}},
+               "itime": 1}
+    assert engagelab.replay_key(req, altered) == engagelab.replay_key(req, status)
+    # genuine callbacks sent in the same instant differ in email, event or time: other keys
+    later = {"status": {"message_status": "delivered", "status_data": {"email_id": "e1$a@x.test"}}, "itime": 9}
+    bounced = {"status": {"message_status": "soft_bounce", "status_data": {"email_id": "e1$a@x.test"}}, "itime": 1}
+    assert len({engagelab.replay_key(req, r) for r in (status, later, bounced)}) == 3
     upper = WebhookRequest(body=b"{}", content_type="application/json",
                            headers={**headers, "x-webhook-signature": "F00D" * 16})
     assert engagelab.replay_key(upper, status) == engagelab.replay_key(req, status)
