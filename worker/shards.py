@@ -214,6 +214,8 @@ class Shard:
             except ProducerFenced as exc:
                 log.warning("shard fenced by a newer owner", extra={"shard": self.partition})
                 metrics.error("transaction", Fenced.error_type)
+                if await self._landed(batch):  # fenced retrying a commit that had gone through
+                    staging.committed(batch, self.clock().timestamp())
                 staging.failed(batch, Fenced("fenced"))
                 self.closed = True
                 if self.on_lost:
@@ -302,18 +304,31 @@ class Shard:
     async def _settle(self, batch: Batch, staging: Staging) -> bool:
         """Whether a batch whose commit request failed is in. Once a fresh producer has settled the
         transaction, the group's committed `_raw` offset says so for a batch that moved it; for one
-        that did not (poll pages only) nothing can tell: the shard is restored afresh instead (lost)."""
+        that did not (poll pages only), or when the broker cannot say, nothing can tell: the shard is
+        restored afresh instead (lost)."""
         await self._replace_producer()
-        if batch.raw_offset is None:
+        landed = await self._landed(batch)
+        if landed is None:
             staging.failed(batch, ShardClosed("commit outcome unknown: restoring"))
             self.closed = True
             if self.on_lost:
                 self.on_lost(self.partition)
             raise ShardClosed("commit outcome unknown: restoring the shard")
+        return landed
+
+    async def _landed(self, batch: Batch) -> bool | None:
+        """Whether the group's committed `_raw` offset covers a batch that moved it; None when
+        nothing can tell (no `_raw` offset in the batch, or no answer within the produce timeout)."""
+        if batch.raw_offset is None:
+            return None
         admin = AIOKafkaAdminClient(**client_kwargs(self.config.kafka))
-        await admin.start()
         try:
-            offsets = await admin.list_consumer_group_offsets(self.config.kafka.group_id, partitions=[self.raw_tp])
+            await admin.start()
+            offsets = await asyncio.wait_for(
+                admin.list_consumer_group_offsets(self.config.kafka.group_id, partitions=[self.raw_tp]),
+                self.config.kafka.produce_timeout_secs)
+        except (TimeoutError, KafkaError, OSError):
+            return None
         finally:
             await admin.close()
         found = offsets.get(self.raw_tp)
