@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit integration demo kafka-up kafka-down kafka-jars tools chart-check image-check venv lock bench bench-smoke clean
+.PHONY: test lint unit integration mutation mutation-full demo kafka-up kafka-down kafka-jars tools chart-check image-check venv lock bench bench-smoke clean
 
 $(STAMP): requirements.lock requirements-test.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ unit: venv
 
 integration: venv kafka-jars
 	$(BIN)/python -m pytest -ra tests/integration
+
+mutation: venv  ## mutmut on the core modules (and tests) changed since tests/mutation/baseline.json; fails on a lower score or an unaccepted survivor
+	$(BIN)/python scripts/mutation.py
+
+mutation-full: venv  ## mutmut on the whole pure core (about an hour with one child); rewrites tests/mutation/baseline.json
+	$(BIN)/python scripts/mutation.py --full
 
 demo: venv kafka-jars  ## local Kafka + the provider simulator + the worker, until Ctrl-C
 	$(BIN)/python scripts/demo.py
