@@ -273,6 +273,7 @@ class WorkerProcess:
         return self.proc.pid if self.proc else None
 
     async def ready(self, timeout: float = 90.0) -> None:
+        """/readyz answers 200 and /status says every assigned shard is restored."""
         import aiohttp
 
         deadline = time.monotonic() + timeout
@@ -284,8 +285,13 @@ class WorkerProcess:
                 try:
                     async with session.get(f"{self.url}/readyz") as r:
                         last = await r.text()
-                        if r.status == 200:
-                            return
+                        ready = r.status == 200
+                    if ready:   # and every assigned shard restored (not part of readiness)
+                        async with session.get(f"{self.url}/status") as r:
+                            group = (await r.json()).get("group", {})
+                            last = f"restoring {group.get('restoring')}"
+                            if group.get("restored"):
+                                return
                 except aiohttp.ClientError as exc:
                     last = repr(exc)
                 await asyncio.sleep(0.1)

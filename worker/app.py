@@ -2,10 +2,16 @@
 
 `web.run_app` owns the process and its signals. Start-up, through `cleanup_ctx`, in order: the
 internal topics, the `_raw` producer, the HTTP client session, the shard manager (consumer group,
-shards, pollers), the optional sent-message feed. On SIGTERM aiohttp stops accepting connections,
+shards, pollers), the optional sent-message feed. `/readyz` asks only whether Kafka takes writes
+(worker.reach): shards restoring after a rebalance are reported on `/status`, and webhooks keep
+flowing into `_raw` meanwhile. On SIGTERM aiohttp stops accepting connections,
 `/readyz` turns 503, and the contexts unwind in reverse: the sent feed stops, every shard stops its
 pollers and commits its open batch, the consumer leaves the group, the producer flushes. The whole
 unwind is bounded by `shutdown.grace_secs`.
+
+A Kafka that cannot be reached at start (down, wrong address, refused TLS or SASL credentials) ends
+the process with exit status 1 and one error line that says so (no traceback): Kubernetes restarts
+it with back-off, and the line names the cause. Once started, the worker rides out Kafka failures.
 """
 
 from __future__ import annotations
@@ -18,17 +24,21 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from worker import logs
 from worker.config import Config
-from worker.emit import ensure_topics, producer_settings
+from worker.emit import ensure_topics, kafka_error_type, producer_settings
 from worker.group import ShardManager
 from worker.http import Ops
 from worker.intake import RawWriter
+from worker.reach import Reach
 from worker.sentfeed import SentFeed
 from worker.webhooks import WebhookReceiver
 
 log = logging.getLogger("worker.app")
+
+EXIT_KAFKA = 1
 
 CONFIG = web.AppKey("config", Config)
 OPS = web.AppKey("ops", Ops)
@@ -49,11 +59,15 @@ def build_app(config: Config) -> web.Application:
         await ensure_topics(config.kafka)
         producer = AIOKafkaProducer(**producer_settings(config.kafka))
         await producer.start()
-        ops.checks["producer"] = lambda: not producer._closed
         writer = RawWriter(config.kafka, producer)
+        reach = Reach(config.kafka, producer, writer)
+        await reach.start()
+        ops.checks["kafka_reachable"] = lambda: reach.reachable
+        ops.status["kafka"] = reach.snapshot
         receiver.writer = writer
         app[WRITER] = writer
         yield
+        await reach.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(producer.stop(), config.kafka.produce_timeout_secs)
 
@@ -61,7 +75,6 @@ def build_app(config: Config) -> web.Application:
         session = aiohttp.ClientSession(headers={"User-Agent": "email-status-worker"})
         manager = ShardManager(config, session)
         app[MANAGER] = manager
-        ops.checks["shards_restored"] = lambda: manager.ready
         ops.critical["pipeline"] = lambda: manager.alive
         ops.status["group"] = manager.snapshot
         await manager.start()
@@ -96,8 +109,14 @@ def run_worker(config: Config) -> int:
     logs.setup(config.log_level)
     log.info("starting", extra={"accounts": len(config.accounts), "shards": config.kafka.shards,
                                 "topic_prefix": config.kafka.topic_prefix, "port": config.http.port})
-    web.run_app(build_app(config), host=config.http.host, port=config.http.port, print=None,
-                access_log=None, shutdown_timeout=min(5.0, config.shutdown_grace_secs / 3),
-                handle_signals=True)
+    try:
+        web.run_app(build_app(config), host=config.http.host, port=config.http.port, print=None,
+                    access_log=None, shutdown_timeout=min(5.0, config.shutdown_grace_secs / 3),
+                    handle_signals=True)
+    except KafkaError as exc:
+        # str(exc) names the broker addresses and the failure, never a credential
+        log.error("cannot start: Kafka unavailable", extra={"error_type": kafka_error_type(exc),
+                                                             "reason": str(exc)[:300]})
+        return EXIT_KAFKA
     log.info("stopped")
     return 0

@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import KafkaError
 
 from worker import metrics
+from worker.assign import sticky_assignor
 from worker.config import AccountConfig, Config
 from worker.emit import Topics, kafka_error_type, shard_of
 from worker.errors import KAFKA, ShardClosed, error_type_of
@@ -74,9 +76,21 @@ class ShardManager(ConsumerRebalanceListener):
         return all(t is not None and not t.done() for t in tasks)
 
     @property
-    def ready(self) -> bool:
+    def restoring(self) -> list[int]:
+        """Assigned shards not restored and open yet (reported, not part of readiness: worker.reach)."""
+        return sorted(p for p in self.assigned if p not in self.shards or not self.shards[p].restored)
+
+    @property
+    def restored(self) -> bool:
         """Joined the group and every assigned shard restored and open."""
-        return self.joined and all(p in self.shards and self.shards[p].restored for p in self.assigned)
+        return self.joined and not self.restoring
+
+    def _count(self) -> None:
+        metrics.shards_owned(len(self.shards), len(self.restoring))
+
+    def _held(self) -> list[int]:
+        """Shards held in memory, claimed at the next join (worker.assign)."""
+        return [p for p, shard in self.shards.items() if not shard.closed]
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -87,6 +101,7 @@ class ShardManager(ConsumerRebalanceListener):
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=k.batch_max_records,
             session_timeout_ms=k.session_timeout_ms, heartbeat_interval_ms=max(300, k.session_timeout_ms // 4),
             rebalance_timeout_ms=int(max(30.0, self.config.shutdown_grace_secs) * 1000),
+            partition_assignment_strategy=(sticky_assignor(self._held), RoundRobinPartitionAssignor),
         )
         await self._consumer.start()
         self._consumer.subscribe([self.topics.raw], listener=self)
@@ -110,7 +125,8 @@ class ShardManager(ConsumerRebalanceListener):
     # -- the listener ---------------------------------------------------------------------------
     # aiokafka rebalances eagerly: every rebalance revokes everything, then assigns. Restoring a
     # big shard each time would be slow, so revocation only suspends a shard (pollers stopped, open
-    # batch committed, table kept) and assignment resumes the shards that came back. A shard that
+    # batch committed, table kept) and assignment resumes the shards that came back; the assignor
+    # (worker.assign) gives each replica back what it holds, up to its fair share. A shard that
     # went to another replica is fenced there before that replica reads its state, so a suspended
     # shard can never commit over its successor.
 
@@ -142,7 +158,7 @@ class ShardManager(ConsumerRebalanceListener):
                 self._consumer.pause(tp)
                 self.opening[p] = asyncio.create_task(self._open(p), name=f"open-shard-{p}")
         self.joined = True
-        metrics.shards_owned(len(self.shards))
+        self._count()
         log.info("shards assigned", extra={"shards": sorted(mine), "closed": sorted(gone)})
 
     async def _open(self, p: int) -> None:
@@ -174,7 +190,7 @@ class ShardManager(ConsumerRebalanceListener):
         self.committers[p] = asyncio.create_task(shard.run(), name=f"commit-shard-{p}")
         self._start_pollers(p)
         self._consumer.resume(TopicPartition(self.topics.raw, p))
-        metrics.shards_owned(len(self.shards))
+        self._count()
 
     def _start_pollers(self, p: int) -> None:
         shard = self.shards[p]
@@ -210,7 +226,7 @@ class ShardManager(ConsumerRebalanceListener):
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
         self.positions.pop(p, None)
-        metrics.shards_owned(len(self.shards))
+        self._count()
         metrics.shard_released(p)
 
     def _rewind(self, p: int, offset: int) -> None:
@@ -305,7 +321,9 @@ class ShardManager(ConsumerRebalanceListener):
     def snapshot(self) -> dict:
         return {
             "joined": self.joined,
+            "restored": self.restored,
             "assigned": sorted(self.assigned),
+            "restoring": self.restoring,
             "opening": sorted(self.opening),
             "shards": [s.snapshot() for _, s in sorted(self.shards.items())],
             "pollers": [r.snapshot() for p in sorted(self.runners) for r in self.runners[p]],

@@ -18,6 +18,7 @@ webhook with a 600 KB id is kept in the dead-letter topic, not turned into a 1 M
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Sequence
 
 import attrs
@@ -63,21 +64,26 @@ class RawWriter:
         self.topics = Topics.from_config(kafka)
         self.shards = kafka.shards
         self.producer = producer
+        self.failed_at = 0.0   # monotonic time of the last write Kafka refused (worker.reach reads it)
 
     async def write(self, records: Sequence[raw.RawRecord | Admitted] = (), dead: Sequence[DeadLetter] = ()) -> None:
         """Send every record and dead letter; return when all are acknowledged (raise otherwise).
         Records not admitted yet are admitted here; one that fails the caps raises its Unusable
         error before anything is sent (callers that expect such input admit it themselves)."""
         admitted = [r if isinstance(r, Admitted) else admit(r) for r in records]
-        sent = []
-        for item in admitted:
-            provider = item.record.provider.value
-            sent.append(await self.producer.send(
-                self.topics.raw, item.value, key=account_key(provider, item.record.account),
-                partition=shard_of(provider, item.record.account, self.shards)))
-        for letter in dead:
-            sent.append(await self.producer.send(self.topics.dead_letter, letter.body, key=letter.key,
-                                                 headers=letter.headers))
-        await asyncio.gather(*sent)
+        try:
+            sent = []
+            for item in admitted:
+                provider = item.record.provider.value
+                sent.append(await self.producer.send(
+                    self.topics.raw, item.value, key=account_key(provider, item.record.account),
+                    partition=shard_of(provider, item.record.account, self.shards)))
+            for letter in dead:
+                sent.append(await self.producer.send(self.topics.dead_letter, letter.body, key=letter.key,
+                                                     headers=letter.headers))
+            await asyncio.gather(*sent)
+        except BaseException:   # refused, timed out or cancelled by the caller's deadline
+            self.failed_at = time.monotonic()
+            raise
         for letter in dead:
             metrics.dead_letters(letter.provider, letter.account, letter.reason)

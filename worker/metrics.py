@@ -42,7 +42,11 @@ TRANSACTION_LATENCY = Histogram("esw_transaction_latency_seconds", "Shard transa
 RAW_LAG = Gauge("esw_raw_lag", "Records of _raw not yet processed, per owned shard", ["shard"], registry=REGISTRY)
 STATE_ENTRIES = Gauge("esw_state_entries", "Dedup entries held, per owned shard", ["shard"], registry=REGISTRY)
 SHARDS_OWNED = Gauge("esw_shards_owned", "Shards this replica owns and has restored", registry=REGISTRY)
+SHARDS_RESTORING = Gauge("esw_shards_restoring", "Shards assigned to this replica and not restored yet",
+                         registry=REGISTRY)
 READY = Gauge("esw_ready", "1 when /readyz answers 200", registry=REGISTRY)
+KAFKA_REACHABLE = Gauge("esw_kafka_reachable", "1 when the last probe found a leader for every _raw partition "
+                        "and no write failed since", registry=REGISTRY)
 ERRORS = Counter("esw_errors_total", "Failures by stage and bounded error type", ["stage", "error_type"],
                  registry=REGISTRY)
 
@@ -131,8 +135,13 @@ def shard_released(shard: int) -> None:
             pass
 
 
-def shards_owned(n: int) -> None:
+def shards_owned(n: int, restoring: int = 0) -> None:
     SHARDS_OWNED.set(n)
+    SHARDS_RESTORING.set(restoring)
+
+
+def kafka_reachable(reachable: bool) -> None:
+    KAFKA_REACHABLE.set(1 if reachable else 0)
 
 
 def ready(is_ready: bool) -> None:

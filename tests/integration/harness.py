@@ -43,7 +43,10 @@ def worker_config(bootstrap: str, prefix: str, accounts: list[dict], *, shards: 
     return data
 
 
-async def wait_ready(url: str, timeout: float = 60.0, session: aiohttp.ClientSession | None = None) -> None:
+async def wait_ready(url: str, timeout: float = 60.0, session: aiohttp.ClientSession | None = None,
+                     restored: bool = True) -> None:
+    """Until `/readyz` answers 200 and, with `restored`, `/status` says every assigned shard is
+    restored (readiness itself no longer waits for restores: worker.reach)."""
     own = session is None
     session = session or aiohttp.ClientSession()
     deadline = time.monotonic() + timeout
@@ -53,8 +56,14 @@ async def wait_ready(url: str, timeout: float = 60.0, session: aiohttp.ClientSes
             try:
                 async with session.get(f"{url}/readyz") as r:
                     last = await r.text()
-                    if r.status == 200:
-                        return
+                    ready = r.status == 200
+                if ready and restored:
+                    async with session.get(f"{url}/status") as r:
+                        status = await r.json()
+                        last = f"group: {status.get('group', {}).get('restoring')}"
+                        ready = bool(status.get("group", {}).get("restored"))
+                if ready:
+                    return
             except aiohttp.ClientError as exc:
                 last = repr(exc)
             await asyncio.sleep(0.2)

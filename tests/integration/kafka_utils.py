@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 
 async def read_all(bootstrap: str, topics: list[str], *, timeout: float = 10.0, expect: int | None = None,
-                   quiet_secs: float = 1.0) -> list:
+                   quiet_secs: float = 1.0, **client: Any) -> list:
     """Every committed record of `topics`, from the beginning. Stops when `expect` records arrived
-    (then waits `quiet_secs` more to catch extras) or when nothing new came for `quiet_secs`."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+    (then waits `quiet_secs` more to catch extras) or when nothing new came for `quiet_secs`.
+    `client`: more consumer options (TLS, SASL)."""
+    consumer = AIOKafkaConsumer(**{"bootstrap_servers": bootstrap, **client}, isolation_level="read_committed",
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:

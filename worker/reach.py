@@ -1,0 +1,95 @@
+"""Can this replica write to Kafka right now? The answer behind `/readyz`.
+
+Webhook intake needs only one thing from Kafka: a producer whose writes to `_raw` land. The
+producer object alone cannot say so (aiokafka keeps it "started" while every broker is down), so a
+probe asks the cluster, every PROBE_EVERY_SECS, for fresh metadata (one MetadataRequest to any
+broker the client knows) and checks that every `_raw` partition has a leader. A write that failed
+since the last good probe also counts: the replica is unready until a probe succeeds again (a
+failed write alone cannot keep it unready for good, since an unready pod gets no more traffic to
+prove itself with).
+
+Shard restores are not part of readiness (issue 12; DESIGN.md said otherwise): after a rebalance
+every replica may be restoring at once, and a Service with no ready endpoint would refuse the
+webhooks that need nothing but the producer. Restores are reported on `/status` and in
+`esw_shards_restoring`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from worker import metrics
+from worker.config import KafkaConfig
+from worker.emit import Topics, kafka_error_type
+from worker.intake import RawWriter
+
+log = logging.getLogger("worker.reach")
+
+PROBE_EVERY_SECS = 5.0       # while reachable; 1 s while not, so that recovery shows at once
+PROBE_UNREACHABLE_SECS = 1.0
+
+
+class Reach:
+    def __init__(self, kafka: KafkaConfig, producer: AIOKafkaProducer, writer: RawWriter) -> None:
+        self.topic = Topics.from_config(kafka).raw
+        self.shards = kafka.shards
+        self.timeout = kafka.produce_timeout_secs
+        self.producer = producer
+        self.writer = writer
+        self.ok = False
+        self.checked_at = 0.0      # monotonic time of the last probe that succeeded
+        self.problem = "not probed yet"
+        self._task: asyncio.Task | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.ok and self.writer.failed_at <= self.checked_at
+
+    async def start(self) -> None:
+        await self.probe()
+        self._task = asyncio.create_task(self._run(), name="kafka-reach")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def probe(self) -> bool:
+        problem = await self._ask()
+        was = self.ok
+        self.ok = problem is None
+        self.problem = problem or ""
+        if self.ok:
+            self.checked_at = time.monotonic()
+        metrics.kafka_reachable(self.reachable)
+        if was != self.ok:
+            log.log(logging.INFO if self.ok else logging.WARNING,
+                    "kafka reachable" if self.ok else "kafka unreachable", extra={"problem": self.problem})
+        return self.ok
+
+    async def _ask(self) -> str | None:
+        try:
+            cluster = await asyncio.wait_for(self.producer.client.fetch_all_metadata(), self.timeout)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable", named by type
+            return f"no metadata: {kafka_error_type(exc)}"
+        leaders = [cluster.leader_for_partition(TopicPartition(self.topic, p)) for p in range(self.shards)]
+        leaderless = [leader for leader in leaders if leader is None or leader < 0]
+        if leaderless:
+            return f"{len(leaderless)} of {self.shards} {self.topic} partitions have no leader"
+        return None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_EVERY_SECS if self.reachable else PROBE_UNREACHABLE_SECS)
+            await self.probe()
+
+    def snapshot(self) -> dict:
+        return {"reachable": self.reachable, "problem": self.problem or None,
+                "write_failed_since_probe": self.writer.failed_at > self.checked_at}
