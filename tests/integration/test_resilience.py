@@ -9,6 +9,7 @@ import time
 
 import aiohttp
 import pytest
+from aiokafka.errors import KafkaError
 
 from tests.integration.harness import WorkerProcess, free_port, worker_config
 from tests.integration.kafka_utils import read_all
@@ -50,7 +51,10 @@ class World:
     async def _feed(self) -> None:
         uni = [n for n, a in self.sim.accounts.items() if a.account.provider is Provider.UNISENDER]
         while not self.stop.is_set():
-            await publish_sent(self.bootstrap, self.sent_topic, self.sim, uni, self.sim.clock(), self.published)
+            try:
+                await publish_sent(self.bootstrap, self.sent_topic, self.sim, uni, self.sim.clock(), self.published)
+            except (KafkaError, OSError):
+                pass  # Kafka down (a fault test): what was not acknowledged is sent again next round
             try:
                 await asyncio.wait_for(self.stop.wait(), 1.0)
             except asyncio.TimeoutError:

@@ -3,6 +3,7 @@ accounts, and the ground truth the worker's output is compared with."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from datetime import datetime, timezone
 from typing import Any
@@ -93,19 +94,22 @@ async def publish_sent(bootstrap: str, topic: str, sim, names: list[str], until:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     count = 0
+    written: list[tuple[str, str]] = []
+    sends: list = []
     try:
         for name in names:
             provider = sim.accounts[name].account.provider.value
             for sent in sim.sent_messages(name, until):
-                if done is not None:
-                    if (name, sent.email_id) in done:
-                        continue
-                    done.add((name, sent.email_id))
+                if done is not None and (name, sent.email_id) in done:
+                    continue
+                written.append((name, sent.email_id))
                 record = {"provider": provider, "account": name, "email_id": sent.email_id,
                           "recipient": sent.recipient, "sent_at": sent.sent_at.isoformat().replace("+00:00", "Z")}
-                await producer.send(topic, orjson.dumps(record), key=sent.email_id.encode())
+                sends.append(await producer.send(topic, orjson.dumps(record), key=sent.email_id.encode()))
                 count += 1
-        await producer.flush()
+        await asyncio.gather(*sends)  # raises if any was not acknowledged: none counts as published then
+        if done is not None:
+            done.update(written)
     finally:
         await producer.stop()
     return count
