@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import random
 import string
+import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -57,6 +58,7 @@ class SendStats:
     retries: int = 0
     failed: int = 0  # bodies given up after max_attempts
     statuses: Counter = attrs.Factory(Counter)
+    latencies: list[float] = attrs.Factory(list)  # seconds from a body's first attempt to its 2xx
 
 
 @attrs.frozen(slots=True)
@@ -165,6 +167,7 @@ class WebhookSender:
         for field in ("requests", "delivered", "events", "skipped", "duplicates", "retries", "failed"):
             setattr(self.totals, field, getattr(self.totals, field) + getattr(stats, field))
         self.totals.statuses.update(stats.statuses)
+        self.totals.latencies += stats.latencies
         return stats
 
     def _disorder(self, deliveries: list[Delivery], stats: SendStats) -> list[Delivery]:
@@ -183,6 +186,7 @@ class WebhookSender:
     async def _deliver(self, d: Delivery, stats: SendStats) -> None:
         assert self._session is not None
         headers = {"Content-Type": d.content_type, **dict(d.headers)}
+        started = time.monotonic()
         for attempt in range(1, self.max_attempts + 1):
             retry = attempt - 1 + (1 if d.duplicate else 0)
             url = self.target + d.path
@@ -199,6 +203,7 @@ class WebhookSender:
                 status = 0  # no answer: the provider retries as it does on an error
             stats.statuses[status] += 1
             if 200 <= status < 300:
+                stats.latencies.append(time.monotonic() - started)
                 stats.delivered += 1
                 if not d.duplicate:
                     stats.events += d.events
