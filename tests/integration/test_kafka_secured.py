@@ -63,7 +63,8 @@ def security(conn: dict, listener: str, mechanism: str | None) -> tuple[dict, di
 
 
 @pytest.mark.parametrize(("listener", "mechanism"),
-                         [("ssl", None), ("sasl_ssl", "PLAIN"), ("sasl_ssl", "SCRAM-SHA-512")])
+                         [("ssl", None), ("sasl_ssl", "PLAIN"), ("sasl_ssl", "SCRAM-SHA-256"),
+                          ("sasl_ssl", "SCRAM-SHA-512")])
 async def test_a_webhook_becomes_an_event_through_a_secured_listener(broker, tmp_path, listener, mechanism):
     settings, secrets_env = security(broker, listener, mechanism)
     bootstrap = broker["listeners"][listener]["bootstrap_servers"]
