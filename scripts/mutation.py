@@ -22,6 +22,10 @@ Ordinary run (CI, `make mutation`):
     mutation under that name (its function changed and mutmut renumbered its mutants).
   With nothing changed it prints the baseline's table and exits 0 (about a second).
 
+--rescore: after tests were added to kill survivors, re-runs only the mutants that the last full
+run in mutants/ did not kill (mutmut maps new tests to functions by itself) and rewrites the
+baseline as --full does; killed verdicts stand. Much shorter than --full; the baseline says which.
+
 --full (`make mutation-full`): deletes mutants/ (mutmut keeps old verdicts otherwise, even after a
 test that kills them was added), mutates every configured module, rewrites the baseline (counts and
 scores per module and group, totals, the commit, whether worker/ or tests/ had uncommitted changes,
@@ -442,15 +446,25 @@ def report(problems: list[str], notes: list[str]) -> int:
 # -- the two modes --------------------------------------------------------------------------------
 
 
-def full(jobs: int, timeout_mins: float | None) -> int:
+def full(jobs: int, timeout_mins: float | None, rescore: bool = False) -> int:
     accepted = read_accepted()
     previous = json.loads(BASELINE.read_text(encoding="utf-8")) if BASELINE.exists() else None
-    if MUTANTS.exists():
-        shutil.rmtree(MUTANTS)
     paths = core_modules()
-    print(f"mutating all {len(paths)} core modules; mutmut's log: {RUN_LOG.relative_to(ROOT)}")
     started = time.monotonic()
-    elapsed = run_mutmut([], jobs, timeout_mins)
+    if rescore:
+        # after tests were added: re-run only what mutants/ says was not killed (mutmut maps the
+        # new tests to functions itself); the killed verdicts stand, as they would in a full run
+        if not MUTANTS.exists():
+            print("--rescore needs the mutants/ of a full run")
+            return 2
+        names = [k for p in paths for k, code in verdicts(p).items() if status_of(code) != KILLED]
+        print(f"re-running the {len(names)} mutants not killed; mutmut's log: {RUN_LOG.relative_to(ROOT)}")
+        elapsed = run_mutmut(names, jobs, timeout_mins)
+    else:
+        if MUTANTS.exists():
+            shutil.rmtree(MUTANTS)
+        print(f"mutating all {len(paths)} core modules; mutmut's log: {RUN_LOG.relative_to(ROOT)}")
+        elapsed = run_mutmut([], jobs, timeout_mins)
 
     modules, functions, unchecked = {}, {}, []
     for p in paths:
@@ -471,6 +485,7 @@ def full(jobs: int, timeout_mins: float | None) -> int:
     dirty = bool((git("status", "--porcelain", "--", "worker", "tests", "pyproject.toml") or "").strip())
     baseline = {
         "about": "written by scripts/mutation.py --full; read its docstring",
+        "run": "rescore: the mutants not killed by the full run re-run after tests were added" if rescore else "full",
         "commit": commit,
         "uncommitted_changes": dirty,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -615,6 +630,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="mutate everything and rewrite the baseline")
+    parser.add_argument("--rescore", action="store_true",
+                        help="after adding tests: re-run the mutants a full run left alive, rewrite the baseline")
     parser.add_argument("--whole-modules", action="store_true",
                         help="re-mutate changed modules entirely, not only their changed functions")
     parser.add_argument("--jobs", type=int, default=1, help="mutmut children at once (default 1)")
@@ -624,6 +641,8 @@ def main() -> int:
     os.chdir(ROOT)   # mutmut reads pyproject.toml and writes mutants/ in the working directory
     if args.full:
         return full(args.jobs, args.timeout_mins)
+    if args.rescore:
+        return full(args.jobs, args.timeout_mins, rescore=True)
     return ordinary(args.jobs, args.timeout_mins if args.timeout_mins is not None else 20.0, args.whole_modules)
 
 
