@@ -11,7 +11,9 @@ unwind is bounded by `shutdown.grace_secs`.
 
 A Kafka that cannot be reached at start (down, wrong address, refused TLS or SASL credentials) ends
 the process with exit status 1 and one error line that says so (no traceback): Kubernetes restarts
-it with back-off, and the line names the cause. Once started, the worker rides out Kafka failures.
+it with back-off, and the line names the cause. Existing topics it cannot use (worker.emit
+`ensure_topics`) end it with exit status 2 and a line that says what to change. Once started, the
+worker rides out Kafka failures.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from aiokafka.errors import KafkaError
 from worker import logs
 from worker.config import Config
 from worker.emit import ensure_topics, kafka_error_type, producer_settings
+from worker.errors import TopicLayoutError
 from worker.group import ShardManager
 from worker.http import Ops
 from worker.intake import RawWriter
@@ -39,6 +42,7 @@ from worker.webhooks import WebhookReceiver
 log = logging.getLogger("worker.app")
 
 EXIT_KAFKA = 1
+EXIT_CONFIG = 2
 
 CONFIG = web.AppKey("config", Config)
 OPS = web.AppKey("ops", Ops)
@@ -118,5 +122,8 @@ def run_worker(config: Config) -> int:
         log.error("cannot start: Kafka unavailable", extra={"error_type": kafka_error_type(exc),
                                                              "reason": str(exc)[:300]})
         return EXIT_KAFKA
+    except TopicLayoutError as exc:   # existing topics the worker cannot use: what to change
+        log.error("cannot start: topics", extra={"error_type": exc.error_type, "reason": str(exc)[:1000]})
+        return EXIT_CONFIG
     log.info("stopped")
     return 0

@@ -128,15 +128,20 @@ async def ensure_topics(kafka: KafkaConfig, *, with_outputs: bool = True) -> Non
         if with_outputs:
             wanted += [NewTopic(t, partitions, replication) for t in topics.outputs]
         missing = [t for t in wanted if t.name not in existing]
+        created: set[str] = set()
         if missing:
             try:
-                await admin.create_topics(missing)
+                response = await admin.create_topics(missing)
+                # per topic: (name, error code, ...); 0 is "created now", 36 "already exists"
+                created = {entry[0] for entry in getattr(response, "topic_errors", ()) if entry[1] == 0}
             except TopicAlreadyExistsError:
                 pass  # another replica created them first
         await _check_partitions(admin, topics, kafka.shards)
-        # every topic, not only those listed as existing: another replica (or a stale metadata
-        # view) may have created one a moment ago
-        await _check_settings(admin, topics, kafka.replication_factor, [t.name for t in wanted])
+        # every topic but those this call created as wanted: another replica (or a stale metadata
+        # view) may have created one a moment ago; and a broker that has not caught up with a topic
+        # just created answers with the defaults
+        await _check_settings(admin, topics, kafka.replication_factor,
+                              [t.name for t in wanted if t.name not in created])
     finally:
         await admin.close()
 

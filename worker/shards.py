@@ -204,7 +204,11 @@ class Shard:
                 await self._transaction(batch)
             except CommitOutcomeUnknown as exc:
                 metrics.error("transaction", exc.error_type)
-                committed = await self._settle(batch, staging)
+                try:
+                    committed = await self._settle(batch, staging)
+                except ShardClosed:
+                    staging.failed(batch, ShardClosed("closed while its commit was in doubt"))
+                    raise
                 if not committed:
                     staging.failed(batch, CommitFailed(exc.error_type))
                     self._batch_first = None
@@ -268,7 +272,8 @@ class Shard:
     async def _recover(self) -> None:
         """After a failed transaction: abort it if we can, else start a fresh producer (which
         aborts it by fencing), and send `_raw` consumption back to the last committed offset."""
-        assert self.producer is not None
+        if self.closed or self.producer is None:
+            return   # handed over meanwhile: the next owner restores from what was committed
         try:
             await asyncio.wait_for(self.producer.abort_transaction(), self.config.kafka.produce_timeout_secs)
         except Exception:  # noqa: BLE001
@@ -280,8 +285,11 @@ class Shard:
             self.on_rewind(self.partition, self.committed_offset)
 
     async def _replace_producer(self) -> None:
-        """A fresh producer with the shard's transactional id: its start completes or aborts the
-        transaction the old one left open, for good. Without one the shard cannot go on: lost."""
+        """A fresh producer with the shard's transactional id: its start completes or aborts the open
+        transaction for good. Without one the shard is lost; never for a closed (handed over) shard,
+        whose new producer would fence the new owner's."""
+        if self.closed:
+            raise ShardClosed(f"shard {self.partition} closed")
         if self.producer is not None:
             try:
                 await self.producer.stop()
@@ -302,10 +310,8 @@ class Shard:
                     self.on_lost(self.partition)
 
     async def _settle(self, batch: Batch, staging: Staging) -> bool:
-        """Whether a batch whose commit request failed is in. Once a fresh producer has settled the
-        transaction, the group's committed `_raw` offset says so for a batch that moved it; for one
-        that did not (poll pages only), or when the broker cannot say, nothing can tell: the shard is
-        restored afresh instead (lost)."""
+        """Whether a batch whose commit request failed is in, once a fresh producer has settled the
+        transaction (worker.shards._landed); when nothing can tell, the shard is restored (lost)."""
         await self._replace_producer()
         landed = await self._landed(batch)
         if landed is None:

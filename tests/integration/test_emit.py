@@ -1,5 +1,6 @@
 """The emit layer against the real broker: routing, keys, headers, schema, topic layout."""
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -8,7 +9,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResourceType
 
+from tests.integration.harness import WorkerProcess, worker_config
 from tests.integration.kafka_utils import read_all
+from tests.integration.test_webhooks import ENV, accounts
 from tests.support import validate_event
 from worker.config import KafkaConfig
 from worker.emit import Topics, describe_config, ensure_topics, event_record, producer_settings
@@ -113,3 +116,26 @@ async def test_an_existing_topic_with_another_replication_factor_is_refused(kafk
         await ensure_topics(KafkaConfig(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, shards=2,
                                         replication_factor=3))
     assert f"{topic_prefix}._raw has replication factor [1] but kafka.replication_factor is 3" in str(refused.value)
+
+
+async def test_a_worker_refused_its_topics_exits_2_with_one_line_that_says_what_to_change(kafka_bootstrap, topic_prefix,
+                                                                                         tmp_path):
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(f"{topic_prefix}._state", 2, 1, topic_configs={"cleanup.policy": "delete"})])
+    finally:
+        await admin.close()
+    worker = WorkerProcess(worker_config(kafka_bootstrap, topic_prefix, accounts(), shards=2), ENV, tmp_path)
+    await worker.start()
+    try:
+        code = await asyncio.wait_for(worker.proc.wait(), 60)
+    finally:
+        await worker.kill()
+    log = worker.log_path.read_text(errors="replace")
+    errors = [line for line in map(orjson.loads, filter(lambda s: s.startswith("{"), log.splitlines()))
+              if line["level"] == "error"]
+    assert code == 2, log[-2000:]
+    assert [(e["event"], e["error_type"]) for e in errors] == [("cannot start: topics", "topic_layout")]
+    assert f"{topic_prefix}._state has cleanup.policy=delete; it must be compacted" in errors[0]["reason"]
+    assert "Traceback" not in log
