@@ -41,6 +41,7 @@ lint: venv  ## the import-layering contract, ruff and mypy (configuration in pyp
 	$(BIN)/mypy
 
 test: venv lint kafka-jars tools chart-check image-check  ## everything CI runs
+	$(MAKE) --no-print-directory mutation
 	$(BIN)/python -m pytest -ra
 	$(MAKE) --no-print-directory bench-smoke
 
