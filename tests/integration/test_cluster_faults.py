@@ -4,9 +4,10 @@ The worker runs as a real process with webhooks and polls flowing from the simul
 kill -9 the leader of the busiest `_raw` partition, of an output partition and the transaction
 coordinator of a shard, each restarted after a few seconds; then the whole cluster stopped (kill -9,
 every node) for 60 s and started again. Afterwards every status change is in Kafka exactly once for
-read_committed readers and matches the simulator's truth; no webhook ran out of retries; /readyz
-answered 503 while nothing could be written and 200 again within seconds of recovery; /healthz
-never failed.
+read_committed readers and matches the simulator's truth; webhooks were answered 503 (or not in
+time) while nothing could be written, never anything else but 200, and none ran out of retries;
+/readyz answered 503 while nothing could be written and 200 again within seconds of recovery;
+/healthz never failed.
 """
 
 from __future__ import annotations
@@ -141,12 +142,17 @@ async def test_a_three_broker_cluster_losing_leaders_and_stopping_loses_and_doub
     back = probes.first_ready_after(recovered_at)
     print(f"\nthree-broker faults: {'; '.join(faults)}; {sum(expected.values())} changes, "
           f"{sum(actual.values())} events, {unknown:.0f} commits of unknown outcome settled, webhook retries "
-          f"{sum(s.totals.retries for s in world.senders)}; /readyz during the stop: "
+          f"{sum(s.totals.retries for s in world.senders)}, answers "
+          f"{dict(sum((s.totals.statuses for s in world.senders), start=type(world.senders[0].totals.statuses)()))}; "
+          f"/readyz during the stop: "
           f"{sum(1 for s in during if s == 503)} of {len(during)} probes 503; ready {back:.1f} s after the restart")
     assert alive, "the worker died"
     assert during and all(s == 503 for s in during), f"/readyz during the full stop: {sorted(set(during))}"
     assert back is not None and back < 30.0, f"ready again {back} s after every node was back"
     assert all(status == 200 for _, status in probes.health), [h for h in probes.health if h[1] != 200][:5]
     assert world.failed == 0, "a webhook ran out of retries"
+    answered = sum((s.totals.statuses for s in world.senders), start=type(world.senders[0].totals.statuses)())
+    assert answered[503] > 0, f"no webhook was answered 503 while nothing could be written: {dict(answered)}"
+    assert set(answered) <= {200, 503, 0}, f"webhook answers {dict(answered)}"   # 0: no answer in 3 s
     assert actual == expected, diff(expected, actual) + "\n" + worker.log_tail()
     assert not check_against_truth(sim, names, cutoff, events)
