@@ -87,6 +87,7 @@ class WebhookSender:
         since: float | None = None,
         max_attempts: int = 4,
         retry_base_secs: float = 0.05,
+        retry_max_secs: float = 16.0,  # the back-off doubles up to this (providers cap theirs too)
         timeout_secs: float = 3.0,  # providers give up on an answer after 3 s
         concurrency: int = 1,
         aurora_body: str = "json",  # json | form
@@ -106,7 +107,7 @@ class WebhookSender:
                 raise ValueError(f"{name}: an app_key is needed to sign {acct.provider.value} webhooks")
         start = sim.clock() if since is None else since
         self.watermarks = dict.fromkeys(self.accounts, start)
-        self.max_attempts, self.retry_base_secs = max_attempts, retry_base_secs
+        self.max_attempts, self.retry_base_secs, self.retry_max_secs = max_attempts, retry_base_secs, retry_max_secs
         self.timeout = aiohttp.ClientTimeout(total=timeout_secs)
         self.concurrency = max(1, concurrency)
         if aurora_body not in ("json", "form") or aurora_events not in ("new", "legacy", "mixed"):
@@ -209,7 +210,7 @@ class WebhookSender:
                     stats.events += d.events
                 return
             if attempt < self.max_attempts:
-                await asyncio.sleep(self.retry_base_secs * 2 ** (attempt - 1))
+                await asyncio.sleep(min(self.retry_base_secs * 2 ** (attempt - 1), self.retry_max_secs))
         stats.failed += 1
 
     # -- bodies ---------------------------------------------------------------------------------
