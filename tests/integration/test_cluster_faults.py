@@ -72,7 +72,7 @@ async def transaction_coordinator(bootstrap: str, transactional_id: str) -> int:
         await client.close()
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(300)
 @pytest.mark.xfail(strict=False, reason=(
     "open defect (issue 12): after every node of the cluster was killed and restarted, the webhook "
     "intake producer sometimes stays broken (each _raw write fails at once with error_type kafka, "
