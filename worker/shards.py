@@ -5,10 +5,8 @@ any previous owner; then `_state` is restored into a `Staging` (worker.staging),
 `_raw` records and poll results into batches. Everything one batch produces (events, `_state`
 writes, dead letters, the `_raw` offset) commits in one Kafka transaction. A failed transaction
 leaves memory exactly as committed (the staging drops the batch) and the `_raw` position is
-rewound to the last commit; a fenced producer closes the shard.
-
-A commit whose outcome is unknown (the commit call timed out) is treated like a failure here;
-issue 12 of the project tracks making that case exact.
+rewound to the last commit; a fenced producer closes the shard. A commit whose outcome is
+unknown is settled by the group's committed `_raw` offset (`_settle`), or the shard is restored.
 """
 
 from __future__ import annotations
@@ -343,8 +341,7 @@ class Shard:
     # -- expiry ---------------------------------------------------------------------------------
 
     async def expire(self) -> int:
-        """Tombstone dedup entries whose email left every window, and tracked ids that aged out;
-        returns how many."""
+        """Tombstone dedup entries whose email left every window, and tracked ids that aged out."""
         staging = self._open()
         now = self.clock().timestamp()
         keys = staging.expired_keys(now)

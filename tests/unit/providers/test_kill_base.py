@@ -5,27 +5,18 @@ set): the local zone is set to UTC+8 here so that an answer in the local zone is
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.unit.providers.test_mutants_shared import local_zone_utc_plus_8  # noqa: F401 (the fixture)
 from worker.errors import Retriable
 from worker.providers._answers import read_answer
 from worker.providers.base import CHINA_TZ, local_time, parse_retry_after
 
 
-@pytest.fixture
-def local_zone_utc_plus_8(monkeypatch):
-    monkeypatch.setenv("TZ", "CST-8")          # POSIX form: UTC+8, no tz database needed
-    time.tzset()
-    assert time.timezone == -8 * 3600
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-def test_local_time_with_layout_answers_in_utc_whatever_the_local_zone(local_zone_utc_plus_8):
+@pytest.mark.usefixtures("local_zone_utc_plus_8")
+def test_local_time_with_layout_answers_in_utc_whatever_the_local_zone():
     # 07:59:01 in UTC+8 is 23:59:01 UTC the day before
     dt = local_time("2024-01-02 07:59:01", CHINA_TZ, layout="%Y-%m-%d %H:%M:%S")
     assert dt == datetime(2024, 1, 1, 23, 59, 1, tzinfo=UTC)
@@ -33,7 +24,8 @@ def test_local_time_with_layout_answers_in_utc_whatever_the_local_zone(local_zon
     assert dt.isoformat() == "2024-01-01T23:59:01+00:00"
 
 
-def test_local_time_with_layout_from_utc_zone_is_utc(local_zone_utc_plus_8):
+@pytest.mark.usefixtures("local_zone_utc_plus_8")
+def test_local_time_with_layout_from_utc_zone_is_utc():
     dt = local_time("02.01.2024 10:00", UTC, layout="%d.%m.%Y %H:%M")
     assert dt.isoformat() == "2024-01-02T10:00:00+00:00"
 
