@@ -19,7 +19,6 @@ worker rides out Kafka failures.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -61,10 +60,13 @@ def build_app(config: Config) -> web.Application:
 
     async def kafka_ctx(app: web.Application) -> AsyncIterator[None]:
         await ensure_topics(config.kafka)
-        producer = AIOKafkaProducer(**producer_settings(config.kafka))
+        def new_producer() -> AIOKafkaProducer:
+            return AIOKafkaProducer(**producer_settings(config.kafka))
+
+        producer = new_producer()
         await producer.start()
-        writer = RawWriter(config.kafka, producer)
-        reach = Reach(config.kafka, producer, writer)
+        writer = RawWriter(config.kafka, producer, renew=new_producer)
+        reach = Reach(config.kafka, writer)
         await reach.start()
         ops.checks["kafka_reachable"] = lambda: reach.reachable
         ops.status["kafka"] = reach.snapshot
@@ -72,8 +74,7 @@ def build_app(config: Config) -> web.Application:
         app[WRITER] = writer
         yield
         await reach.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(producer.stop(), config.kafka.produce_timeout_secs)
+        await writer.stop()
 
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(headers={"User-Agent": "email-status-worker"})

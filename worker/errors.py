@@ -171,6 +171,14 @@ class Fenced(ShardClosed):
     error_type = "fenced"
 
 
+class ProducerBroken(WorkerError):
+    """The `_raw` producer cannot write a partition again (its idempotence state no longer matches
+    the broker's): worker.intake replaces it. Writes that failed meanwhile were refused to the
+    caller, so nothing is lost."""
+
+    error_type = "producer_broken"
+
+
 class CommitFailed(WorkerError):
     """The batch's transaction did not commit; nothing of it is visible, nothing advanced."""
 

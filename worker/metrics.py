@@ -51,7 +51,7 @@ ERRORS = Counter("esw_errors_total", "Failures by stage and bounded error type",
                  registry=REGISTRY)
 
 # Where a failure happened: the `stage` label of esw_errors_total.
-STAGES = frozenset({"poll", "transaction", "consume", "restore", "sent_feed", "webhook"})
+STAGES = frozenset({"poll", "transaction", "consume", "restore", "sent_feed", "webhook", "intake"})
 
 
 def _bounded(error_type: str) -> str:

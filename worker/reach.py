@@ -21,7 +21,6 @@ import contextlib
 import logging
 import time
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from worker import metrics
@@ -36,11 +35,10 @@ PROBE_UNREACHABLE_SECS = 1.0
 
 
 class Reach:
-    def __init__(self, kafka: KafkaConfig, producer: AIOKafkaProducer, writer: RawWriter) -> None:
+    def __init__(self, kafka: KafkaConfig, writer: RawWriter) -> None:
         self.topic = Topics.from_config(kafka).raw
         self.shards = kafka.shards
         self.timeout = kafka.produce_timeout_secs
-        self.producer = producer
         self.writer = writer
         self.ok = False
         self.checked_at = 0.0      # monotonic time of the last probe that succeeded
@@ -76,7 +74,7 @@ class Reach:
 
     async def _ask(self) -> str | None:
         try:
-            cluster = await asyncio.wait_for(self.producer.client.fetch_all_metadata(), self.timeout)
+            cluster = await asyncio.wait_for(self.writer.producer.client.fetch_all_metadata(), self.timeout)
         except Exception as exc:  # noqa: BLE001 - any failure means "not reachable", named by type
             return f"no metadata: {kafka_error_type(exc)}"
         leaders = [cluster.leader_for_partition(TopicPartition(self.topic, p)) for p in range(self.shards)]

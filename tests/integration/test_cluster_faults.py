@@ -73,10 +73,6 @@ async def transaction_coordinator(bootstrap: str, transactional_id: str) -> int:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(strict=False, reason=(
-    "open defect (issue 12): after every node of the cluster was killed and restarted, the webhook "
-    "intake producer sometimes stays broken (each _raw write fails at once with error_type kafka, "
-    "503 for ever) while metadata says Kafka is reachable; seen in 2 of 5 runs"))
 async def test_a_three_broker_cluster_losing_leaders_and_stopping_loses_and_doubles_nothing(tmp_path, topic_prefix):
     kafka = kafka_script()
     state = tmp_path / "cluster"
