@@ -172,8 +172,15 @@ def _text(value: Any) -> str:
 
 
 def _sent_at(value: Any) -> datetime:
-    """An ISO 8601 time; one without a zone is read as UTC (the schema asks for one; be lenient)."""
-    dt = datetime.fromisoformat(_text(value).replace("Z", "+00:00"))
+    """An RFC 3339 time (`Z`, `z` or an offset); one without a zone is read as UTC, a date alone as
+    its midnight UTC (the schema asks for a zone; be lenient). A date with a zone but no time is
+    refused: Python 3.11 would read `2026-11-01+08:00` as 08:00 of that day."""
+    text = _text(value)
+    if text[10:11] in ("+", "-"):   # `yyyy-mm-dd` then an offset: no time (`yyyy-mm-ddZ` fromisoformat refuses)
+        raise ValueError("a date with a zone but no time")
+    if text.endswith("z"):                      # fromisoformat reads `Z`, not `z`
+        text = text[:-1] + "Z"
+    dt = datetime.fromisoformat(text)
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 

@@ -183,7 +183,11 @@ class Staging:
                 continue
             event = StatusEvent.from_observation(obs, provider=account.provider, account=name, source=source,
                                                 observed_at=observed_at, emit_raw=self.emit_raw)
-            record = event_record(self.topics, event)
+            try:
+                record = event_record(self.topics, event)
+            except TypeError:                         # its `raw` is nested deeper than JSON encoders go
+                self._set_aside(account, obs, source, MalformedPayload.error_type, observed_at)
+                continue
             if len(record[2]) > MAX_EVENT_BYTES:      # never a record Kafka would refuse for ever
                 self._set_aside(account, obs, source, EventTooLarge.error_type, observed_at)
                 continue
