@@ -196,6 +196,13 @@ def about_a_record(exc: BaseException) -> bool:
     return isinstance(exc, RECORD_ERRORS) or not isinstance(exc, (KafkaError, TimeoutError))
 
 
+def outcome_not_news(fut: asyncio.Future) -> None:
+    """A done-callback for send futures whose failure the caller already reported another way (the
+    first one raised, or the transaction failed): retrieves the outcome so asyncio does not log it."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 def kafka_error_type(exc: BaseException) -> str:
     if isinstance(exc, (KafkaTimeoutError, asyncio.TimeoutError)):
         return TIMEOUT

@@ -40,7 +40,7 @@ from aiokafka.errors import InvalidProducerEpoch, OutOfOrderSequenceNumber, Prod
 from worker import metrics, raw
 from worker.config import KafkaConfig
 from worker.deadletter import DeadLetter
-from worker.emit import Topics, account_key, shard_of
+from worker.emit import Topics, account_key, outcome_not_news, shard_of
 from worker.errors import FieldTooLong, MalformedPayload, ProducerBroken, RecordTooLarge
 from worker.model import Observation
 
@@ -108,8 +108,8 @@ class RawWriter:
         error before anything is sent (callers that expect such input admit it themselves)."""
         admitted = [r if isinstance(r, Admitted) else admit(r) for r in records]
         producer = self.producer
+        sent: list[asyncio.Future] = []
         try:
-            sent = []
             for item in admitted:
                 provider = item.record.provider.value
                 sent.append(await producer.send(
@@ -121,6 +121,8 @@ class RawWriter:
             await asyncio.gather(*sent)
         except BaseException as exc:   # refused, timed out or cancelled by the caller's deadline
             self.failed_at = time.monotonic()
+            for fut in sent:           # the first failure is the one raised; the others are not news
+                fut.add_done_callback(outcome_not_news)
             if self._renew is not None and broken(producer, exc):
                 self._replace(producer)
             raise

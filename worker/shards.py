@@ -28,7 +28,7 @@ from aiokafka.errors import (
 from worker import metrics, raw
 from worker.breaker import Breaker
 from worker.config import AccountConfig, Config
-from worker.emit import Topics, about_a_record, kafka_error_type, producer_settings
+from worker.emit import Topics, about_a_record, kafka_error_type, outcome_not_news, producer_settings
 from worker.errors import CommitFailed, CommitOutcomeUnknown, Fenced, ShardClosed
 from worker.kafka_tls import client_kwargs
 from worker.model import Observation, Source
@@ -264,7 +264,7 @@ class Shard:
                 raise CommitOutcomeUnknown(kafka_error_type(exc)) from exc
         except BaseException:
             for fut in sent:  # the records share the transaction's fate; their errors are not news
-                fut.add_done_callback(_consume_outcome)
+                fut.add_done_callback(outcome_not_news)
             raise
 
     async def _recover(self) -> None:
@@ -391,9 +391,4 @@ class ShardSink:
         # lingering would only idle the account's quota. Commit as soon as the committer is free.
         self.shard._nudge(now=True)
         return done
-
-
-def _consume_outcome(fut: asyncio.Future) -> None:
-    if not fut.cancelled():
-        fut.exception()
 
