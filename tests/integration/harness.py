@@ -138,6 +138,15 @@ class WorkerProcess:
             await self.kill()
             raise
 
+    async def run_to_exit(self, timeout: float = 60.0) -> tuple[int, str]:
+        """Start a worker that is expected to stop by itself (refused at start); its exit code and log."""
+        await self.start()
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), timeout)
+        finally:
+            await self.kill()
+        return code, self.log_path.read_text(errors="replace")
+
     async def status(self, session: aiohttp.ClientSession) -> dict:
         async with session.get(f"{self.url}/status") as r:
             return await r.json()

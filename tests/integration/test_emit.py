@@ -1,6 +1,5 @@
 """The emit layer against the real broker: routing, keys, headers, schema, topic layout."""
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -95,15 +94,20 @@ async def test_wrong_partition_count_is_a_clear_startup_error(kafka_bootstrap, t
         await ensure_topics(kafka)
 
 
+async def create_uncompacted_state(bootstrap: str, prefix: str) -> None:
+    """A `_state` topic made by hand with the default cleanup policy (delete), as a careless operator would."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(f"{prefix}._state", 2, 1, topic_configs={"cleanup.policy": "delete"})])
+    finally:
+        await admin.close()
+
+
 async def test_an_existing_state_topic_that_is_not_compacted_is_refused_with_what_to_change(kafka_bootstrap,
                                                                                             topic_prefix):
     kafka = KafkaConfig(bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, shards=2)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(f"{topic_prefix}._state", 2, 1, topic_configs={"cleanup.policy": "delete"})])
-    finally:
-        await admin.close()
+    await create_uncompacted_state(kafka_bootstrap, topic_prefix)
     with pytest.raises(TopicLayoutError) as refused:
         await ensure_topics(kafka)
     assert f"{topic_prefix}._state has cleanup.policy=delete; it must be compacted" in str(refused.value)
@@ -120,19 +124,9 @@ async def test_an_existing_topic_with_another_replication_factor_is_refused(kafk
 
 async def test_a_worker_refused_its_topics_exits_2_with_one_line_that_says_what_to_change(kafka_bootstrap, topic_prefix,
                                                                                          tmp_path):
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(f"{topic_prefix}._state", 2, 1, topic_configs={"cleanup.policy": "delete"})])
-    finally:
-        await admin.close()
+    await create_uncompacted_state(kafka_bootstrap, topic_prefix)
     worker = WorkerProcess(worker_config(kafka_bootstrap, topic_prefix, accounts(), shards=2), ENV, tmp_path)
-    await worker.start()
-    try:
-        code = await asyncio.wait_for(worker.proc.wait(), 60)
-    finally:
-        await worker.kill()
-    log = worker.log_path.read_text(errors="replace")
+    code, log = await worker.run_to_exit()
     errors = [line for line in map(orjson.loads, filter(lambda s: s.startswith("{"), log.splitlines()))
               if line["level"] == "error"]
     assert code == 2, log[-2000:]

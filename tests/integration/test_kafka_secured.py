@@ -10,7 +10,6 @@ stops the worker at start with one clear line.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -103,12 +102,7 @@ async def test_a_wrong_sasl_password_stops_the_worker_with_one_clear_line(broker
     data = worker_config(broker["listeners"]["sasl_ssl"]["bootstrap_servers"], f"bad{uuid.uuid4().hex[:8]}",
                          accounts(), shards=2, port=free_port(), kafka={"security": settings})
     worker = WorkerProcess(data, {**ENV, **secrets_env}, tmp_path)
-    await worker.start()
-    try:
-        code = await asyncio.wait_for(worker.proc.wait(), 60)
-    finally:
-        await worker.kill()
-    log = worker.log_path.read_text(errors="replace")
+    code, log = await worker.run_to_exit()
     lines = [orjson.loads(line) for line in log.splitlines() if line.startswith("{")]
     mine = [line for line in lines if line.get("logger") == "worker.app" and line["level"] == "error"]
     assert code == 1, log[-2000:]

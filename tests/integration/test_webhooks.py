@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import _kafka_script
 from tests.integration.harness import InProcessWorker, wait_ready, worker_config
 from tests.integration.kafka_utils import read_all
+from tests.integration.test_kafka_faults import metric
 from tests.support import validate_event
 
 pytestmark = pytest.mark.integration
@@ -119,8 +120,8 @@ async def test_tencent_is_protected_by_its_path_token(worker, kafka_bootstrap, t
 
 async def test_authentic_but_unparseable_goes_to_the_dead_letter_topic(worker, kafka_bootstrap, topic_prefix):
     w, session = worker
-    series = 'esw_dead_letters_total{account="tx",provider="tencent_ses",reason="malformed"}'
-    before = await metric(session, w.url, series)  # the registry is the process's: earlier tests count too
+    series = {"account": "tx", "provider": "tencent_ses", "reason": "malformed"}
+    before = await metric(w.url, "esw_dead_letters_total", **series)  # the process's registry: earlier tests count too
     garbage = b'{"event": "bounce", "email": '  # truncated JSON, on the token-protected path
     status, _ = await post(session, f"{w.url}/webhooks/tencent_ses/tx/{TOKEN}", garbage, {"Content-Type": "application/json"})
     assert status == 200
@@ -136,19 +137,10 @@ async def test_authentic_but_unparseable_goes_to_the_dead_letter_topic(worker, k
     assert headers["content-type"] == b"application/json" and headers["received_at"].endswith(b"Z")
     assert dict(by_provider[b"sendcloud"].headers)["part"] == b"record"  # one split record, as JSON
     assert orjson.loads(by_provider[b"sendcloud"].value)["event"] == "invalid"
-    assert await metric(session, w.url, series) == before + 1
+    assert await metric(w.url, "esw_dead_letters_total", **series) == before + 1
     async with session.get(f"{w.url}/metrics") as r:
         assert "someone@example.com" not in (await r.text()).lower()  # no personal data in metrics
 
-
-async def metric(session: aiohttp.ClientSession, url: str, series: str) -> float:
-    """One series' value on /metrics; 0 when it has not been created yet."""
-    async with session.get(f"{url}/metrics") as r:
-        for line in (await r.text()).splitlines():
-            name, _, value = line.rpartition(" ")
-            if name == series:
-                return float(value)
-    return 0.0
 
 
 async def test_kafka_down_answers_503_then_200_when_back(tmp_path, topic_prefix):
