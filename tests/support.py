@@ -20,8 +20,15 @@ _event_validator = jsonschema.Draft202012Validator(
 
 
 def validate_event(event: dict[str, Any]) -> None:
-    """Raise jsonschema.ValidationError listing the first problem of an encoded event."""
+    """Raise jsonschema.ValidationError listing the first problem of an encoded event; also the
+    issue-13 invariant in plain words (the schema states it too): an `invalid` is evidence about
+    the address (scope recipient or domain) or the provider's own refusal (provider), and only a
+    soft bounce may be one the provider is still retrying. The worker writes both fields always."""
     _event_validator.validate(event)
+    if event["type"] == "invalid" and "scope" in event:   # events before issue 13 have none
+        assert event.get("scope") in ("recipient", "domain", "provider"), f"invalid with scope {event.get('scope')}"
+    if event.get("final") is False:
+        assert event["type"] == "soft_bounce", f"{event['type']} not final"
 
 
 def golden_events(observations: list[Observation], provider: Provider, source: Source) -> list[dict[str, Any]]:

@@ -361,7 +361,9 @@ CREDENTIAL_FIELDS: dict[str, tuple[str, ...]] = {
     "webhook": ("app_key", "previous_app_key", "path_token", "previous_path_token"),
 }
 
-SENDER_REJECTION = {"documented": None, "invalid": EventType.INVALID, "soft_bounce": EventType.SOFT_BOUNCE}
+# `invalid` is accepted as before but means `soft_bounce`: a rejection of the sender never makes an
+# address invalid (the scope invariant, worker.providers.classify; docs/configuration.md).
+SENDER_REJECTION = {"documented": None, "invalid": EventType.SOFT_BOUNCE, "soft_bounce": EventType.SOFT_BOUNCE}
 
 
 def _poll_fields(poll_raw: Mapping[str, Any], defaults: ProviderDefaults) -> dict[str, Any]:

@@ -55,7 +55,23 @@ class Reason(str, enum.Enum):
     SERVER_UNREACHABLE = "server_unreachable"
     DEFERRED = "deferred"
     PROVIDER_ERROR = "provider_error"
+    SUPPRESSED = "suppressed"              # the provider did not send: its own list, a drop or a skip
+    SENDER_REJECTED = "sender_rejected"    # the receiving server refused our IP, domain or authentication
     OTHER = "other"
+
+
+class Scope(str, enum.Enum):
+    """What a failure is about (worker.providers.classify): whether it is evidence about the
+    address (recipient, domain), about us (sender, content), the receiving side's policy, or the
+    provider's own refusal."""
+
+    RECIPIENT = "recipient"
+    DOMAIN = "domain"
+    SENDER = "sender"
+    CONTENT = "content"
+    POLICY = "policy"
+    PROVIDER = "provider"
+    UNKNOWN = "unknown"
 
 
 class Source(str, enum.Enum):
@@ -76,9 +92,12 @@ class Observation:
     """One status a provider reported for one recipient of one message.
 
     `type` is None for statuses the service does not emit (pending, opened, clicked); they still
-    matter to id-based polling, which stops asking once `final` is true. `exact_time` is False when
-    the provider reported no time and `occurred_at` is only when we saw the status (UniSender's
-    checkEmail): dedup then never judges other reports stale against it.
+    matter to id-based polling, which stops asking once `final` is true (the status can no longer
+    change). `retrying` is something else: a soft bounce the provider says it will try again (the
+    event's `final` is its negation). `scope` is what a failure is about (worker.providers.classify
+    sets it for every failure). `exact_time` is False when the provider reported no time and
+    `occurred_at` is only when we saw the status (UniSender's checkEmail): dedup then never judges
+    other reports stale against it.
     """
 
     email_id: str
@@ -94,6 +113,9 @@ class Observation:
     smtp: Smtp | None = None
     final: bool = False
     exact_time: bool = True
+    scope: Scope | None = None
+    retrying: bool = False
+    attempt: int | None = None
     raw: dict[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
@@ -111,6 +133,17 @@ MAX_RECIPIENT_CHARS = 320     # an address is at most 254 (RFC 5321); some slack
 MAX_STATUS_CHARS = 128        # provider_status, provider_sub_status
 MAX_MESSAGE_CHARS = 2_000     # provider_message
 MAX_EVENT_BYTES = 524_288     # an encoded event (with `raw` when emit_raw is on); Kafka's default limit is 1 MiB
+
+
+def event_scope(type_: EventType | None, scope: Scope | None) -> Scope | None:
+    """An event's scope: none for a delivery; a complaint or unsubscribe is the recipient's own act
+    unless the provider said otherwise (an address already on its list); a failure nobody
+    classified is `unknown`, never left out."""
+    if type_ is EventType.DELIVERED or type_ is None:
+        return None
+    if scope is not None:
+        return scope
+    return Scope.RECIPIENT if type_ in (EventType.COMPLAINT, EventType.UNSUBSCRIBED) else Scope.UNKNOWN
 
 
 def utc(dt: datetime) -> datetime:
@@ -165,6 +198,9 @@ class StatusEvent:
     provider_message: str | None
     smtp: Smtp | None
     raw: dict[str, Any] | None = None
+    final: bool = True
+    scope: Scope | None = None
+    attempt: int | None = None
 
     @property
     def permanent(self) -> bool:
@@ -201,6 +237,9 @@ class StatusEvent:
             provider_message=obs.provider_message[:MAX_MESSAGE_CHARS] if obs.provider_message else obs.provider_message,
             smtp=obs.smtp,
             raw=obs.raw if emit_raw else None,
+            final=not (obs.type is EventType.SOFT_BOUNCE and obs.retrying),
+            scope=event_scope(obs.type, obs.scope),
+            attempt=obs.attempt,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -223,6 +262,9 @@ class StatusEvent:
             "provider_sub_status": self.provider_sub_status,
             "provider_message": self.provider_message,
             "smtp": {"code": self.smtp.code, "enhanced": self.smtp.enhanced} if self.smtp else None,
+            "final": self.final,
+            "scope": self.scope.value if self.scope is not None else None,
+            "attempt": self.attempt,
             "raw": self.raw,
         }
 
@@ -268,4 +310,9 @@ class StatusEvent:
             provider_message=d.get("provider_message"),
             smtp=Smtp(smtp.get("code"), smtp.get("enhanced")) if smtp else None,
             raw=d.get("raw"),
+            # Events written before these fields existed (docs/consumers.md, schema evolution):
+            # a soft bounce was not known to be final, everything else was; no scope, no attempt.
+            final=d["final"] if "final" in d else d["type"] != EventType.SOFT_BOUNCE.value,
+            scope=Scope(d["scope"]) if d.get("scope") else None,
+            attempt=d.get("attempt"),
         )

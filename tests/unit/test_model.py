@@ -12,6 +12,7 @@ from worker.model import (
     Observation,
     Provider,
     Reason,
+    Scope,
     Smtp,
     Source,
     StatusEvent,
@@ -27,7 +28,8 @@ def _schema_enum(prop: str) -> set:
     return {v for v in load_schema("status-event.v1.json")["properties"][prop]["enum"] if v is not None}
 
 
-@pytest.mark.parametrize(("prop", "enum"), [("type", EventType), ("provider", Provider), ("reason", Reason), ("source", Source)])
+@pytest.mark.parametrize(("prop", "enum"), [("type", EventType), ("provider", Provider), ("reason", Reason), ("source", Source),
+                                            ("scope", Scope)])
 def test_python_enums_and_schema_enums_are_identical(prop, enum):
     assert _schema_enum(prop) == {m.value for m in enum}
 
@@ -39,10 +41,12 @@ def test_config_schema_provider_enum_matches():
     assert set(load_schema("sent-message.v1.json")["properties"]["provider"]["enum"]) == {p.value for p in Provider}
 
 
-def _event(type_=EventType.INVALID, occurred=T0, **kw) -> StatusEvent:
+def _event(type_=EventType.INVALID, occurred=T0, scope=Scope.RECIPIENT, **kw) -> StatusEvent:
+    # 550 5.1.1: about the recipient (issue 13: an invalid must say so; the schema refuses an
+    # invalid whose scope is unknown). A delivery's event carries no scope whatever is given.
     obs = Observation(
         email_id="1676615711309_104117_18546_8821.sc-10_43_7_16-inbound0$User@Example.com",
-        recipient="User@Example.com", type=type_, reason=Reason.UNKNOWN_USER, occurred_at=occurred,
+        recipient="User@Example.com", type=type_, reason=Reason.UNKNOWN_USER, occurred_at=occurred, scope=scope,
         provider_status="无效邮件", provider_sub_status="406", provider_message="550 5.1.1 user unknown",
         smtp=Smtp(550, "5.1.1"), sent_at=T0 - timedelta(seconds=9), raw={"emailId": "x"}, **kw,
     )
@@ -59,6 +63,8 @@ def test_every_type_encodes_to_a_schema_valid_event(type_):
     assert encoded["recipient"] == "user@example.com"
     assert encoded["occurred_at"] == "2024-05-01T12:00:00Z"
     assert encoded["raw"] is None  # only with emit_raw
+    assert encoded["scope"] == (None if type_ is EventType.DELIVERED else "recipient")
+    assert encoded["final"] is True  # not a soft bounce the provider is retrying
 
 
 def test_round_trip_is_lossless():

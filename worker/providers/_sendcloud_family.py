@@ -16,7 +16,7 @@ from datetime import date, datetime, tzinfo
 from typing import Any
 
 from worker.errors import BadRequest, BadSignature, FatalConfig, ProviderError, Retriable
-from worker.model import EventType, Observation, Reason, utc
+from worker.model import EventType, Observation, Reason, Scope, utc
 from worker.providers._answers import BAD_INPUT, full_page_next
 from worker.providers.base import (
     AccountContext,
@@ -31,6 +31,7 @@ from worker.providers.base import (
     parse_smtp,
     resolve,
 )
+from worker.providers.classify import settle
 
 # What an account of any of the three must configure (worker.config checks it).
 CREDENTIALS = Credentials(
@@ -43,31 +44,37 @@ CREDENTIALS = Credentials(
 
 # -- tables shared by all three -----------------------------------------------------------------
 
-# Sub-status → (type, reason), PROVIDERS.md 1.4 / 2.4 / 3.4: 4xx permanent, 5xx temporary.
-SUB_STATUS: dict[int, tuple[EventType, Reason]] = {
-    401: (EventType.INVALID, Reason.BLOCKLISTED),          # on the provider's own blacklist, not sent
-    402: (EventType.INVALID, Reason.UNSUBSCRIBED),         # unsubscribed earlier, not sent
-    403: (EventType.INVALID, Reason.SERVER_UNREACHABLE),
-    404: (EventType.INVALID, Reason.BAD_ADDRESS),
-    405: (EventType.INVALID, Reason.POLICY_REJECTED),      # our IP or domain refused: sender-side
-    406: (EventType.INVALID, Reason.UNKNOWN_USER),
-    407: (EventType.INVALID, Reason.SPAM_REJECTED),        # our content judged spam: sender-side
-    408: (EventType.INVALID, Reason.POLICY_REJECTED),
-    409: (EventType.INVALID, Reason.OTHER),
-    503: (EventType.SOFT_BOUNCE, Reason.SERVER_UNREACHABLE),
-    505: (EventType.SOFT_BOUNCE, Reason.POLICY_REJECTED),
-    506: (EventType.SOFT_BOUNCE, Reason.UNKNOWN_USER),
-    507: (EventType.SOFT_BOUNCE, Reason.SPAM_REJECTED),
-    508: (EventType.SOFT_BOUNCE, Reason.POLICY_REJECTED),
-    509: (EventType.SOFT_BOUNCE, Reason.OTHER),
+# Sub-status → (type, reason, scope), PROVIDERS.md 1.4 / 2.4 / 3.4: 4xx permanent, 5xx temporary.
+# The scope says what the provider's code is about (worker.providers.classify): SMTP evidence in
+# the record refines it, and an `invalid` that is not about the address (sender, content, policy,
+# unknown) is a final soft bounce. Soft bounces here are final: the provider reports status 18
+# (sending) while it retries, and 5 once it has given up.
+Row = tuple[EventType, Reason, Scope | None]
+SUB_STATUS: dict[int, Row] = {
+    401: (EventType.INVALID, Reason.SUPPRESSED, Scope.PROVIDER),      # on the provider's blacklist, not sent
+    402: (EventType.INVALID, Reason.UNSUBSCRIBED, Scope.PROVIDER),    # unsubscribed earlier, not sent
+    403: (EventType.INVALID, Reason.SERVER_UNREACHABLE, Scope.DOMAIN),
+    404: (EventType.INVALID, Reason.BAD_ADDRESS, Scope.RECIPIENT),
+    405: (EventType.SOFT_BOUNCE, Reason.SENDER_REJECTED, Scope.SENDER),  # our IP or domain refused
+    406: (EventType.INVALID, Reason.UNKNOWN_USER, Scope.RECIPIENT),
+    407: (EventType.SOFT_BOUNCE, Reason.SPAM_REJECTED, Scope.CONTENT),  # our content judged spam
+    408: (EventType.INVALID, Reason.POLICY_REJECTED, Scope.POLICY),   # "sender/recipient rejected"
+    409: (EventType.INVALID, Reason.OTHER, Scope.UNKNOWN),            # "other": SMTP evidence decides
+    503: (EventType.SOFT_BOUNCE, Reason.SERVER_UNREACHABLE, Scope.DOMAIN),
+    505: (EventType.SOFT_BOUNCE, Reason.SENDER_REJECTED, Scope.SENDER),
+    506: (EventType.SOFT_BOUNCE, Reason.UNKNOWN_USER, Scope.RECIPIENT),
+    507: (EventType.SOFT_BOUNCE, Reason.SPAM_REJECTED, Scope.CONTENT),
+    508: (EventType.SOFT_BOUNCE, Reason.POLICY_REJECTED, Scope.POLICY),
+    509: (EventType.SOFT_BOUNCE, Reason.OTHER, Scope.UNKNOWN),
 }
 # Codes added later keep the documented meaning of their hundred (the seeds: 4xx never retry).
-SUB_STATUS_FALLBACK: dict[int, tuple[EventType, Reason]] = {
-    4: (EventType.INVALID, Reason.OTHER),
-    5: (EventType.SOFT_BOUNCE, Reason.OTHER),
+SUB_STATUS_FALLBACK: dict[int, Row] = {
+    4: (EventType.INVALID, Reason.OTHER, Scope.UNKNOWN),
+    5: (EventType.SOFT_BOUNCE, Reason.OTHER, Scope.UNKNOWN),
 }
-# These reject *our* IP/domain or content and say nothing about the address. The providers file
-# them as invalid (documented); an account's `sender_rejection` may count them otherwise.
+# These reject *our* IP/domain or content and say nothing about the address: soft bounces (the
+# providers file them under invalid; an `invalid` about the sender breaks the scope invariant),
+# or whatever an account's `sender_rejection` says.
 SENDER_SIDE = frozenset({405, 407})
 
 # The reason a type has when no sub-status refines it. A complaint is absent on purpose: the
@@ -153,19 +160,20 @@ def send_day(query: PollQuery, now: datetime, tz: tzinfo) -> date:
 # -- classification -----------------------------------------------------------------------------
 
 
-def sub_status_outcome(code: int | None, acct: AccountContext) -> tuple[EventType | None, Reason] | None:
+def sub_status_outcome(code: int | None, acct: AccountContext) -> tuple[EventType | None, Reason, Scope | None] | None:
     if code is None:
         return None
     outcome = SUB_STATUS.get(code) or SUB_STATUS_FALLBACK.get(code // 100 if 400 <= code < 600 else 0)
     if outcome is None:
         return None
     if code in SENDER_SIDE:
-        return resolve(SenderSide(outcome[0]), acct), outcome[1]
+        return resolve(SenderSide(outcome[0]), acct), outcome[1], outcome[2]
     return outcome
 
 
-def outcome(base: EventType | None, sub_status: Any, acct: AccountContext) -> tuple[EventType | None, Reason | None]:
-    """Type and reason: the numeric sub-status when it has one, else the status's own meaning.
+def outcome(base: EventType | None, sub_status: Any,
+            acct: AccountContext) -> tuple[EventType | None, Reason | None, Scope | None]:
+    """Type, reason and scope: the numeric sub-status when it has one, else the status's own meaning.
 
     The number is preferred because it is the same in every language and edition, while the
     status words are Chinese, English or unknown (PROVIDERS.md 3.3).
@@ -173,7 +181,7 @@ def outcome(base: EventType | None, sub_status: Any, acct: AccountContext) -> tu
     by_sub = sub_status_outcome(as_int(sub_status), acct)
     if by_sub is not None:
         return by_sub
-    return base, DEFAULT_REASON.get(base) if base is not None else None
+    return base, DEFAULT_REASON.get(base) if base is not None else None, None
 
 
 def observation(
@@ -190,7 +198,8 @@ def observation(
     message_id: str | None = None,
     sent_at: datetime | None = None,
 ) -> Observation:
-    type_, reason = outcome(base, sub_status, acct)
+    smtp = parse_smtp(message)
+    type_, reason, scope = settle(*outcome(base, sub_status, acct), smtp)
     return Observation(
         email_id=email_id,
         recipient=recipient,
@@ -202,8 +211,9 @@ def observation(
         sent_at=sent_at,
         provider_sub_status=None if sub_status in (None, "") else str(sub_status),
         provider_message=message,
-        smtp=parse_smtp(message),
+        smtp=smtp,
         final=type_ in FINAL,
+        scope=scope,
         raw=record,
     )
 

@@ -222,17 +222,30 @@ def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
     if not isinstance(records, list) or not records:
         raise MalformedPayload("engagelab: webhook body is not a JSON object")
     for record in records:
-        if not isinstance(record, dict) or not any(isinstance(record.get(k), dict) for k in ("status", "response")):
+        if not isinstance(record, dict) or _envelope(record) is None:
             raise MalformedPayload("engagelab: webhook body is neither a status nor a response callback")
     return records
 
 
+def _envelope(record: dict[str, Any]) -> tuple[Any, Any] | None:
+    """(event, data) of a callback: `status.message_status` + `status_data` (status callbacks),
+    `response.event` + `response_data` (engagement), or, as some public receivers read engagement
+    callbacks, a top-level `event` with `response_data` beside it or the ids on the record itself
+    (issue 13: both shapes accepted). None when it is none of these."""
+    status, response = record.get("status"), record.get("response")
+    if isinstance(status, dict):
+        return status.get("message_status"), status.get("status_data")
+    if isinstance(response, dict):
+        return response.get("event"), response.get("response_data")
+    if isinstance(record.get("event"), str):
+        data = record.get("response_data")
+        return record["event"], data if isinstance(data, dict) else record
+    return None
+
+
 def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
     with family.bad_input_as(MalformedPayload, "engagelab: webhook callback"):
-        if isinstance(record.get("status"), dict):
-            event, data = record["status"]["message_status"], record["status"].get("status_data")
-        else:
-            event, data = record["response"]["event"], record["response"].get("response_data")
+        event, data = _envelope(record) or (None, None)
         if not isinstance(event, str) or event not in EVENTS:
             raise MalformedPayload("engagelab: unknown callback event")
         base = EVENTS[event]
@@ -240,13 +253,25 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
             return []
         if not isinstance(data, dict):
             raise MalformedPayload("engagelab: callback without status_data/response_data")
-        email_id = family.required_text(data, "email_id")
+        # The per-recipient id is `email_id`; the top-level-event shape carries it as `message_id`.
+        email_id = family.first_text(data, ("email_id",)) or _per_recipient(data.get("message_id"))
+        if email_id is None:
+            raise KeyError("email_id")
         # `to` is documented on the envelope; the id itself ends in `$<recipient>` when it is absent.
-        recipient = family.first_text(record, ("to",)) or email_id.partition("$")[2]
+        recipient = family.first_text(record, ("to",)) or family.first_text(data, ("to",)) or email_id.partition("$")[2]
         if not recipient:
             raise KeyError("to")
-        sub_status = family.first_present(data, SUB_STATUS_FIELDS) if base in family.FAILURES else None
-        message = family.first_text(data, ("message", *SUB_STATUS_DESC_FIELDS))
+        # A public receiver reads the failure's sub-status and SMTP text from `status.error_detail`,
+        # beside `status_data` (issue 13); read there first, then in the data.
+        detail = record["status"].get("error_detail") if isinstance(record.get("status"), dict) else None
+        detail = detail if isinstance(detail, dict) else {}
+        sub_status = None
+        if base in family.FAILURES:
+            sub_status = family.first_present(detail, SUB_STATUS_FIELDS)
+            if sub_status is None:
+                sub_status = family.first_present(data, SUB_STATUS_FIELDS)
+        message = family.first_text(detail, ("message",)) or family.first_text(data, ("message", *SUB_STATUS_DESC_FIELDS))
+        itime = record["itime"] if "itime" in record else data["time"]
         return [
             family.observation(
                 acct,
@@ -254,13 +279,18 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
                 recipient=recipient,
                 base=base,
                 sub_status=sub_status,
-                occurred_at=epoch_time(record["itime"]),
+                occurred_at=epoch_time(itime),
                 provider_status=event,
                 message=message,
                 record=record,
                 message_id=family.first_text(record, ("message_id",)),
             )
         ]
+
+
+def _per_recipient(value: Any) -> str | None:
+    """A `message_id` in the per-recipient form `<message id><index>$<recipient>`, else None."""
+    return value if isinstance(value, str) and "$" in value else None
 
 
 def replay_key(req: WebhookRequest, record: dict[str, Any]) -> str | None:
@@ -271,10 +301,7 @@ def replay_key(req: WebhookRequest, record: dict[str, Any]) -> str | None:
     time cannot be told from a genuine one (docs/runbook.md#webhook-security). Callbacks that are
     never emitted (requests, opens, clicks) are not keyed: forging one changes nothing."""
     signature = req.headers.get("x-webhook-signature")
-    status, response = record.get("status"), record.get("response")
-    part = status if isinstance(status, dict) else response if isinstance(response, dict) else {}
-    data = part.get("status_data") or part.get("response_data") or {}
-    event = part.get("message_status") or part.get("event")
+    event, data = _envelope(record) or (None, None)
     email_id = data.get("email_id") if isinstance(data, dict) else None
     if not signature or not isinstance(event, str) or EVENTS.get(event) is None:
         return None

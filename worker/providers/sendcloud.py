@@ -166,10 +166,14 @@ def poll_page(
     if not (isinstance(envelope, dict) and _status_code(envelope) == 200 and envelope.get("result") is True):
         raise Retriable(f"{what}: not the documented JSON")
     info = envelope.get("info")
+    if isinstance(info, str):
+        # A public Aurora script reads `info` as a JSON string holding `list` (issue 13): accepted
+        # beside the documented object holding `voList`.
+        info = load_json(info)
     if not isinstance(info, dict):
         raise Retriable(f"{what}: no info object")
     total = family.optional_total(info, what)  # a string (PROVIDERS.md 2.3)
-    records = info.get("voList")
+    records = info.get("voList", info.get("list"))
     if records is None and not total:
         # An empty answer: `"info": {}` like the envelope of PROVIDERS.md 2.2, or voList left out
         # beside `"total": "0"` (inferred). Left out beside a positive total, the list is missing.
@@ -264,6 +268,12 @@ def webhook_records(edition: Edition, req: WebhookRequest) -> list[dict[str, Any
     return [fields]
 
 
+# The documented field is `substat`; a production receiver binds it as `subStat` (issue 13), and the
+# status API's spelling is `sub_status`: whichever is present, in this order.
+WEBHOOK_SUB_STATUS = ("substat", "subStat", "sub_status")
+WEBHOOK_SUB_STATUS_DESC = ("substatdesc", "subStatDesc", "sub_status_desc")
+
+
 def event_observations(edition: Edition, acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
     what = f"{edition.provider.value}: webhook event"
     with family.bad_input_as(MalformedPayload, what):
@@ -280,10 +290,10 @@ def event_observations(edition: Edition, acct: AccountContext, record: dict[str,
                 recipient=family.required_text(record, "recipient"),
                 base=base,
                 # substat refines failures only (401-409 on invalid, 503-509 on soft_bounce).
-                sub_status=record.get("substat") if base in family.FAILURES else None,
+                sub_status=family.first_present(record, WEBHOOK_SUB_STATUS) if base in family.FAILURES else None,
                 occurred_at=epoch_time(record["timestamp"]),
                 provider_status=event,
-                message=family.first_text(record, ("cause", "message", "substatdesc")),
+                message=family.first_text(record, ("cause", "message", *WEBHOOK_SUB_STATUS_DESC)),
                 record=record,
                 message_id=family.first_text(record, ("messageId",)),
             )

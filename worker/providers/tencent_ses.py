@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from worker.errors import FatalConfig, MalformedPayload, PollError, Retriable, Throttled
-from worker.model import EventType, Observation, Provider, Reason, utc
+from worker.model import EventType, Observation, Provider, Reason, Scope, Smtp, utc
 from worker.providers import tc3
 from worker.providers._answers import full_page_next, read_answer, read_rows
 from worker.providers.base import (
@@ -34,13 +34,11 @@ from worker.providers.base import (
     parse_smtp,
     resolve,
 )
+from worker.providers.classify import settle
 from worker.providers.tencent_ses_tables import (
-    ADDRESS_FAILURE_DELIVER_STATUSES,
-    ADDRESS_FAILURE_EVENTS,
     BOUNCE_TYPES,
+    COMPLAINT_FLAGS,
     DELIVER_STATUSES,
-    DROPPED_DELIVER_STATUSES,
-    DROPPED_EVENTS,
     ERRORS,
     EVENT_IDS,
     EVENTS,
@@ -51,7 +49,6 @@ from worker.providers.tencent_ses_tables import (
     UNKNOWN_EVENT,
     UNKNOWN_SEND_STATUS,
     Entry,
-    refine,
 )
 
 NAME = Provider.TENCENT_SES
@@ -96,9 +93,13 @@ CREDENTIALS = Credentials(
 # -- mapping (the tables are in tencent_ses_tables) ----------------------------------------------
 
 
-def _resolve(entry: Entry, acct: AccountContext) -> tuple[EventType | None, Reason | None, bool]:
-    type_, reason, final = entry
-    return resolve(type_, acct), reason, final
+def _resolve(entry: Entry, smtp: Smtp | None,
+             acct: AccountContext) -> tuple[EventType | None, Reason | None, bool, Scope | None]:
+    """Type, reason, finality and scope of a table entry with the SMTP evidence applied
+    (worker.providers.classify)."""
+    type_, reason, final = entry[:3]
+    settled, reason, scope = settle(resolve(type_, acct), reason, entry[3] if len(entry) > 3 else None, smtp)
+    return settled, reason, final, scope
 
 
 # -- polling ------------------------------------------------------------------------------------
@@ -201,9 +202,7 @@ def _row_observations(acct: AccountContext, row: Any, now: datetime) -> list[Obs
         entry = SEND_STATUSES.get(send_status, UNKNOWN_SEND_STATUS)
     else:
         entry = DELIVER_STATUSES.get(deliver_status, UNKNOWN_DELIVER_STATUS)
-        entry = refine(entry, smtp, deliver_status in ADDRESS_FAILURE_DELIVER_STATUSES,
-                        deliver_status in DROPPED_DELIVER_STATUSES)
-    type_, reason, final = _resolve(entry, acct)
+    type_, reason, final, scope = _resolve(entry, smtp, acct)
 
     email_id = f"{message_id}:{recipient.lower()}"
     common: dict[str, Any] = {
@@ -223,6 +222,8 @@ def _row_observations(acct: AccountContext, row: Any, now: datetime) -> list[Obs
             provider_message=message or None,
             smtp=smtp,
             final=final,
+            scope=scope,
+            retrying=type_ is EventType.SOFT_BOUNCE and not final,
             **common,
         )
     ]
@@ -239,13 +240,14 @@ def _row_observations(acct: AccountContext, row: Any, now: datetime) -> list[Obs
                 **common,
             )
         )
-    if row.get("UserComplainted") is True:
+    complained = next((flag for flag in COMPLAINT_FLAGS if row.get(flag) is True), None)
+    if complained is not None:
         observations.append(
             Observation(
                 type=EventType.COMPLAINT,
                 reason=None,
                 occurred_at=occurred_at,
-                provider_status="UserComplainted",
+                provider_status=complained,
                 final=True,
                 **common,
             )
@@ -359,11 +361,9 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
         if entry is None:
             hard = smtp is not None and ((smtp.code or 0) // 100 == 5 or (smtp.enhanced or "").startswith("5."))
             entry = BOUNCE_TYPES["hard_bounce"] if hard else UNKNOWN_BOUNCE
-        address_failure = entry[0] == EventType.INVALID
     else:
         entry = EVENTS.get(event, UNKNOWN_EVENT)
-        address_failure = event in ADDRESS_FAILURE_EVENTS
-    type_, reason, final = _resolve(refine(entry, smtp, address_failure, event in DROPPED_EVENTS), acct)
+    type_, reason, final, scope = _resolve(entry, smtp, acct)
     return [
         Observation(
             email_id=f"{fields['bulk_id']}:{fields['email'].lower()}",
@@ -378,6 +378,8 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
             provider_message=fields["reason"],
             smtp=smtp,
             final=final,
+            scope=scope,
+            retrying=type_ is EventType.SOFT_BOUNCE and not final,
             raw=record,
         )
     ]

@@ -1,19 +1,23 @@
-"""Tencent Cloud SES's mapping tables (PROVIDERS.md section 5), as data, and `refine`, the rule that
-sharpens a failure with its SMTP code; `tencent_ses` re-exports them.
+"""Tencent Cloud SES's mapping tables (PROVIDERS.md section 5), as data; `tencent_ses` re-exports them.
 
-Each value is an Entry (type, reason, final): the type None is not emitted, a SenderSide is what the
-account's `sender_rejection` says (worker.providers.base.resolve).
+Each value is an Entry (type, reason, final[, scope]): the type None is not emitted, a SenderSide is
+what the account's `sender_rejection` says (worker.providers.base.resolve). `final` is whether the
+status can still change; a soft bounce that is not final is one Tencent is still retrying. The
+scope, where given, is what the status is about; otherwise its reason's. SMTP evidence in the
+message then refines scope and reason (worker.providers.classify), except for rows of scope
+provider: Tencent's own refusals (its blocklist, frequency control, drops).
 """
 
 from __future__ import annotations
 
 from worker.errors import BadRequest, FatalConfig, PollError, Retriable, Throttled
-from worker.model import EventType, Reason, Smtp
+from worker.model import EventType, Reason, Scope
 from worker.providers.base import SenderSide
 
 # -- statuses and events ------------------------------------------------------------------------
 
-Entry = tuple[EventType | SenderSide | None, Reason | None, bool]
+Entry = (tuple[EventType | SenderSide | None, Reason | None, bool]
+         | tuple[EventType | SenderSide | None, Reason | None, bool, Scope])
 
 # SendStatus: Tencent's own processing result (SDK models.py). Non-zero means the letter never
 # reached the recipient's server, so every known code is final except "no record (yet)".
@@ -23,24 +27,24 @@ SEND_STATUSES: dict[int, Entry] = {
     1003: (None, Reason.PROVIDER_ERROR, True),
     1005: (None, Reason.PROVIDER_ERROR, True),
     1009: (None, Reason.PROVIDER_ERROR, True),
-    1004: (EventType.SOFT_BOUNCE, Reason.SERVER_UNREACHABLE, True),  # sending timed out
-    1006: (EventType.SOFT_BOUNCE, Reason.DEFERRED, True),  # frequency control for this address
-    1007: (EventType.INVALID, Reason.BLOCKLISTED, True),  # the address is on Tencent's blocklist
+    1004: (EventType.SOFT_BOUNCE, Reason.SERVER_UNREACHABLE, True, Scope.UNKNOWN),  # sending timed out
+    1006: (EventType.SOFT_BOUNCE, Reason.DEFERRED, True, Scope.PROVIDER),  # frequency control for this address
+    1007: (EventType.INVALID, Reason.SUPPRESSED, True),  # the address is on Tencent's blocklist
     # The recipient's server refused our sender domain: a sender-side rejection. PROVIDERS.md
     # files it as other(sender_rejected), not emitted; an account's sender_rejection may emit it.
-    1008: (SenderSide(None), Reason.POLICY_REJECTED, True),
+    1008: (SenderSide(None), Reason.SENDER_REJECTED, True),
     1010: (None, Reason.OTHER, True),  # daily limit
     1011: (None, Reason.OTHER, True),  # custom content not permitted
-    1013: (EventType.UNSUBSCRIBED, Reason.UNSUBSCRIBED, True),  # unsubscribed from this sender domain
+    1013: (EventType.UNSUBSCRIBED, Reason.UNSUBSCRIBED, True, Scope.PROVIDER),  # unsubscribed from this sender domain
     2001: (None, None, False),  # no record found: it may still appear
     3007: (None, Reason.OTHER, True),
-    3008: (EventType.SOFT_BOUNCE, Reason.POLICY_REJECTED, True),  # sender domain blocked for a while
+    3008: (EventType.SOFT_BOUNCE, Reason.SENDER_REJECTED, True),  # sender domain blocked for a while
     3009: (None, Reason.OTHER, True),
     3010: (None, Reason.OTHER, True),
     3014: (None, Reason.OTHER, True),
-    3020: (EventType.INVALID, Reason.BLOCKLISTED, True),  # recipient mailbox type blocklisted
+    3020: (EventType.INVALID, Reason.SUPPRESSED, True),  # recipient mailbox type blocklisted by Tencent
     3024: (EventType.INVALID, Reason.BAD_ADDRESS, True),  # address format pre-check failed
-    3030: (EventType.SOFT_BOUNCE, Reason.POLICY_REJECTED, True),  # account paused: high bounce rate
+    3030: (EventType.SOFT_BOUNCE, Reason.SUPPRESSED, True),  # account paused: high bounce rate
     3033: (None, Reason.OTHER, True),  # balance
 }
 UNKNOWN_SEND_STATUS: Entry = (None, None, False)
@@ -49,15 +53,15 @@ UNKNOWN_SEND_STATUS: Entry = (None, None, False)
 DELIVER_STATUSES: dict[int, Entry] = {
     0: (None, None, False),  # queued at Tencent
     1: (EventType.DELIVERED, None, True),
-    # Dropped "e.g. blocklisted or invalid": invalid when the reason is the address (PROVIDERS.md
-    # 5.3), so the SMTP text refines it (`refine` below); without a code it stays invalid.
-    2: (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    3: (EventType.INVALID, Reason.UNKNOWN_USER, True),  # refused by the ESP, "usually non-existent"
+    # Dropped ("discarded for some reason"): Tencent did not send it, which says nothing new about
+    # the address (issue 13): never invalid, whatever its text says.
+    2: (EventType.SOFT_BOUNCE, Reason.SUPPRESSED, True),
+    # Refused by the ESP, "usually a non-existent address, or other reasons": invalid only when the
+    # SMTP reply says it is about the address or its domain; otherwise a final soft bounce.
+    3: (EventType.INVALID, Reason.OTHER, True, Scope.UNKNOWN),
     8: (EventType.SOFT_BOUNCE, Reason.DEFERRED, False),  # the ESP delays; Tencent retries
 }
 UNKNOWN_DELIVER_STATUS: Entry = (None, None, False)
-ADDRESS_FAILURE_DELIVER_STATUSES = frozenset({2, 3})
-DROPPED_DELIVER_STATUSES = frozenset({2})
 
 # Webhook events (doc 39492); `processed` is the older doc's name, `delivering` seed 004's.
 EVENTS: dict[str, Entry] = {
@@ -65,30 +69,26 @@ EVENTS: dict[str, Entry] = {
     "delivering": (None, None, False),
     "deferred": (EventType.SOFT_BOUNCE, Reason.DEFERRED, False),
     "delivered": (EventType.DELIVERED, None, True),
-    "dropped": (EventType.INVALID, Reason.BAD_ADDRESS, True),
+    "dropped": (EventType.SOFT_BOUNCE, Reason.SUPPRESSED, True),
     "open": (None, None, False),
     "click": (None, None, False),
     "spamreport": (EventType.COMPLAINT, None, True),
     "unsubscribe": (EventType.UNSUBSCRIBED, Reason.UNSUBSCRIBED, True),
 }
 UNKNOWN_EVENT: Entry = (None, None, False)
-ADDRESS_FAILURE_EVENTS = frozenset({"dropped"})
-DROPPED_EVENTS = frozenset({"dropped"})
-# RFC 3463 subjects of an enhanced code that are about the recipient: 1 addressing, 2 mailbox.
-# (7, security or policy, is a sender-side rejection; 3-6 are the system, network, protocol or
-# content: a message dropped for those says nothing about the address and is not emitted.)
-ADDRESS_SUBJECTS = frozenset({"1", "2"})
 
-# `bounce` splits on bounceType: the 2021 doc says soft/hard, later ones soft_bounce/hard_bounce.
+# `bounce` splits on bounceType: the 2021 doc says soft/hard, later ones soft_bounce/hard_bounce. A
+# bounce is the ESP's answer after Tencent's attempts (a deferral is the retrying state): final.
+# A hard bounce is the provider's class, not evidence of what it is about: as DeliverStatus 3.
 BOUNCE_TYPES: dict[str, Entry] = {
-    "hard_bounce": (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    "hard": (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    "soft_bounce": (EventType.SOFT_BOUNCE, Reason.OTHER, False),
-    "soft": (EventType.SOFT_BOUNCE, Reason.OTHER, False),
+    "hard_bounce": (EventType.INVALID, Reason.OTHER, True, Scope.UNKNOWN),
+    "hard": (EventType.INVALID, Reason.OTHER, True, Scope.UNKNOWN),
+    "soft_bounce": (EventType.SOFT_BOUNCE, Reason.OTHER, True),
+    "soft": (EventType.SOFT_BOUNCE, Reason.OTHER, True),
 }
 # A bounce without a known bounceType goes by its SMTP reply class (5xx permanent); with none,
 # soft: an address is not suppressed on a guess.
-UNKNOWN_BOUNCE: Entry = (EventType.SOFT_BOUNCE, Reason.OTHER, False)
+UNKNOWN_BOUNCE: Entry = (EventType.SOFT_BOUNCE, Reason.OTHER, True)
 
 # 2025 docs: numeric `eventid`, used when `event` is absent.
 EVENT_IDS: dict[int, str] = {
@@ -102,33 +102,8 @@ EVENT_IDS: dict[int, str] = {
     8: "deferred",
 }
 
-# RFC 3463 "subject.detail" of an enhanced code, where it names the cause better than Tencent.
-SMTP_REASONS: dict[str, Reason] = {
-    "1.1": Reason.UNKNOWN_USER,
-    "1.2": Reason.DOMAIN_INVALID,
-    "1.10": Reason.DOMAIN_INVALID,  # null MX
-    "1.3": Reason.BAD_ADDRESS,
-    "2.1": Reason.MAILBOX_DISABLED,
-    "2.2": Reason.MAILBOX_FULL,
-}
-
-
-def refine(entry: Entry, smtp: Smtp | None, address_failure: bool, dropped: bool = False) -> Entry:
-    """Sharpen a failure's reason from its SMTP enhanced code (RFC 3463). An address failure whose
-    code is X.7.x (security or policy: IP, domain or content refused) is a sender-side rejection:
-    documented as the failure it arrived as, unless the account's policy says otherwise. On a
-    deferral or soft bounce X.7.x is mostly greylisting or rate limiting, so it changes nothing
-    there. A dropped message is invalid only when its code is about the address (PROVIDERS.md 5.3:
-    "invalid if the reason is address-related, else other(dropped)"): not emitted otherwise."""
-    type_, reason, final = entry
-    if type_ not in (EventType.INVALID, EventType.SOFT_BOUNCE) or smtp is None or smtp.enhanced is None:
-        return entry
-    subject_detail = smtp.enhanced.split(".", 1)[1]
-    if subject_detail.startswith("7."):
-        return (SenderSide(type_), Reason.POLICY_REJECTED, final) if address_failure else entry
-    if dropped and subject_detail.split(".", 1)[0] not in ADDRESS_SUBJECTS:
-        return None, Reason.OTHER, final
-    return type_, SMTP_REASONS.get(subject_detail, reason), final
+# The SDK's SendEmailStatus: `UserComplainted` (deprecated spelling) and `UserComplained`.
+COMPLAINT_FLAGS = ("UserComplained", "UserComplainted")
 
 
 # -- Response.Error.Code of the status API --------------------------------------------------------

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from worker.errors import BadSignature, FatalConfig, MalformedPayload, PollError, Retriable, Throttled
-from worker.model import EventType, Observation, Provider, Reason
+from worker.model import EventType, Observation, Provider, Reason, Scope
 from worker.providers._answers import read_answer, read_rows
 from worker.providers.base import (
     AccountContext,
@@ -32,6 +32,7 @@ from worker.providers.base import (
     local_time,
     resolve,
 )
+from worker.providers.classify import settle
 from worker.providers.unisender_tables import (
     ERRORS,
     STATUSES,
@@ -87,13 +88,15 @@ CREDENTIALS = Credentials(
 # -- the status table (in unisender_tables) -----------------------------------------------------
 
 
-def classify(status: str, acct: AccountContext) -> tuple[EventType | None, Reason | None, bool]:
-    """Normalized type, reason and finality of one UniSender status value."""
+def classify(status: str, acct: AccountContext) -> tuple[EventType | None, Reason | None, bool, Scope | None]:
+    """Normalized type, reason, finality and scope of one UniSender status value (no SMTP text:
+    the table's scope, under the invariant of worker.providers.classify)."""
     entry = STATUSES.get(status)
     if entry is None:
         entry = UNKNOWN_ERR if status.startswith("err_") else UNKNOWN_OK if status.startswith("ok_") else UNKNOWN_OTHER
-    type_, reason, final = entry
-    return resolve(type_, acct), reason, final
+    type_, reason, final = entry[:3]
+    settled, reason, scope = settle(resolve(type_, acct), reason, entry[3] if len(entry) > 3 else None, None)
+    return settled, reason, final, scope
 
 
 # -- polling ------------------------------------------------------------------------------------
@@ -220,7 +223,7 @@ def _status_observation(
         raise ValueError("unisender status entry lacks id or status")
     if email_id not in asked:
         raise ValueError("unisender status for an id that was not asked for")
-    type_, reason, final = classify(value, acct)
+    type_, reason, final, scope = classify(value, acct)
     return Observation(
         email_id=email_id,
         recipient=recipients.get(email_id, ""),
@@ -230,6 +233,8 @@ def _status_observation(
         exact_time=False,
         provider_status=value,
         final=final,
+        scope=scope,
+        retrying=type_ is EventType.SOFT_BOUNCE and not final,
         raw=entry,
     )
 
@@ -351,7 +356,7 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
         raise MalformedPayload("unisender event_time is not YYYY-MM-DD HH:MM:SS") from exc
     except OverflowError as exc:  # year 1 read in UTC+3 has no UTC equivalent
         raise MalformedPayload("unisender event_time out of range") from exc
-    type_, reason, final = classify(fields["status"], acct)
+    type_, reason, final, scope = classify(fields["status"], acct)
     return [
         Observation(
             email_id=fields["email_id"],
@@ -362,6 +367,8 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
             provider_status=fields["status"],
             provider_sub_status=fields["status_group"],
             final=final,
+            scope=scope,
+            retrying=type_ is EventType.SOFT_BOUNCE and not final,
             raw=record,
         )
     ]

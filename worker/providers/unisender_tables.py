@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from worker.errors import BadRequest, FatalConfig, PollError, Retriable, Throttled
-from worker.model import EventType, Reason
+from worker.model import EventType, Reason, Scope
 from worker.providers.base import SenderSide
 
 # -- the status table ---------------------------------------------------------------------------
@@ -12,11 +12,16 @@ from worker.providers.base import SenderSide
 # about the address: PROVIDERS.md 4.4 files these as soft bounces ("content; do not suppress"),
 # and an account's `sender_rejection` may count them otherwise (SenderSide).
 
-# status -> (type, reason, final). PROVIDERS.md 4.4: the "Final?" column as given; where it says
-# n/a, final is true when the text says the letter goes nowhere further, false when it may change.
-# Statuses the service does not emit (pending, provider errors, campaign or account blocks) have
-# type None but keep their reason and finality: finality is what stops id polling.
-STATUSES: dict[str, tuple[EventType | SenderSide | None, Reason | None, bool]] = {
+# status -> (type, reason, final[, scope]). PROVIDERS.md 4.4: the "Final?" column as given; where it
+# says n/a, final is true when the text says the letter goes nowhere further, false when it may
+# change. Statuses the service does not emit (pending, provider errors, campaign or account blocks)
+# have type None but keep their reason and finality: finality is what stops id polling. A soft
+# bounce that is not final is one UniSender is still retrying (the event's `final: false`). The
+# scope, where given, is what the status is about; otherwise the reason's (worker.providers.classify).
+# `skip_*`, err_skip_letter, err_not_available and err_unsubscribed: UniSender did not send, from
+# its own record of the address ("availability can be restored in days or weeks"): scope provider.
+Entry = tuple[EventType | SenderSide | None, Reason | None, bool] | tuple[EventType | SenderSide | None, Reason | None, bool, Scope]
+STATUSES: dict[str, Entry] = {
     "not_sent": (None, None, False),
     "ok_sent": (None, None, False),
     "delayed": (None, None, False),  # named in the seed's text, never defined
@@ -29,7 +34,7 @@ STATUSES: dict[str, tuple[EventType | SenderSide | None, Reason | None, bool]] =
     # n/a in the table; a complaint is the last thing a delivered letter can report.
     "ok_fbl": (EventType.COMPLAINT, None, True),
     # UniSender re-sends these itself, so they are soft whatever the account's policy.
-    "err_blacklisted": (EventType.SOFT_BOUNCE, Reason.BLOCKLISTED, False),
+    "err_blacklisted": (EventType.SOFT_BOUNCE, Reason.BLOCKLISTED, False),  # a receiving blocklist
     "err_will_retry": (EventType.SOFT_BOUNCE, Reason.DEFERRED, False),
     "err_resend": (EventType.SOFT_BOUNCE, Reason.DEFERRED, False),
     "err_internal": (None, Reason.PROVIDER_ERROR, True),
@@ -41,7 +46,7 @@ STATUSES: dict[str, tuple[EventType | SenderSide | None, Reason | None, bool]] =
     "err_no_smtp": (EventType.INVALID, Reason.DOMAIN_INVALID, True),
     "err_domain_inactive": (EventType.INVALID, Reason.DOMAIN_INVALID, True),
     # "a cause that can be fixed" on the recipient's side: may still change.
-    "err_destination_misconfigured": (EventType.SOFT_BOUNCE, Reason.OTHER, False),
+    "err_destination_misconfigured": (EventType.SOFT_BOUNCE, Reason.OTHER, False, Scope.DOMAIN),
     # Content refused by the receiving server: the account's sender_rejection policy decides.
     "err_spam_rejected": (SenderSide(EventType.SOFT_BOUNCE), Reason.SPAM_REJECTED, True),
     "err_spam_may_retry": (SenderSide(EventType.SOFT_BOUNCE), Reason.SPAM_REJECTED, True),
@@ -50,16 +55,15 @@ STATUSES: dict[str, tuple[EventType | SenderSide | None, Reason | None, bool]] =
     "err_spam_removed": (None, Reason.POLICY_REJECTED, False),
     "err_spam_skipped": (None, Reason.POLICY_REJECTED, False),
     "err_delivery_failed": (EventType.SOFT_BOUNCE, Reason.OTHER, True),
-    # UniSender does not say why these addresses are unavailable (unknown user or spam block), so
-    # the generic bad_address; unknown_user is kept for its explicit "does not exist".
-    "err_skip_letter": (EventType.INVALID, Reason.BAD_ADDRESS, True),
+    # UniSender did not send these: its own record says the address is unavailable (suppressed).
+    "err_skip_letter": (EventType.INVALID, Reason.SUPPRESSED, True),
     "err_dest_invalid": (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    "err_not_available": (EventType.INVALID, Reason.BAD_ADDRESS, True),
+    "err_not_available": (EventType.INVALID, Reason.SUPPRESSED, True),
     "err_unreachable": (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    "skip_dup_unreachable": (EventType.INVALID, Reason.BAD_ADDRESS, True),
-    "skip_dup_temp_unreachable": (EventType.SOFT_BOUNCE, Reason.SERVER_UNREACHABLE, True),
-    "skip_dup_mailbox_full": (EventType.SOFT_BOUNCE, Reason.MAILBOX_FULL, True),
-    "err_unsubscribed": (EventType.UNSUBSCRIBED, Reason.UNSUBSCRIBED, True),
+    "skip_dup_unreachable": (EventType.INVALID, Reason.SUPPRESSED, True),
+    "skip_dup_temp_unreachable": (EventType.SOFT_BOUNCE, Reason.SERVER_UNREACHABLE, True, Scope.PROVIDER),
+    "skip_dup_mailbox_full": (EventType.SOFT_BOUNCE, Reason.MAILBOX_FULL, True, Scope.PROVIDER),
+    "err_unsubscribed": (EventType.UNSUBSCRIBED, Reason.UNSUBSCRIBED, True, Scope.PROVIDER),
     "err_src_invalid": (None, Reason.OTHER, True),
     "err_not_allowed": (None, Reason.POLICY_REJECTED, True),
     "err_over_quota": (None, Reason.OTHER, True),

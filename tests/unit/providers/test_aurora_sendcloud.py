@@ -114,16 +114,18 @@ def test_impossible_filter_is_a_bad_request() -> None:
         aurora.build_poll_request(account(), PollQuery(status=EventType.UNSUBSCRIBED), NOW)
 
 
+# An invalid word with no sub-status and no SMTP evidence ("250 OK" is none) is the invalid class
+# about nothing known: a final soft bounce (docs/mapping.md, like 409).
 @pytest.mark.parametrize(("status", "expected"), [
     *((s, v[0]) for s, v in literal.AURORA_STATUS_STRINGS.items()),
     ("DELIVERED", EventType.DELIVERED),
-    ("Invalid Email", EventType.INVALID),
-    ("invalid_email", EventType.INVALID),
+    ("Invalid Email", EventType.SOFT_BOUNCE),
+    ("invalid_email", EventType.SOFT_BOUNCE),
     ("Soft Bounce", EventType.SOFT_BOUNCE),
     ("soft_bounce", EventType.SOFT_BOUNCE),
     ("Soft-Bounce", EventType.SOFT_BOUNCE),
     ("Requesting", None),
-    ("无效邮件-地址不存在", EventType.INVALID),
+    ("无效邮件-地址不存在", EventType.SOFT_BOUNCE),
     ("Bounced", None),                   # unknown word, no sub-status: not emitted
     ("deliver", None),                   # only the documented word `delivered`
 ])
@@ -138,7 +140,7 @@ def test_every_sub_status_row_as_the_declared_integer(code: int, expected: tuple
     assert (obs.type, obs.reason, obs.provider_sub_status) == (*expected, str(code))
 
 
-@pytest.mark.parametrize(("code", "expected"), [(411, (EventType.INVALID, Reason.OTHER)),
+@pytest.mark.parametrize(("code", "expected"), [(411, (EventType.SOFT_BOUNCE, Reason.OTHER)),  # like 409
                                                 (502, (EventType.SOFT_BOUNCE, Reason.OTHER))])
 def test_unknown_sub_status_fallbacks(code: int, expected: tuple[EventType, Reason]) -> None:
     obs = one(row(status="whatever", subStatus=code))
@@ -147,9 +149,12 @@ def test_unknown_sub_status_fallbacks(code: int, expected: tuple[EventType, Reas
 
 @pytest.mark.parametrize("code", [405, 407])  # PROVIDERS.md 2.4: IP/domain and content rejections
 def test_sender_rejection_switch(code: int) -> None:
-    assert one(row(status="Invalid", subStatus=code)).type is EventType.INVALID
-    soft = one(row(status="Invalid", subStatus=code), acct=account(sender_rejection=EventType.SOFT_BOUNCE))
-    assert (soft.type, soft.reason, soft.final) == (EventType.SOFT_BOUNCE, literal.SUB_STATUS[code][1], False)
+    # docs/mapping.md: a rejection of the sender is a soft bounce as documented, and under either setting
+    # (`sender_rejection: invalid` included: it never makes the address invalid).
+    reason = Reason.SENDER_REJECTED if code == 405 else Reason.SPAM_REJECTED
+    for setting in (None, EventType.SOFT_BOUNCE, EventType.INVALID):
+        soft = one(row(status="Invalid", subStatus=code), acct=account(sender_rejection=setting))
+        assert (soft.type, soft.reason, soft.final) == (EventType.SOFT_BOUNCE, reason, False)
 
 
 @pytest.mark.parametrize(("body", "error"), [

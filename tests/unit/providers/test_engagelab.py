@@ -23,7 +23,7 @@ from worker.errors import (
     Retriable,
     Throttled,
 )
-from worker.model import EventType, Provider, Reason
+from worker.model import EventType, Provider, Reason, Scope
 from worker.providers import engagelab
 from worker.providers.base import AccountContext, HttpRequest, PollQuery, RejectedRow, WebhookRequest
 
@@ -152,11 +152,13 @@ def test_every_sub_status_row(code: int, expected: tuple[EventType, Reason]) -> 
     assert (obs.type, obs.reason, obs.provider_sub_status, obs.provider_message) == (*expected, str(code), "desc")
 
 
+# Status 4 with no known sub-status and no SMTP evidence ("250 OK" is none) is the invalid class
+# about nothing known: a final soft bounce (docs/mapping.md, like 409).
 @pytest.mark.parametrize(("status", "sub", "expected"), [
-    (4, 499, (EventType.INVALID, Reason.OTHER)),
+    (4, 499, (EventType.SOFT_BOUNCE, Reason.OTHER)),          # unknown 4xx: like 409
     (5, 501, (EventType.SOFT_BOUNCE, Reason.OTHER)),
     (4, 506, (EventType.SOFT_BOUNCE, Reason.UNKNOWN_USER)),   # the sub-status wins
-    (4, None, (EventType.INVALID, Reason.OTHER)),
+    (4, None, (EventType.SOFT_BOUNCE, Reason.OTHER)),
     (5, 0, (EventType.SOFT_BOUNCE, Reason.OTHER)),
 ])
 def test_sub_status_fallbacks(status: int, sub: int | None, expected: tuple[Any, Any]) -> None:
@@ -166,9 +168,12 @@ def test_sub_status_fallbacks(status: int, sub: int | None, expected: tuple[Any,
 
 @pytest.mark.parametrize("code", [405, 407])
 def test_sender_side_rejections_follow_the_account(code: int) -> None:
-    assert one(row(status=4, sub_status=code)).type is EventType.INVALID
-    soft = one(row(status=4, sub_status=code), acct=account(sender_rejection=EventType.SOFT_BOUNCE))
-    assert (soft.type, soft.reason) == (EventType.SOFT_BOUNCE, literal.SUB_STATUS[code][1])
+    # docs/mapping.md: soft bounces as documented (reason sender_rejected / spam_rejected), and under either
+    # setting: a rejection of the sender never makes the address invalid.
+    reason = Reason.SENDER_REJECTED if code == 405 else Reason.SPAM_REJECTED
+    for setting in (None, EventType.SOFT_BOUNCE, EventType.INVALID):
+        soft = one(row(status=4, sub_status=code), acct=account(sender_rejection=setting))
+        assert (soft.type, soft.reason) == (EventType.SOFT_BOUNCE, reason)
 
 
 def test_record_fields() -> None:
@@ -178,6 +183,8 @@ def test_record_fields() -> None:
     assert obs.occurred_at == datetime(2022, 11, 10, 9, 34, 16, tzinfo=UTC)
     assert obs.sent_at == datetime(2022, 11, 10, 7, 39, 1, tzinfo=UTC)
     assert obs.provider_message == "Other(scheduler: deleted)" and obs.smtp is None
+    # docs/mapping.md worked example 4: 409 without SMTP evidence is a final soft bounce about nothing known.
+    assert (obs.type, obs.reason, obs.scope) == (EventType.SOFT_BOUNCE, Reason.OTHER, Scope.UNKNOWN)
     assert obs.raw == record
 
 

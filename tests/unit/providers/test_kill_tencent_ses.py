@@ -62,16 +62,23 @@ def test_eventid_string_longer_than_five_digits_is_malformed(eventid: str) -> No
 
 
 # A bounce without a known bounceType goes by its SMTP reply class: any 5xx reply code (500..599)
-# or a 5.x.x enhanced code means permanent (invalid, final); otherwise soft and not final.
+# or a 5.x.x enhanced code makes it the hard class (as bounceType hard_bounce); otherwise soft.
+# docs/mapping.md: the hard class is invalid only when the SMTP evidence is about the recipient or domain
+# (5.1.1; basic 552/553 alone), else a soft bounce; a soft class stays soft even with recipient
+# evidence. Every bounce is final (the ESP's answer after Tencent's attempts).
 @pytest.mark.parametrize(
     "reason, expected_type, expected_final",
     [
-        ("501 syntax error in parameters", EventType.INVALID, True),
-        ("500 command unrecognized", EventType.INVALID, True),
-        ("599 whatever", EventType.INVALID, True),
-        ("5.1.1 user unknown", EventType.INVALID, True),
-        ("4.2.2 mailbox full", EventType.SOFT_BOUNCE, False),
-        ("421 try later", EventType.SOFT_BOUNCE, False),
+        ("553 mailbox name not allowed", EventType.INVALID, True),   # 5xx code alone, recipient evidence
+        ("552 mailbox full", EventType.INVALID, True),
+        ("5.1.1 user unknown", EventType.INVALID, True),             # enhanced code alone
+        ("501 syntax error in parameters", EventType.SOFT_BOUNCE, True),  # hard class, no evidence
+        ("500 command unrecognized", EventType.SOFT_BOUNCE, True),
+        ("599 whatever", EventType.SOFT_BOUNCE, True),
+        ("4.2.2 mailbox full", EventType.SOFT_BOUNCE, True),         # soft class: recipient evidence keeps it soft
+        ("4.1.1 user unknown", EventType.SOFT_BOUNCE, True),
+        ("453 mailbox name not allowed", EventType.SOFT_BOUNCE, True),
+        ("421 try later", EventType.SOFT_BOUNCE, True),
     ],
 )
 def test_untyped_bounce_goes_by_reply_class(reason: str, expected_type: EventType, expected_final: bool) -> None:

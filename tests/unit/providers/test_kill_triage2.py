@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from worker.errors import MalformedPayload
-from worker.model import EventType, Reason
+from worker.model import EventType, Reason, Scope
 from worker.providers import _sendcloud_family as family
 from worker.providers import aurora_sendcloud as aurora
 from worker.providers import sendcloud
@@ -36,8 +36,17 @@ def test_only_the_index_digits_are_cut_from_the_message_id():
 
 
 def test_sub_status_400_falls_back_to_the_4xx_meaning():
-    # 400 is no row of the table; the 4xx fallback is (INVALID, OTHER), whatever the status said
-    assert family.outcome(EventType.SOFT_BOUNCE, "400", ACCT) == (EventType.INVALID, Reason.OTHER)
+    # 400 is no row of the table; the 4xx fallback is the 409 row (docs/mapping.md: invalid class, reason
+    # other, scope unknown), whatever the status said. Without SMTP evidence that class settles
+    # into a final soft bounce; with recipient evidence (5.1.1) it is invalid.
+    assert family.outcome(EventType.SOFT_BOUNCE, "400", ACCT) == (EventType.INVALID, Reason.OTHER, Scope.UNKNOWN)
+    for message, expected in [(None, (EventType.SOFT_BOUNCE, Reason.OTHER, Scope.UNKNOWN)),
+                              ("550 5.1.1 no such user", (EventType.INVALID, Reason.UNKNOWN_USER, Scope.RECIPIENT))]:
+        obs = family.observation(ACCT, email_id="m0$a@example.com", recipient="a@example.com",
+                                 base=EventType.SOFT_BOUNCE, sub_status="400",
+                                 occurred_at=datetime(2026, 11, 2, tzinfo=UTC), provider_status="5",
+                                 message=message, record={})
+        assert (obs.type, obs.reason, obs.scope) == expected
 
 
 def test_an_empty_sub_status_is_none_in_the_observation():

@@ -17,6 +17,12 @@ config, ...) is not emitted (type None). PROVIDERS.md gives the failure *kind* i
 `final` follows PROVIDERS.md's "Final?" column where there is one (UniSender 4.4) and section 6
 "Terminal-state detection" elsewhere (delivered and invalid are terminal; a soft bounce only when
 the provider says it is final).
+
+Issue 13 (docs/mapping.md) changed types and reasons: the per-provider tables there give (type,
+reason, scope), SMTP evidence in a record's text refines reason and scope (except rows of scope
+`provider`), and an `invalid` whose scope is not recipient, domain or provider becomes a soft
+bounce. The rows below follow those tables; `final` here is still the tracking column above
+(Observation.final), not the event's `final` (scope and the event's `final` are tested elsewhere).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from worker.model import EventType, Observation, Provider, Reason
+from worker.model import EventType, Observation, Provider, Reason, Scope
 from worker.providers import get_module
 from worker.providers.base import AccountContext, PollQuery, WebhookRequest
 
@@ -37,7 +43,9 @@ COMPLAINT, UNSUBSCRIBED = EventType.COMPLAINT, EventType.UNSUBSCRIBED
 R = Reason
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
-# `sender_rejection` settings: None is the default `documented` policy.
+# `sender_rejection` settings: None is the default `documented` policy. worker.config now turns
+# `invalid` into soft_bounce (a sender rejection never makes an address invalid); the account context
+# here still asks for INVALID, so the tables also show the scope invariant holding on its own.
 POLICIES = {"documented": None, "invalid": INVALID, "soft_bounce": SOFT}
 
 
@@ -72,40 +80,46 @@ FAMILY = [Provider.SENDCLOUD, Provider.AURORA_SENDCLOUD, Provider.ENGAGELAB]
 # and of an unsubscribe; delivered and complaints carry none.
 DEFAULT_REASON = {INVALID: R.OTHER, SOFT: R.OTHER, UNSUBSCRIBED: R.UNSUBSCRIBED}
 
-# PROVIDERS.md 1.4 / 2.4 / 3.4: sub-status -> (type, reason, final). Reason from the description:
+# docs/mapping.md SendCloud-family table: sub-status -> (type, reason, final), rows without SMTP evidence
+# (the payloads below carry no reply code). `final` is the tracking column: delivered and invalid
+# are terminal, a soft bounce is not (unchanged by issue 13; the event's `final` is another matter).
 SUB_STATUS = {
-    401: (INVALID, R.BLOCKLISTED, True),         # in the provider's blacklist
-    402: (INVALID, R.UNSUBSCRIBED, True),        # "invalid (reason unsubscribed)"
-    403: (INVALID, R.SERVER_UNREACHABLE, True),  # server error / MX unreachable
-    404: (INVALID, R.BAD_ADDRESS, True),         # address format error
-    405: (INVALID, R.POLICY_REJECTED, True),     # IP/domain rejected (sender-side)
-    406: (INVALID, R.UNKNOWN_USER, True),        # address does not exist
-    407: (INVALID, R.SPAM_REJECTED, True),       # junk/spam (sender-side: our content)
-    408: (INVALID, R.POLICY_REJECTED, True),     # sender/recipient rejected
-    409: (INVALID, R.OTHER, True),               # other
+    401: (INVALID, R.SUPPRESSED, True),          # on the provider's blacklist, not sent (scope provider)
+    402: (INVALID, R.UNSUBSCRIBED, True),        # "invalid (reason unsubscribed)" (scope provider)
+    403: (INVALID, R.SERVER_UNREACHABLE, True),  # server error / MX unreachable (domain)
+    404: (INVALID, R.BAD_ADDRESS, True),         # address format error (recipient)
+    405: (SOFT, R.SENDER_REJECTED, False),       # our IP/domain rejected: sender-side, never invalid
+    406: (INVALID, R.UNKNOWN_USER, True),        # address does not exist (recipient)
+    407: (SOFT, R.SPAM_REJECTED, False),         # junk/spam: our content, never invalid
+    408: (SOFT, R.POLICY_REJECTED, False),       # sender/recipient rejected: scope policy, no evidence
+    409: (SOFT, R.OTHER, False),                 # other: scope unknown, no evidence -> soft bounce
     503: (SOFT, R.SERVER_UNREACHABLE, False),    # service unreachable
-    505: (SOFT, R.POLICY_REJECTED, False),       # IP/domain rejected
+    505: (SOFT, R.SENDER_REJECTED, False),       # IP/domain rejected (sender)
     506: (SOFT, R.UNKNOWN_USER, False),          # mailbox does not exist
     507: (SOFT, R.SPAM_REJECTED, False),         # anti-spam rejected
     508: (SOFT, R.POLICY_REJECTED, False),       # sender/recipient rejected
     509: (SOFT, R.OTHER, False),                 # other
 }
-# PROVIDERS.md 1.4: no 501/502/504; "any unknown 4xx to invalid and any unknown 5xx to soft_bounce".
+# PROVIDERS.md 1.4: no 501/502/504; docs/mapping.md: "other 4xx like 409, other 5xx like 509" (without SMTP
+# evidence a 4xx is about nothing known: a soft bounce, not invalid).
 UNKNOWN_SUB_STATUS = {
-    410: (INVALID, R.OTHER, True),
-    499: (INVALID, R.OTHER, True),
+    410: (SOFT, R.OTHER, False),
+    499: (SOFT, R.OTHER, False),
     501: (SOFT, R.OTHER, False),
     502: (SOFT, R.OTHER, False),
     504: (SOFT, R.OTHER, False),
     599: (SOFT, R.OTHER, False),
 }
-# The sender-side rows (PROVIDERS.md 2.4 "configurable (sender-side)") under each policy.
+# The sender-side rows (PROVIDERS.md 2.4 "configurable (sender-side)") under each policy. A
+# rejection of the sender never makes an address invalid (docs/mapping.md): `sender_rejection: invalid`
+# now means soft_bounce too (worker.config.SENDER_REJECTION), and even an account context that
+# asks for invalid gets a soft bounce (the scope invariant: scope sender/content).
 SENDER_SIDE_FAMILY = {
-    (405, "documented"): (INVALID, R.POLICY_REJECTED, True),
-    (405, "invalid"): (INVALID, R.POLICY_REJECTED, True),
-    (405, "soft_bounce"): (SOFT, R.POLICY_REJECTED, False),
-    (407, "documented"): (INVALID, R.SPAM_REJECTED, True),
-    (407, "invalid"): (INVALID, R.SPAM_REJECTED, True),
+    (405, "documented"): (SOFT, R.SENDER_REJECTED, False),
+    (405, "invalid"): (SOFT, R.SENDER_REJECTED, False),
+    (405, "soft_bounce"): (SOFT, R.SENDER_REJECTED, False),
+    (407, "documented"): (SOFT, R.SPAM_REJECTED, False),
+    (407, "invalid"): (SOFT, R.SPAM_REJECTED, False),
     (407, "soft_bounce"): (SOFT, R.SPAM_REJECTED, False),
 }
 
@@ -186,11 +200,13 @@ def test_family_poll_address_side_sub_status_ignores_the_policy(provider, policy
 
 
 # PROVIDERS.md 2.4 status strings (prefix match; 软退信 and 请求中 inferred there), no sub-status.
+# An invalid status with no sub-status and no SMTP evidence is the invalid class with scope
+# unknown (reason other): docs/mapping.md makes it a final soft bounce, like 409.
 SENDCLOUD_STATUS_STRINGS = {
     "送达": (DELIVERED, None, True),
     "投递成功": (DELIVERED, None, True),              # the 2017 docs' word
-    "无效邮件": (INVALID, R.OTHER, True),
-    "无效邮件-地址不存在": (INVALID, R.OTHER, True),   # prefix rule (LingByte client)
+    "无效邮件": (SOFT, R.OTHER, False),
+    "无效邮件-地址不存在": (SOFT, R.OTHER, False),     # prefix rule (LingByte client)
     "软退信": (SOFT, R.OTHER, False),
     "软退信-其他": (SOFT, R.OTHER, False),
     "请求中": (None, None, False),                    # other(pending): not emitted
@@ -200,8 +216,8 @@ AURORA_STATUS_STRINGS = {
     **SENDCLOUD_STATUS_STRINGS,
     "Delivered": (DELIVERED, None, True),
     "delivered": (DELIVERED, None, True),
-    "Invalid": (INVALID, R.OTHER, True),
-    "INVALID": (INVALID, R.OTHER, True),
+    "Invalid": (SOFT, R.OTHER, False),            # invalid class, no evidence: soft bounce
+    "INVALID": (SOFT, R.OTHER, False),
     "Soft Bounce": (SOFT, R.OTHER, False),
     "soft bounce": (SOFT, R.OTHER, False),
     "Request": (None, None, False),
@@ -228,7 +244,7 @@ def test_sendcloud_family_poll_prefers_the_numeric_sub_status(provider) -> None:
 # PROVIDERS.md 1.4 `status` table (seed 000), no sub-status.
 ENGAGELAB_STATUSES = {
     1: (DELIVERED, None, True),
-    4: (INVALID, R.OTHER, True),
+    4: (SOFT, R.OTHER, False),  # invalid class, no sub-status, no SMTP evidence: soft bounce (docs/mapping.md)
     5: (SOFT, R.OTHER, False),
     18: (None, None, False),   # sending: other(pending)
 }
@@ -277,7 +293,7 @@ SENDCLOUD_EVENTS = {
     "click": None,                             # other(clicked)
     "unsubscribe": (UNSUBSCRIBED, R.UNSUBSCRIBED, False),
     "report_spam": (COMPLAINT, None, False),   # a complaint is not a delivery failure: no reason
-    "invalid": (INVALID, R.OTHER, True),       # refined by substat (below)
+    "invalid": (SOFT, R.OTHER, False),         # no substat, no evidence: soft bounce (refined below)
     "soft_bounce": (SOFT, R.OTHER, False),     # refined by substat (below)
     "route": None,                             # other(inbound)
 }
@@ -285,7 +301,7 @@ SENDCLOUD_EVENTS = {
 AURORA_EVENTS = {
     **SENDCLOUD_EVENTS,
     "delivered": (DELIVERED, None, True),
-    "invalid_email": (INVALID, R.OTHER, True),
+    "invalid_email": (SOFT, R.OTHER, False),   # as "invalid"
     "spam-report": (COMPLAINT, None, False),
 }
 
@@ -356,7 +372,7 @@ ENGAGELAB_STATUS_EVENTS = {
     "target": None,                          # other(pending)
     "sent": None,                            # other(pending)
     "delivered": (DELIVERED, None, True),
-    "invalid_email": (INVALID, R.OTHER, True),
+    "invalid_email": (SOFT, R.OTHER, False),  # no sub_stat, no evidence: soft bounce (docs/mapping.md)
     "soft_bounce": (SOFT, R.OTHER, False),
 }
 ENGAGELAB_RESPONSE_EVENTS = {
@@ -433,17 +449,17 @@ UNISENDER_STATUSES = {
     "err_spam_removed": (None, None, False),               # other(campaign_blocked)
     "err_spam_may_retry": (SOFT, R.SPAM_REJECTED, True),   # n/a; resent as a *new* letter
     "err_delivery_failed": (SOFT, R.OTHER, True),          # "reason other; policy"
-    "err_skip_letter": (INVALID, R.BAD_ADDRESS, True),     # n/a; cancelled
+    "err_skip_letter": (INVALID, R.SUPPRESSED, True),      # n/a; cancelled: UniSender did not send
     "err_spam_skipped": (None, None, False),               # other(campaign_blocked)
     "err_unsubscribed": (UNSUBSCRIBED, R.UNSUBSCRIBED, True),
     "err_src_invalid": (None, None, True),                 # other(sender_invalid)
     "err_dest_invalid": (INVALID, R.BAD_ADDRESS, True),
     "err_not_allowed": (None, None, True),                 # other(blocked)
     "err_over_quota": (None, None, True),                  # other(quota); n/a
-    "err_not_available": (INVALID, R.BAD_ADDRESS, True),
+    "err_not_available": (INVALID, R.SUPPRESSED, True),    # not sent: UniSender's own record
     "err_unreachable": (INVALID, R.BAD_ADDRESS, True),
     "err_lost": (None, None, True),                        # other(provider_error)
-    "skip_dup_unreachable": (INVALID, R.BAD_ADDRESS, True),
+    "skip_dup_unreachable": (INVALID, R.SUPPRESSED, True),  # skipped: UniSender's own record
     "skip_dup_temp_unreachable": (SOFT, R.SERVER_UNREACHABLE, True),
     "skip_dup_mailbox_full": (SOFT, R.MAILBOX_FULL, True),
     "delayed": (None, None, False),                        # other(pending); n/a
@@ -453,12 +469,13 @@ UNISENDER_STATUSES = {
 }
 # Sender-side (content refused by the receiving server) under each policy. err_spam_removed and
 # err_spam_skipped are UniSender's own campaign block, not a receiving server's: never emitted.
+# docs/mapping.md: a content rejection (scope content) is never invalid, `sender_rejection: invalid` included.
 SENDER_SIDE_UNISENDER = {
     ("err_spam_rejected", "documented"): SOFT,
-    ("err_spam_rejected", "invalid"): INVALID,
+    ("err_spam_rejected", "invalid"): SOFT,
     ("err_spam_rejected", "soft_bounce"): SOFT,
     ("err_spam_may_retry", "documented"): SOFT,
-    ("err_spam_may_retry", "invalid"): INVALID,
+    ("err_spam_may_retry", "invalid"): SOFT,
     ("err_spam_may_retry", "soft_bounce"): SOFT,
     ("err_spam_removed", "documented"): None,
     ("err_spam_removed", "invalid"): None,
@@ -557,7 +574,7 @@ TENCENT_SEND_STATUSES = {
     1005: (None, None, True), 1009: (None, None, True),
     1004: (SOFT, R.SERVER_UNREACHABLE, True),  # sending timed out
     1006: (SOFT, R.DEFERRED, True),            # frequency control for this address
-    1007: (INVALID, R.BLOCKLISTED, True),      # address on the blocklist
+    1007: (INVALID, R.SUPPRESSED, True),       # address on Tencent's blocklist: not sent (scope provider)
     1008: (None, None, True),                  # other(sender_rejected): sender-side, see below
     1010: (None, None, True),                  # other(quota)
     1011: (None, None, True),                  # other(config)
@@ -565,10 +582,10 @@ TENCENT_SEND_STATUSES = {
     2001: (None, None, False),                 # other(unknown): no record found (yet)
     3007: (None, None, True), 3009: (None, None, True), 3010: (None, None, True),  # other(config)
     3014: (None, None, True),
-    3008: (SOFT, R.POLICY_REJECTED, True),     # sender domain temporarily blocked
-    3020: (INVALID, R.BLOCKLISTED, True),      # recipient mailbox type blocklisted
+    3008: (SOFT, R.SENDER_REJECTED, True),     # sender domain temporarily blocked (scope sender)
+    3020: (INVALID, R.SUPPRESSED, True),       # recipient mailbox type blocklisted by Tencent (provider)
     3024: (INVALID, R.BAD_ADDRESS, True),      # address format pre-check failed
-    3030: (SOFT, R.POLICY_REJECTED, True),     # account restricted: high bounce rate
+    3030: (SOFT, R.SUPPRESSED, True),          # account paused for its bounce rate: not sent (provider)
     3033: (None, None, True),                  # other(quota)
     4242: (None, None, False),                 # not in the SDK list: not emitted, keep asking
 }
@@ -584,13 +601,15 @@ def test_tencent_poll_send_status(send_status) -> None:
         assert summary(obs) == (type_, reason, str(send_status), "0", final)
 
 
-@pytest.mark.parametrize(("policy", "expected"), [("documented", None), ("invalid", INVALID), ("soft_bounce", SOFT)])
+@pytest.mark.parametrize(("policy", "expected"), [("documented", None), ("invalid", SOFT), ("soft_bounce", SOFT)])
 def test_tencent_poll_send_status_1008_under_each_policy(policy, expected) -> None:
-    # PROVIDERS.md 5.3: 1008 "sender domain rejected by the recipient" -> other(sender_rejected).
+    # PROVIDERS.md 5.3: 1008 "sender domain rejected by the recipient" -> other(sender_rejected):
+    # not emitted by default; either explicit policy emits it, as a soft bounce (docs/mapping.md: a sender
+    # rejection never makes the address invalid, scope sender).
     obs = tc_poll(1008, policy=POLICIES[policy])
     assert (obs.type, obs.provider_status, obs.final) == (expected, "1008", True)
     if expected is not None:
-        assert obs.reason is R.POLICY_REJECTED
+        assert obs.reason is R.SENDER_REJECTED
 
 
 @pytest.mark.parametrize("send_status", sorted(set(TENCENT_SEND_STATUSES) - {1008}))
@@ -601,19 +620,22 @@ def test_tencent_poll_other_send_statuses_ignore_the_policy(policy, send_status)
     assert (obs.type, obs.final) == (type_, final)
 
 
-# PROVIDERS.md 5.3 DeliverStatus table (SendStatus 0). Reasons for 2/3 with an RFC 3463 enhanced
-# code in DeliverMessage are read from that code (X.1.1 bad mailbox, X.1.2 bad system, X.2.2 full).
+# PROVIDERS.md 5.3 DeliverStatus table (SendStatus 0), as docs/mapping.md reads it. 2 (dropped): Tencent
+# did not send, a final soft bounce of scope provider whatever the text says. 3: the invalid class
+# with scope unknown, invalid only when an RFC 3463 code says recipient or domain (X.1.1 bad
+# mailbox, X.1.2 bad system, X.2.2 full), else a final soft bounce (reason other). 8: Tencent
+# retries; SMTP evidence refines the reason (X.4.2 bad connection: server_unreachable).
 TENCENT_DELIVER_STATUSES = [
     (0, "", (None, None, False)),                                           # other(pending)
     (1, "", (DELIVERED, None, True)),
-    (2, "", (INVALID, R.BAD_ADDRESS, True)),                                # dropped ("blocklisted or invalid")
-    (2, "550 5.1.1 recipient is not exist", (INVALID, R.UNKNOWN_USER, True)),
-    (3, "", (INVALID, R.UNKNOWN_USER, True)),                               # "usually a non-existent address"
+    (2, "", (SOFT, R.SUPPRESSED, True)),                                    # dropped: never invalid
+    (2, "550 5.1.1 recipient is not exist", (SOFT, R.SUPPRESSED, True)),     # scope provider: text ignored
+    (3, "", (SOFT, R.OTHER, True)),                                         # no evidence: not invalid
     (3, "550 5.1.1 recipient is not exist", (INVALID, R.UNKNOWN_USER, True)),
     (3, "550 5.1.2 domain not found", (INVALID, R.DOMAIN_INVALID, True)),
     (3, "552 5.2.2 mailbox full", (INVALID, R.MAILBOX_FULL, True)),
     (8, "", (SOFT, R.DEFERRED, False)),                                     # delayed, Tencent retries
-    (8, "421 4.4.2 connection timed out", (SOFT, R.DEFERRED, False)),
+    (8, "421 4.4.2 connection timed out", (SOFT, R.SERVER_UNREACHABLE, False)),
     (5, "", (None, None, False)),                                           # not in the SDK list
 ]
 
@@ -629,30 +651,29 @@ def test_tencent_poll_deliver_status(deliver_status, message, expected) -> None:
         assert summary(obs) == (type_, reason, "0", str(deliver_status), final)
 
 
-def test_tencent_poll_dropped_for_a_reason_that_is_not_the_address_is_not_emitted() -> None:
-    # PROVIDERS.md 5.3: DeliverStatus 2 is "invalid if the reason is address-related, else
-    # other(dropped)". 5.3.4 (RFC 3463: message too big for system) says nothing about the address.
-    # The code maps every DeliverStatus 2 to invalid; its comment points to a refinement helper
-    # (`_address_failure`) that does not exist, and no comment makes this a deliberate choice.
+def test_tencent_poll_dropped_is_a_final_soft_bounce_whatever_its_text() -> None:
+    # docs/mapping.md: DeliverStatus 2 (dropped) is Tencent not sending: soft_bounce, suppressed, scope
+    # provider, final; its SMTP text (here 5.3.4, message too big) changes nothing.
     obs = tc_poll(0, 2, "552 5.3.4 message size exceeds fixed maximum message size")
-    assert obs.type is None
+    assert (obs.type, obs.reason, obs.scope, obs.final) == (SOFT, R.SUPPRESSED, Scope.PROVIDER, True)
 
 
-# X.7 (RFC 3463 security/policy: our IP, domain or content refused) on an address failure is a
-# sender-side rejection: documented as the failure it arrived as, the account's policy otherwise.
-# On a deferral it is greylisting or rate limiting: no change whatever the policy (code comment).
+# X.7.1 (RFC 3463: delivery not authorized) is evidence of the receiving side's policy (docs/mapping.md
+# SMTP table: policy_rejected, scope policy), never about the address: no `invalid` from it, and
+# the account's `sender_rejection` policy plays no part (it is not a sender-side table row).
+# A drop ignores the text (scope provider); a deferral stays a retrying soft bounce.
 X7 = "550 5.7.1 message rejected by policy"
 X7_SOFT = "451 4.7.1 greylisted, try again later"
 TENCENT_POLL_X7 = {
-    (2, X7, "documented"): (INVALID, R.POLICY_REJECTED, True),
-    (2, X7, "invalid"): (INVALID, R.POLICY_REJECTED, True),
-    (2, X7, "soft_bounce"): (SOFT, R.POLICY_REJECTED, True),
-    (3, X7, "documented"): (INVALID, R.POLICY_REJECTED, True),
-    (3, X7, "invalid"): (INVALID, R.POLICY_REJECTED, True),
+    (2, X7, "documented"): (SOFT, R.SUPPRESSED, True),
+    (2, X7, "invalid"): (SOFT, R.SUPPRESSED, True),
+    (2, X7, "soft_bounce"): (SOFT, R.SUPPRESSED, True),
+    (3, X7, "documented"): (SOFT, R.POLICY_REJECTED, True),
+    (3, X7, "invalid"): (SOFT, R.POLICY_REJECTED, True),
     (3, X7, "soft_bounce"): (SOFT, R.POLICY_REJECTED, True),
-    (8, X7_SOFT, "documented"): (SOFT, R.DEFERRED, False),
-    (8, X7_SOFT, "invalid"): (SOFT, R.DEFERRED, False),
-    (8, X7_SOFT, "soft_bounce"): (SOFT, R.DEFERRED, False),
+    (8, X7_SOFT, "documented"): (SOFT, R.POLICY_REJECTED, False),
+    (8, X7_SOFT, "invalid"): (SOFT, R.POLICY_REJECTED, False),
+    (8, X7_SOFT, "soft_bounce"): (SOFT, R.POLICY_REJECTED, False),
 }
 
 
@@ -663,11 +684,12 @@ def test_tencent_poll_x7_under_each_policy(deliver_status, message, policy) -> N
     assert summary(obs) == (type_, reason, "0", str(deliver_status), final)
 
 
-@pytest.mark.parametrize("deliver_status", [2, 3])
+@pytest.mark.parametrize(("deliver_status", "expected"), [(2, (SOFT, R.SUPPRESSED)), (3, (INVALID, R.UNKNOWN_USER))])
 @pytest.mark.parametrize("policy", ["invalid", "soft_bounce"])
-def test_tencent_poll_address_reasons_ignore_the_policy(policy, deliver_status) -> None:
+def test_tencent_poll_address_reasons_ignore_the_policy(policy, deliver_status, expected) -> None:
+    # A drop stays a soft bounce of scope provider (docs/mapping.md); a refusal with X.1.1 is invalid.
     obs = tc_poll(0, deliver_status, "550 5.1.1 recipient is not exist", POLICIES[policy])
-    assert (obs.type, obs.reason) == (INVALID, R.UNKNOWN_USER)
+    assert (obs.type, obs.reason) == expected
 
 
 def test_tencent_poll_engagement_flags_add_unsubscribed_and_complaint() -> None:
@@ -690,7 +712,7 @@ TENCENT_EVENTS = {
     "delivering": (None, None, False),          # seed 004's name for the same
     "deferred": (SOFT, R.DEFERRED, False),      # "soft_bounce (non-final)"
     "delivered": (DELIVERED, None, True),
-    "dropped": (INVALID, R.BAD_ADDRESS, True),  # "invalid (check reason; policy)"
+    "dropped": (SOFT, R.SUPPRESSED, True),      # Tencent did not send: never invalid (docs/mapping.md)
     "open": (None, None, False),                # other(opened)
     "click": (None, None, False),               # other(clicked)
     "spamreport": (COMPLAINT, None, True),      # other(complaint)
@@ -709,32 +731,35 @@ def test_tencent_webhook_event(event) -> None:
         assert summary(obs) == (type_, reason, event, None, final)
 
 
-# A dropped event follows the same rule as DeliverStatus 2 (PROVIDERS.md 5.3, 5.6): invalid when
-# the reason is about the address (RFC 3463 subjects 1 and 2), not emitted for the system (3),
-# network (4), protocol (5) or content (6).
+# A dropped event follows the same rule as DeliverStatus 2 (docs/mapping.md): Tencent did not send, so
+# whatever the reason text says (an address code included: it is older evidence, not this send's),
+# a final soft bounce, reason suppressed, scope provider. Never invalid.
 TENCENT_DROPPED_REASONS = [
-    ("550 5.1.1 user unknown", (INVALID, R.UNKNOWN_USER)),
-    ("550 5.2.1 mailbox disabled", (INVALID, R.MAILBOX_DISABLED)),
-    ("552 5.3.4 message too big", (None, None)),
-    ("554 5.4.4 unable to route", (None, None)),
-    ("554 5.6.0 content rejected", (None, None)),
+    "550 5.1.1 user unknown",
+    "550 5.2.1 mailbox disabled",
+    "552 5.3.4 message too big",
+    "554 5.4.4 unable to route",
+    "554 5.6.0 content rejected",
 ]
 
 
-@pytest.mark.parametrize(("reason", "expected"), TENCENT_DROPPED_REASONS)
-def test_tencent_dropped_is_invalid_only_for_address_reasons(reason, expected) -> None:
+@pytest.mark.parametrize("reason", TENCENT_DROPPED_REASONS)
+def test_tencent_dropped_is_a_provider_soft_bounce_whatever_the_reason(reason) -> None:
+    expected = (SOFT, R.SUPPRESSED, Scope.PROVIDER, True)
     obs = only(tc_webhook({"event": "dropped", "reason": reason}))
-    assert (obs.type, obs.reason if obs.type else None) == expected
+    assert (obs.type, obs.reason, obs.scope, obs.final) == expected
     poll = tc_poll(0, 2, reason)
-    assert (poll.type, poll.reason if poll.type else None) == expected
+    assert (poll.type, poll.reason, poll.scope, poll.final) == expected
 
 
-# PROVIDERS.md 5.6: bounce + bounceType (2021 doc: soft / hard).
+# PROVIDERS.md 5.6: bounce + bounceType (2021 doc: soft / hard). docs/mapping.md: a hard bounce is the
+# invalid class with scope unknown: without SMTP evidence (none here) a final soft bounce, reason
+# other. A bounce is the ESP's answer after Tencent's attempts: final, soft ones included.
 TENCENT_BOUNCE_TYPES = {
-    "hard_bounce": (INVALID, R.BAD_ADDRESS, True),
-    "hard": (INVALID, R.BAD_ADDRESS, True),
-    "soft_bounce": (SOFT, R.OTHER, False),
-    "soft": (SOFT, R.OTHER, False),
+    "hard_bounce": (SOFT, R.OTHER, True),
+    "hard": (SOFT, R.OTHER, True),
+    "soft_bounce": (SOFT, R.OTHER, True),
+    "soft": (SOFT, R.OTHER, True),
 }
 
 
@@ -763,19 +788,21 @@ def test_tencent_webhook_hard_bounce_reason_from_enhanced_code(reason_text) -> N
 
 
 TENCENT_WEBHOOK_X7 = {
-    # (fields, policy) -> expected (type, reason, final)
-    ("dropped", "", "documented"): (INVALID, R.POLICY_REJECTED, True),
-    ("dropped", "", "invalid"): (INVALID, R.POLICY_REJECTED, True),
-    ("dropped", "", "soft_bounce"): (SOFT, R.POLICY_REJECTED, True),
-    ("bounce", "hard_bounce", "documented"): (INVALID, R.POLICY_REJECTED, True),
-    ("bounce", "hard_bounce", "invalid"): (INVALID, R.POLICY_REJECTED, True),
+    # (fields, policy) -> expected (type, reason, final). X.7.1 is policy evidence (docs/mapping.md): it
+    # sets the reason of every row but a drop (scope provider), never yields invalid, and the
+    # account's policy does not apply. Bounces are final; a deferral is Tencent retrying.
+    ("dropped", "", "documented"): (SOFT, R.SUPPRESSED, True),
+    ("dropped", "", "invalid"): (SOFT, R.SUPPRESSED, True),
+    ("dropped", "", "soft_bounce"): (SOFT, R.SUPPRESSED, True),
+    ("bounce", "hard_bounce", "documented"): (SOFT, R.POLICY_REJECTED, True),
+    ("bounce", "hard_bounce", "invalid"): (SOFT, R.POLICY_REJECTED, True),
     ("bounce", "hard_bounce", "soft_bounce"): (SOFT, R.POLICY_REJECTED, True),
-    ("bounce", "soft_bounce", "documented"): (SOFT, R.OTHER, False),
-    ("bounce", "soft_bounce", "invalid"): (SOFT, R.OTHER, False),
-    ("bounce", "soft_bounce", "soft_bounce"): (SOFT, R.OTHER, False),
-    ("deferred", "", "documented"): (SOFT, R.DEFERRED, False),
-    ("deferred", "", "invalid"): (SOFT, R.DEFERRED, False),
-    ("deferred", "", "soft_bounce"): (SOFT, R.DEFERRED, False),
+    ("bounce", "soft_bounce", "documented"): (SOFT, R.POLICY_REJECTED, True),
+    ("bounce", "soft_bounce", "invalid"): (SOFT, R.POLICY_REJECTED, True),
+    ("bounce", "soft_bounce", "soft_bounce"): (SOFT, R.POLICY_REJECTED, True),
+    ("deferred", "", "documented"): (SOFT, R.POLICY_REJECTED, False),
+    ("deferred", "", "invalid"): (SOFT, R.POLICY_REJECTED, False),
+    ("deferred", "", "soft_bounce"): (SOFT, R.POLICY_REJECTED, False),
 }
 
 
@@ -801,8 +828,8 @@ def test_tencent_webhook_non_sender_events_ignore_the_policy(policy, event) -> N
 # 6 spamreport, 7 unsubscribe, 8 deferred; used when `event` is absent.
 TENCENT_EVENT_IDS = {
     1: ("delivered", DELIVERED),
-    2: ("dropped", INVALID),
-    3: ("bounce", INVALID),       # with bounceType hard_bounce (below)
+    2: ("dropped", SOFT),         # never invalid (docs/mapping.md)
+    3: ("bounce", SOFT),          # bounceType hard_bounce (below), no SMTP evidence: soft bounce
     4: ("open", None),
     5: ("click", None),
     6: ("spamreport", COMPLAINT),
@@ -827,7 +854,8 @@ def test_tencent_webhook_eventid_as_digits_and_unknown() -> None:
 
 
 def test_tencent_webhook_bounce_without_a_known_type_goes_by_the_reply_class() -> None:
-    # Not in PROVIDERS.md; the code comments it: 5xx permanent, else soft (no suppression on a guess).
+    # Not in PROVIDERS.md; the code comments it: 5xx permanent (the hard class, so SMTP evidence
+    # about the recipient makes it invalid), else soft (no suppression on a guess).
     assert only(tc_webhook({"event": "bounce", "reason": "550 5.1.1 user unknown"})).type is INVALID
     assert only(tc_webhook({"event": "bounce", "reason": "451 4.2.0 try later"})).type is SOFT
     assert only(tc_webhook({"event": "bounce"})).type is SOFT

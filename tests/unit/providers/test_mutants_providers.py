@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from worker.errors import FatalConfig, Retriable
-from worker.model import EventType, Reason
+from worker.model import EventType, Reason, Scope
 from worker.providers import engagelab, sendcloud, tencent_ses, unisender
 from worker.providers.base import AccountContext, PollQuery, RejectedRow
 
@@ -158,9 +158,11 @@ def test_tencent_a_null_status_list_is_an_empty_page():
     assert (page.observations, page.rows, page.next_offset) == ((), 0, None)
 
 
-def test_tencent_a_dropped_message_is_invalid_only_for_an_address_code():
-    # 5.4.1: a routing (X.4.X) code, not an address (X.1.X) one: not emitted
+def test_tencent_a_dropped_message_is_a_provider_soft_bounce_whatever_its_code():
+    # docs/mapping.md: a drop is Tencent not sending (scope provider), never invalid; its SMTP text, a
+    # routing (X.4.1) or an address (X.1.1) code alike, changes neither reason nor scope.
+    expected = (EventType.SOFT_BOUNCE, Reason.SUPPRESSED, Scope.PROVIDER, True)
     (routing,) = tx_parse([tx_row(DeliverStatus=2, DeliverMessage="550 5.4.1 no answer from host")]).observations
-    assert (routing.type, routing.reason) == (None, Reason.OTHER)
+    assert (routing.type, routing.reason, routing.scope, routing.final) == expected
     (address,) = tx_parse([tx_row(DeliverStatus=2, DeliverMessage="550 5.1.1 user unknown")]).observations
-    assert address.type is EventType.INVALID
+    assert (address.type, address.reason, address.scope, address.final) == expected

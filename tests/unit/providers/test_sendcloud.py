@@ -206,13 +206,15 @@ def test_the_table_is_the_documented_one() -> None:
     assert sorted(family.SUB_STATUS) == [*range(401, 410), 503, *range(505, 510)]
 
 
+# An invalid class with no sub-status meaning and no SMTP evidence (the row's sendLog has none) is
+# about nothing known, scope unknown: a final soft bounce, not invalid (docs/mapping.md, like 409).
 @pytest.mark.parametrize(("status", "sub", "expected"), [
-    ("无效邮件", "410", (EventType.INVALID, Reason.OTHER)),        # unknown 4xx
+    ("无效邮件", "410", (EventType.SOFT_BOUNCE, Reason.OTHER)),    # unknown 4xx: like 409
     ("软退信", "504", (EventType.SOFT_BOUNCE, Reason.OTHER)),      # 504 is not documented
     ("无效邮件", "599", (EventType.SOFT_BOUNCE, Reason.OTHER)),    # the number wins over the word
-    ("无效邮件", "302", (EventType.INVALID, Reason.OTHER)),        # not a sub-status: the status decides
+    ("无效邮件", "302", (EventType.SOFT_BOUNCE, Reason.OTHER)),    # not a sub-status: the status decides
     ("软退信", "n/a", (EventType.SOFT_BOUNCE, Reason.OTHER)),
-    ("无效邮件", "", (EventType.INVALID, Reason.OTHER)),
+    ("无效邮件", "", (EventType.SOFT_BOUNCE, Reason.OTHER)),
     ("某种新状态", "406", (EventType.INVALID, Reason.UNKNOWN_USER)),  # unknown word, known number
     ("某种新状态", None, (None, None)),                              # nothing known: not emitted
 ])
@@ -221,13 +223,18 @@ def test_sub_status_fallbacks(status: str, sub: str | None, expected: tuple[Any,
     assert (obs.type, obs.reason) == expected
 
 
+# docs/mapping.md: 405/407 are soft bounces as documented (scope sender/content); a sender rejection never
+# makes an address invalid, so neither setting (nor an account context asking for invalid) does.
 @pytest.mark.parametrize(("code", "setting", "expected"), [
-    (405, EventType.INVALID, EventType.INVALID),
+    (405, None, EventType.SOFT_BOUNCE),                    # documented
+    (405, EventType.INVALID, EventType.SOFT_BOUNCE),
     (405, EventType.SOFT_BOUNCE, EventType.SOFT_BOUNCE),
-    (407, EventType.INVALID, EventType.INVALID),
+    (407, None, EventType.SOFT_BOUNCE),
+    (407, EventType.INVALID, EventType.SOFT_BOUNCE),
     (407, EventType.SOFT_BOUNCE, EventType.SOFT_BOUNCE),
     (406, EventType.SOFT_BOUNCE, EventType.INVALID),       # about the address: not sender-side
-    (408, EventType.SOFT_BOUNCE, EventType.INVALID),
+    (408, EventType.SOFT_BOUNCE, EventType.SOFT_BOUNCE),   # scope policy, no evidence: not invalid either way
+    (408, EventType.INVALID, EventType.SOFT_BOUNCE),
     (505, EventType.INVALID, EventType.SOFT_BOUNCE),       # already temporary
     (507, EventType.INVALID, EventType.SOFT_BOUNCE),
 ])
@@ -240,7 +247,7 @@ def test_sender_rejection_setting(code: int, setting: EventType, expected: Event
 
 @pytest.mark.parametrize(("status", "expected"), [
     *((s, v[0]) for s, v in literal.SENDCLOUD_STATUS_STRINGS.items()),
-    ("无效邮件-地址不存在", EventType.INVALID),
+    ("无效邮件-地址不存在", EventType.SOFT_BOUNCE),  # invalid class, no sub-status or evidence
     ("软退信-服务不可达", EventType.SOFT_BOUNCE),
     ("Delivered", None),            # English is Aurora's, not documented for China
 ])
@@ -539,10 +546,10 @@ def test_complaints_carry_no_failure_reason() -> None:
 
 @pytest.mark.parametrize(("event", "substat", "expected"), [
     ("invalid", 406, (EventType.INVALID, Reason.UNKNOWN_USER)),
-    ("invalid", "401", (EventType.INVALID, Reason.BLOCKLISTED)),
+    ("invalid", "401", (EventType.INVALID, Reason.SUPPRESSED)),      # on the provider's list, not sent
     ("invalid", "402", (EventType.INVALID, Reason.UNSUBSCRIBED)),
-    ("invalid", 418, (EventType.INVALID, Reason.OTHER)),
-    ("invalid", None, (EventType.INVALID, Reason.OTHER)),
+    ("invalid", 418, (EventType.SOFT_BOUNCE, Reason.OTHER)),         # like 409: no evidence, not invalid
+    ("invalid", None, (EventType.SOFT_BOUNCE, Reason.OTHER)),
     ("soft_bounce", 507, (EventType.SOFT_BOUNCE, Reason.SPAM_REJECTED)),
     ("soft_bounce", 555, (EventType.SOFT_BOUNCE, Reason.OTHER)),
     ("unsubscribe", 406, (EventType.UNSUBSCRIBED, Reason.UNSUBSCRIBED)),   # substat only refines failures

@@ -32,7 +32,7 @@ D, I, S, C, U = (
     EventType.UNSUBSCRIBED,
 )
 R = Reason
-SENDER = "sender"  # the account's sender_rejection policy
+SENDER = "sender"  # a sender-side row: not emitted by default, emitted under an explicit policy
 POLICIES = [EventType.INVALID, EventType.SOFT_BOUNCE]
 
 
@@ -44,10 +44,15 @@ def _acct(policy: EventType = EventType.INVALID, **kw: Any) -> AccountContext:
 
 
 def _expand(type_: Any, policy: EventType) -> Any:
-    return policy if type_ == SENDER else type_
+    # docs/mapping.md: a rejection of the sender never makes an address invalid: under either explicit
+    # policy (`sender_rejection: invalid` included) a sender-side row is a soft bounce.
+    return S if type_ == SENDER else type_
 
 
 # -- tables, written out from PROVIDERS.md 5.3 / 5.6 independently of the module ----------------
+# As docs/mapping.md's Tencent tables read them (type, reason, final), rows without SMTP text.
+# `final` is the tracking column (the status can no longer change); a soft bounce that is not
+# final is one Tencent is still retrying.
 
 EXPECTED_SEND_STATUSES = {
     1001: (None, R.PROVIDER_ERROR, True),
@@ -57,20 +62,20 @@ EXPECTED_SEND_STATUSES = {
     1009: (None, R.PROVIDER_ERROR, True),
     1004: (S, R.SERVER_UNREACHABLE, True),
     1006: (S, R.DEFERRED, True),
-    1007: (I, R.BLOCKLISTED, True),
-    1008: (SENDER, R.POLICY_REJECTED, True),
+    1007: (I, R.SUPPRESSED, True),          # on Tencent's blocklist: not sent (scope provider)
+    1008: (SENDER, R.SENDER_REJECTED, True),
     1010: (None, R.OTHER, True),
     1011: (None, R.OTHER, True),
     1013: (U, R.UNSUBSCRIBED, True),
     2001: (None, None, False),
     3007: (None, R.OTHER, True),
-    3008: (S, R.POLICY_REJECTED, True),
+    3008: (S, R.SENDER_REJECTED, True),     # sender domain blocked for a while
     3009: (None, R.OTHER, True),
     3010: (None, R.OTHER, True),
     3014: (None, R.OTHER, True),
-    3020: (I, R.BLOCKLISTED, True),
+    3020: (I, R.SUPPRESSED, True),          # mailbox type blocklisted by Tencent (scope provider)
     3024: (I, R.BAD_ADDRESS, True),
-    3030: (S, R.POLICY_REJECTED, True),
+    3030: (S, R.SUPPRESSED, True),          # account paused for its bounce rate (scope provider)
     3033: (None, R.OTHER, True),
     9999: (None, None, False),  # unknown
     -1: (None, None, False),  # unknown
@@ -78,8 +83,8 @@ EXPECTED_SEND_STATUSES = {
 EXPECTED_DELIVER_STATUSES = {
     0: (None, None, False),
     1: (D, None, True),
-    2: (I, R.BAD_ADDRESS, True),
-    3: (I, R.UNKNOWN_USER, True),
+    2: (S, R.SUPPRESSED, True),   # dropped: Tencent did not send, never invalid
+    3: (S, R.OTHER, True),        # ESP refusal without SMTP evidence: not about a known address
     8: (S, R.DEFERRED, False),
     4: (None, None, False),  # unknown
     99: (None, None, False),  # unknown
@@ -90,20 +95,22 @@ EXPECTED_EVENTS = {
     "delivering": (None, None, False),
     "deferred": (S, R.DEFERRED, False),
     "delivered": (D, None, True),
-    "dropped": (I, R.BAD_ADDRESS, True),
+    "dropped": (S, R.SUPPRESSED, True),  # as DeliverStatus 2
     "open": (None, None, False),
     "click": (None, None, False),
     "spamreport": (C, None, True),
     "unsubscribe": (U, R.UNSUBSCRIBED, True),
     "complaint_v2": (None, None, False),  # unknown
 }
+# A bounce is the ESP's answer after Tencent's attempts: final. A hard bounce is the invalid class
+# with scope unknown: without SMTP evidence (none here) a soft bounce, reason other (docs/mapping.md).
 EXPECTED_BOUNCES = {
-    "hard_bounce": (I, R.BAD_ADDRESS, True),
-    "hard": (I, R.BAD_ADDRESS, True),
-    "soft_bounce": (S, R.OTHER, False),
-    "soft": (S, R.OTHER, False),
-    None: (S, R.OTHER, False),  # no bounceType, no SMTP text: not suppressed on a guess
-    "transient": (S, R.OTHER, False),
+    "hard_bounce": (S, R.OTHER, True),
+    "hard": (S, R.OTHER, True),
+    "soft_bounce": (S, R.OTHER, True),
+    "soft": (S, R.OTHER, True),
+    None: (S, R.OTHER, True),  # no bounceType, no SMTP text: not suppressed on a guess
+    "transient": (S, R.OTHER, True),
 }
 EXPECTED_EVENT_IDS = {1: "delivered", 2: "dropped", 3: "bounce", 4: "open", 5: "click", 6: "spamreport",
                       7: "unsubscribe", 8: "deferred"}
@@ -151,15 +158,18 @@ def test_deliver_status_mapping(code: int) -> None:
 @pytest.mark.parametrize(
     "deliver, message, expected",
     [
-        (2, "554 5.7.1 blocked using Spamhaus", (SENDER, R.POLICY_REJECTED)),
-        (3, "550 5.7.606 Access denied, banned sending IP", (SENDER, R.POLICY_REJECTED)),
-        (2, "550 5.1.1 user unknown", (I, R.UNKNOWN_USER)),
+        # docs/mapping.md: a drop is scope provider, its text changes nothing; on 3 and 8 the SMTP table
+        # sets the reason, and an invalid not about recipient/domain is a soft bounce. The
+        # account's policy plays no part (no sender-side table row here).
+        (2, "554 5.7.1 blocked using Spamhaus", (S, R.SUPPRESSED)),
+        (3, "550 5.7.606 Access denied, banned sending IP", (S, R.POLICY_REJECTED)),  # subject 7: policy
+        (2, "550 5.1.1 user unknown", (S, R.SUPPRESSED)),
         (3, "550 5.1.2 bad destination system", (I, R.DOMAIN_INVALID)),
         (3, "550 5.2.1 mailbox disabled", (I, R.MAILBOX_DISABLED)),
         (3, "552 5.2.2 mailbox full", (I, R.MAILBOX_FULL)),
-        (3, "550 mailbox unavailable", (I, R.UNKNOWN_USER)),
+        (3, "550 mailbox unavailable", (S, R.OTHER)),        # basic 550 alone is no evidence
         (8, "452 4.2.2 over quota", (S, R.MAILBOX_FULL)),
-        (8, "421 4.7.0 greylisted", (S, R.DEFERRED)),  # X.7 on a deferral is not a rejection
+        (8, "421 4.7.0 greylisted", (S, R.POLICY_REJECTED)),  # X.7.0: policy, still a retrying soft bounce
         (1, "250 2.1.5 ok", (D, None)),
     ],
 )
@@ -212,7 +222,9 @@ def test_bounce_type_mapping(bounce_type) -> None:
     assert obs.provider_sub_status == bounce_type
 
 
-@pytest.mark.parametrize("reason, expected", [("550 5.1.1 x", I), ("550 no such user", I), ("452 4.2.2 x", S), ("x", S)])
+# 5xx is the hard class: invalid only when the SMTP evidence is about the recipient or domain
+# (docs/mapping.md); a bare 550 says nothing, so "550 no such user" is a soft bounce.
+@pytest.mark.parametrize("reason, expected", [("550 5.1.1 x", I), ("550 no such user", S), ("452 4.2.2 x", S), ("x", S)])
 def test_bounce_without_type_goes_by_smtp_class(reason: str, expected: EventType) -> None:
     record = {"event": "bounce", "email": "a@b.c", "bulkId": "m", "timestamp": 1654064683, "reason": reason}
     assert tencent_ses.webhook_observations(ACCT, record)[0].type == expected

@@ -23,7 +23,7 @@ from worker.errors import (
     Retriable,
     Throttled,
 )
-from worker.model import EventType, Provider, Reason
+from worker.model import EventType, Provider, Reason, Scope, event_scope
 from worker.providers import unisender
 from worker.providers.base import AccountContext, PollQuery, WebhookRequest
 
@@ -41,56 +41,61 @@ D, I, S, C, U = (
     EventType.UNSUBSCRIBED,
 )
 R = Reason
-SENDER = "sender"  # the account's sender_rejection policy
+SENDER = "sender"  # a sender-side row: the account's sender_rejection policy may apply
+RC, DM, CO, PO, PR, UN = Scope.RECIPIENT, Scope.DOMAIN, Scope.CONTENT, Scope.POLICY, Scope.PROVIDER, Scope.UNKNOWN
 
-# PROVIDERS.md 4.4, written out independently of the module: status -> (type, reason, final).
-EXPECTED_STATUSES: dict[str, tuple[Any, Reason | None, bool]] = {
-    "not_sent": (None, None, False),
-    "ok_sent": (None, None, False),
-    "delayed": (None, None, False),
-    "ok_delivered": (D, None, False),
-    "ok_read": (D, None, False),
-    "ok_link_visited": (D, None, False),
-    "ok_spam_folder": (D, None, True),
-    "ok_unsubscribed": (U, R.UNSUBSCRIBED, True),
-    "ok_fbl": (C, None, True),
-    "err_blacklisted": (S, R.BLOCKLISTED, False),
-    "err_will_retry": (S, R.DEFERRED, False),
-    "err_resend": (S, R.DEFERRED, False),
-    "err_internal": (None, R.PROVIDER_ERROR, True),
-    "err_user_unknown": (I, R.UNKNOWN_USER, True),
-    "err_user_inactive": (I, R.MAILBOX_DISABLED, True),
-    "err_mailbox_discarded": (I, R.MAILBOX_DISABLED, True),
-    "err_mailbox_full": (S, R.MAILBOX_FULL, True),
-    "err_no_dns": (I, R.DOMAIN_INVALID, True),
-    "err_no_smtp": (I, R.DOMAIN_INVALID, True),
-    "err_domain_inactive": (I, R.DOMAIN_INVALID, True),
-    "err_destination_misconfigured": (S, R.OTHER, False),
-    "err_spam_rejected": (SENDER, R.SPAM_REJECTED, True),
-    "err_spam_may_retry": (SENDER, R.SPAM_REJECTED, True),
-    "err_too_large": (None, R.POLICY_REJECTED, True),
-    "err_giveup": (S, R.OTHER, True),
-    "err_spam_removed": (None, R.POLICY_REJECTED, False),
-    "err_spam_skipped": (None, R.POLICY_REJECTED, False),
-    "err_delivery_failed": (S, R.OTHER, True),
-    "err_skip_letter": (I, R.BAD_ADDRESS, True),
-    "err_dest_invalid": (I, R.BAD_ADDRESS, True),
-    "err_not_available": (I, R.BAD_ADDRESS, True),
-    "err_unreachable": (I, R.BAD_ADDRESS, True),
-    "skip_dup_unreachable": (I, R.BAD_ADDRESS, True),
-    "skip_dup_temp_unreachable": (S, R.SERVER_UNREACHABLE, True),
-    "skip_dup_mailbox_full": (S, R.MAILBOX_FULL, True),
-    "err_unsubscribed": (U, R.UNSUBSCRIBED, True),
-    "err_src_invalid": (None, R.OTHER, True),
-    "err_not_allowed": (None, R.POLICY_REJECTED, True),
-    "err_over_quota": (None, R.OTHER, True),
-    "err_lost": (None, R.PROVIDER_ERROR, True),
+# PROVIDERS.md 4.4 as docs/mapping.md's UniSender table reads it, written out independently of the
+# module: status -> (type, reason, final, event scope). `final` is the tracking column (the status
+# can no longer change); a soft bounce that is not final is one UniSender retries. The scope is
+# the event's (null for a delivery and for what is not emitted; recipient for the recipient's own
+# unsubscribe or complaint; provider where UniSender did not send from its own record).
+EXPECTED_STATUSES: dict[str, tuple[Any, Reason | None, bool, Scope | None]] = {
+    "not_sent": (None, None, False, None),
+    "ok_sent": (None, None, False, None),
+    "delayed": (None, None, False, None),
+    "ok_delivered": (D, None, False, None),
+    "ok_read": (D, None, False, None),
+    "ok_link_visited": (D, None, False, None),
+    "ok_spam_folder": (D, None, True, None),
+    "ok_unsubscribed": (U, R.UNSUBSCRIBED, True, RC),
+    "ok_fbl": (C, None, True, RC),
+    "err_blacklisted": (S, R.BLOCKLISTED, False, PO),     # UniSender re-sends
+    "err_will_retry": (S, R.DEFERRED, False, UN),
+    "err_resend": (S, R.DEFERRED, False, UN),
+    "err_internal": (None, R.PROVIDER_ERROR, True, None),
+    "err_user_unknown": (I, R.UNKNOWN_USER, True, RC),
+    "err_user_inactive": (I, R.MAILBOX_DISABLED, True, RC),
+    "err_mailbox_discarded": (I, R.MAILBOX_DISABLED, True, RC),
+    "err_mailbox_full": (S, R.MAILBOX_FULL, True, RC),
+    "err_no_dns": (I, R.DOMAIN_INVALID, True, DM),
+    "err_no_smtp": (I, R.DOMAIN_INVALID, True, DM),
+    "err_domain_inactive": (I, R.DOMAIN_INVALID, True, DM),
+    "err_destination_misconfigured": (S, R.OTHER, False, DM),
+    "err_spam_rejected": (SENDER, R.SPAM_REJECTED, True, CO),
+    "err_spam_may_retry": (SENDER, R.SPAM_REJECTED, True, CO),
+    "err_too_large": (None, R.POLICY_REJECTED, True, None),
+    "err_giveup": (S, R.OTHER, True, UN),
+    "err_spam_removed": (None, R.POLICY_REJECTED, False, None),
+    "err_spam_skipped": (None, R.POLICY_REJECTED, False, None),
+    "err_delivery_failed": (S, R.OTHER, True, UN),
+    "err_skip_letter": (I, R.SUPPRESSED, True, PR),       # UniSender did not send
+    "err_dest_invalid": (I, R.BAD_ADDRESS, True, RC),
+    "err_not_available": (I, R.SUPPRESSED, True, PR),     # UniSender did not send
+    "err_unreachable": (I, R.BAD_ADDRESS, True, RC),
+    "skip_dup_unreachable": (I, R.SUPPRESSED, True, PR),  # skipped: UniSender's own record
+    "skip_dup_temp_unreachable": (S, R.SERVER_UNREACHABLE, True, PR),
+    "skip_dup_mailbox_full": (S, R.MAILBOX_FULL, True, PR),
+    "err_unsubscribed": (U, R.UNSUBSCRIBED, True, PR),   # already on UniSender's list, not sent
+    "err_src_invalid": (None, R.OTHER, True, None),
+    "err_not_allowed": (None, R.POLICY_REJECTED, True, None),
+    "err_over_quota": (None, R.OTHER, True, None),
+    "err_lost": (None, R.PROVIDER_ERROR, True, None),
     # Fallbacks for values UniSender adds later (the seed's prefix rule).
-    "err_brand_new": (S, R.OTHER, False),
-    "ok_brand_new": (None, None, False),
-    "skip_dup_brand_new": (None, None, False),
-    "": (None, None, False),
-    "Delivered": (None, None, False),
+    "err_brand_new": (S, R.OTHER, False, UN),
+    "ok_brand_new": (None, None, False, None),
+    "skip_dup_brand_new": (None, None, False, None),
+    "": (None, None, False, None),
+    "Delivered": (None, None, False, None),
 }
 
 
@@ -102,11 +107,15 @@ def test_every_table_row_has_an_expectation() -> None:
 @pytest.mark.parametrize("policy", [EventType.INVALID, EventType.SOFT_BOUNCE])
 @pytest.mark.parametrize("status", sorted(EXPECTED_STATUSES))
 def test_status_mapping(status: str, policy: EventType) -> None:
+    # A content rejection is a soft bounce under either policy: it says nothing about the address
+    # (docs/mapping.md's invariant; `sender_rejection: invalid` now means soft_bounce).
     acct = AccountContext(name="a", provider=unisender.NAME, base_url="x", sender_rejection=policy)
-    type_, reason, final = EXPECTED_STATUSES[status]
+    type_, reason, final, scope = EXPECTED_STATUSES[status]
     if type_ == SENDER:
-        type_ = policy
-    assert unisender.classify(status, acct) == (type_, reason, final)
+        type_ = S
+    got_type, got_reason, got_final, got_scope = unisender.classify(status, acct)
+    assert (got_type, got_reason, got_final) == (type_, reason, final)
+    assert event_scope(got_type, got_scope) is scope
 
 
 EXPECTED_ERRORS = {

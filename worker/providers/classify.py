@@ -1,0 +1,110 @@
+"""What a failure is about (`scope`), shared by every provider: the SMTP evidence table and the rule
+that combines it with a provider's own class (docs/consumers.md, "scope").
+
+A provider module looks its status up in its own table (type, reason, scope) and hands the result
+to `settle` with the SMTP reply it reported. The rule:
+
+1. A row whose scope is `provider` (the provider did not send: its own list, a drop, a skip) is
+   kept whatever the SMTP text says: that text is older evidence, not this send's.
+2. Otherwise SMTP evidence (RFC 3463 enhanced code: its subject.detail, then its subject; then the
+   basic reply code) sets `scope` and `reason`; the provider's `type` is kept.
+3. The invariant: `invalid` ("stop mailing this address") only with scope recipient, domain or
+   provider. A permanent failure whose evidence points at the sender, the content, the receiving
+   side's policy or nothing becomes a soft bounce the provider will not retry (`final: true`).
+
+Pure data and functions; provider modules import it, nothing here imports them.
+"""
+
+from __future__ import annotations
+
+from worker.model import EventType, Reason, Scope, Smtp
+
+Evidence = tuple[Reason, Scope]
+
+# RFC 3463 "subject.detail" (the class, 4 or 5, says nothing about what the failure is about).
+SMTP_DETAIL: dict[str, Evidence] = {
+    "1.1": (Reason.UNKNOWN_USER, Scope.RECIPIENT),         # bad destination mailbox address
+    "1.2": (Reason.DOMAIN_INVALID, Scope.DOMAIN),          # bad destination system address
+    "1.3": (Reason.BAD_ADDRESS, Scope.RECIPIENT),          # bad destination mailbox address syntax
+    "1.6": (Reason.MAILBOX_DISABLED, Scope.RECIPIENT),     # mailbox has moved, no forwarding
+    "1.7": (Reason.SENDER_REJECTED, Scope.SENDER),         # bad sender's mailbox address syntax
+    "1.8": (Reason.SENDER_REJECTED, Scope.SENDER),         # bad sender's system address
+    "1.10": (Reason.DOMAIN_INVALID, Scope.DOMAIN),         # null MX (RFC 7505)
+    "2.1": (Reason.MAILBOX_DISABLED, Scope.RECIPIENT),     # mailbox disabled
+    "2.2": (Reason.MAILBOX_FULL, Scope.RECIPIENT),         # mailbox full
+    "2.3": (Reason.POLICY_REJECTED, Scope.CONTENT),        # message length exceeds the mailbox's limit
+    "3.4": (Reason.POLICY_REJECTED, Scope.CONTENT),        # message too big for the system
+    "4.1": (Reason.SERVER_UNREACHABLE, Scope.DOMAIN),      # no answer from host
+    "4.2": (Reason.SERVER_UNREACHABLE, Scope.DOMAIN),      # bad connection
+    "4.4": (Reason.DOMAIN_INVALID, Scope.DOMAIN),          # unable to route
+    "4.7": (Reason.DEFERRED, Scope.UNKNOWN),               # delivery time expired
+    "7.0": (Reason.POLICY_REJECTED, Scope.POLICY),
+    "7.1": (Reason.POLICY_REJECTED, Scope.POLICY),         # delivery not authorized, message refused
+    "7.2": (Reason.POLICY_REJECTED, Scope.POLICY),         # mailing list expansion prohibited
+    "7.3": (Reason.POLICY_REJECTED, Scope.POLICY),         # security conversion required
+    "7.13": (Reason.MAILBOX_DISABLED, Scope.RECIPIENT),    # user account disabled (RFC 3886 registry)
+    **{f"7.{d}": (Reason.SENDER_REJECTED, Scope.SENDER)     # security features, authentication,
+       for d in (4, 5, 6, 7, 8, 9, 20, 21, 22, 23, 24, 25, 26, 27)},  # DKIM, SPF, DMARC (RFC 7372)
+}
+# What a subject says when its detail is not in the table (3, 4 and 5 say nothing on their own).
+SMTP_SUBJECT: dict[str, Evidence] = {
+    "1": (Reason.BAD_ADDRESS, Scope.RECIPIENT),            # addressing
+    "2": (Reason.OTHER, Scope.RECIPIENT),                  # mailbox
+    "6": (Reason.POLICY_REJECTED, Scope.CONTENT),          # message content or media
+    "7": (Reason.POLICY_REJECTED, Scope.POLICY),           # security or policy
+}
+# A basic reply code alone is evidence only where its meaning is unambiguous (RFC 5321).
+SMTP_BASIC: dict[int, Evidence] = {
+    552: (Reason.MAILBOX_FULL, Scope.RECIPIENT),           # exceeded storage allocation
+    553: (Reason.BAD_ADDRESS, Scope.RECIPIENT),            # mailbox name not allowed
+}
+
+# The scope a reason stands for when a provider's row names none.
+REASON_SCOPE: dict[Reason, Scope] = {
+    Reason.UNKNOWN_USER: Scope.RECIPIENT,
+    Reason.BAD_ADDRESS: Scope.RECIPIENT,
+    Reason.MAILBOX_FULL: Scope.RECIPIENT,
+    Reason.MAILBOX_DISABLED: Scope.RECIPIENT,
+    Reason.DOMAIN_INVALID: Scope.DOMAIN,
+    Reason.SERVER_UNREACHABLE: Scope.DOMAIN,
+    Reason.SENDER_REJECTED: Scope.SENDER,
+    Reason.SPAM_REJECTED: Scope.CONTENT,
+    Reason.POLICY_REJECTED: Scope.POLICY,
+    Reason.BLOCKLISTED: Scope.POLICY,
+    Reason.SUPPRESSED: Scope.PROVIDER,
+    Reason.PROVIDER_ERROR: Scope.PROVIDER,
+    Reason.DEFERRED: Scope.UNKNOWN,
+    Reason.OTHER: Scope.UNKNOWN,
+}
+
+# The scopes an `invalid` may have: evidence about the address, or the provider's own refusal.
+INVALID_SCOPES = frozenset({Scope.RECIPIENT, Scope.DOMAIN, Scope.PROVIDER})
+FAILURES = frozenset({EventType.INVALID, EventType.SOFT_BOUNCE})
+
+
+def smtp_evidence(smtp: Smtp | None) -> Evidence | None:
+    """What an SMTP reply says the failure is about, or None when it says nothing definite."""
+    if smtp is None:
+        return None
+    if smtp.enhanced is not None:
+        subject, _, detail = smtp.enhanced.split(".", 1)[1].partition(".")
+        found = SMTP_DETAIL.get(f"{subject}.{detail}") or SMTP_SUBJECT.get(subject)
+        if found is not None:
+            return found
+    return SMTP_BASIC.get(smtp.code) if smtp.code is not None else None
+
+
+def settle(type_: EventType | None, reason: Reason | None, scope: Scope | None,
+           smtp: Smtp | None) -> tuple[EventType | None, Reason | None, Scope | None]:
+    """(type, reason, scope) of a provider's row once the SMTP evidence and the invariant are applied
+    (the module docstring's rule). Rows that are not failures pass through unchanged."""
+    if type_ not in FAILURES:
+        return type_, reason, scope
+    scope = scope or REASON_SCOPE.get(reason or Reason.OTHER, Scope.UNKNOWN)
+    if scope is not Scope.PROVIDER:
+        evidence = smtp_evidence(smtp)
+        if evidence is not None:
+            reason, scope = evidence
+    if type_ is EventType.INVALID and scope not in INVALID_SCOPES:
+        type_ = EventType.SOFT_BOUNCE
+    return type_, reason, scope
