@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from worker.model import Provider, Reason
+from worker.model import Provider
 from worker.simulator import SimAccount
+from worker.simulator.codes import Truth, truth_for
 
 ENV = {
     "W_API_KEY": "world-api-key",
@@ -56,14 +57,30 @@ def worker_account(acct: SimAccount, base_url: str, *, webhook: bool = True, pol
     return out
 
 
-def expected_all_changes(sim, names: list[str], until: float) -> collections.Counter:
-    """Every emittable status change the simulator made: what webhooks + polls must produce."""
+def expected_all_changes(sim, names: list[str], until: float,
+                         sources: frozenset[str] = frozenset({"webhook", "poll"})) -> collections.Counter:
+    """Every emittable status change the simulator made: what webhooks + polls must produce.
+
+    A change whose webhook and status row map to different types under the contract (Tencent's
+    send-stage rejections: the row says invalid, the `dropped` webhook soft_bounce) yields one
+    event per type that the given sources report."""
     out: collections.Counter = collections.Counter()
     for name in names:
-        for change in sim.changes(name, until):
-            if change.type is not None:
-                out[(name, change.email_id, change.type.value)] += 1
+        for m, e in sim.iter_changes(name, None, until):
+            for type_ in _reported_types(e, sources):
+                out[(name, m.email_id, type_)] += 1
     return out
+
+
+def _reported_types(e: Any, sources: frozenset[str]) -> set[str]:
+    types = set()
+    for source in sources:
+        if source == "poll" and not e.api_visible:
+            continue  # webhook-only (SendCloud-family engagement)
+        truth = truth_for(e, source)
+        if truth is not None:
+            types.add(truth.type.value)
+    return types
 
 
 def expected_visible(sim, names: list[str], at: float) -> collections.Counter:
@@ -120,41 +137,26 @@ def now_ts() -> float:
 
 
 # -- every event against the change it reports ----------------------------------------------------
-# Expected reasons are typed from PROVIDERS.md (the unit suite's literal tables), never computed by
-# worker/providers; times follow what each channel of each provider reports (whole seconds from the
-# status APIs, the webhook's own millisecond timestamp for the SendCloud lineage, when-we-saw-it
-# for UniSender's checkEmail).
+# The expected type, reason, scope and final come from the simulator's ground truth
+# (worker/simulator/codes.py: typed by hand from the issue-13 contract, never computed by
+# worker/providers); a Tencent webhook can differ from the status row of the same change, so the
+# truth is per source. Times follow what each channel of each provider reports (whole seconds from
+# the status APIs, the webhook's own millisecond timestamp for the SendCloud lineage,
+# when-we-saw-it for UniSender's checkEmail).
 
-def _tencent_reason(source: str, tc: tuple[int, int] | None, text: str, kind: str) -> Reason | None:
-    """PROVIDERS.md 5.3 (poll rows) and 5.6 (webhook events) for the rows the simulator writes."""
-    if kind in ("delivered", "complaint"):
-        return None
-    if kind == "unsubscribed":
-        return Reason.UNSUBSCRIBED
-    smtp_subject = {"550 5.1.1": Reason.UNKNOWN_USER, "452 4.2.2": Reason.MAILBOX_FULL}
-    refined = next((r for prefix, r in smtp_subject.items() if text.startswith(prefix)), None)
-    if source == "poll":
-        by_code = {(0, 3): Reason.UNKNOWN_USER, (1007, 0): Reason.BLOCKLISTED, (3024, 0): Reason.BAD_ADDRESS,
-                   (3020, 0): Reason.BLOCKLISTED, (0, 8): Reason.DEFERRED, (1004, 0): Reason.SERVER_UNREACHABLE,
-                   (1006, 0): Reason.DEFERRED, (3008, 0): Reason.POLICY_REJECTED}
-        return refined or by_code[tc]  # type: ignore[index]
-    # webhooks: (0,3) is a hard bounce, other invalid rows are `dropped`; (0,8) is `deferred`, other
-    # soft rows a soft bounce; the SMTP text in `reason` refines the first two kinds
-    if kind == "invalid":
-        return refined or Reason.BAD_ADDRESS
-    return refined or (Reason.DEFERRED if tc == (0, 8) else Reason.OTHER)
+def expected_truth(provider: Provider, source: str, m: Any, e: Any) -> Truth | None:
+    """What the worker must emit for change `e` of message `m` reported by `source`."""
+    return truth_for(e, source)
 
 
-def expected_reason(provider: Provider, source: str, m: Any, e: Any) -> Reason | None:
-    from tests.unit.providers.test_mappings_literal import SUB_STATUS, UNISENDER_STATUSES
+def expected_reason(provider: Provider, source: str, m: Any, e: Any) -> str | None:
+    truth = expected_truth(provider, source, m, e)
+    return truth.reason if truth else None
 
-    if provider is Provider.TENCENT_SES:
-        return _tencent_reason(source, e.tc, e.text, e.kind)
-    if provider is Provider.UNISENDER:
-        return UNISENDER_STATUSES[e.provider_status][1]
-    if e.kind in ("invalid", "soft_bounce"):
-        return SUB_STATUS[int(e.sub_status)][1]
-    return Reason.UNSUBSCRIBED if e.kind == "unsubscribed" else None
+
+def expected_final_scope(provider: Provider, source: str, m: Any, e: Any) -> tuple[bool, str | None] | None:
+    truth = expected_truth(provider, source, m, e)
+    return (truth.final, truth.scope) if truth else None
 
 
 def _time_fits(provider: Provider, source: str, m: Any, e: Any, occurred_ms: int, until: float) -> bool:
@@ -175,17 +177,20 @@ def _time_fits(provider: Provider, source: str, m: Any, e: Any, occurred_ms: int
 
 def check_against_truth(sim: Any, names: list[str], until: float, events: list[dict],
                         sources: frozenset[str] = frozenset({"webhook", "poll"})) -> list[str]:
-    """Each event's recipient, source, occurred_at and reason against the simulated change it
-    reports; returns the problems found (empty when every event is right)."""
+    """Each event's recipient, source, occurred_at, reason, scope, final and attempt against the
+    simulated change it reports; returns the problems found (empty when every event is right)."""
     from worker.model import parse_rfc3339
 
-    truth: dict[tuple[str, str, str], list] = collections.defaultdict(list)
+    # (account, email_id, type, source) -> [(message, entry, truth)]
+    truth: dict[tuple[str, str, str, str], list] = collections.defaultdict(list)
     providers = {}
     for name in names:
         providers[name] = sim.accounts[name].account.provider
         for m, e in sim.iter_changes(name, None, until):
-            if e.type is not None:
-                truth[(name, m.email_id, e.type.value)].append((m, e))
+            for source in sources:
+                t = expected_truth(providers[name], source, m, e)
+                if t is not None:
+                    truth[(name, m.email_id, t.type.value, source)].append((m, e, t))
     problems = []
     for ev in events:
         key = (ev["account"], ev["email_id"], ev["type"])
@@ -194,15 +199,22 @@ def check_against_truth(sim: Any, names: list[str], until: float, events: list[d
             problems.append(f"{key}: source {source}, expected one of {sorted(sources)}")
             continue
         occurred_ms = int(parse_rfc3339(ev["occurred_at"]).timestamp() * 1000)
-        fits = [(m, e) for m, e in truth.get(key, []) if _time_fits(provider, source, m, e, occurred_ms, until)]
+        candidates = truth.get((*key, source), [])
+        fits = [(m, e, t) for m, e, t in candidates if _time_fits(provider, source, m, e, occurred_ms, until)]
         if not fits:
             problems.append(f"{key}: occurred_at {ev['occurred_at']} by {source} matches no change at "
-                            f"{[e.at_ms for _, e in truth.get(key, [])]}")
+                            f"{[e.at_ms for _, e, _ in candidates]}")
             continue
-        m, e = fits[0]
-        reason = expected_reason(provider, source, m, e)
+        m, e, t = fits[0]
         if ev["recipient"] != m.recipient.lower():
             problems.append(f"{key}: recipient {ev['recipient']!r}, expected {m.recipient.lower()!r}")
-        if ev["reason"] != (reason.value if reason else None):
-            problems.append(f"{key}: reason {ev['reason']} by {source}, expected {reason}")
+        what = f"by {source} ({e.provider_status} {e.sub_status or ''} {e.text!r})"
+        if ev["reason"] != t.reason:
+            problems.append(f"{key}: reason {ev['reason']} {what}, expected {t.reason}")
+        if ev.get("scope", "<absent>") != t.scope:
+            problems.append(f"{key}: scope {ev.get('scope', '<absent>')} {what}, expected {t.scope}")
+        if ev.get("final", "<absent>") is not t.final:
+            problems.append(f"{key}: final {ev.get('final', '<absent>')} {what}, expected {t.final}")
+        if ev.get("attempt") is not t.attempt:
+            problems.append(f"{key}: attempt {ev.get('attempt')} {what}, expected {t.attempt}")
     return problems

@@ -173,6 +173,10 @@ class TencentApi:
         unsub = any(e.kind == "unsubscribed" for e in entries)
         complaint = any(e.kind == "complaint" for e in entries)
         send_status, deliver_status = main.tc or (0, 0)
+        # A message whose complaint the newer API reports sets `UserComplained` (the SDK's new
+        # spelling) and leaves the deprecated `UserComplainted` false; older rows carry only that.
+        newer = any(e.kind == "complaint" and e.provider_status == "UserComplained" for e in m.entries)
+        flags = {"UserComplainted": False, "UserComplained": complaint} if newer else {"UserComplainted": complaint}
         return {
             "MessageId": m.message_id,
             "ToEmailAddress": m.recipient,
@@ -185,6 +189,6 @@ class TencentApi:
             "UserOpened": unsub or complaint,
             "UserClicked": unsub,
             "UserUnsubscribed": unsub,
-            "UserComplainted": complaint,
+            **flags,
         }
 

@@ -39,12 +39,14 @@ class Entry(NamedTuple):
 
     at_ms: int
     kind: str  # pending | delivered | soft_bounce | invalid | complaint | unsubscribed | error
-    type: EventType | None  # the ground truth, chosen by construction
+    type: EventType | None  # the ground truth's type, chosen by construction (truth.type)
     provider_status: str  # SendCloud: filter kind name; EngageLab: "1"...; UniSender: status; Tencent: code
     sub_status: str | None
     text: str  # the SMTP / log line the provider shows
     api_visible: bool = True
     tc: tuple[int, int] | None = None  # Tencent (SendStatus, DeliverStatus)
+    truth: codes.Truth | None = None  # the event to emit (type == truth.type); None: nothing to emit
+    hook: codes.Truth | None = None  # the webhook's truth where it differs from the status API's
 
 
 class Message(NamedTuple):
@@ -243,9 +245,9 @@ class AccountStream:
             nonlocal t
             t += _lognormal(rng, median, sigma, lo, hi) * 1000 / self.scale
 
-        def add(kind: str, row: tuple | None, type_: EventType | None, visible: bool = True) -> None:
+        def add(kind: str, row: tuple | None, truth: codes.Truth | None, visible: bool = True) -> None:
             at = max(int(t) - int(t) % 1000, out[-1].at_ms if out else sent_ms)
-            out.append(self._entry(at, kind, row, type_, visible))
+            out.append(self._entry(at, kind, row, truth, visible))
 
         x = rng.random()
         error = p in (Provider.UNISENDER, Provider.TENCENT_SES) and x >= 1 - P_ERROR
@@ -292,36 +294,38 @@ class AccountStream:
     def _delivered(self, rng: random.Random, add, after) -> None:
         p = self.provider
         row = _pick(rng, codes.UNI_DELIVERED) if p is Provider.UNISENDER else None
-        add("delivered", row, EventType.DELIVERED)
+        add("delivered", row, row[2] if row else codes.T_DELIVERED)
         if p not in ENGAGEMENT:
             return
         y = rng.random()
         visible = p not in WEBHOOK_ONLY_ENGAGEMENT
         if y < P_COMPLAINT:
             after(3600, 1.2, 60, 2 * 86400)
-            add("complaint", None, EventType.COMPLAINT, visible)
+            add("complaint", None, codes.T_COMPLAINT, visible)
         elif y < P_COMPLAINT + P_UNSUB:
             after(3600, 1.2, 60, 2 * 86400)
-            add("unsubscribed", None, EventType.UNSUBSCRIBED, visible)
+            add("unsubscribed", None, codes.T_UNSUBSCRIBED, visible)
 
     def _table(self, what: str) -> Sequence[tuple]:
         p = self.provider
         if p is Provider.UNISENDER:
-            return {"invalid": codes.UNI_INVALID, "invalid_after_soft": codes.UNI_INVALID[:10],
+            return {"invalid": codes.UNI_INVALID, "invalid_after_soft": codes.UNI_INVALID_AFTER_SOFT,
                     "soft_retrying": codes.UNI_SOFT_RETRYING, "soft_final": codes.UNI_SOFT_FINAL}[what]
         if p is Provider.TENCENT_SES:
-            return {"invalid": codes.TC_INVALID, "invalid_after_soft": codes.TC_INVALID[:1],
+            return {"invalid": codes.TC_INVALID, "invalid_after_soft": codes.TC_INVALID_AFTER_SOFT,
                     "soft_retrying": codes.TC_SOFT_RETRYING, "soft_final": codes.TC_SOFT_FINAL}[what]
-        return {"invalid": codes.SC_INVALID, "invalid_after_soft": codes.SC_INVALID[2:],
+        return {"invalid": codes.SC_INVALID, "invalid_after_soft": codes.SC_INVALID_AFTER_SOFT,
                 "soft_retrying": codes.SC_SOFT, "soft_final": codes.SC_SOFT}[what]
 
-    def _entry(self, at: int, kind: str, row: tuple | None, type_: EventType | None, visible: bool) -> Entry:
+    def _entry(self, at: int, kind: str, row: tuple | None, truth: codes.Truth | None, visible: bool) -> Entry:
         p = self.provider
+        type_ = truth.type if truth is not None else None
         if p is Provider.UNISENDER:
             status = row[1] if row else {"pending": "not_sent", "delivered": "ok_delivered",
                                          "complaint": "ok_fbl", "unsubscribed": "ok_unsubscribed"}[kind]
-            return Entry(at, kind, type_, status, None, "", visible)
+            return Entry(at, kind, type_, status, None, "", visible, truth=truth)
         if p is Provider.TENCENT_SES:
+            hook = None
             if kind == "pending":
                 tc, text = (0, 0), ""
             elif kind in ("delivered", "complaint", "unsubscribed"):
@@ -329,18 +333,23 @@ class AccountStream:
             else:
                 assert row is not None, "a failure has its code row"
                 tc, text = row[1], row[3]
-            status = {"complaint": "UserComplainted", "unsubscribed": "UserUnsubscribed"}.get(
-                kind, str(tc[1] if tc[0] == 0 else tc[0]))
-            return Entry(at, kind, type_, status, None, text, visible, tc)
+                hook = row[4] if len(row) > 4 and row[4] != truth else None
+            if kind == "complaint":
+                # Which spelling the status row carries: a pure function of the entry, so no draw
+                # from the timeline's generator (the rest of the stream is unchanged by it).
+                status = codes.TC_COMPLAINT_FIELDS[_seed("complaint-field", self.seed, at) % 2]
+            else:
+                status = {"unsubscribed": "UserUnsubscribed"}.get(kind, str(tc[1] if tc[0] == 0 else tc[0]))
+            return Entry(at, kind, type_, status, None, text, visible, tc, truth, hook)
         if kind in ("invalid", "soft_bounce"):
             assert row is not None, "a failure has its code row"
             sub, text = row[1], row[3]
         else:
             sub, text = None, (codes.SC_DELIVERED_TEXT if kind == "delivered" else "")
         if p is Provider.ENGAGELAB:
-            return Entry(at, kind, type_, str(codes.EL_STATUS[kind]), sub, text, visible)
+            return Entry(at, kind, type_, str(codes.EL_STATUS[kind]), sub, text, visible, truth=truth)
         status = codes.SC_STATUS_ZH.get(kind) or {"complaint": "report_spam", "unsubscribed": "unsubscribe"}[kind]
-        return Entry(at, kind, type_, status, sub, text, visible)
+        return Entry(at, kind, type_, status, sub, text, visible, truth=truth)
 
     # -- queries -------------------------------------------------------------------------------
 

@@ -362,7 +362,7 @@ def _tencent_event(e: Entry) -> tuple[str, int, str] | None:
         return codes.TC_EVENT_COMPLAINT
     if e.kind == "unsubscribed":
         return codes.TC_EVENT_UNSUB
-    if e.kind == "invalid":
+    if e.kind == "invalid":  # DeliverStatus 3 bounces; DeliverStatus 2 and send-stage rejections are dropped
         return codes.TC_EVENT_HARD if e.tc == (0, 3) else codes.TC_EVENT_DROPPED
     if e.kind == "soft_bounce":
         return codes.TC_EVENT_DEFERRED if e.tc == (0, 8) else codes.TC_EVENT_SOFT
