@@ -37,7 +37,7 @@ image-check:  ## hadolint the Dockerfile; install as the image does into a fresh
 lint: venv  ## the import-layering contract, ruff and mypy (configuration in pyproject.toml)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check worker
-	$(BIN)/ruff check --select F,I tests bench scripts
+	$(BIN)/ruff check --select F,I tests bench scripts examples
 	$(BIN)/mypy
 
 test: venv lint kafka-jars tools chart-check image-check  ## everything CI runs

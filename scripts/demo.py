@@ -1,5 +1,6 @@
 """`make demo`: a local Kafka, the provider simulator (all five providers) and the worker, with a
-live view of the normalized events, until Ctrl-C.
+live view of the normalized events and of the suppression list that examples/suppression_consumer.py
+builds from them, until Ctrl-C.
 
 The simulator runs in this process together with its webhook sender and a stand-in for the
 mail-sending service that feeds the sent-message topic (UniSender is polled by id). The worker
@@ -37,14 +38,23 @@ from worker.simulator import Simulator, WebhookSender, demo_config, demo_worker_
 RUN = ROOT / ".run" / "demo"
 PREFIX = "email.status"
 SENT_TOPIC = "mail.sent"
+SUPPRESSION_DB = RUN / "suppression.db"
 TYPES = [t.value for t in EventType]
 
 
-def _kafka_script():
-    spec = importlib.util.spec_from_file_location("esw_kafka", ROOT / "scripts" / "kafka.py")
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _kafka_script():
+    return _load("esw_kafka", ROOT / "scripts" / "kafka.py")
+
+
+suppression = _load("suppression_consumer", ROOT / "examples" / "suppression_consumer.py")
 
 
 def free_port() -> int:
@@ -74,7 +84,10 @@ class View:
             lines.append(f"{p.value:<18}" + "".join(f"{self.counts[(p.value, t)]:>14}" for t in TYPES))
         total = sum(self.counts.values())
         lines += ["", f"{total} events ({self.sources['webhook']} from webhooks, {self.sources['poll']} from polls)",
-                  "", "latest:"]
+                  ""]
+        kinds = suppression.summary(str(SUPPRESSION_DB))
+        lines += [f"suppression list (examples/suppression_consumer.py): {sum(kinds.values())} rows in force",
+                  "  " + "".join(f"{k} {n:<8}" for k, n in kinds.items()), "", "latest:"]
         for e in reversed(self.samples):
             reason = f" {e['reason']}" if e["reason"] else ""
             lines.append(f"  {e['occurred_at']}  {e['provider']:<16} {e['type']:<13} {e['recipient']:<32}"
@@ -168,6 +181,7 @@ async def main(args: argparse.Namespace) -> int:
     config_path = RUN / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     await ensure_topic(bootstrap, SENT_TOPIC)
+    SUPPRESSION_DB.unlink(missing_ok=True)  # Kafka starts empty, so does the list (and its offsets)
 
     log = open(RUN / "worker.log", "ab")
     worker = await asyncio.create_subprocess_exec(
@@ -188,6 +202,7 @@ async def main(args: argparse.Namespace) -> int:
         asyncio.create_task(sender.run(1.0, stop)),
         asyncio.create_task(feed_sent(sim, bootstrap, ["unisender-demo"], stop)),
         asyncio.create_task(watch(bootstrap, view, stop, worker)),
+        asyncio.create_task(suppression.consume(bootstrap, PREFIX, str(SUPPRESSION_DB), stop=stop)),
     ]
     await stop.wait()
     print("\nstopping ...", flush=True)
