@@ -152,6 +152,8 @@ class ShardManager(ConsumerRebalanceListener):
             tp = TopicPartition(self.topics.raw, p)
             shard = self.shards.get(p)
             if shard is not None and not shard.closed:
+                assert shard.committed_offset is not None   # set when it was opened
+                shard.resume_at(shard.committed_offset)
                 self._consumer.seek(tp, shard.committed_offset)
                 self._start_pollers(p)
             elif p not in self.opening:
@@ -172,7 +174,7 @@ class ShardManager(ConsumerRebalanceListener):
             if committed is None:  # a new group: from the beginning (explicitly; see worker.state.read_partition)
                 committed = (await self._consumer.beginning_offsets([tp]))[tp]
             self._consumer.seek(tp, committed)
-            shard.committed_offset = committed
+            shard.resume_at(committed)
         except asyncio.CancelledError:
             await shard.close(commit=False)
             raise
@@ -280,8 +282,8 @@ class ShardManager(ConsumerRebalanceListener):
             if shard.committed_offset is not None:
                 self._consumer.seek(tp, shard.committed_offset)   # read again, nothing skipped
             raise
-        if taken < len(records):           # the shard takes them one at a time (its breaker)
-            self._consumer.seek(tp, records[taken].offset)
+        if taken < len(records):           # one at a time (its breaker), or not where it goes on
+            self._consumer.seek(tp, shard.next_offset if shard.next_offset is not None else records[taken].offset)
             if not taken:
                 await asyncio.sleep(0.005)  # its open batch is committing
         if taken:

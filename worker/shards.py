@@ -41,6 +41,15 @@ from worker.state import read_partition, release_freed_memory
 
 log = logging.getLogger("worker.shard")
 
+
+class Unacknowledged(Exception):
+    """A record of a transaction was refused or expired before the commit was asked for (the
+    transaction is then aborted, never committed without it). `cause` is Kafka's error."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+
 COMMIT_BACKOFF_SECS = 0.5
 EXPIRY_CHUNK = 10_000
 
@@ -59,6 +68,7 @@ class Shard:
         self.staging: Staging | None = None
         self.schedules: dict[str, DateWindowScheduler | IdTracker] = {}
         self.committed_offset: int | None = None
+        self.next_offset: int | None = None      # the `_raw` offset the shard takes next (see process_raw)
         self.breaker = Breaker()
         self._batch_first: int | None = None     # first `_raw` offset in the open batch
         self.closed = False
@@ -131,6 +141,11 @@ class Shard:
         staging = self._open()
         if not records:
             return 0
+        if self.next_offset is not None and records[0].offset != self.next_offset:
+            # Records fetched before a rewind (or past a failed batch while it was being recovered):
+            # staging them would commit the `_raw` offset past records that never committed. The
+            # caller seeks to `next_offset`.
+            return 0
         if self.breaker.isolating:
             if self._batch_first is not None:
                 return 0                       # one record per transaction: wait for this commit
@@ -142,13 +157,20 @@ class Shard:
             else:
                 staging.stage_raw([record], self.clock())
             self._batch_first = record.offset
+            self.next_offset = record.offset + 1
             self._nudge(now=True)
             return 1
         if self._batch_first is None:
             self._batch_first = records[0].offset
         staging.stage_raw(records, self.clock())
+        self.next_offset = records[-1].offset + 1
         self._nudge()
         return len(records)
+
+    def resume_at(self, offset: int) -> None:
+        """Where `_raw` consumption goes on: the committed offset (after a restore, a rewind or a
+        rebalance); records that do not start there are refused by process_raw."""
+        self.committed_offset = self.next_offset = offset
 
     def sink(self, account: AccountConfig) -> ShardSink:
         return ShardSink(self, account)
@@ -224,15 +246,17 @@ class Shard:
                     self.on_lost(self.partition)
                 raise Fenced("fenced") from exc
             except Exception as exc:
-                kind = kafka_error_type(exc)
-                if about_a_record(exc):
+                cause = exc.cause if isinstance(exc, Unacknowledged) else exc
+                kind = kafka_error_type(cause)
+                if about_a_record(cause):
                     self.breaker.failed(first, batch.raw_offset)
                 log.warning("transaction failed; rewinding", extra={"shard": self.partition, "error_type": kind,
                                                                     "isolating": self.breaker.isolating})
                 metrics.error("transaction", kind)
                 staging.failed(batch, CommitFailed(kind))
                 self._batch_first = None               # the open batch went with it: replayed after the rewind
-                await self._recover()
+                self._rewind()                         # at once: nothing past the failed batch is taken meanwhile
+                await self._recover(fresh=isinstance(exc, Unacknowledged))
                 raise CommitFailed(kind) from exc
             metrics.transaction(time.monotonic() - started)
             self.breaker.committed(batch.raw_offset)
@@ -254,6 +278,12 @@ class Shard:
             for letter in batch.dead:
                 sent.append(await producer.send(self.topics.dead_letter, letter.body, key=letter.key,
                                                 headers=letter.headers))
+            # aiokafka commits whatever became of the records: before EndTxn it waits for every batch
+            # to be done *or failed* (MessageAccumulator.flush_for_commit), so a record the broker
+            # refused, or a batch that expired while its partition had no leader, would be missing
+            # from a transaction that commits with its `_state` writes and `_raw` offset: lost for
+            # good. Every record must be acknowledged before the commit is asked for.
+            await self._acknowledged(sent)
             if batch.raw_offset is not None:
                 await producer.send_offsets_to_transaction({self.raw_tp: batch.raw_offset}, self.config.kafka.group_id)
             try:
@@ -267,20 +297,42 @@ class Shard:
                 fut.add_done_callback(outcome_not_news)
             raise
 
-    async def _recover(self) -> None:
-        """After a failed transaction: abort it if we can, else start a fresh producer (which
-        aborts it by fencing), and send `_raw` consumption back to the last committed offset."""
+    async def _acknowledged(self, sent: Sequence[asyncio.Future]) -> None:
+        """Until every record of the transaction is acknowledged; Unacknowledged (with the first
+        failure as its cause) when one was refused or expired, or none came within the bound."""
+        if not sent:
+            return
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*sent, return_exceptions=True),
+                                             self.config.kafka.produce_timeout_secs * 2)
+        except TimeoutError as exc:
+            raise Unacknowledged(exc) from exc
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if isinstance(failed, ProducerFenced):
+            raise failed          # a newer owner: never replace the producer (it would fence that owner)
+        if failed is not None:
+            raise Unacknowledged(failed) from failed
+
+    async def _recover(self, *, fresh: bool = False) -> None:
+        """After a failed transaction (its batch already dropped and `_raw` rewound): abort it if we
+        can, else start a fresh producer (which aborts it by fencing). `fresh`: a record of it
+        failed, which leaves the idempotent producer's sequence numbers for that partition with a
+        gap (aio-libs/aiokafka#1017): only a new producer starts them afresh."""
         if self.closed or self.producer is None:
             return   # handed over meanwhile: the next owner restores from what was committed
+        if fresh:
+            await self._replace_producer()
+            return
         try:
             await asyncio.wait_for(self.producer.abort_transaction(), self.config.kafka.produce_timeout_secs)
         except Exception:  # noqa: BLE001
             await self._replace_producer()
-        self._rewind()
 
     def _rewind(self) -> None:
-        if self.on_rewind and self.committed_offset is not None:
-            self.on_rewind(self.partition, self.committed_offset)
+        if self.committed_offset is not None:
+            self.next_offset = self.committed_offset
+            if self.on_rewind:
+                self.on_rewind(self.partition, self.committed_offset)
 
     async def _replace_producer(self) -> None:
         """A fresh producer with the shard's transactional id: its start completes or aborts the open
@@ -298,7 +350,9 @@ class Shard:
         try:
             await producer.start()
             self.producer = producer
-        except Exception:
+        except Exception as exc:
+            log.warning("could not start a fresh producer; the shard will be restored",
+                        extra={"shard": self.partition, "error_type": kafka_error_type(exc)}, exc_info=True)
             await producer.stop()
             raise
         finally:

@@ -116,7 +116,10 @@ class WorkerProcess:
         self.starts += 1
 
     async def ready(self, timeout: float = 60.0) -> None:
-        await wait_ready(self.url, timeout)
+        try:
+            await wait_ready(self.url, timeout)
+        except TimeoutError as exc:   # what the worker was doing meanwhile is the diagnosis
+            raise TimeoutError(f"{exc}\n{self.name} log tail:\n{self.log_tail(60)}") from None
 
     @property
     def running(self) -> bool:
