@@ -3,7 +3,8 @@
 The owner's transactional producer (`transactional_id = <group>-<raw topic>-<partition>`) fences
 any previous owner; then `_state` is restored into a `Staging` (worker.staging), which turns
 `_raw` records and poll results into batches. Everything one batch produces (events, `_state`
-writes, dead letters, the `_raw` offset) commits in one Kafka transaction. A failed transaction
+writes, dead letters, the `_raw` offset) commits in one Kafka transaction (worker.transaction),
+and only once every record of it is acknowledged. A failed transaction
 leaves memory exactly as committed (the staging drops the batch) and the `_raw` position is
 rewound to the last commit; a fenced producer closes the shard. A commit whose outcome is
 unknown is settled by the group's committed `_raw` offset (`_settle`), or the shard is restored.
@@ -19,18 +20,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import (
-    KafkaError,
-    ProducerFenced,
-)
+from aiokafka.errors import ProducerFenced
 
 from worker import metrics, raw
 from worker.breaker import Breaker
 from worker.config import AccountConfig, Config
-from worker.emit import Topics, about_a_record, kafka_error_type, outcome_not_news, producer_settings
+from worker.emit import Topics, about_a_record, kafka_error_type, producer_settings
 from worker.errors import CommitFailed, CommitOutcomeUnknown, Fenced, ShardClosed
-from worker.kafka_tls import client_kwargs
 from worker.model import Observation, Source
 from worker.poll.ids import IdTracker
 from worker.poll.scheduler import DateWindowScheduler
@@ -38,17 +34,9 @@ from worker.poll.sink import StateChange
 from worker.raw import PollPageRecord
 from worker.staging import Batch, Staging
 from worker.state import read_partition, release_freed_memory
+from worker.transaction import Unacknowledged, offset_covers, send_and_commit
 
 log = logging.getLogger("worker.shard")
-
-
-class Unacknowledged(Exception):
-    """A record of a transaction was refused or expired before the commit was asked for (the
-    transaction is then aborted, never committed without it). `cause` is Kafka's error."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(type(cause).__name__)
-        self.cause = cause
 
 COMMIT_BACKOFF_SECS = 0.5
 EXPIRY_CHUNK = 10_000
@@ -221,7 +209,8 @@ class Shard:
                 return
             started = time.monotonic()
             try:
-                await self._transaction(batch)
+                assert self.producer is not None
+                await send_and_commit(self.producer, batch, self.topics, self.raw_tp, self.config.kafka)
             except CommitOutcomeUnknown as exc:
                 metrics.error("transaction", exc.error_type)
                 try:
@@ -264,54 +253,6 @@ class Shard:
                 self.committed_offset = batch.raw_offset
             staging.committed(batch, self.clock().timestamp())
             metrics.state_entries(self.partition, len(staging.table))
-
-    async def _transaction(self, batch: Batch) -> None:
-        producer = self.producer
-        assert producer is not None
-        sent: list[asyncio.Future] = []
-        try:
-            await producer.begin_transaction()
-            for topic, key, value, headers in batch.events:
-                sent.append(await producer.send(topic, value, key=key, headers=headers))
-            for state_key, state_value in batch.state:
-                sent.append(await producer.send(self.topics.state, state_value, key=state_key, partition=self.partition))
-            for letter in batch.dead:
-                sent.append(await producer.send(self.topics.dead_letter, letter.body, key=letter.key,
-                                                headers=letter.headers))
-            # aiokafka commits whatever became of the records: before EndTxn it waits for every batch
-            # to be done *or failed* (MessageAccumulator.flush_for_commit), so a record the broker
-            # refused, or a batch that expired while its partition had no leader, would be missing
-            # from a transaction that commits with its `_state` writes and `_raw` offset: lost for
-            # good. Every record must be acknowledged before the commit is asked for.
-            await self._acknowledged(sent)
-            if batch.raw_offset is not None:
-                await producer.send_offsets_to_transaction({self.raw_tp: batch.raw_offset}, self.config.kafka.group_id)
-            try:
-                await asyncio.wait_for(producer.commit_transaction(), self.config.kafka.produce_timeout_secs * 3)
-            except ProducerFenced:
-                raise
-            except (TimeoutError, KafkaError, OSError) as exc:
-                raise CommitOutcomeUnknown(kafka_error_type(exc)) from exc
-        except BaseException:
-            for fut in sent:  # the records share the transaction's fate; their errors are not news
-                fut.add_done_callback(outcome_not_news)
-            raise
-
-    async def _acknowledged(self, sent: Sequence[asyncio.Future]) -> None:
-        """Until every record of the transaction is acknowledged; Unacknowledged (with the first
-        failure as its cause) when one was refused or expired, or none came within the bound."""
-        if not sent:
-            return
-        try:
-            results = await asyncio.wait_for(asyncio.gather(*sent, return_exceptions=True),
-                                             self.config.kafka.produce_timeout_secs * 2)
-        except TimeoutError as exc:
-            raise Unacknowledged(exc) from exc
-        failed = next((r for r in results if isinstance(r, BaseException)), None)
-        if isinstance(failed, ProducerFenced):
-            raise failed          # a newer owner: never replace the producer (it would fence that owner)
-        if failed is not None:
-            raise Unacknowledged(failed) from failed
 
     async def _recover(self, *, fresh: bool = False) -> None:
         """After a failed transaction (its batch already dropped and `_raw` rewound): abort it if we
@@ -361,6 +302,13 @@ class Shard:
                 if self.on_lost:
                     self.on_lost(self.partition)
 
+    async def _landed(self, batch: Batch) -> bool | None:
+        """Whether the group's committed `_raw` offset covers a batch that moved it; None when
+        nothing can tell (no `_raw` offset in the batch, or no answer: worker.transaction)."""
+        if batch.raw_offset is None:
+            return None
+        return await offset_covers(self.config.kafka, self.raw_tp, batch.raw_offset)
+
     async def _settle(self, batch: Batch, staging: Staging) -> bool:
         """Whether a batch whose commit request failed is in, once a fresh producer has settled the
         transaction (worker.shards._landed); when nothing can tell, the shard is restored (lost)."""
@@ -373,24 +321,6 @@ class Shard:
                 self.on_lost(self.partition)
             raise ShardClosed("commit outcome unknown: restoring the shard")
         return landed
-
-    async def _landed(self, batch: Batch) -> bool | None:
-        """Whether the group's committed `_raw` offset covers a batch that moved it; None when
-        nothing can tell (no `_raw` offset in the batch, or no answer within the produce timeout)."""
-        if batch.raw_offset is None:
-            return None
-        admin = AIOKafkaAdminClient(**client_kwargs(self.config.kafka))
-        try:
-            await admin.start()
-            offsets = await asyncio.wait_for(
-                admin.list_consumer_group_offsets(self.config.kafka.group_id, partitions=[self.raw_tp]),
-                self.config.kafka.produce_timeout_secs)
-        except (TimeoutError, KafkaError, OSError):
-            return None
-        finally:
-            await admin.close()
-        found = offsets.get(self.raw_tp)
-        return found is not None and found.offset >= batch.raw_offset
 
     # -- expiry ---------------------------------------------------------------------------------
 

@@ -160,7 +160,7 @@ async def test_a_three_broker_cluster_losing_leaders_and_stopping_loses_and_doub
           f"{dict(sum((s.totals.statuses for s in world.senders), start=type(world.senders[0].totals.statuses)()))}; "
           f"/readyz during the stop: "
           f"{sum(1 for s in during if s == 503)} of {len(during)} probes 503; ready {back:.1f} s after the restart")
-    if actual != expected:   # printed as well: an xfail report does not show the assertion's message
+    if actual != expected:   # first: another assertion failing before the comparison would hide it
         print(diff(expected, actual, limit=100), flush=True)
     assert alive, "the worker died"
     assert during and all(s == 503 for s in during), f"/readyz during the full stop: {sorted(set(during))}"
