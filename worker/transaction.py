@@ -49,9 +49,9 @@ async def send_and_commit(producer: AIOKafkaProducer, batch: Batch, topics: Topi
             sent.append(await producer.send(topics.state, state_value, key=state_key, partition=raw_tp.partition))
         for letter in batch.dead:
             sent.append(await producer.send(topics.dead_letter, letter.body, key=letter.key, headers=letter.headers))
-        await acknowledged(sent, kafka.produce_timeout_secs * 2)
         if batch.raw_offset is not None:
             await producer.send_offsets_to_transaction({raw_tp: batch.raw_offset}, kafka.group_id)
+        await acknowledged(sent, kafka.produce_timeout_secs * 2)   # last: nothing stands between it and the commit
         try:
             await asyncio.wait_for(producer.commit_transaction(), kafka.produce_timeout_secs * 3)
         except ProducerFenced:

@@ -15,7 +15,7 @@ from tests.support import validate_event
 from worker.config import KafkaConfig
 from worker.emit import Topics, describe_config, ensure_topics, event_record, producer_settings
 from worker.errors import TopicLayoutError
-from worker.model import EventType, Observation, Provider, Reason, Source, StatusEvent
+from worker.model import EventType, Observation, Provider, Reason, Scope, Source, StatusEvent
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -26,7 +26,8 @@ def _events() -> list[StatusEvent]:
     for i, type_ in enumerate(EventType):
         obs = Observation(email_id=f"id-{i}", recipient=f"Person{i}@Example.COM", type=type_,
                           reason=Reason.OTHER if type_ is not EventType.DELIVERED else None,
-                          occurred_at=T0 + timedelta(seconds=i), provider_status=str(i))
+                          occurred_at=T0 + timedelta(seconds=i), provider_status=str(i),
+                          scope=Scope.RECIPIENT if type_ is not EventType.DELIVERED else None)
         out.append(StatusEvent.from_observation(obs, provider=list(Provider)[i], account="acct",
                                                 source=Source.POLL, observed_at=T0 + timedelta(minutes=1)))
     return out

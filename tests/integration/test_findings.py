@@ -59,11 +59,11 @@ def sendcloud(event: str, email_id: str, recipient: str, ts_ms: int | None = Non
     return urllib.parse.urlencode(fields).encode(), fields
 
 
-def engagelab(event: str, email_id: str, itime_ms: int) -> tuple[bytes, dict[str, str]]:
+def engagelab(event: str, email_id: str, itime_ms: int, **data: object) -> tuple[bytes, dict[str, str]]:
     ts = str(int(time.time()))
     headers = {**JSON, "X-WebHook-Timestamp": ts,
                "X-WebHook-Signature": hmac.new(EL_KEY.encode(), ts.encode(), hashlib.sha256).hexdigest()}
-    body = {"status": {"message_status": event, "status_data": {"email_id": email_id}}, "itime": itime_ms,
+    body = {"status": {"message_status": event, "status_data": {"email_id": email_id, **data}}, "itime": itime_ms,
             "to": email_id.partition("$")[2], "message_id": email_id.partition("$")[0]}
     return orjson.dumps(body), headers
 
@@ -155,7 +155,7 @@ async def test_4_a_forged_future_time_poisons_nothing(worker, kafka_bootstrap, t
     body, headers = engagelab("delivered", "m1$bob@x.test", year_2100)
     async with session.post(url, data=body, headers=headers) as r:
         assert r.status == 200
-    body, headers = engagelab("invalid_email", "m1$bob@x.test", int(time.time() * 1000))
+    body, headers = engagelab("invalid_email", "m1$bob@x.test", int(time.time() * 1000), sub_stat=406)
     async with session.post(url, data=body, headers=headers) as r:
         assert r.status == 200
     [(letter, _)] = await dead_letters(kafka_bootstrap, topic_prefix, 1)
