@@ -54,12 +54,12 @@ SMTP_SUBJECT: dict[str, Evidence] = {
     "7": (Reason.POLICY_REJECTED, Scope.POLICY),           # security or policy
 }
 # A basic reply code alone is evidence only where its meaning is unambiguous (RFC 5321).
-SMTP_BASIC: dict[int, Evidence] = {
+SMTP_BASIC: dict[int | None, Evidence] = {
     552: (Reason.MAILBOX_FULL, Scope.RECIPIENT),           # exceeded storage allocation
     553: (Reason.BAD_ADDRESS, Scope.RECIPIENT),            # mailbox name not allowed
 }
 
-# The scope a reason stands for when a provider's row names none.
+# The scope a reason stands for when a provider's row names none (every Reason has one).
 REASON_SCOPE: dict[Reason, Scope] = {
     Reason.UNKNOWN_USER: Scope.RECIPIENT,
     Reason.BAD_ADDRESS: Scope.RECIPIENT,
@@ -73,6 +73,7 @@ REASON_SCOPE: dict[Reason, Scope] = {
     Reason.BLOCKLISTED: Scope.POLICY,
     Reason.SUPPRESSED: Scope.PROVIDER,
     Reason.PROVIDER_ERROR: Scope.PROVIDER,
+    Reason.UNSUBSCRIBED: Scope.PROVIDER,     # a send refused because the address is on its unsubscribe list
     Reason.DEFERRED: Scope.UNKNOWN,
     Reason.OTHER: Scope.UNKNOWN,
 }
@@ -87,11 +88,11 @@ def smtp_evidence(smtp: Smtp | None) -> Evidence | None:
     if smtp is None:
         return None
     if smtp.enhanced is not None:
-        subject, _, detail = smtp.enhanced.split(".", 1)[1].partition(".")
+        _, subject, detail = smtp.enhanced.split(".")     # class.subject.detail (worker.providers.base.parse_smtp)
         found = SMTP_DETAIL.get(f"{subject}.{detail}") or SMTP_SUBJECT.get(subject)
         if found is not None:
             return found
-    return SMTP_BASIC.get(smtp.code) if smtp.code is not None else None
+    return SMTP_BASIC.get(smtp.code)
 
 
 def settle(type_: EventType | None, reason: Reason | None, scope: Scope | None,
@@ -100,7 +101,7 @@ def settle(type_: EventType | None, reason: Reason | None, scope: Scope | None,
     (the module docstring's rule). Rows that are not failures pass through unchanged."""
     if type_ not in FAILURES:
         return type_, reason, scope
-    scope = scope or REASON_SCOPE.get(reason or Reason.OTHER, Scope.UNKNOWN)
+    scope = scope or REASON_SCOPE[reason or Reason.OTHER]
     if scope is not Scope.PROVIDER:
         evidence = smtp_evidence(smtp)
         if evidence is not None:

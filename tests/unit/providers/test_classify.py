@@ -90,3 +90,10 @@ RULE = [
 def test_settle(given, expected) -> None:
     type_, reason, scope, reply = given
     assert settle(type_, reason, scope, parse_smtp(reply)) == expected
+
+
+def test_every_reason_stands_for_a_scope() -> None:
+    """A failure row without a scope takes its reason's: the table must cover every reason."""
+    from worker.providers.classify import REASON_SCOPE
+    assert set(REASON_SCOPE) == set(Reason)
+    assert settle(INV, R.UNSUBSCRIBED, None, None) == (INV, R.UNSUBSCRIBED, S.PROVIDER)
