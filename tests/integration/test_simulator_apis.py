@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
 
-from tests.integration.test_simulator_support import FakeClock, accounts, basic, running, tencent_post
+from tests.integration.test_simulator_support import T0, FakeClock, accounts, basic, running, tencent_post
 from worker.model import EventType, Provider
-from worker.simulator import SimAccount
+from worker.providers import get_module
+from worker.providers.base import AccountContext, PollPage, PollQuery
+from worker.simulator import SimAccount, SimConfig, Simulator
 
 pytestmark = pytest.mark.integration
 
@@ -393,6 +395,100 @@ async def test_tencent_throttle_is_request_limit_exceeded():
         clock.advance(1)
         body = await tencent_post(s, base, {"RequestDate": "2024-05-09", "Offset": 0, "Limit": 1}, clock)
         assert "Error" not in body["Response"]
+
+
+# -- queries by email id (gap-driven polling) -------------------------------------------------------
+# The requests come from the provider modules' build_poll_request and the answers go through their
+# parse_poll_response; the simulator's stream says which rows the asked ids have.
+
+ID_ACCOUNTS = ["el", "sc", "au", "tc"]
+
+
+def _context(sim, name: str, base: str) -> AccountContext:
+    a = sim.accounts[name].account
+    return AccountContext(name=name, provider=a.provider, base_url=base, api_user=a.api_user, api_key=a.api_key,
+                          secret_id=a.secret_id, secret_key=a.secret_key, region=a.region)
+
+
+async def _ask(session, acct: AccountContext, query: PollQuery, clock) -> PollPage:
+    module = get_module(acct.provider)
+    now = datetime.fromtimestamp(clock(), tz=timezone.utc)
+    req = module.build_poll_request(acct, query, now)
+    async with session.request(req.method, req.url, params=list(req.params) or None, headers=dict(req.headers),
+                               data=req.body) as resp:
+        status, headers, body = resp.status, {k.lower(): v for k, v in resp.headers.items()}, await resp.read()
+    return module.parse_poll_response(acct, query, status, headers, body, now)
+
+
+def _asked_and_expected(sim, name: str, day) -> tuple[tuple[str, ...], list[str]]:
+    """Ids to ask for on `day` and the email ids of the rows that answer them, in stream order."""
+    msgs = [m for m in sim.messages(name) if m.local_date == day]
+    if name == "tc":  # one email id names its MessageId: every recipient of that message answers
+        by_mid: dict[str, list[str]] = {}
+        for m in msgs:
+            by_mid.setdefault(m.message_id, []).append(m.email_id)
+        recipients = next(ids for ids in by_mid.values() if len(ids) > 1)
+        return (recipients[-1],), recipients
+    asked = tuple(m.email_id for m in msgs[::7][:get_module(sim.accounts[name].account.provider).DEFAULTS.id_batch])
+    return asked, list(asked)
+
+
+@pytest.mark.parametrize("name", ID_ACCOUNTS)
+async def test_an_id_query_answers_the_rows_of_those_ids_only(name):
+    clock = FakeClock()
+    async with running(clock=clock) as (sim, base, s):
+        acct, day = _context(sim, name, base), sim.local_date(name) - timedelta(days=1)
+        asked, expected = _asked_and_expected(sim, name, day)
+        assert len(asked) == get_module(acct.provider).DEFAULTS.id_batch  # a full batch
+        page = await _ask(s, acct, PollQuery(send_date=day, email_ids=asked, limit=100), clock)
+        assert [o.email_id for o in page.observations if o.provider_status != "UserUnsubscribed"
+                and o.type is not EventType.COMPLAINT] == expected
+        assert (page.rows, page.next_offset, page.rejected) == (len(expected), None, ())
+        # Paging still applies: one row a page, in the same order, until the last.
+        seen, offset = [], 0
+        while offset is not None:
+            page = await _ask(s, acct, PollQuery(send_date=day, email_ids=asked, offset=offset, limit=1), clock)
+            assert page.rows <= 1
+            seen += [o.email_id for o in page.observations][:1]
+            offset = page.next_offset
+        assert seen == expected
+
+
+@pytest.mark.parametrize("name", ID_ACCOUNTS)
+async def test_an_id_query_keeps_to_its_send_date(name):
+    clock = FakeClock()
+    async with running(clock=clock) as (sim, base, s):
+        acct, today = _context(sim, name, base), sim.local_date(name)
+        asked, _ = _asked_and_expected(sim, name, today - timedelta(days=1))
+        page = await _ask(s, acct, PollQuery(send_date=today - timedelta(days=2), email_ids=asked), clock)
+        assert (page.rows, page.observations) == (0, ())
+
+
+@pytest.mark.parametrize("name", ID_ACCOUNTS)
+async def test_an_id_query_finds_a_message_sent_since_the_last_call(name):
+    """The simulator generates live mail lazily: an id query must see mail sent since the last call
+    (a twin simulator, never called, says which ids the live stream holds)."""
+    accts = accounts(live_per_sec=1.0, live_max=100)
+    twin = Simulator(SimConfig(seed=7, accounts=accts, time_scale=100.0, clock=FakeClock()))
+    clock = FakeClock()
+    async with running(accts, clock=clock) as (sim, base, s):
+        clock.advance(30)
+        live = [m for m in twin.messages(name, until=clock()) if m.sent_ms > T0 * 1000]
+        assert live
+        target = live[-1]
+        page = await _ask(s, _context(sim, name, base),
+                          PollQuery(send_date=target.local_date, email_ids=(target.email_id,)), clock)
+        assert target.email_id in {o.email_id for o in page.observations}
+
+
+async def test_an_id_asked_twice_is_one_row():
+    clock = FakeClock()
+    async with running(clock=clock) as (sim, base, s):
+        day = yesterday(sim, "sc")
+        one = next(m.email_id for m in sim.messages("sc") if m.local_date.isoformat() == day)
+        _, _, body = await post_json(s, base + "/apiv2/data/emailStatus", data={
+            "apiUser": "sc_user", "apiKey": "sc_key", "startDate": day, "endDate": day, "emailIds": f"{one};{one}"})
+        assert [r["emailId"] for r in body["info"]["voList"]] == [one] and body["info"]["total"] == "1"
 
 
 # -- faults and the call log ----------------------------------------------------------------------

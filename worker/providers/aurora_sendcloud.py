@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from worker.model import EventType, Observation, Provider
+from worker.providers import _sendcloud_family as family
 from worker.providers import sendcloud
 from worker.providers.base import (
     CHINA_TZ,
@@ -44,6 +45,7 @@ DEFAULTS = ProviderDefaults(
     # The seed and the legacy zh doc say 3 days, the legacy en table and Data.yaml 30: the
     # stricter one is safe on either platform.
     max_window_days=3,
+    id_batch=family.ID_BATCH,         # `emailIds` per call: no documented maximum
 )
 
 OPTIONS: dict[str, Option] = {

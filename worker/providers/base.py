@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any, Literal, Protocol
 
@@ -103,6 +103,11 @@ class ProviderDefaults:
     status_filters: tuple[EventType, ...]     # server-side status filters, urgent first; () = none
     id_batch: int = 0                         # ids per call for id-based polling
     max_window_days: int = 1                  # longest date span one query may cover
+    # The email id webhooks and status rows give a recipient of a message the sent-message feed
+    # names by `(email_id, recipient)`: the feed's id itself, unless the provider's send API
+    # returns one id per message (Tencent).
+    sent_email_id: Callable[[str, str], str] = attrs.field(default=lambda email_id, _recipient: email_id,
+                                                           eq=False, repr=False)
 
 
 @attrs.frozen(slots=True)

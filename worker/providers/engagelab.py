@@ -46,6 +46,7 @@ DEFAULTS = ProviderDefaults(
     polling="date",
     status_filters=(EventType.INVALID, EventType.SOFT_BOUNCE, EventType.DELIVERED),
     max_window_days=1,                           # one send_date per query
+    id_batch=family.ID_BATCH,                    # `email_ids` per call: no documented maximum
 )
 
 OPTIONS: dict[str, Option] = {
@@ -99,9 +100,8 @@ def build_poll_request(acct: AccountContext, query: PollQuery, now: datetime) ->
         ("offset", offset),
         ("limit", limit),
         *family.status_filter(query.status),
+        *family.id_filter("email_ids", query, DEFAULTS),
     ]
-    if query.email_ids:
-        params.append(("email_ids", ";".join(query.email_ids)))
     token = base64.b64encode(f"{api_user}:{api_key}".encode()).decode("ascii")
     return HttpRequest(
         "GET",

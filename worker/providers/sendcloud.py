@@ -55,6 +55,7 @@ DEFAULTS = ProviderDefaults(
     polling="date",
     status_filters=(EventType.INVALID, EventType.SOFT_BOUNCE, EventType.DELIVERED),
     max_window_days=30,
+    id_batch=family.ID_BATCH,         # `emailIds` per call: no documented maximum
 )
 
 # Credential parameter names; Aurora's docs also show the snake_case pair.
@@ -141,9 +142,8 @@ def poll_request(edition: Edition, acct: AccountContext, query: PollQuery, now: 
         ("start", start),
         ("limit", limit),
         *family.status_filter(query.status),
+        *family.id_filter("emailIds", query, edition.defaults),
     ]
-    if query.email_ids:
-        params.append(("emailIds", ";".join(query.email_ids)))
     url = f"{(acct.base_url or edition.defaults.base_url).rstrip('/')}{edition.path}"
     if acct.option(edition.options, "method") == "GET":
         return HttpRequest("GET", url, params=tuple(params))

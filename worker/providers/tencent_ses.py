@@ -53,6 +53,14 @@ from worker.providers.tencent_ses_tables import (
 
 NAME = Provider.TENCENT_SES
 
+
+def sent_email_id(email_id: str, recipient: str) -> str:
+    """A sent-message record's id as this module's rows and webhooks spell it: SendEmail returns
+    one MessageId per request, so a bare MessageId gets its recipient, lower-cased; an id that
+    has one already stays as it is."""
+    return email_id if ":" in email_id else f"{email_id}:{recipient.lower()}"
+
+
 # Hosts: ses.tencentcloudapi.com (China site, nearest region), ses.intl.tencentcloudapi.com
 # (international site), ses.<region>.tencentcloudapi.com (pinned). The international docs say
 # GetSendEmailStatus serves only ap-singapore; the China site presumably ap-guangzhou/ap-hongkong
@@ -69,6 +77,10 @@ DEFAULTS = ProviderDefaults(
     polling="date",
     status_filters=(),  # the API has no status filter
     max_window_days=1,  # one RequestDate per call
+    # By id: one `MessageId` (a string, not a list: the SDK's GetSendEmailStatusRequest) per call,
+    # answered with a row per recipient of that message.
+    id_batch=1,
+    sent_email_id=sent_email_id,
 )
 DEFAULT_REGION = "ap-singapore"
 SERVICE = "ses"
@@ -112,11 +124,19 @@ def error_class(code: str) -> type[PollError]:
     return UNKNOWN_ERROR
 
 
+def message_id_of(email_id: str) -> str:
+    """The MessageId an email id `<MessageId>:<recipient>` names: the text before the first ':'
+    (a MessageId has none, a quoted local part of the address may); a bare MessageId as is."""
+    return email_id.partition(":")[0]
+
+
 def build_poll_request(acct: AccountContext, query: PollQuery, now: datetime) -> HttpRequest:
-    """A signed POST of {"RequestDate","Offset","Limit"}; the signed bytes are the bytes sent.
+    """A signed POST of {"RequestDate","Offset","Limit"}, plus "MessageId" for a query by id; the
+    signed bytes are the bytes sent.
 
     No send date means today in the provider's zone, as for the other date providers. Query
-    mistakes (a status filter, a page over 100) are bugs in the caller: ValueError.
+    mistakes (a status filter, a page over 100, more than one email id) are bugs in the caller:
+    ValueError.
     """
     if not acct.secret_id or not acct.secret_key:
         raise FatalConfig("tencent_ses account lacks secret_id or secret_key")
@@ -125,12 +145,18 @@ def build_poll_request(acct: AccountContext, query: PollQuery, now: datetime) ->
         raise ValueError("GetSendEmailStatus has no status filter")
     if not 1 <= query.limit <= DEFAULTS.page_limit or query.offset < 0:
         raise ValueError(f"limit must be 1..{DEFAULTS.page_limit} and offset >= 0")
+    fields: dict[str, Any] = {"RequestDate": send_date.isoformat(), "Offset": query.offset, "Limit": query.limit}
+    if query.email_ids:
+        if len(query.email_ids) > DEFAULTS.id_batch:
+            raise ValueError(f"GetSendEmailStatus takes one MessageId, got {len(query.email_ids)} email ids")
+        message_id = message_id_of(query.email_ids[0])
+        if not message_id:
+            raise ValueError("the email id names no MessageId")
+        fields["MessageId"] = message_id  # last: the key order, and so the signed bytes, are fixed
     url = urllib.parse.urlsplit(acct.base_url)
     host = url.netloc
     path = url.path or "/"
-    body = orjson.dumps(
-        {"RequestDate": send_date.isoformat(), "Offset": query.offset, "Limit": query.limit}
-    )
+    body = orjson.dumps(fields)
     timestamp = int(utc(now).timestamp())
     signature = tc3.sign(
         secret_id=acct.secret_id,

@@ -159,6 +159,7 @@ class TencentApi:
     def _select(st: AccountState, day: date, params: dict[str, Any], now_ms: int) -> list[Message]:
         candidates = None
         if params.get("MessageId"):
+            st.stream.advance(now_ms)  # a message sent since the last call is known only after this
             candidates = list(st.stream.by_message_id.get(params["MessageId"], ()))
         msgs = st.select((day,), now_ms, None, None, candidates)
         rcpt = params.get("ToEmailAddress")

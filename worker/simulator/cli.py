@@ -29,6 +29,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--webhook-target", default=None, metavar="URL",
                    help="also post each provider's webhooks to URL/webhooks/<provider>/<account>")
     p.add_argument("--webhook-interval", type=float, default=1.0, help="seconds between webhook sends (default 1)")
+    p.add_argument("--latency-ms", type=float, default=None, metavar="MS",
+                   help="delay every status-API answer by MS milliseconds, as a distant provider would "
+                        "(the quota is charged on arrival; webhooks are not delayed; default 0)")
     p.add_argument("--duplicate-rate", type=float, default=0.0, help="share of webhooks sent twice")
     p.add_argument("--reorder-window", type=int, default=0, help="shuffle webhooks within windows of this size")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until SIGINT/SIGTERM)")
@@ -38,7 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def load_sim_config(path: str | Path) -> SimConfig:
-    """A YAML file: `seed`, `time_scale` and `accounts:` whose keys are SimAccount's fields."""
+    """A YAML file: `seed`, `time_scale`, `latency_ms` and `accounts:` whose keys are SimAccount's fields."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict) or not isinstance(data.get("accounts"), list):
         raise ValueError(f"{path}: expected a mapping with an `accounts:` list")
@@ -48,8 +51,12 @@ def load_sim_config(path: str | Path) -> SimConfig:
             accounts.append(SimAccount(**raw))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: accounts[{i}]: {exc}") from None
-    return SimConfig(seed=int(data.get("seed", 1)), time_scale=float(data.get("time_scale", 60.0)),
-                     accounts=tuple(accounts))
+    try:
+        latency_ms = float(data.get("latency_ms", 0.0))
+        return SimConfig(seed=int(data.get("seed", 1)), time_scale=float(data.get("time_scale", 60.0)),
+                         latency_ms=latency_ms, accounts=tuple(accounts))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,10 +70,16 @@ def run(args: argparse.Namespace) -> int:
         overrides["seed"] = args.seed
     if args.time_scale is not None:
         overrides["time_scale"] = args.time_scale
+    if args.latency_ms is not None:
+        overrides["latency_ms"] = args.latency_ms
     if overrides:
         import attrs
 
-        config = attrs.evolve(config, **overrides)
+        try:
+            config = attrs.evolve(config, **overrides)
+        except ValueError as exc:
+            print(f"simulate: {exc}", file=sys.stderr)
+            return 2
     return asyncio.run(_serve(config, args))
 
 
@@ -82,7 +95,8 @@ async def _serve(config: SimConfig, args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     print(orjson.dumps({"simulator": base, "accounts": [a.name for a in config.accounts],
-                        "seed": config.seed, "time_scale": config.time_scale}).decode(), flush=True)
+                        "seed": config.seed, "time_scale": config.time_scale,
+                        "latency_ms": config.latency_ms}).decode(), flush=True)
     if not args.config:
         print(orjson.dumps({"worker_env": demo_worker_env(),
                             "worker_accounts": demo_worker_accounts(base)}).decode(), flush=True)

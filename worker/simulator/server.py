@@ -3,13 +3,17 @@
 Every request goes through the same steps, in the providers' order: credentials (each provider's
 own auth error), the account's quota (each provider's own throttle answer; refused calls do not
 count), injected faults, the result cache (the first answer to a parameter set is replayed for
-cache_ttl_secs), then parameter validation and the answer.
+cache_ttl_secs), then parameter validation and the answer. All of it happens, and is logged and
+charged to the quota, when the request arrives; the answer then waits out the round trip
+(`latency_ms`, for every account or per account with `set_latency`) before it is sent, as if the
+provider were that far away. Webhooks are sent by `WebhookSender` and never wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
@@ -54,6 +58,10 @@ class Simulator:
                 raise ValueError(f"simulated accounts share credentials: {acct.name!r}")
             self._by_cred[(acct.provider, cred)] = st
         self.calls: list[Call] = []
+        self.latency_ms = config.latency_ms          # every account's round trip ...
+        self._latency_ms: dict[str, float] = {}      # ... unless set for the account itself
+        self.in_flight: Counter[str | None] = Counter()      # answers waiting out their round trip, by account
+        self.peak_in_flight: Counter[str | None] = Counter()  # the most at once (clear() to measure afresh)
         self._apis = {
             Provider.ENGAGELAB: EngageLabApi(self),
             Provider.SENDCLOUD: SendCloudApi(self, Provider.SENDCLOUD),
@@ -113,6 +121,24 @@ class Simulator:
 
     def set_quota(self, account_name: str, quota_per_minute: int) -> None:
         self.accounts[account_name].quota.limit = quota_per_minute
+
+    def set_latency(self, latency_ms: float, account_name: str | None = None) -> None:
+        """Delay every status-API answer by `latency_ms`: of one account, or (None) of every
+        account without its own setting and of requests that name no account."""
+        if latency_ms < 0:
+            raise ValueError("latency_ms must be >= 0")
+        if account_name is None:
+            self.latency_ms = float(latency_ms)
+        else:
+            if account_name not in self.accounts:
+                raise KeyError(account_name)
+            self._latency_ms[account_name] = float(latency_ms)
+
+    def latency(self, account_name: str | None) -> float:
+        """The round trip added to an answer to `account_name`, in ms."""
+        if account_name is not None and account_name in self._latency_ms:
+            return self._latency_ms[account_name]
+        return self.latency_ms
 
     def stats(self, account_name: str) -> dict[str, int]:
         """Counters: calls, ok, cached, throttled, fault, auth_error, bad_request, slow."""
@@ -186,43 +212,58 @@ class Simulator:
     # -- the request pipeline -------------------------------------------------------------------
 
     async def _handle(self, api: Any, request: web.Request) -> web.StreamResponse:
+        """Decide the answer at once (quota charged on arrival), then wait out the round trip."""
+        account, response = await self._decide(api, request)
+        delay = self.latency(account) / 1000.0
+        if delay > 0:
+            self.in_flight[account] += 1
+            self.peak_in_flight[account] = max(self.peak_in_flight[account], self.in_flight[account])
+            try:
+                await self._wait(delay)
+            finally:
+                self.in_flight[account] -= 1
+        return response
+
+    async def _wait(self, secs: float) -> None:
+        """Sleep `secs`, or less when the simulator stops."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), secs)
+        except TimeoutError:
+            pass
+
+    async def _decide(self, api: Any, request: web.Request) -> tuple[str | None, web.StreamResponse]:
+        """(the account the credentials named, the answer)."""
         now = self.clock()
         try:
             req: ApiRequest = await api.read(request)
         except BadParams as exc:  # unreadable before any account is known
             self._log(None, api.provider, (), now, "bad_request")
-            return self._respond(exc.answer)
+            return None, self._respond(exc.answer)
         st = req.account
         key = api.query_key(req.params)
         if req.auth_error is not None or st is None:
             self._log(st, api.provider, key, now, "auth_error")
-            return self._respond(req.auth_error or Answer(401, b""))
+            return (st.name if st else None), self._respond(req.auth_error or Answer(401, b""))
         if not st.quota.try_acquire(now):
             self._log(st, api.provider, key, now, "throttled")
-            return self._respond(api.throttled(st, st.quota.retry_after(now)))
+            return st.name, self._respond(api.throttled(st, st.quota.retry_after(now)))
         fault = st.roll_fault()
         if fault == "5xx":
             self._log(st, api.provider, key, now, "fault", fault=fault)
             status = _FAULT_STATUSES[st.fault_rng.randrange(len(_FAULT_STATUSES))]
             body = f"<html><body><h1>{status} {_REASONS[status]}</h1></body></html>"
-            return web.Response(status=status, text=body, content_type="text/html")
+            return st.name, web.Response(status=status, text=body, content_type="text/html")
         if fault == "timeout":
             self._log(st, api.provider, key, now, "fault", fault=fault)
-            try:
-                await asyncio.wait_for(self._stopping.wait(), st.faults.timeout_secs)
-            except TimeoutError:
-                pass
-            return web.Response(status=504, text="upstream timed out", content_type="text/plain")
+            await self._wait(st.faults.timeout_secs)
+            return st.name, web.Response(status=504, text="upstream timed out", content_type="text/plain")
         if fault == "slow":
             st.counters["slow"] += 1
-            try:
-                await asyncio.wait_for(self._stopping.wait(), st.faults.slow_secs)
-            except TimeoutError:
-                pass
+            await self._wait(st.faults.slow_secs)
         hit = st.cached(key, now)
         if hit is not None and fault != "malformed":
             self._log(st, api.provider, key, now, "ok", cached=True, fault=fault)
-            return web.Response(status=hit.status, body=hit.body, headers=dict(hit.headers))
+            return st.name, web.Response(status=hit.status, body=hit.body, headers=dict(hit.headers))
         try:
             answer = api.answer(st, req.params, int(now * 1000), request)
             outcome = "ok"
@@ -230,14 +271,14 @@ class Simulator:
             answer, outcome = exc.answer, "bad_request"
         if fault == "malformed":
             self._log(st, api.provider, key, now, "fault", fault=fault)
-            return web.Response(status=200, body=answer.body[: max(1, len(answer.body) // 2)],
-                                headers=dict(answer.headers))
+            return st.name, web.Response(status=200, body=answer.body[: max(1, len(answer.body) // 2)],
+                                         headers=dict(answer.headers))
         if fault == "bad_row" and outcome == "ok":
             answer = _spoil_a_row(api.provider, answer, st.fault_rng)
         if outcome == "ok":
             st.remember(key, now, answer)
         self._log(st, api.provider, key, now, outcome, fault=fault, rows=answer.rows)
-        return self._respond(answer)
+        return st.name, self._respond(answer)
 
     @staticmethod
     def _respond(answer: Answer) -> web.Response:
@@ -259,7 +300,8 @@ class Simulator:
         return web.json_response({
             "now": datetime.fromtimestamp(now, tz=UTC).isoformat(),
             "accounts": {name: {"provider": st.provider.value, "messages": len(st.stream.messages),
-                                "quota_used": st.quota.used(now), **self.stats(name)}
+                                "quota_used": st.quota.used(now), "latency_ms": self.latency(name),
+                                **self.stats(name)}
                          for name, st in self.accounts.items()},
         })
 

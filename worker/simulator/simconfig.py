@@ -81,6 +81,9 @@ class SimConfig:
     clock: Callable[[], float] = time.time
     anchor: float | None = None  # when the live stream starts; default: the clock at construction
     call_log_max: int = 200_000  # older calls are dropped from Simulator.calls (stats keep counting)
+    # Round trip added to every status-API answer (the provider's distance); Simulator.set_latency
+    # changes it at run time, for every account or for one.
+    latency_ms: float = attrs.field(default=0.0, converter=float, validator=attrs.validators.ge(0))
 
     def account(self, name: str) -> SimAccount:
         for acct in self.accounts:
