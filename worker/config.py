@@ -86,6 +86,11 @@ class PollConfig:
     retry_attempts: int = default("accounts", "poll", "retry_attempts")
     retry_max_secs: float = default("accounts", "poll", "retry_max_secs")
     id_max_age_days: int = default("accounts", "poll", "id_max_age_days")
+    max_in_flight: int = default("accounts", "poll", "max_in_flight")
+    id_min_recheck_secs: float = default("accounts", "poll", "id_min_recheck_secs")
+    gap_driven: bool | None = None            # None until resolved: on when a sent feed is configured
+    gap_after_secs: float = default("accounts", "poll", "gap_after_secs")
+    safety_sweep_secs: float = default("accounts", "poll", "safety_sweep_secs")
 
     @property
     def calls_per_second(self) -> float:
@@ -235,15 +240,18 @@ class _Builder:
             seen.setdefault(raw["name"], i)
             account = self.account(raw, path)
             if account is not None:
-                accounts.append(account)
+                accounts.append((i, account))
+
+        sent_topic = (data.get("inputs") or {}).get("sent_topic")
+        resolved = [self.gap_driven(a, sent_topic, i) for i, a in accounts]
 
         # Only what the file gives is passed: every other value is the schema's default.
         top = {"emit_raw": data.get("emit_raw"),
-               "sent_topic": (data.get("inputs") or {}).get("sent_topic"),
+               "sent_topic": sent_topic,
                "shutdown_grace_secs": (data.get("shutdown") or {}).get("grace_secs"),
                "log_level": (data.get("logging") or {}).get("level")}
         return Config(kafka=kafka, http=HttpConfig(**(data.get("http") or {})),
-                      dedup=DedupConfig(**(data.get("dedup") or {})), accounts=tuple(accounts),
+                      dedup=DedupConfig(**(data.get("dedup") or {})), accounts=tuple(resolved),
                       **{key: v for key, v in top.items() if v is not None})
 
     def security(self, given: dict[str, Any]) -> dict[str, str]:
@@ -343,6 +351,21 @@ class _Builder:
                 self.problems.append(f"{path}.{name}: unknown option for {provider.value} (known: {names})")
             elif value not in spec.choices:
                 self.problems.append(f"{path}.{name}: must be one of {', '.join(spec.choices)}")
+
+    def gap_driven(self, account: AccountConfig, sent_topic: str | None, i: int) -> AccountConfig:
+        """Resolve `poll.gap_driven`: on by default where a sent feed exists and the provider's
+        status API takes email ids on a date-window account (worker.poll.gaps)."""
+        defaults = get_module(account.provider).DEFAULTS
+        able = defaults.polling == "date" and defaults.id_batch > 0
+        asked = account.poll.gap_driven
+        path = f"accounts[{i}].poll.gap_driven"
+        if asked and not able:
+            self.problems.append(f"{path}: {account.provider.value} cannot be polled by email id"
+                                 + (" (it is polled by id already)" if defaults.polling == "ids" else ""))
+        elif asked and sent_topic is None:
+            self.problems.append(f"{path}: needs inputs.sent_topic (the sent emails are what it polls)")
+        on = bool(able and sent_topic is not None and (asked is None or asked))
+        return attrs.evolve(account, poll=attrs.evolve(account.poll, gap_driven=on))
 
     def check_poll(self, poll: PollConfig, retention_days: int, path: str, provider: Provider) -> None:
         if poll.interval_min_secs < poll.cache_ttl_secs:

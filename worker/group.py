@@ -197,7 +197,7 @@ class ShardManager(ConsumerRebalanceListener):
     def _start_pollers(self, p: int) -> None:
         shard = self.shards[p]
         runners = [PollRunner(a, Fetcher(a, self.session, self.limiters[a.name], self.clock), shard.schedules[a.name],
-                              shard.sink(a), clock=self.clock)
+                              shard.sink(a), clock=self.clock, gaps=shard.gaps.get(a.name))
                    for a in self.by_shard.get(p, []) if a.poll.enabled]
         self.runners[p] = runners
         self.pollers[p] = [asyncio.create_task(r.run(), name=f"poll-{r.account.name}") for r in runners]

@@ -23,6 +23,9 @@ THROTTLES = Counter("esw_throttles_total", "Throttle answers from a provider", [
                     registry=REGISTRY)
 POLL_RATE = Gauge("esw_poll_rate", "Current limiter rate, calls per second", ["provider", "account"],
                   registry=REGISTRY)
+POLL_STALENESS = Gauge("esw_poll_staleness_seconds", "Age of the oldest due but unchecked date window or email id",
+                       ["provider", "account"], registry=REGISTRY)
+POLL_IN_FLIGHT = Gauge("esw_poll_in_flight", "Status API calls in flight", ["provider", "account"], registry=REGISTRY)
 WEBHOOK_REQUESTS = Counter("esw_webhook_requests_total", "Webhook requests by HTTP status answered",
                            ["provider", "account", "status"], registry=REGISTRY)
 EVENTS = Counter("esw_events_emitted_total", "Normalized events committed to Kafka",
@@ -74,6 +77,14 @@ def throttled(provider: str, account: str) -> None:
 
 def poll_rate(provider: str, account: str, calls_per_sec: float) -> None:
     POLL_RATE.labels(provider, account).set(calls_per_sec)
+
+
+def poll_staleness(provider: str, account: str, secs: float) -> None:
+    POLL_STALENESS.labels(provider, account).set(secs)
+
+
+def poll_in_flight(provider: str, account: str, calls: int) -> None:
+    POLL_IN_FLIGHT.labels(provider, account).set(calls)
 
 
 # -- webhooks -------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The optional sent-message feed (`inputs.sent_topic`, schemas/sent-message.v1.json).
 
 Records are written by the service that sends mail, keyed as it likes. Every replica joins one
-consumer group on that topic and forwards the records of id-polled accounts to `_raw` (key
+consumer group on that topic and forwards the records of id-polled and gap-driven accounts
+(worker.poll.ids) to `_raw` (key
 `provider/account`), so each lands on the shard that owns its account; offsets are committed only
 after the forwarded records were acknowledged. Others are skipped; unreadable ones are
 dead-lettered. A record forwarded twice is harmless: learning a known id changes nothing.
@@ -64,8 +65,8 @@ class SentFeed:
         try:
             sent = SentMessage.from_feed(value, now)
             account = self.config.account(sent.provider, sent.account)
-            if account is None or get_module(sent.provider).DEFAULTS.polling != "ids":
-                return None  # only id-polled accounts need to know what was sent
+            if account is None or not (account.poll.gap_driven or get_module(sent.provider).DEFAULTS.polling == "ids"):
+                return None  # only id-polled and gap-driven accounts need to know what was sent
             return admit(sent)
         except (BadSentRecord, Unusable, MalformedPayload) as exc:
             provider = sent.provider.value if exc.error_type != BadSentRecord.error_type else UNKNOWN

@@ -31,6 +31,7 @@ from worker.model import Observation, Source
 from worker.poll.ids import IdTracker
 from worker.poll.scheduler import DateWindowScheduler
 from worker.poll.sink import StateChange
+from worker.providers import get_module
 from worker.raw import PollPageRecord
 from worker.staging import Batch, Staging
 from worker.state import read_partition, release_freed_memory
@@ -55,6 +56,7 @@ class Shard:
         self.producer: AIOKafkaProducer | None = None
         self.staging: Staging | None = None
         self.schedules: dict[str, DateWindowScheduler | IdTracker] = {}
+        self.gaps: dict[str, IdTracker] = {}          # gap-driven accounts: their sent emails
         self.committed_offset: int | None = None
         self.next_offset: int | None = None      # the `_raw` offset the shard takes next (see process_raw)
         self.breaker = Breaker()
@@ -88,9 +90,10 @@ class Shard:
         restored = await read_partition(self.config.kafka, self.topics.state, self.partition)
         now = self.clock().timestamp()
         staging = Staging(self.config, self.accounts, restored, now)
-        self.schedules = {a.name: staging.trackers[a.name] if a.name in staging.trackers
-                          else DateWindowScheduler.for_account(a, restored.cursors.get(a.name, {}))
+        self.schedules = {a.name: DateWindowScheduler.for_account(a, restored.cursors.get(a.name, {}))
+                          if get_module(a.provider).DEFAULTS.polling == "date" else staging.trackers[a.name]
                           for a in self.accounts}
+        self.gaps = {a.name: staging.trackers[a.name] for a in self.accounts if a.poll.gap_driven}
         self.state_skipped = restored.skipped
         del restored
         release_freed_memory()
@@ -362,6 +365,8 @@ class ShardSink:
     def observe(self, observations: Sequence[Observation], observed_at: datetime) -> int:
         staging = self.shard._open()
         emitted = staging.observe(self.account, observations, Source.POLL, observed_at)
+        if self.account.poll.gap_driven:
+            staging.learn(self.account, observations, observed_at)   # a swept row may settle a gap
         staging.batch.size += max(1, len(observations))
         return emitted
 
@@ -371,8 +376,9 @@ class ShardSink:
 
     def persist(self, changes: Sequence[StateChange]) -> Awaitable[None]:
         done = self.shard._open().persist(changes)
-        # A page is a batch already, and its poller waits for this commit before the next call:
-        # lingering would only idle the account's quota. Commit as soon as the committer is free.
+        # Its poller waits for this commit before the window's next pages can go in: lingering
+        # would only idle the account's quota. Commit as soon as the committer is free (pages that
+        # arrive meanwhile join the next batch).
         self.shard._nudge(now=True)
         return done
 

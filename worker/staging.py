@@ -92,7 +92,7 @@ class Staging:
         self.replay_window = {a.name: a.webhook.replay_window_secs for a in self.accounts.values()}
         self.trackers: dict[str, IdTracker] = {
             a.name: IdTracker.for_account(a, restored.ids.get(a.name, {}), now)
-            for a in self.accounts.values() if get_module(a.provider).DEFAULTS.polling == "ids"}
+            for a in self.accounts.values() if get_module(a.provider).DEFAULTS.polling == "ids" or a.poll.gap_driven}
         self.batch = Batch()
         self.inflight: Batch | None = None
 
@@ -118,11 +118,14 @@ class Staging:
                 if record.replay is not None and self._replayed(record):
                     raise ReplayedSignature("a signature seen before with another record")
                 observations = module.webhook_observations(account.context, dict(record.record))
-                self._learn(account, observations, record.received_at)
+                self.learn(account, observations, record.received_at)
                 self.observe(account, observations, Source.WEBHOOK, record.received_at)
             elif isinstance(record, raw.SentMessage):
-                self._track(account, record.email_id, record.recipient, record.sent_at.timestamp(), None, False,
+                email_id = module.DEFAULTS.sent_email_id(record.email_id, record.recipient)
+                self._track(account, email_id, record.recipient, record.sent_at.timestamp(), None, False,
                             record.received_at.timestamp())
+                if account.name in self.trackers:
+                    self.trackers[account.name].fed = True
             else:
                 page = module.parse_poll_response(account.context, record.query, record.status, record.headers,
                                                   record.body, record.received_at)
@@ -253,13 +256,18 @@ class Staging:
                 return batch.overlay[key]
         return self.table.get(key)
 
-    # -- id learning (webhooks and the sent feed tell id-polled accounts what to poll) -----------
+    # -- id learning (webhooks, the sent feed and sweeps tell the id trackers what to poll) --------
 
-    def _learn(self, account: AccountConfig, observations: Sequence[Observation], received: datetime) -> None:
-        if account.name not in self.trackers:
+    def learn(self, account: AccountConfig, observations: Sequence[Observation], received: datetime) -> None:
+        """What webhooks (and, for gap-driven accounts, polled rows) say of tracked ids. A gap-driven
+        tracker learns only from delivery statuses: opens and clicks would only churn `_state`."""
+        tracker = self.trackers.get(account.name)
+        if tracker is None:
             return
         now = received.timestamp()
         for obs in observations:
+            if obs.type is None and tracker.gap_driven:
+                continue
             sent = obs.sent_at.timestamp() if obs.sent_at else now
             self._track(account, obs.email_id, obs.recipient, sent, obs.provider_status, obs.final, now)
 

@@ -61,6 +61,10 @@ READ = {
     ("accounts", "poll", "retry_attempts"): lambda c: c.accounts[0].poll.retry_attempts,
     ("accounts", "poll", "retry_max_secs"): lambda c: c.accounts[0].poll.retry_max_secs,
     ("accounts", "poll", "id_max_age_days"): lambda c: c.accounts[0].poll.id_max_age_days,
+    ("accounts", "poll", "max_in_flight"): lambda c: c.accounts[0].poll.max_in_flight,
+    ("accounts", "poll", "id_min_recheck_secs"): lambda c: c.accounts[0].poll.id_min_recheck_secs,
+    ("accounts", "poll", "gap_after_secs"): lambda c: c.accounts[0].poll.gap_after_secs,
+    ("accounts", "poll", "safety_sweep_secs"): lambda c: c.accounts[0].poll.safety_sweep_secs,
     ("accounts", "sender_rejection"): lambda c: {None: "documented"}.get(c.accounts[0].context.sender_rejection),
     ("accounts", "options"): lambda c: dict(c.accounts[0].context.options),
 }

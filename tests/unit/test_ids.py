@@ -35,11 +35,12 @@ def test_unchanged_status_backs_off_and_changes_become_observations_with_the_rec
     plan = t.plan(asked, PollPage((obs("0", "ok_sent"), obs("1", "ok_sent")), 2, None), NOW + 10)
     assert [o.recipient for o in plan.observations] == ["r0@x.test", "r1@x.test"]
     t.apply(plan, NOW + 10)
-    again = t.plan(t.due(NOW + 10 + BASE_BACKOFF_SECS * 2), PollPage((obs("0", "ok_sent"),), 1, None), NOW + 200)
+    assert t.ids["0"].due_at == NOW + 10 + 60          # a changed status: again a minute later
+    again = t.plan(t.due(NOW + 10 + BASE_BACKOFF_SECS), PollPage((obs("0", "ok_sent"),), 1, None), NOW + 200)
     assert again.observations == ()
     t.apply(again, NOW + 200)
-    assert t.ids["0"].attempts == 1
-    assert t.ids["0"].due_at == NOW + 200 + BASE_BACKOFF_SECS * 2
+    assert t.ids["0"].checked_at == NOW + 200
+    assert t.ids["0"].due_at == NOW + 200 + 60          # unchanged, 200 s old: the floor (5 % is 10 s)
 
 
 def test_final_ids_stop_being_checked_and_unknown_ids_are_dropped():

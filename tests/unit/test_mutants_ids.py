@@ -1,12 +1,15 @@
 """Id-based polling (worker.poll.ids): the edges mutation testing found unpinned.
 
 Boundaries of the age limit, which fields a learned change keeps, when an applied write is due,
-the backoff's growth, and next_due_in, which nothing else called. Expected values are worked out
-by hand from the module docstring's rules (1 min base backoff, doubling, 6 h at most)."""
+the waits' growth with age, and next_due_in, which nothing else called. Expected values are worked
+out by hand from the module docstring's rules (1 min after a change; unchanged: 5 % of the age,
+at least the floor, at most 6 h)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+import pytest
 
 from tests.integration.harness import worker_config
 from worker.config import parse_config
@@ -48,9 +51,20 @@ def test_for_account_ages_out_after_the_configured_days_and_batches_500():
     assert t.due(NOW) == ["a"]                  # a restored id is due at once
 
 
-def test_for_account_falls_back_to_500_ids_a_batch_when_the_provider_names_no_batch():
-    _, sc = _accounts()                         # a date-window provider: DEFAULTS.id_batch is 0
-    assert IdTracker.for_account(sc, {}, NOW).batch == 500
+def test_for_account_of_a_uniSender_account_rechecks_after_id_min_recheck_secs():
+    uni, _ = _accounts()
+    t = IdTracker.for_account(uni, {}, NOW)
+    assert (t.floor_secs, t.min_recheck_secs, t.gap_after_secs, t.tz, t.gap_driven) == (30, 30, None, None, False)
+
+
+def test_for_account_of_a_date_provider_is_a_gap_tracker_with_the_providers_id_batch():
+    _, sc = _accounts()
+    restored = {"a": Tracked("a@x", NOW - 10)}
+    t = IdTracker.for_account(sc, restored, NOW)
+    assert (t.batch, t.floor_secs, t.min_recheck_secs, t.gap_after_secs) == (20, 900, 900, 900)
+    assert t.gap_driven and t.tz == timezone(timedelta(hours=8))
+    assert t.due(NOW - 10 + 900) == []                            # restored: due once its gap has passed,
+    assert t.due(NOW - 10 + 960) == ["a"]                         # alone after a minute's linger
 
 
 # -- learn ----------------------------------------------------------------------------------------
@@ -176,13 +190,6 @@ def test_plan_skips_unknown_and_final_ids_and_goes_on_with_the_rest():
     assert plan.writes == {"live": Tracked("l@x", NOW, "s2")}
 
 
-def test_plan_a_changed_status_resets_the_attempts():
-    t = tracker()
-    t.apply_write("a", Tracked("a@x", NOW, "s1", attempts=3), NOW)
-    plan = t.plan(["a"], PollPage((obs("a", "s2"),), 1, None), NOW)
-    assert plan.writes["a"].attempts == 0
-
-
 def test_plan_the_same_status_turning_final_is_a_write_without_an_observation():
     t = tracker()
     t.apply_write("a", Tracked("a@x", NOW, "s1"), NOW)
@@ -216,26 +223,28 @@ def test_apply_reschedules_every_checked_id_after_one_that_is_gone():
     t = tracker()
     t.apply_write("a", Tracked("a@x", NOW), NOW)
     t.apply(IdPlan((), {}, ("gone", "a")), NOW)
-    assert t.ids["a"].attempts == 1
-    assert t.ids["a"].due_at == NOW + 120
+    assert t.ids["a"].checked_at == NOW
+    assert t.ids["a"].due_at == NOW + 60
 
 
-def test_the_backoff_doubles_per_unchanged_check_up_to_six_hours():
+# age of the id when checked -> its wait: 5 % of the age, at least the floor (60), at most 6 h
+UNCHANGED_WAITS = [(0, 60), (1_000, 60), (1_200, 60), (2_000, 100), (86_400, 4_320), (432_000, 21_600),
+                   (2_592_000, 21_600)]
+
+
+@pytest.mark.parametrize(("age", "wait"), UNCHANGED_WAITS)
+def test_an_unchanged_id_waits_a_twentieth_of_its_age_within_the_floor_and_six_hours(age, wait):
     t = tracker(max_age=10**9)
-    t.apply_write("a", Tracked("a@x", NOW), NOW)
-    waits = []
-    for _ in range(10):
-        t.apply(IdPlan((), {}, ("a",)), NOW)
-        waits.append(t.ids["a"].due_at - NOW)
-    assert waits == [120, 240, 480, 960, 1920, 3840, 7680, 15360, 21600, 21600]
-    assert t.ids["a"].attempts == 10
+    t.apply_write("a", Tracked("a@x", NOW - age), NOW)
+    t.apply(IdPlan((), {}, ("a",)), NOW)
+    assert t.ids["a"].due_at == NOW + wait
 
 
-def test_a_checked_id_that_changed_is_due_a_minute_later_and_others_back_off():
-    t = tracker()
-    t.apply_write("a", Tracked("a@x", NOW, "s1"), NOW)
-    t.apply_write("b", Tracked("b@x", NOW, "s1"), NOW)
+def test_a_checked_id_that_changed_is_due_a_minute_later_and_others_by_their_age():
+    t = tracker(max_age=10**6)
+    t.apply_write("a", Tracked("a@x", NOW - 4_000, "s1"), NOW)
+    t.apply_write("b", Tracked("b@x", NOW - 4_000, "s1"), NOW)
     plan = t.plan(["a", "b"], PollPage((obs("a", "s2"), obs("b", "s1")), 2, None), NOW)
     t.apply(plan, NOW)
-    assert (t.ids["a"].attempts, t.ids["a"].due_at) == (0, NOW + 60)
-    assert (t.ids["b"].attempts, t.ids["b"].due_at) == (1, NOW + 120)
+    assert (t.ids["a"].checked_at, t.ids["a"].due_at) == (NOW, NOW + 60)
+    assert (t.ids["b"].checked_at, t.ids["b"].due_at) == (NOW, NOW + 200)

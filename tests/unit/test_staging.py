@@ -233,3 +233,30 @@ async def test_replay_entries_are_written_to_state_and_restored():
     forged = raw.encode(raw.WebhookRecord(Provider.SENDCLOUD, "sc", NOW, deliver("m7$c@x.test"), replay="sig-9"))
     again.stage_raw(records(forged), NOW)
     assert [d.reason for d in again.batch.dead] == ["replayed_signature"]
+
+
+GAP_CONFIG = parse_config({**worker_config("127.0.0.1:9", "p", ACCOUNTS[:1], shards=1),
+                           "inputs": {"sent_topic": "sent"}}, ENV)
+
+
+async def test_a_gap_driven_account_tracks_what_was_sent_until_a_delivery_status_settles_it():
+    """Issue 14: with a sent feed, a SendCloud account is gap-driven: sent records are tracked (due
+    once their gap has passed), an open says nothing, a delivered webhook settles the id."""
+    [sc] = GAP_CONFIG.accounts
+    assert sc.poll.gap_driven
+    st = Staging(GAP_CONFIG, GAP_CONFIG.accounts, Restored.empty(), NOW.timestamp())
+    tracker = st.trackers["sc"]
+    sent = raw.SentMessage(Provider.SENDCLOUD, "sc", NOW, "m1$bob@example.com", "bob@example.com", NOW)
+    opened = {"event": "open", "emailId": "m1$bob@example.com", "recipient": "bob@example.com",
+              "timestamp": "1793606400000"}
+    st.stage_raw(records(raw.encode(sent), webhook(opened)), NOW)
+    assert st.batch.state == [(id_key("sc", "m1$bob@example.com"),
+                               encode_tracked(Tracked("bob@example.com", NOW.timestamp())))]   # nothing for the open
+    assert tracker.fed                                   # the date sweeps may now slow down
+    st.committed(st.take(), NOW.timestamp())
+    assert tracker.claim(NOW.timestamp() + 899) == []
+    assert tracker.due(NOW.timestamp() + 960) == ["m1$bob@example.com"]   # gap 900 s, then a minute's linger
+    st.stage_raw(records(webhook(deliver("m1$bob@example.com")), first_offset=42), NOW)
+    st.committed(st.take(), NOW.timestamp())
+    assert tracker.ids["m1$bob@example.com"].final
+    assert tracker.claim(NOW.timestamp() + 10_000) == []

@@ -56,6 +56,8 @@ class Fetched:
 
 
 class Fetcher:
+    RTT_WEIGHT = 0.2     # of the newest round trip in the moving average
+
     def __init__(self, account: AccountConfig, session: aiohttp.ClientSession, limiter: AdaptiveLimiter,
                  clock: Callable[[], datetime]) -> None:
         self.account = account
@@ -65,6 +67,7 @@ class Fetcher:
         self.module = get_module(account.provider)
         self.ctx = account.context
         self.labels = (account.provider.value, account.name)
+        self.rtt: float | None = None     # seconds a call takes, moving average (worker.poll.runner)
 
     async def fetch(self, query: PollQuery) -> Fetched:
         p = self.account.poll
@@ -80,7 +83,7 @@ class Fetcher:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call(self, query: PollQuery) -> Fetched:
-        await self.limiter.acquire()
+        asked_at = await self.limiter.acquire()
         metrics.poll_rate(*self.labels, self.limiter.rate)
         request = self.module.build_poll_request(self.ctx, query, self.clock())
         started = time.monotonic()
@@ -93,12 +96,14 @@ class Fetcher:
                 body = await response.read()
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 status = response.status
+            took = time.monotonic() - started
+            self.rtt = took if self.rtt is None else self.RTT_WEIGHT * took + (1 - self.RTT_WEIGHT) * self.rtt
             page = self.module.parse_poll_response(self.ctx, query, status, headers, body, self.clock())
             outcome = "ok"
             return Fetched(page, status, headers, body)
         except Throttled as exc:
             outcome = exc.error_type
-            self.limiter.on_throttle(exc.retry_after)
+            self.limiter.on_throttle(exc.retry_after, asked_at)
             metrics.throttled(*self.labels)
             raise
         except PollError as exc:

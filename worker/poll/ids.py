@@ -1,13 +1,26 @@
-"""Id-based polling (UniSender, which has no date query): which ids to check next.
+"""Polling by email id: which ids to check next.
 
-Ids arrive from the sent-message topic and from webhooks. They are checked in batches, soonest
-due first, until their status is final or they are `max_age` old; each check that changes
-nothing doubles that id's wait (1 min up to 6 h). checkEmail reports no times and no addresses,
-so the tracker remembers each id's recipient and last status and turns a poll into an observation
-only when the status changed: repeating an unchanged soft bounce every few minutes would
-otherwise look like a new attempt. Final ids are remembered, unscheduled, until they age out, so
-a sent record or webhook arriving after the final status cannot start the id over.
-Pure: `now` is passed in, and plans are applied after their commit.
+Two uses, one tracker:
+- **Id polling** (UniSender, which has no date query): every id is checked until its status is
+  final or it is `max_age` old. Ids arrive from the sent-message topic and from webhooks.
+- **Gap-driven polling** (date-window providers whose status API takes ids, with a sent feed,
+  `poll.gap_driven`): an email sent `gap_after` ago whose final status has not arrived (no webhook,
+  no sweep found it) is checked by id; the date sweeps go on, slower, as a safety net. Webhooks and
+  sweeps make ids final; most never need a call.
+
+Freshness: after a check that changed nothing an id is due again after a fraction of its age
+(`AGE_FRACTION`, within [floor, 6 h]); after a check that found a change, after the floor (a status
+that just moved is the likeliest to move again). So young ids are checked most, and when quota is
+short the oldest wait longest. Spare quota goes further (`claim(..., early=True)`): id polling
+re-checks ids before they are due, least recently checked first, but never one checked less than
+`min_recheck` ago. Gap-driven polling never checks early (saving calls is its point), and lets a
+part batch wait up to `linger` for more overdue ids of its send date.
+
+checkEmail reports no times and no addresses, so the tracker remembers each id's recipient and last
+status and turns a poll into an observation only when the status changed: repeating an unchanged
+soft bounce every few minutes would otherwise look like a new attempt. Final ids are remembered,
+unscheduled, until they age out, so a sent record or webhook arriving after the final status cannot
+start the id over. Pure: `now` is passed in, and plans are applied after their commit.
 
 Persisted in `_state` (worker.state): recipient, sent time, last status and finality; due times
 are not persisted (a restored id is simply due again), which keeps writes to changes.
@@ -16,6 +29,7 @@ are not persisted (a restored id is simply due again), which keeps writes to cha
 from __future__ import annotations
 
 import heapq
+from datetime import UTC, date, datetime, tzinfo
 
 import attrs
 
@@ -23,8 +37,12 @@ from worker.config import AccountConfig
 from worker.providers import get_module
 from worker.providers.base import PollPage
 
-BASE_BACKOFF_SECS = 60.0
+BASE_BACKOFF_SECS = 60.0        # a learned status change (webhook, sent feed): checked again after this
 MAX_BACKOFF_SECS = 6 * 3600.0
+AGE_FRACTION = 0.05             # an unchanged id is due again after this fraction of its age
+IN_FLIGHT = float("inf")        # the due time of a claimed id (and of a final one): not in the heap
+GAP_LINGER_FRACTION = 0.1       # a part batch of gap ids waits this fraction of gap_after to fill...
+GAP_LINGER_MAX_SECS = 60.0      # ...at most this long
 
 
 @attrs.define(slots=True)
@@ -34,7 +52,7 @@ class Tracked:
     status: str | None = None
     final: bool = False
     # scheduling only, neither persisted nor part of equality
-    attempts: int = attrs.field(default=0, eq=False)
+    checked_at: float = attrs.field(default=float("-inf"), eq=False)
     due_at: float = attrs.field(default=0.0, eq=False)
 
 
@@ -51,33 +69,62 @@ class IdPlan:
 class IdTracker:
     max_age_secs: float
     batch: int
+    floor_secs: float = BASE_BACKOFF_SECS      # the shortest wait after a check that changed nothing
+    min_recheck_secs: float = 30.0             # early checks: never sooner than this after the last
+    gap_after_secs: float | None = None        # gap-driven: a sent email is due this long after sending
+    tz: tzinfo | None = None                   # gap-driven: batches share one send date in this zone
     ids: dict[str, Tracked] = attrs.field(factory=dict)
-    _heap: list[tuple[float, str]] = attrs.field(factory=list)
+    _heap: list[tuple[float, str]] = attrs.field(factory=list)          # (due_at, id)
+    _by_check: list[tuple[float, str]] = attrs.field(factory=list)      # (checked_at, id): early re-checks
+    fed: bool = False      # a sent record reached this tracker (since the process started)
 
     @classmethod
     def for_account(cls, account: AccountConfig, restored: dict[str, Tracked], now: float) -> IdTracker:
-        """The tracker of an id-polled account, holding its restored ids, every one due now."""
-        tracker = cls(account.poll.id_max_age_days * 86400.0, get_module(account.provider).DEFAULTS.id_batch or 500)
+        """The tracker of an id-polled or gap-driven account, holding its restored ids, every
+        unsettled one due now (gap-driven: once its gap has passed)."""
+        p, d = account.poll, get_module(account.provider).DEFAULTS
+        if d.polling == "ids":
+            tracker = cls(p.id_max_age_days * 86400.0, d.id_batch or 500, floor_secs=p.id_min_recheck_secs,
+                          min_recheck_secs=p.id_min_recheck_secs)
+        else:
+            # Never the same batch again within the provider's result cache; ids age out with the
+            # lookback, as the date windows do (dedup keeps its entries that long: worker.staging).
+            floor = max(p.gap_after_secs, p.cache_ttl_secs)
+            tracker = cls((p.lookback_days + 1) * 86400.0, d.id_batch, floor_secs=floor, min_recheck_secs=floor,
+                          gap_after_secs=p.gap_after_secs, tz=d.tz)
         for email_id, tracked in restored.items():
             tracker.restore(email_id, tracked, now)
         return tracker
 
+    @property
+    def gap_driven(self) -> bool:
+        return self.gap_after_secs is not None
+
     def _schedule(self, email_id: str, due_at: float) -> None:
         tracked = self.ids[email_id]
         if tracked.final:
-            tracked.due_at = float("inf")
+            tracked.due_at = IN_FLIGHT
             return
         tracked.due_at = due_at
         heapq.heappush(self._heap, (due_at, email_id))
 
+    def _first_due(self, tracked: Tracked, now: float) -> float:
+        return now if self.gap_after_secs is None else max(now, tracked.sent_at + self.gap_after_secs)
+
+    def interval(self, tracked: Tracked, now: float) -> float:
+        """The wait after a check that changed nothing: a fraction of the id's age."""
+        return min(MAX_BACKOFF_SECS, max(self.floor_secs, AGE_FRACTION * (now - tracked.sent_at)))
+
     def restore(self, email_id: str, tracked: Tracked, now: float) -> None:
         self.ids[email_id] = tracked
-        self._schedule(email_id, now)
+        self._schedule(email_id, self._first_due(tracked, now))
+        if not self.gap_driven and not tracked.final:
+            heapq.heappush(self._by_check, (tracked.checked_at, email_id))
 
     def learn(self, email_id: str, recipient: str, sent_at: float, status: str | None,
               final: bool, now: float) -> Tracked | bool:
-        """An id seen in the sent topic or a webhook: the state to persist, or False when nothing
-        changed."""
+        """An id seen in the sent topic, a webhook or a sweep: the state to persist, or False when
+        nothing changed."""
         known = self.ids.get(email_id)
         if known is None:
             if now - sent_at > self.max_age_secs:
@@ -99,15 +146,26 @@ class IdTracker:
         previous = self.ids.get(email_id)
         self.ids[email_id] = tracked
         if previous is None:
-            self._schedule(email_id, now)
-        elif tracked.status != previous.status or tracked.final:
-            self._schedule(email_id, now + BASE_BACKOFF_SECS)
+            self._schedule(email_id, self._first_due(tracked, now))
+            if not self.gap_driven and not tracked.final:
+                heapq.heappush(self._by_check, (tracked.checked_at, email_id))
+        elif tracked.final or (tracked.status != previous.status and previous.due_at != IN_FLIGHT):
+            self._schedule(email_id, self._first_due(tracked, now + BASE_BACKOFF_SECS))
         else:
-            tracked.due_at = previous.due_at
+            tracked.due_at, tracked.checked_at = previous.due_at, previous.checked_at
 
-    def due(self, now: float) -> list[str]:
-        """Up to `batch` ids whose check is due, soonest first."""
+    def claim(self, now: float, early: bool = False) -> list[str]:
+        """Up to `batch` ids whose check is due, soonest first; claimed (out of the schedule) until
+        `apply` or `failed` puts them back. Gap-driven batches share one send date (the status APIs
+        take one date per call) and wait to fill: a part batch goes only once its first id has
+        waited `linger`. `early`: spare quota, ids not due yet, least recently checked first and
+        none checked within `min_recheck` (never for gap-driven polling)."""
+        if early:
+            return [] if self.gap_driven else self._claim_early(now)
         out: list[str] = []
+        held: list[tuple[float, str]] = []
+        day: date | None = None
+        first_due = None
         seen: set[str] = set()
         while self._heap and len(out) < self.batch and self._heap[0][0] <= now:
             due_at, email_id = heapq.heappop(self._heap)
@@ -115,31 +173,92 @@ class IdTracker:
             if tracked is None or tracked.due_at != due_at or email_id in seen:
                 continue  # a stale heap entry
             seen.add(email_id)
+            first_due = due_at if first_due is None else first_due
+            if self.tz is not None:
+                sent = self.send_date(tracked)
+                if day is not None and sent != day:
+                    held.append((due_at, email_id))
+                    if len(held) > 4 * self.batch:
+                        break
+                    continue
+                day = sent
             out.append(email_id)
-        for email_id in out:  # back in the heap until the plan is applied
-            heapq.heappush(self._heap, (self.ids[email_id].due_at, email_id))
+        if self.gap_driven and out and len(out) < self.batch and first_due is not None \
+                and now - first_due < self.linger_secs:
+            held += [(self.ids[e].due_at, e) for e in out]   # not full yet: let it fill
+            out = []
+        for email_id in out:
+            self.ids[email_id].due_at = IN_FLIGHT
+        for entry in held:
+            heapq.heappush(self._heap, entry)
         return out
 
+    @property
+    def linger_secs(self) -> float:
+        return min(GAP_LINGER_MAX_SECS, GAP_LINGER_FRACTION * (self.gap_after_secs or 0.0))
+
+    def _claim_early(self, now: float) -> list[str]:
+        out: list[str] = []
+        while self._by_check and len(out) < self.batch and self._by_check[0][0] + self.min_recheck_secs <= now:
+            checked_at, email_id = heapq.heappop(self._by_check)
+            tracked = self.ids.get(email_id)
+            if tracked is None or tracked.final or tracked.checked_at != checked_at or tracked.due_at == IN_FLIGHT:
+                continue  # stale, settled or claimed already
+            tracked.due_at = IN_FLIGHT   # its entry in the due heap is stale from now on
+            out.append(email_id)
+        return out
+
+    def _checked(self, email_id: str, tracked: Tracked, at: float) -> None:
+        tracked.checked_at = at
+        if self.gap_driven:
+            return
+        heapq.heappush(self._by_check, (at, email_id))
+        if len(self._by_check) > 2 * len(self.ids) + 1024:   # drop the stale entries
+            self._by_check = [(t.checked_at, e) for e, t in self.ids.items() if not t.final]
+            heapq.heapify(self._by_check)
+
+    def due(self, now: float) -> list[str]:
+        """The ids `claim` would take now, left in the schedule (a look, for tests and status)."""
+        out = self.claim(now)
+        for email_id in out:
+            self._schedule(email_id, now)
+        return out
+
+    def send_date(self, tracked: Tracked) -> date:
+        return datetime.fromtimestamp(tracked.sent_at, self.tz or UTC).date()
+
     def next_due_in(self, now: float) -> float:
+        """Seconds until `claim` may return ids (a gap-driven part batch: once it has lingered)."""
         while self._heap:
             due_at, email_id = self._heap[0]
             tracked = self.ids.get(email_id)
             if tracked is None or tracked.due_at != due_at:
                 heapq.heappop(self._heap)
                 continue
-            return max(0.0, due_at - now)
+            return max(0.0, due_at + (self.linger_secs if self.gap_driven else 0.0) - now)
         return float("inf")
 
+    def staleness(self, now: float) -> float:
+        """Seconds the id due longest has waited (0 when none is due)."""
+        self.next_due_in(now)   # drops stale entries from the top
+        return max(0.0, now - self._heap[0][0]) if self._heap else 0.0
+
     def plan(self, asked: list[str], page: PollPage, now: float) -> IdPlan:
+        """What an answer changes. Id polling emits a row only when its status changed (checkEmail
+        has no times); gap-driven answers carry their times, so every row goes on (dedup drops
+        what was seen) and the tracker learns from them as from any polled row (worker.staging)."""
         observations = []
         writes: dict[str, Tracked | None] = {}
         for obs in page.observations:
             tracked = self.ids.get(obs.email_id)
+            if self.gap_driven:
+                observations.append(obs)   # the shard learns statuses from every polled row
+                continue
             if tracked is None or tracked.final:
                 continue
             if obs.provider_status != tracked.status:
                 observations.append(attrs.evolve(obs, recipient=tracked.recipient))
-                writes[obs.email_id] = attrs.evolve(tracked, status=obs.provider_status, final=obs.final, attempts=0)
+                writes[obs.email_id] = attrs.evolve(tracked, status=obs.provider_status, final=obs.final)
             elif obs.final:
                 writes[obs.email_id] = attrs.evolve(tracked, final=True)
         for email_id in page.unknown_ids:
@@ -161,9 +280,10 @@ class IdTracker:
             tracked = self.ids.get(email_id)
             if tracked is None:
                 continue
-            if email_id not in plan.writes:
-                tracked.attempts += 1
-            self._schedule(email_id, now + min(MAX_BACKOFF_SECS, BASE_BACKOFF_SECS * 2 ** tracked.attempts))
+            self._checked(email_id, tracked, now)
+            # a status that just changed is the likeliest to change again: the shortest wait
+            wait = self.floor_secs if email_id in plan.writes else self.interval(tracked, now)
+            self._schedule(email_id, now + wait)
 
     def failed(self, asked: list[str], now: float, backoff_secs: float) -> None:
         for email_id in asked:

@@ -9,6 +9,11 @@ provider's real limit is lower than configured. So a throttle also records a lea
 the rate actually achieved over the last window, the best evidence of the real limit there is.
 The rate never climbs above the cap; the cap itself is re-probed upwards (5 % of the ceiling)
 only after an hour of clean windows, so a limit that was raised again is found, slowly.
+
+With several calls in flight, one episode of throttling answers several of them. Only the first
+answer halves the rate: a throttle answer to a call that was sent before the last throttle arrived
+(`asked_at`, the time `acquire` returned) says nothing new, and only extends the pause if the
+provider asks for longer.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class AdaptiveLimiter:
         self._calls: deque[float] = deque()
         self.throttles = 0
         self.calls = 0
+        self.throttled_at = float("-inf")
 
     @property
     def burst(self) -> float:
@@ -95,13 +101,21 @@ class AdaptiveLimiter:
         self._calls.append(self._clock())
         return True
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> float:
+        """Wait for a token; the time it was taken (pass it to `on_throttle`)."""
         while not self.try_acquire():
             await self._sleep(self.delay())
+        return self._clock()
 
-    def on_throttle(self, retry_after: float | None = None) -> None:
+    def on_throttle(self, retry_after: float | None = None, asked_at: float | None = None) -> None:
         now = self._clock()
         self._advance(now)
+        if asked_at is not None and asked_at < self.throttled_at:
+            # in flight when the episode's first throttle arrived: counted already
+            self.paused_until = max(self.paused_until, now + (retry_after or 0.0))
+            self._clean_since = max(self._clean_since, self.paused_until)
+            return
+        self.throttled_at = now
         achieved = len(self._calls) / self.window
         self.throttles += 1
         self.cap = max(self.floor, min(self.cap, self.CAP_MARGIN * achieved)) if achieved else self.cap

@@ -1,29 +1,50 @@
-"""One account's polling loop: ask the schedule what is due, fetch it, hand it to the sink.
+"""One account's polling: several calls in flight, at the quota, never a cursor past a commit.
 
 A runner is given everything it works with: the account, a `Fetcher` (with the account's limiter,
 which outlives the runner: see worker.group), its schedule (the date windows' cursors or the id
-tracker, restored from `_state` by the shard) and a `PollSink`. It never advances its schedule
-before the sink says the page's batch committed; a failed call or commit leaves the cursor where
-it was and only delays that window or those ids.
+tracker, restored from `_state` by the shard), for a gap-driven account also the tracker of its
+sent emails (worker.poll.ids), and a `PollSink`.
+
+Concurrency. Far providers answer in 100-300 ms, so one call at a time would spend the round trip,
+not the quota. The runner keeps as many calls in flight as the limiter's rate times the observed
+round trip needs (plus one), at most `poll.max_in_flight`; every call still waits for its token,
+so the limiter alone bounds the rate, and its AIMD sees one throttle episode once
+(worker.poll.limiter). Work is claimed from the schedule, so no page or id is asked twice at once:
+gap-driven id batches first (the emails whose status is overdue), then date-window pages (several
+pages of one sweep in parallel once its first page gave the total), then, with a token to spare,
+early id re-checks.
+
+Commits. A fetched page is staged in the shard's open batch (`observe`) with the state it moves
+(`persist`), without an await between them, so they commit together. A window's pages are staged
+in offset order, one commit of a window at a time: a page that arrives before the one in front of
+it waits in a small buffer (at most `ahead` pages), and all pages ready in order go in one commit.
+So the cursor never passes a page that is not committed; a failed call on page k retries page k
+only; a failed commit releases its pages, which are asked again (the cursor did not move). Id
+batches commit independently (their ids are disjoint). Commits run beside the fetches, so a call
+slot is never held by a commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import aiohttp
+import attrs
 
 from worker import metrics
 from worker.config import AccountConfig
 from worker.errors import UNEXPECTED, BadRequest, CommitFailed, FatalConfig, PollError, ShardClosed, Throttled
-from worker.poll.fetch import Fetcher, fetch_error_type
+from worker.poll.fetch import Fetched, Fetcher, fetch_error_type
 from worker.poll.ids import IdTracker
-from worker.poll.scheduler import DateWindowScheduler
+from worker.poll.scheduler import Cursor, DateWindowScheduler
 from worker.poll.sink import CursorChange, IdChange, PollSink
-from worker.providers.base import PollPage, PollQuery
+from worker.providers import get_module
+from worker.providers.base import PollQuery
 from worker.raw import PollPageRecord
 
 log = logging.getLogger("worker.poll")
@@ -35,13 +56,23 @@ IDLE_CHECK_SECS = 5.0
 FAILURES = (PollError, aiohttp.ClientError, asyncio.TimeoutError)
 
 
+@attrs.frozen
+class _Page:
+    """A fetched page of a date window, waiting for its turn to commit."""
+
+    query: PollQuery
+    fetched: Fetched
+    at: datetime
+
+
 class PollRunner:
     def __init__(self, account: AccountConfig, fetcher: Fetcher, schedule: DateWindowScheduler | IdTracker,
                  sink: PollSink, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, gaps: IdTracker | None = None) -> None:
         self.account = account
         self.fetcher = fetcher
         self.schedule = schedule
+        self.gaps = gaps
         self.sink = sink
         self.clock = clock
         self._sleep = sleep
@@ -50,16 +81,42 @@ class PollRunner:
         self.last_success: datetime | None = None
         self.last_error: str | None = None
         self.pages = 0
+        self._ready: dict[str, dict[int, _Page]] = {}       # fetched pages by window and offset
+        self._committing: set[str] = set()                  # windows with a commit outstanding
+        self._tasks: set[asyncio.Task] = set()              # calls in flight
+        self._commits: set[asyncio.Task] = set()            # commits outstanding
+        self._closed: ShardClosed | None = None
+        self._paused = False
+        self._retiring: set[str] = set()
+        self._wake = asyncio.Event()
 
-    # -- loops ----------------------------------------------------------------------------------
+    # -- the loop -------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Poll until the shard closes. A bug that escapes the typed errors is logged, counted and
         backed off from, never allowed to end this account's polling silently."""
         try:
-            while True:
+            while self._closed is None:
                 try:
-                    await self.step()
+                    started = self._fill()
+                    self._export()
+                    if not self._tasks and not self._commits:
+                        if not started:
+                            self.state = "idle"
+                            await self._sleep(min(self._next_due_in(), IDLE_CHECK_SECS))
+                        continue
+                    self._wake.clear()
+                    waiter = asyncio.ensure_future(self._wake.wait())
+                    try:
+                        await asyncio.wait({*self._tasks, *self._commits, waiter}, timeout=min(
+                            self._next_due_in() or IDLE_CHECK_SECS, IDLE_CHECK_SECS),
+                            return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waiter.cancel()
+                    for task in [t for t in (*self._tasks, *self._commits) if t.done()]:
+                        self._tasks.discard(task)
+                        self._commits.discard(task)
+                        task.result()
                 except ShardClosed:
                     return
                 except Exception:
@@ -70,83 +127,219 @@ class PollRunner:
                     await self._sleep(UNEXPECTED_BACKOFF_SECS)
         finally:
             self.state = "stopped"
+            for task in (*self._tasks, *self._commits):
+                task.cancel()
+            for task in (*self._tasks, *self._commits):
+                with contextlib.suppress(BaseException):
+                    await task
+
+    def target(self) -> int:
+        """Calls to keep in flight: the rate times the round trip, plus one; within [1, max]."""
+        rtt = getattr(self.fetcher, "rtt", None) or 0.0
+        rate = self.fetcher.limiter.rate
+        return max(1, min(self.account.poll.max_in_flight, math.ceil(rate * rtt) + 1))
+
+    def _fill(self) -> int:
+        """Start calls for claimed work up to the target; how many started."""
+        started = 0
+        while not self._paused and len(self._tasks) < self.target():
+            work = self._claim(early=False) or (self._claim(early=True) if self._spare() else None)
+            if work is None:
+                break
+            task = asyncio.ensure_future(work)
+            task.add_done_callback(lambda _t: self._wake.set())
+            self._tasks.add(task)
+            started += 1
+        return started
+
+    def _spare(self) -> bool:
+        return self.fetcher.limiter.delay() == 0
+
+    def _claim(self, early: bool) -> Awaitable[None] | None:
+        """The next call's coroutine, its work claimed; None when nothing is due."""
+        now = self.clock()
+        for tracker in (self.gaps, self.schedule):
+            if isinstance(tracker, IdTracker) and (not early or not tracker.gap_driven):
+                asked = tracker.claim(now.timestamp(), early=early)
+                if asked:
+                    return self._ids_call(tracker, asked)
+        if early or not isinstance(self.schedule, DateWindowScheduler):
+            return None
+        sched = self.schedule
+        if self.gaps is not None and self.gaps.fed:
+            sched.widen()   # the sent feed carries this account: gap-driven polling, sweeps as the safety net
+        retired = [wid for wid in sched.retired(now) if wid not in self._retiring]
+        if retired:
+            for wid in retired:
+                self._ready.pop(wid, None)
+            self._retiring.update(retired)
+            return self._retire(sched, retired)
+        nxt = sched.claim(now)
+        return None if nxt is None else self._page_call(sched, *nxt)
+
+    def _next_due_in(self) -> float:
+        now = self.clock()
+        waits = [t.next_due_in(now.timestamp()) for t in (self.gaps, self.schedule) if isinstance(t, IdTracker)]
+        if isinstance(self.schedule, DateWindowScheduler):
+            waits.append(self.schedule.next_due_in(now))
+        return min(waits, default=IDLE_CHECK_SECS)
+
+    def _export(self) -> None:
+        now = self.clock()
+        stale = [t.staleness(now.timestamp()) for t in (self.gaps, self.schedule) if isinstance(t, IdTracker)]
+        if isinstance(self.schedule, DateWindowScheduler):
+            stale.append(self.schedule.staleness(now))
+        metrics.poll_staleness(*self.labels, max(stale, default=0.0))
+        metrics.poll_in_flight(*self.labels, len(self._tasks))
 
     async def step(self) -> None:
-        """One turn: poll what is due (a page, or a batch of ids), or wait a little."""
-        if isinstance(self.schedule, DateWindowScheduler):
-            await self._dates_step()
-        else:
-            await self._ids_step()
+        """One claimed piece of work done to the end, its commit included, or a short wait: the
+        sequential form of `run`, for tests and tools."""
+        work = self._claim(early=False)
+        if work is None:
+            self.state = "idle"
+            await self._sleep(min(self._next_due_in(), IDLE_CHECK_SECS))
+            return
+        await work
+        while self._commits:
+            done = self._commits.pop()
+            await done
+        if self._closed is not None:
+            raise self._closed
 
-    async def _dates_step(self) -> None:
-        sched = self.schedule
-        assert isinstance(sched, DateWindowScheduler)
-        name = self.account.name
-        now = self.clock()
-        retired = sched.retired(now)
-        if retired:
-            await self.sink.persist([CursorChange(name, wid, None) for wid in retired])
+    # -- date windows ---------------------------------------------------------------------------
+
+    async def _retire(self, sched: DateWindowScheduler, retired: list[str]) -> None:
+        try:
+            await self.sink.persist([CursorChange(self.account.name, wid, None) for wid in retired])
+        except CommitFailed:
+            return   # retired again on the next turn
+        except ShardClosed as exc:
+            self._closed = exc
+            return
+        else:
             for wid in retired:
                 sched.forget(wid)
-        nxt = sched.next(now)
-        if nxt is None:
-            self.state = "idle"
-            await self._sleep(min(sched.next_due_in(now), IDLE_CHECK_SECS))
-            return
-        wid, query = nxt
-        page = await self._fetch(query, lambda secs: sched.failed(wid, self.clock(), secs))
-        if page is None:
-            return
-        observed = self.clock()
-        emitted = self.sink.observe(page.observations, observed)
-        cursor = sched.after_page(wid, page, emitted, observed)
-        try:
-            await self.sink.persist([CursorChange(name, wid, cursor)])
-        except CommitFailed:
-            return  # the cursor stays: the same page is asked again (the shard backs off its commits)
-        sched.apply(wid, cursor)
-        self._succeeded()
+        finally:
+            self._retiring.difference_update(retired)
 
-    async def _ids_step(self) -> None:
-        tracker = self.schedule
-        assert isinstance(tracker, IdTracker)
-        now = self.clock().timestamp()
-        asked = tracker.due(now)
-        if not asked:
-            self.state = "idle"
-            await self._sleep(min(tracker.next_due_in(now), IDLE_CHECK_SECS))
-            return
-        query = PollQuery(email_ids=tuple(asked), limit=len(asked))
-        page = await self._fetch(query, lambda secs: tracker.failed(asked, self.clock().timestamp(), secs))
-        if page is None:
-            return
-        observed = self.clock()
-        plan = tracker.plan(asked, page, observed.timestamp())
-        self.sink.observe(plan.observations, observed)
+    async def _page_call(self, sched: DateWindowScheduler, wid: str, query: PollQuery) -> None:
+        fetched = await self._fetch(query, lambda secs: sched.failed(wid, self.clock(), secs, offset=query.offset))
+        if fetched is None or query.offset not in sched.claimed(wid):
+            return   # failed, or stale: the sweep ended or the window retired meanwhile
+        sched.learn_extent(wid, fetched.page)
+        self._ready.setdefault(wid, {})[query.offset] = _Page(query, fetched, self.clock())
+        if wid not in self._committing:
+            self._committing.add(wid)
+            self._start_commit(self._commit_window(sched, wid))
+
+    def _start_commit(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(lambda _t: self._wake.set())
+        self._commits.add(task)
+
+    async def _commit_window(self, sched: DateWindowScheduler, wid: str) -> None:
+        """Stage every page ready in order after the window's cursor in one commit; repeat while
+        pages arrived during it."""
+        staged: list[_Page] = []
         try:
+            while True:
+                ready = self._ready.get(wid, {})
+                now = self.clock()
+                cursor: Cursor = sched.cursor(wid, now)
+                staged = []
+                while (item := ready.pop(cursor.offset, None)) is not None:
+                    self._reject(item)
+                    emitted = self.sink.observe(item.fetched.page.observations, item.at)
+                    # timed now, not when fetched: a sweep ends after the last of its calls
+                    cursor = sched.after_page(wid, item.fetched.page, emitted, now, base=cursor)
+                    staged.append(item)
+                    if not cursor.in_sweep:
+                        break
+                if not staged:
+                    return
+                try:
+                    await self.sink.persist([CursorChange(self.account.name, wid, cursor)])
+                except CommitFailed:
+                    for item in staged:   # asked again: the cursor did not move (the shard backs off)
+                        sched.failed(wid, self.clock(), 0.0, offset=item.query.offset)
+                    return
+                except ShardClosed as exc:
+                    self._closed = exc
+                    return
+                sched.apply(wid, cursor)
+                for item in staged:
+                    sched.release(wid, item.query.offset)
+                    self._succeeded()
+                if not cursor.in_sweep:
+                    self._ready.pop(wid, None)   # pages past the end of a shrunk window
+                    return
+        except BaseException:
+            # a bug (or cancellation): nothing of this window may stay claimed for ever
+            waiting = [item.query.offset for item in staged] + list(self._ready.pop(wid, {}))
+            for offset in waiting:
+                sched.failed(wid, self.clock(), UNEXPECTED_BACKOFF_SECS, offset=offset)
+            raise
+        finally:
+            self._committing.discard(wid)
+
+    # -- ids ------------------------------------------------------------------------------------
+
+    async def _ids_call(self, tracker: IdTracker, asked: list[str]) -> None:
+        query = self._id_query(tracker, asked)
+        fetched = await self._fetch(query, lambda secs: tracker.failed(asked, self.clock().timestamp(), secs))
+        if fetched is None:
+            return
+        self._start_commit(self._commit_ids(tracker, asked, query, fetched))
+
+    def _id_query(self, tracker: IdTracker, asked: list[str]) -> PollQuery:
+        if not tracker.gap_driven:
+            return PollQuery(email_ids=tuple(asked), limit=len(asked))
+        limit = get_module(self.account.provider).DEFAULTS.page_limit
+        return PollQuery(send_date=tracker.send_date(tracker.ids[asked[0]]), email_ids=tuple(asked), limit=limit)
+
+    async def _commit_ids(self, tracker: IdTracker, asked: list[str], query: PollQuery, fetched: Fetched) -> None:
+        observed = self.clock()
+        try:
+            self._reject(_Page(query, fetched, observed))
+            plan = tracker.plan(asked, fetched.page, observed.timestamp())
+            self.sink.observe(plan.observations, observed)
             await self.sink.persist([IdChange(self.account.name, eid, t) for eid, t in plan.writes.items()])
         except CommitFailed:
             tracker.failed(asked, self.clock().timestamp(), COMMIT_RETRY_SECS)
             return
+        except ShardClosed as exc:
+            self._closed = exc
+            return
+        except BaseException:
+            tracker.failed(asked, self.clock().timestamp(), UNEXPECTED_BACKOFF_SECS)
+            raise
         tracker.apply(plan, self.clock().timestamp())
         self._succeeded()
 
     # -- one call -------------------------------------------------------------------------------
 
-    async def _fetch(self, query: PollQuery, retry: Callable[[float], None]) -> PollPage | None:
-        """The page, or None after a failure: `retry(secs)` reschedules what failed, nothing advances.
-        A page with unreadable rows is also handed whole to the sink's `reject`."""
+    async def _fetch(self, query: PollQuery, retry: Callable[[float], None]) -> Fetched | None:
+        """The answer, or None after a failure: `retry(secs)` reschedules what failed, nothing
+        advances."""
         self.state = "polling"
         try:
-            fetched = await self.fetcher.fetch(query)
+            return await self.fetcher.fetch(query)
         except FAILURES as exc:
             await self._failure(exc, retry)
             return None
-        if fetched.page.rejected:
-            record = PollPageRecord(self.account.provider, self.account.name, self.clock(), query, fetched.status,
-                                    fetched.headers, fetched.body)
-            self.sink.reject(record, fetched.page.rejected[0].reason)
-        return fetched.page
+        except BaseException:
+            retry(UNEXPECTED_BACKOFF_SECS)
+            raise
+
+    def _reject(self, item: _Page) -> None:
+        """A page with unreadable rows goes whole to the dead-letter topic, in the batch of its
+        readable rows."""
+        if item.fetched.page.rejected:
+            f = item.fetched
+            record = PollPageRecord(self.account.provider, self.account.name, item.at, item.query, f.status,
+                                    f.headers, f.body)
+            self.sink.reject(record, f.page.rejected[0].reason)
 
     async def _failure(self, exc: BaseException, retry: Callable[[float], None]) -> None:
         self.last_error = fetch_error_type(exc)
@@ -157,7 +350,12 @@ class PollRunner:
             self.state = "fatal_config"
             log.error("account misconfigured; polling paused", extra={
                 "provider": self.labels[0], "account": self.labels[1], "error_type": self.last_error})
-            await self._sleep(FATAL_BACKOFF_SECS)
+            self._paused = True   # the whole account waits, not only this call
+            try:
+                await self._sleep(FATAL_BACKOFF_SECS)
+            finally:
+                self._paused = False
+                retry(0.0)
         elif isinstance(exc, BadRequest):
             self.state = "bad_request"
             log.error("provider rejected a request", extra={
@@ -175,9 +373,12 @@ class PollRunner:
     def snapshot(self) -> dict:
         out = {"provider": self.labels[0], "account": self.labels[1], "state": self.state, "pages": self.pages,
                "last_success": self.last_success.isoformat() if self.last_success else None,
-               "last_error": self.last_error, "limiter": self.fetcher.limiter.snapshot()}
+               "last_error": self.last_error, "limiter": self.fetcher.limiter.snapshot(),
+               "in_flight": len(self._tasks), "target_in_flight": self.target()}
         if isinstance(self.schedule, DateWindowScheduler):
             out["windows"] = self.schedule.snapshot(self.clock())
         else:
             out["tracked_ids"] = len(self.schedule)
+        if self.gaps is not None:
+            out["gap_ids"] = len(self.gaps)
         return out

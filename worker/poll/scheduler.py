@@ -11,6 +11,12 @@ advance once the page's events are committed.
   suppression and retry services wait for comes first when quota is short), then newer dates.
   A window overdue by more than its own interval goes first whatever its filter, so that when the
   quota is short the urgent windows come first but the others are still swept (no starvation).
+- Pages in parallel: once a page of a sweep says how many rows the window has (its `total`), the
+  pages after the committed position may be claimed at once (`claim`, up to `ahead` pages past it),
+  by several requests in flight. A claimed page is released when it commits, fails or turns out
+  stale. The cursor still only moves in order (the runner commits a window's pages in offset
+  order), so it never passes a page that is not committed; a failure on one page retries that
+  page only (`failed(..., offset=)`).
 - Intervals: each window starts at `interval_min * (1 + age in days)`; a sweep that produced events
   halves it, a quiet one lengthens it by half, within [interval_min, interval_max]. The next sweep
   is due `max(interval, cache_ttl)` after the previous sweep *ended*, so no query of the new sweep
@@ -63,8 +69,14 @@ class DateWindowScheduler:
     interval_min: float
     interval_max: float
     cache_ttl: float
+    SPECULATE = 2
     cursors: dict[str, Cursor] = attrs.field(factory=dict)
+    ahead: int = 1                # pages of one window claimable past its committed position
+    safety_sweep: float | None = None   # gap-driven: the sweeps' interval once sent emails arrive
     _retry_at: dict[str, float] = attrs.field(factory=dict)
+    _page_retry: dict[tuple[str, int], float] = attrs.field(factory=dict)
+    _claimed: dict[str, set[int]] = attrs.field(factory=dict)
+    _extent: dict[str, int] = attrs.field(factory=dict)     # rows the sweep in progress said it has
 
     @classmethod
     def for_account(cls, account: AccountConfig, cursors: dict[str, Cursor]) -> DateWindowScheduler:
@@ -72,7 +84,16 @@ class DateWindowScheduler:
         p, d = account.poll, get_module(account.provider).DEFAULTS
         return cls(tz=d.tz, lookback_days=p.lookback_days, status_filters=d.status_filters, page_limit=d.page_limit,
                    interval_min=p.interval_min_secs, interval_max=p.interval_max_secs, cache_ttl=p.cache_ttl_secs,
-                   cursors=dict(cursors))
+                   cursors=dict(cursors), ahead=2 * p.max_in_flight,
+                   safety_sweep=p.safety_sweep_secs if p.gap_driven else None)
+
+    def widen(self) -> None:
+        """Gap-driven polling has its sent emails (worker.poll.ids): from now on the date sweeps are
+        the safety net, no window swept more often than `safety_sweep` (each from its next sweep)."""
+        if self.safety_sweep is not None:
+            self.interval_min = max(self.interval_min, self.safety_sweep)
+            self.interval_max = max(self.interval_max, self.safety_sweep)
+            self.safety_sweep = None
 
     def today(self, now: datetime) -> date:
         return now.astimezone(self.tz).date()
@@ -90,6 +111,7 @@ class DateWindowScheduler:
     def forget(self, wid: str) -> None:
         self.cursors.pop(wid, None)
         self._retry_at.pop(wid, None)
+        self._release_all(wid)
 
     def cursor(self, wid: str, now: datetime) -> Cursor:
         """A window's cursor; a window seen for the first time is due from that moment."""
@@ -104,31 +126,100 @@ class DateWindowScheduler:
     def _ready_at(self, wid: str, cursor: Cursor) -> float:
         return max(cursor.due_at if not cursor.in_sweep else 0.0, self._retry_at.get(wid, 0.0))
 
+    def _offsets(self, wid: str, cursor: Cursor, ts: float) -> list[int]:
+        """The pages of a window that may be asked now, in order: the one at the cursor, and once
+        the sweep's total is known, those after it (up to `ahead`), unless claimed or backing off."""
+        offsets = [cursor.offset]
+        extent = self._extent.get(wid)
+        if extent is not None:
+            stop = min(extent, cursor.offset + self.ahead * self.page_limit)
+            offsets += range(cursor.offset + self.page_limit, stop, self.page_limit)
+        claimed = self._claimed.get(wid, ())
+        return [o for o in offsets if o not in claimed and self._page_retry.get((wid, o), 0.0) <= ts]
+
     def next(self, now: datetime) -> tuple[str, PollQuery] | None:
-        """The most urgent due query, or None when nothing is due."""
+        """The most urgent due query that is not claimed, or None when nothing is due."""
         ts = now.timestamp()
         best: tuple | None = None
         for age, wid in enumerate(self.window_ids(now)):
             cursor = self.cursor(wid, now)
             if self._ready_at(wid, cursor) > ts:
                 continue
+            offsets = self._offsets(wid, cursor, ts)
+            if not offsets:
+                continue
             send_date, status = parse_window_id(wid)
             starving = not cursor.in_sweep and ts - cursor.due_at > cursor.interval
             rank = (-1 if starving else _STATUS_RANK[status], age, not cursor.in_sweep, cursor.due_at)
             if best is None or rank < best[0]:
                 best = (rank, wid, PollQuery(send_date=send_date, status=status,
-                                             offset=cursor.offset, limit=self.page_limit))
+                                             offset=offsets[0], limit=self.page_limit))
         return None if best is None else (best[1], best[2])
 
+    def claim(self, now: datetime) -> tuple[str, PollQuery] | None:
+        """`next`, marked as asked: no other request takes that page until it is released."""
+        nxt = self.next(now)
+        if nxt is not None:
+            self._claimed.setdefault(nxt[0], set()).add(nxt[1].offset)
+        return nxt
+
+    def release(self, wid: str, offset: int) -> None:
+        """A claimed page committed, failed, or is no longer wanted."""
+        claimed = self._claimed.get(wid)
+        if claimed is not None:
+            claimed.discard(offset)
+            if not claimed:
+                del self._claimed[wid]
+
+    def _release_all(self, wid: str) -> None:
+        self._claimed.pop(wid, None)
+        self._extent.pop(wid, None)
+        for key in [k for k in self._page_retry if k[0] == wid]:
+            del self._page_retry[key]
+
+    def claimed(self, wid: str) -> frozenset[int]:
+        return frozenset(self._claimed.get(wid, ()))
+
+    def learn_extent(self, wid: str, page: PollPage) -> None:
+        """A page of the sweep arrived: its total says which pages exist, so they can be asked in
+        parallel. Without a total (Tencent) a full page lets `SPECULATE` pages past the next one go
+        too: at most that many empty answers at the end of a sweep."""
+        if page.total is not None:
+            extent = max(page.total, page.next_offset or 0)
+        elif page.next_offset is not None:
+            extent = page.next_offset + (1 + self.SPECULATE) * self.page_limit
+        else:
+            return
+        self._extent[wid] = max(self._extent.get(wid, 0), extent)
+
     def next_due_in(self, now: datetime) -> float:
+        """Seconds until a page may be claimed: 0 when one may now. A window whose every page is
+        claimed counts as not due (the claims' answers wake the runner)."""
         ts = now.timestamp()
-        waits = [self._ready_at(wid, self.cursor(wid, now)) - ts for wid in self.window_ids(now)]
+        waits = []
+        for wid in self.window_ids(now):
+            cursor = self.cursor(wid, now)
+            ready = self._ready_at(wid, cursor)
+            if ready > ts:
+                waits.append(ready - ts)
+            elif self._offsets(wid, cursor, ts):
+                return 0.0
+            else:
+                waits += [at - ts for (w, _), at in self._page_retry.items() if w == wid and at > ts]
         return max(0.0, min(waits)) if waits else self.interval_max
 
-    def after_page(self, wid: str, page: PollPage, emitted: int, now: datetime) -> Cursor:
-        """The cursor after a page whose events are about to be committed (not applied yet)."""
+    def staleness(self, now: datetime) -> float:
+        """Seconds since the oldest window that is due (or mid-sweep) became due: 0 when none is."""
         ts = now.timestamp()
-        c = self.cursor(wid, now)
+        due = [c.due_at for wid in self.window_ids(now)
+               if (c := self.cursor(wid, now)).in_sweep or self._ready_at(wid, c) <= ts]
+        return max(0.0, ts - min(due)) if due else 0.0
+
+    def after_page(self, wid: str, page: PollPage, emitted: int, now: datetime, base: Cursor | None = None) -> Cursor:
+        """The cursor after a page whose events are about to be committed (not applied yet); `base`:
+        the cursor the page follows, when pages before it are staged in the same commit."""
+        ts = now.timestamp()
+        c = base if base is not None else self.cursor(wid, now)
         if not c.in_sweep:
             c = attrs.evolve(c, in_sweep=True, started_at=ts, seen=0, changes=0)
         c = attrs.evolve(c, seen=c.seen + page.rows, changes=c.changes + emitted, total=page.total)
@@ -140,12 +231,24 @@ class DateWindowScheduler:
                             due_at=ts + max(interval, self.cache_ttl), total=c.seen, sweeps=c.sweeps + 1)
 
     def apply(self, wid: str, cursor: Cursor) -> None:
+        """A committed cursor. The end of a sweep releases what is still claimed of it (pages past
+        a total that shrank: their answers are dropped)."""
         self.cursors[wid] = cursor
         self._retry_at.pop(wid, None)
+        for key in [k for k in self._page_retry if k[0] == wid and k[1] < cursor.offset]:
+            del self._page_retry[key]
+        if not cursor.in_sweep:
+            self._release_all(wid)
 
-    def failed(self, wid: str, now: datetime, backoff_secs: float) -> None:
-        """A page failed after its retries: the cursor stays; try this window again later."""
-        self._retry_at[wid] = now.timestamp() + backoff_secs
+    def failed(self, wid: str, now: datetime, backoff_secs: float, offset: int | None = None) -> None:
+        """A page failed after its retries: the cursor stays; try this window again later, or with
+        `offset`, only that page of it (the others of the sweep go on)."""
+        if offset is None:
+            self._retry_at[wid] = now.timestamp() + backoff_secs
+        else:
+            self.release(wid, offset)
+            if backoff_secs > 0:
+                self._page_retry[(wid, offset)] = now.timestamp() + backoff_secs
 
     def snapshot(self, now: datetime) -> list[dict]:
         ts = now.timestamp()
