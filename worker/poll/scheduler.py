@@ -209,10 +209,10 @@ class DateWindowScheduler:
         return max(0.0, min(waits)) if waits else self.interval_max
 
     def staleness(self, now: datetime) -> float:
-        """Seconds since the oldest window that is due (or mid-sweep) became due: 0 when none is."""
+        """Seconds since the oldest window that is due (or mid-sweep) became due, a window backing
+        off after a failure included (it is overdue all the same): 0 when none is."""
         ts = now.timestamp()
-        due = [c.due_at for wid in self.window_ids(now)
-               if (c := self.cursor(wid, now)).in_sweep or self._ready_at(wid, c) <= ts]
+        due = [c.due_at for wid in self.window_ids(now) if (c := self.cursor(wid, now)).in_sweep or c.due_at <= ts]
         return max(0.0, ts - min(due)) if due else 0.0
 
     def after_page(self, wid: str, page: PollPage, emitted: int, now: datetime, base: Cursor | None = None) -> Cursor:
