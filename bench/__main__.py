@@ -1,8 +1,8 @@
 """`python -m bench`: run the benchmarks and print one table of numbers.
 
-    python -m bench                      everything (about 5 minutes on 2 cores)
-    python -m bench --quick              smaller sizes, about a minute (CI runs this as a smoke test)
-    python -m bench --only poll,webhook  a selection (dedup, restore, poll, webhook, abuse)
+    python -m bench                      everything (about 12 minutes on 2 cores)
+    python -m bench --quick              smaller sizes, about 2.5 minutes (CI runs this as a smoke test)
+    python -m bench --only poll,webhook  a selection (dedup, restore, poll, webhook, abuse, quota)
     python -m bench --profile            also print cProfile tops (children and worker processes)
     python -m bench --json out.json      also write the rows as JSON
 
@@ -27,11 +27,11 @@ import traceback
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
-from bench import abuse, dedup, poll, restore, webhook
-from bench.common import ROOT, CpuMeter, failed_checks, kafka_broker, row, say, table
+from bench import abuse, dedup, poll, quota, restore, webhook
+from bench.common import ROOT, WORKER_TREE, CpuMeter, failed_checks, kafka_broker, row, say, table
 
-BENCHES = {"dedup": dedup, "restore": restore, "poll": poll, "webhook": webhook, "abuse": abuse}
-NEEDS_KAFKA = {"restore", "poll", "webhook", "abuse"}
+BENCHES = {"dedup": dedup, "restore": restore, "poll": poll, "webhook": webhook, "abuse": abuse, "quota": quota}
+NEEDS_KAFKA = {"restore", "poll", "webhook", "abuse", "quota"}
 
 
 def background_load(secs: float = 1.0) -> float:
@@ -42,6 +42,8 @@ def background_load(secs: float = 1.0) -> float:
 
 
 def git_head() -> str:
+    if WORKER_TREE != ROOT:
+        return f"{WORKER_TREE} (BENCH_WORKER_TREE)"
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               timeout=10).stdout.strip()
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=None, help=f"comma-separated subset of {', '.join(BENCHES)}")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes; finishes in under ~2 minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes; finishes in about 2.5 minutes")
     parser.add_argument("--profile", action="store_true", help="print cProfile tops to stderr")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
     args = parser.parse_args(argv)

@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Where the worker process runs from (`python -m worker` imports the tree it starts in): this
+# checkout, or BENCH_WORKER_TREE, e.g. `git archive <commit>` unpacked somewhere, to measure another
+# version of the worker against this checkout's benchmarks and simulator.
+WORKER_TREE = Path(os.environ.get("BENCH_WORKER_TREE") or ROOT).resolve()
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -234,12 +238,31 @@ def free_port() -> int:
 
 
 def worker_config(bootstrap: str, prefix: str, accounts: list[dict], *, shards: int = 4, port: int | None = None,
-                  kafka: dict | None = None, log_level: str = "INFO") -> dict:
+                  kafka: dict | None = None, log_level: str = "INFO", inputs: dict | None = None) -> dict:
     """A worker config with the production defaults, except: own topics/group, loopback HTTP."""
     k = {"bootstrap_servers": bootstrap, "topic_prefix": prefix, "shards": shards, "group_id": f"{prefix}-g",
          **(kafka or {})}
-    return {"kafka": k, "http": {"host": "127.0.0.1", "port": port or free_port()},
+    data = {"kafka": k, "http": {"host": "127.0.0.1", "port": port or free_port()},
             "shutdown": {"grace_secs": 10}, "logging": {"level": log_level}, "accounts": accounts}
+    if inputs:
+        data["inputs"] = inputs
+    return data
+
+
+def check_config(data: dict, env: dict[str, str], workdir: Path) -> list[str]:
+    """The problems `python -m worker check-config` (of the worker tree that will run) finds in
+    `data`; [] when it accepts it."""
+    import yaml
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "check.yaml"
+    path.write_text(yaml.safe_dump(data))
+    proc = subprocess.run([sys.executable, "-m", "worker", "check-config", "--config", str(path)], cwd=WORKER_TREE,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False)
+    if proc.returncode == 0:
+        return []
+    lines = [line.strip() for line in proc.stderr.splitlines()[1:] if line.strip()]
+    return lines or [proc.stderr.strip() or f"check-config exited with {proc.returncode}"]
 
 
 class WorkerProcess:
@@ -265,7 +288,7 @@ class WorkerProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, *prof, "-m", "worker", "run", "--config", str(self.config_path)],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=WORKER_TREE, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=die_with_parent)
 
     @property
@@ -369,11 +392,13 @@ def metric(m: dict[str, float], name: str, **labels: str) -> float:
 
 class EventTail:
     """A downstream consumer (read_committed, from the beginning) of the output topics that notes
-    when each committed record arrived and counts distinct event ids (exactly-once check)."""
+    when each committed record arrived and counts distinct event ids (exactly-once check).
+    `on_record(record, wall_time)`, when given, sees every record as it arrives."""
 
-    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+    def __init__(self, bootstrap: str, topics: list[str], on_record: Any = None) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
+        self.on_record = on_record
         self.count = 0
         self.ids: set[bytes] = set()
         self.arrivals: list[tuple[float, int]] = []  # (monotonic time, records in that fetch)
@@ -409,9 +434,12 @@ class EventTail:
         while True:
             batch = await self._consumer.getmany(timeout_ms=100, max_records=20_000)
             n = 0
+            wall = time.time()
             for records in batch.values():
                 for r in records:
                     n += 1
+                    if self.on_record is not None:
+                        self.on_record(r, wall)
                     for k, v in r.headers:
                         if k == "event_id":
                             self.ids.add(v)
