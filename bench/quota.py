@@ -86,11 +86,11 @@ STALENESS_GAUGE = "esw_poll_staleness_seconds"
 WEBHOOK_SHARE = 0.95
 
 FULL = {"sweep": {"messages": 20_000},
-        "ids": {"ids": 100_000, "span_secs": 3600.0, "period_secs": 60.0, "drain_secs": 120.0},
+        "ids": {"ids": 100_000, "span_secs": 3600.0, "settle_secs": 75.0, "period_secs": 60.0, "drain_secs": 100.0},
         "gaps": {"compress": 120.0, "rate": 10.0, "pre_hours": 1.0, "warmup_hours": 0.9, "period_hours": 6.0,
                  "drain_hours": 2.0}}
 QUICK = {"sweep": {"messages": 2_000},
-         "ids": {"ids": 5_000, "span_secs": 600.0, "period_secs": 10.0, "drain_secs": 35.0},
+         "ids": {"ids": 5_000, "span_secs": 600.0, "settle_secs": 5.0, "period_secs": 10.0, "drain_secs": 35.0},
          "gaps": {"compress": 240.0, "rate": 5.0, "pre_hours": 0.5, "warmup_hours": 0.6, "period_hours": 1.0,
                   "drain_hours": 1.0}}
 
@@ -491,7 +491,7 @@ async def measure_ids(bootstrap: str, ids: int, span_secs: float, period_secs: f
                 missing += 1
             else:
                 staleness.append(seen - at)
-            if seen is None or seen - at > 60:
+            if (seen is None or seen - at > 60) and len(late) < 20:
                 m = by_id[k[0]]
                 asked = [round(c.at - t0, 1) for c in sim.calls if c.account == UNI and c.at >= t0 - 90
                          and any(k[0] in v.split(",") for key, v in c.query_key if key == "email_id")]
@@ -501,12 +501,12 @@ async def measure_ids(bootstrap: str, ids: int, span_secs: float, period_secs: f
                                            e.type.value if e.type else None) for e in m.entries],
                              "arrived": {t: [round(a - t0, 1) for a in arrivals.at.get((k[0], t), ())]
                                          for t in {e.type.value for e in m.entries if e.type}}})
-        m = await scrape(worker.url)
+        scraped = await scrape(worker.url)
         log = worker.log_path.read_text(errors="replace").splitlines() if worker.log_path.exists() else []
         out.update(changes=len(keys), missing=missing, staleness=sorted(staleness),
-                   waited_secs=time.time() - t1, late=late[:20],
-                   worker_counts={k: v for k, v in m.items() if "{" in k and k.split("{")[0] in (
-                       "esw_poll_requests_total", "esw_errors_total", "esw_dedup_drops_total")},
+                   waited_secs=time.time() - t1, late=late,
+                   worker_counts={name: v for name, v in scraped.items() if name.split("{")[0] in (
+                       "esw_poll_requests_total", "esw_errors_total", "esw_dedup_drops_total") and "{" in name},
                    worker_problems=[line[:300] for line in log if '"WARNING"' in line or '"ERROR"' in line][:20],
                    ids_per_10s=_ids_asked_per_10s(sim, t0 - 60, time.time()))
         stop.set()
@@ -867,7 +867,8 @@ def _sweep_rows(r: dict) -> list[dict]:
     if rs:
         rate = again["charged"] / rs
         rows.append(row(NAME, "re-sweep (all duplicates): calls/s as a share of quota x share", rate / allowed * 100,
-                        "%", f"{rate:.1f} calls/s, {again['rows']:,} rows in {rs:.1f} s; {again['throttled']} throttled;"
+                        "%", f"{rate:.1f} calls/s, {again['rows']:,} rows in {rs:.1f} s; {again['throttled']} "
+                             "throttled;"
                              f" at most {r['peak_resweep']} in flight; " + cpu_note(r["cpu_resweep"])))
     rows.append(row(NAME, "worker CPU per new event (first sweep)", r["worker_cpu_sweep"] / r["expected"] * 1e6, "µs",
                     f"{r['worker_cpu_sweep']:.2f} s over {r['expected']:,} events ({c['rows']:,} rows)"))
@@ -896,11 +897,14 @@ def _ids_rows(r: dict) -> list[dict]:
             p95 if p95 is not None else f"> {waited:.0f}", "s",
             f"{n:,} changes in {r['period_secs']:.0f} s over {r['tracked']:,} tracked UniSender ids (sent feed); "
             f"p50 {_fmt(percentile(st + [float('inf')] * missing, 0.5), waited)} s, "
-            f"max seen {_fmt(st[-1] if st else None, waited)} s; "
-            f"{missing:,} not seen {waited:.0f} s after the period" + _dropped_note(r["dropped"])),
+            f"max seen {_fmt(st[-1] if st else None, waited)} s; {sum(1 for x in st if x > 60):,} seen after more "
+            f"than 60 s, {missing:,} not seen {waited:.0f} s after the period; the period began "
+            f"{r['warmup_secs']:.0f} s after the worker was ready, {r['first_pass_secs']:.0f} s of it the first "
+            "pass over the ids" + _dropped_note(r["dropped"])),
         row(NAME, "ids: calls/s in the period as a share of quota x share", rate / r["allowed"] * 100, "%",
-            f"{rate:.1f} of {r['allowed']:.0f} calls/s; {c['rows'] / r['period_secs']:,.0f} ids checked/s; "
-            f"{c['throttled']} throttled; first pass over the ids {r['first_pass_secs']:.1f} s; {gauge_note}; "
+            f"{rate:.1f} of {r['allowed']:.0f} calls/s; {c['rows'] / r['period_secs']:,.0f} ids checked/s, "
+            f"{c['ids_asked'] / max(1, c['by_id']):.0f} ids a call (at most 500); "
+            f"{c['throttled']} throttled; {gauge_note}; "
             + cpu_note(r["cpu"])),
         row(NAME, "ids: worker CPU per id checked (period)", r["worker_cpu"] / max(1, c["rows"]) * 1e6, "µs",
             f"{r['worker_cpu']:.2f} s over {c['rows']:,} ids checked and {r['events_in_period']:,} events "
@@ -942,7 +946,8 @@ def _gap_rows(r: dict) -> list[dict]:
                         f"{m['by_id_per_hour']:.0f} by email id ({per_call:.1f} ids a call) + {m['date_per_hour']:.0f} "
                         f"date-window pages (today's date {m['today_per_hour']:.0f}, yesterday's "
                         f"{m['older_per_hour']:.0f}){cadence}; {total(m, True):.0f} at the production cadence; "
-                        f"counted over the period: {m['by_id']:,} + {m['date_calls']:,} calls in {r['period_hours']:g} h;"
+                        f"counted over the period: {m['by_id']:,} + {m['date_calls']:,} calls in "
+                        f"{r['period_hours']:g} h;"
                         f" {m['throttled']} throttled, {m['failed']} failed; today's date held {m['rows_today']:,} "
                         f"emails at the period's end, yesterday's {m['rows_older']:,}"
                         + (f"; {m['early_sweeps']} sweeps came sooner than the safety interval after the window's "
@@ -971,7 +976,8 @@ def _gap_rows(r: dict) -> list[dict]:
         ratio = total(m) / total(date)
         prod = total(m, True) / total(date, True)
         rows.append(row(NAME, f"gaps: calls {label} / date sweeps", ratio, "ratio",
-                        f"{1 / ratio:.1f}x fewer calls per hour ({total(m):.0f} / {total(date):.0f}); at the production "
+                        f"{1 / ratio:.1f}x fewer calls per hour ({total(m):.0f} / {total(date):.0f}); at the "
+                        f"production "
                         f"cadence {prod:.3f} ({1 / prod:.1f}x); of the gap-driven calls "
                         f"{m['by_id_per_hour'] / max(total(m), 1e-9) * 100:.0f} % by id, "
                         f"{m['date_per_hour'] / max(total(m), 1e-9) * 100:.0f} % safety sweeps"))

@@ -353,8 +353,8 @@ class _Builder:
                 self.problems.append(f"{path}.{name}: must be one of {', '.join(spec.choices)}")
 
     def gap_driven(self, account: AccountConfig, sent_topic: str | None, i: int) -> AccountConfig:
-        """Resolve `poll.gap_driven`: on by default where a sent feed exists and the provider's
-        status API takes email ids on a date-window account (worker.poll.gaps)."""
+        """Resolve `poll.gap_driven`: on by default where a sent feed exists, the account polls and
+        its provider's status API takes email ids on a date-window account (worker.poll.ids)."""
         defaults = get_module(account.provider).DEFAULTS
         able = defaults.polling == "date" and defaults.id_batch > 0
         asked = account.poll.gap_driven
@@ -364,7 +364,9 @@ class _Builder:
                                  + (" (it is polled by id already)" if defaults.polling == "ids" else ""))
         elif asked and sent_topic is None:
             self.problems.append(f"{path}: needs inputs.sent_topic (the sent emails are what it polls)")
-        on = bool(able and sent_topic is not None and (asked is None or asked))
+        elif asked and not account.poll.enabled:
+            self.problems.append(f"{path}: needs poll.enabled (it is a way of polling)")
+        on = bool(able and sent_topic is not None and account.poll.enabled and (asked is None or asked))
         return attrs.evolve(account, poll=attrs.evolve(account.poll, gap_driven=on))
 
     def check_poll(self, poll: PollConfig, retention_days: int, path: str, provider: Provider) -> None:

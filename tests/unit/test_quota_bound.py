@@ -253,6 +253,7 @@ def config(poll: dict, provider: str = "sendcloud", sent_topic: str | None = "se
     ({}, None, False),                        # off without one
     ({"gap_driven": False}, "sent", False),
     ({"gap_driven": True}, "sent", True),
+    ({"enabled": False}, "sent", False),      # an account that does not poll tracks nothing
 ])
 def test_gap_driven_is_on_by_default_where_a_sent_feed_exists(poll, sent_topic, on):
     assert config(poll, sent_topic=sent_topic).accounts[0].poll.gap_driven is on
@@ -268,6 +269,9 @@ def test_gap_driven_without_a_sent_feed_or_on_unisender_is_a_config_error():
     assert uni_err.value.problems == ["accounts[0].poll.gap_driven: unisender cannot be polled by email id (it is "
                                       "polled by id already)"]
     assert config({}, provider="unisender").accounts[0].poll.gap_driven is False
+    with pytest.raises(ConfigError) as off:
+        config({"gap_driven": True, "enabled": False})
+    assert off.value.problems == ["accounts[0].poll.gap_driven: needs poll.enabled (it is a way of polling)"]
 
 
 def test_gap_driven_sweeps_become_the_safety_net_once_sent_emails_arrive():
