@@ -80,8 +80,10 @@ def test_the_end_of_a_sweep_forgets_its_page_retries_and_only_its_own():
     s.failed(WID, NOW, 3600.0, offset=0)
     s.failed(other, NOW, 3600.0, offset=0)
     s.apply(WID, s.after_page(WID, page(0, None, 0), 0, NOW))     # this window's sweep ends (it shrank)
-    assert claims(s, at(900)) == [0]                               # its next sweep is not held up
-    assert s.next_due_in(at(900)) == pytest.approx(2700)           # the other window's page still waits
+    first = s.claim(at(900))
+    assert first is not None and (first[0], first[1].offset) == (WID, 0)   # its next sweep is not held up
+    assert s.claim(at(900)) is None                                # the other window's page still waits
+    assert s.next_due_in(at(900)) == pytest.approx(2700)
 
 
 def test_a_short_backoff_still_holds_the_page():
