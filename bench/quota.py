@@ -25,7 +25,7 @@ table says so; a part that needs a missing key is reported as "not measured: <re
   `interval_min_secs` 600/K s, `interval_max_secs` 3600/K, `gap_after_secs` 900/K,
   `safety_sweep_secs` 3600/K or 21600/K; `lookback_days` 1). One worker polls three SendCloud
   accounts side by side, each with its own simulated stream and quota: date sweeps only
-  (`gap_driven: false`), gap-driven with the default safety sweep (1 h) and gap-driven with 6 h.
+  (`gap_driven: false`), gap-driven with a 1 h safety sweep and gap-driven with the default (6 h).
   Each stream: yesterday's and the earlier part of today's mail settled (a compressed day's volume
   a day), then mail sent at `rate`/s from an hour before the worker starts, on the sent feed
   (from then on) and on webhooks for 95 % of the emails (a fixed 5 %, by a hash of the id, never
@@ -567,7 +567,7 @@ def _phantoms(sim: Any, accounts: list[str], arrivals: Arrivals) -> list[str]:
 # by side by one worker, each against its own simulated mail stream and quota
 GAP_MODES = (("date sweeps", "bench-sc-date", False, 3600.0),
              ("gap-driven, safety 1 h", "bench-sc-gap1h", True, 3600.0),
-             ("gap-driven, safety 6 h", "bench-sc-gap6h", True, 21600.0))
+             ("gap-driven, safety 6 h", "bench-sc-gap6h", True, 21600.0))   # the default
 
 
 def _finals(sim: Any, account: str, sent_from: float, sent_until: float, happened_by: float) -> dict:

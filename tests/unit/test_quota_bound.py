@@ -285,6 +285,22 @@ def test_gap_driven_sweeps_become_the_safety_net_once_sent_emails_arrive():
     assert (plain.interval_min, plain.interval_max) == (600, 3600)   # not gap-driven: never widened
 
 
+@pytest.mark.parametrize(("changes", "interval"), [(0, 7200.0), (3, 7200.0)])
+def test_a_window_swept_before_the_widening_takes_the_safety_interval_at_its_next_sweep_end(changes, interval):
+    """A cursor from before widen() (swept at the short interval, or restored after a restart)
+    ends its next sweep at the safety interval, quiet or not: 600 x 1.5 = 900 and 600 / 2 = 300
+    would both sweep it far more often than safety_sweep_secs."""
+    s = DateWindowScheduler.for_account(config({"safety_sweep_secs": 7200}).accounts[0], {})
+    c = s.after_page(WID, page(10, None, 10), 1, NOW)          # a sweep before the sent feed arrived
+    assert c.interval == 600.0                                  # changes: halved, held at interval_min
+    s.apply(WID, c)
+    s.widen()
+    later = NOW + timedelta(seconds=700)
+    end = s.after_page(WID, page(10, None, 10), changes, later)
+    assert end.interval == interval
+    assert end.due_at == later.timestamp() + interval
+
+
 @pytest.mark.parametrize(("feed_id", "recipient", "tracked"), [
     ("qcloudses-30-4123414323-date-20210101094334-syNARhMTbKI1", "Bob@Example.com",
      "qcloudses-30-4123414323-date-20210101094334-syNARhMTbKI1:bob@example.com"),     # SendEmail's MessageId

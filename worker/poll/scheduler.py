@@ -225,8 +225,10 @@ class DateWindowScheduler:
         c = attrs.evolve(c, seen=c.seen + page.rows, changes=c.changes + emitted, total=page.total)
         if page.next_offset is not None:
             return attrs.evolve(c, offset=page.next_offset)
-        # a sweep that found changes halves the interval, a quiet one lengthens it by half
-        interval = max(self.interval_min, c.interval / 2) if c.changes else min(self.interval_max, c.interval * 1.5)
+        # a sweep that found changes halves the interval, a quiet one lengthens it by half; both
+        # within the bounds as they are now (widen() raises them under a cursor swept before)
+        interval = c.interval / 2 if c.changes else c.interval * 1.5
+        interval = min(self.interval_max, max(self.interval_min, interval))
         return attrs.evolve(c, in_sweep=False, offset=0, completed_at=ts, interval=interval,
                             due_at=ts + max(interval, self.cache_ttl), total=c.seen, sweeps=c.sweeps + 1)
 
