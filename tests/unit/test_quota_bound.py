@@ -159,6 +159,22 @@ def test_early_claims_take_the_least_recently_checked_and_skip_ids_checked_too_r
     assert t.claim(T0 + 55, early=True) == ["young"]
 
 
+def test_a_batch_of_due_ids_is_topped_up_with_the_least_recently_checked_ones():
+    """A call costs one token whatever it carries: a part batch of due ids takes early re-checks
+    too (least recently checked first, none within min_recheck); `due` looks without topping up."""
+    t = uni(batch=4)
+    for name, age in (("a", 40_000), ("b", 20_000), ("c", 2_000), ("d", 100)):
+        t.apply_write(name, Tracked(f"{name}@x", T0 - age), T0)
+    t.claim(T0)
+    t.apply(IdPlan((), {}, ("a", "b", "c", "d")), T0)           # due +2000, +1000, +100, +30 (5 % of age)
+    t.apply(IdPlan((), {}, ("b",)), T0 + 10)                    # b checked again at +10: due +1010
+    t.apply(IdPlan((), {}, ("c",)), T0 + 20)                    # c at +20: due +120
+    assert t.due(T0 + 45) == ["d"]                              # only d is due
+    assert t.claim(T0 + 45) == ["d", "a", "b"]                  # topped up: a checked at +0, b +10; c within 30 s
+    assert t.claim(T0 + 50) == []                               # nothing due: no call to top up
+    assert t.claim(T0 + 50, early=True) == ["c"]                # c past min_recheck now; the rest claimed
+
+
 def test_claimed_ids_are_out_of_the_schedule_until_applied_or_failed():
     t = uni(batch=2)
     for i in range(3):

@@ -154,12 +154,13 @@ class IdTracker:
         else:
             tracked.due_at, tracked.checked_at = previous.due_at, previous.checked_at
 
-    def claim(self, now: float, early: bool = False) -> list[str]:
+    def claim(self, now: float, early: bool = False, top_up: bool = True) -> list[str]:
         """Up to `batch` ids whose check is due, soonest first; claimed (out of the schedule) until
         `apply` or `failed` puts them back. Gap-driven batches share one send date (the status APIs
         take one date per call) and wait to fill: a part batch goes only once its first id has
         waited `linger`. `early`: spare quota, ids not due yet, least recently checked first and
-        none checked within `min_recheck` (never for gap-driven polling)."""
+        none checked within `min_recheck` (never for gap-driven polling). A batch of due ids that
+        is not full is topped up the same way: the call costs one token whatever it carries."""
         if early:
             return [] if self.gap_driven else self._claim_early(now)
         out: list[str] = []
@@ -191,15 +192,18 @@ class IdTracker:
             self.ids[email_id].due_at = IN_FLIGHT
         for entry in held:
             heapq.heappush(self._heap, entry)
+        if out and top_up and not self.gap_driven and len(out) < self.batch:
+            out += self._claim_early(now, self.batch - len(out))
         return out
 
     @property
     def linger_secs(self) -> float:
         return min(GAP_LINGER_MAX_SECS, GAP_LINGER_FRACTION * (self.gap_after_secs or 0.0))
 
-    def _claim_early(self, now: float) -> list[str]:
+    def _claim_early(self, now: float, most: int | None = None) -> list[str]:
         out: list[str] = []
-        while self._by_check and len(out) < self.batch and self._by_check[0][0] + self.min_recheck_secs <= now:
+        most = self.batch if most is None else most
+        while self._by_check and len(out) < most and self._by_check[0][0] + self.min_recheck_secs <= now:
             checked_at, email_id = heapq.heappop(self._by_check)
             tracked = self.ids.get(email_id)
             if tracked is None or tracked.final or tracked.checked_at != checked_at or tracked.due_at == IN_FLIGHT:
@@ -219,7 +223,7 @@ class IdTracker:
 
     def due(self, now: float) -> list[str]:
         """The ids `claim` would take now, left in the schedule (a look, for tests and status)."""
-        out = self.claim(now)
+        out = self.claim(now, top_up=False)
         for email_id in out:
             self._schedule(email_id, now)
         return out
