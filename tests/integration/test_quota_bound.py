@@ -14,7 +14,7 @@ import pytest
 from tests.integration.harness import InProcessWorker, wait_ready, worker_config
 from tests.integration.kafka_utils import read_all
 from tests.integration.test_pipeline import OUTPUTS
-from tests.integration.world import ENV, diff, observed, sim_account, worker_account
+from tests.integration.world import ENV, check_against_truth, diff, observed, sim_account, worker_account
 from worker.model import Provider
 from worker.simulator import SimConfig, Simulator
 from worker.simulator.simconfig import Faults
@@ -144,7 +144,10 @@ async def test_gap_driven_polling_finds_by_id_what_no_webhook_reported(kafka_boo
         await sim.stop()
     actual, events = observed(records)
     assert len(published) == 120
-    assert actual == expected, diff(expected, actual)
+    # every status visible at the end, once; a call may also have caught an earlier status of an
+    # email (a soft bounce Tencent was still retrying): real, once, and never a duplicate
+    assert not expected - actual and max(actual.values()) == 1, diff(expected, actual)
+    assert not check_against_truth(sim, names, sim.clock(), events, sources=frozenset({"poll"}))
     assert len({e["event_id"] for e in events}) == len(events)
     later = [c for c in sim.calls[first_sweeps:] if c.outcome == "ok"]
     by_id = collections.Counter(c.account for c in later if _asks_ids(c.query_key))
