@@ -77,7 +77,8 @@ def build_app(config: Config) -> web.Application:
         await writer.stop()
 
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
-        session = aiohttp.ClientSession(headers={"User-Agent": "email-status-worker"})
+        # trust_env: provider calls honour HTTP(S)_PROXY and NO_PROXY (docs/configuration.md, "Egress")
+        session = aiohttp.ClientSession(headers={"User-Agent": "email-status-worker"}, trust_env=True)
         manager = ShardManager(config, session)
         app[MANAGER] = manager
         ops.critical["pipeline"] = lambda: manager.alive
