@@ -34,6 +34,7 @@ from worker.errors import TopicLayoutError
 from worker.group import ShardManager
 from worker.http import Ops
 from worker.intake import RawWriter
+from worker.loopwatch import LoopWatch
 from worker.reach import Reach
 from worker.sentfeed import SentFeed
 from worker.webhooks import WebhookReceiver
@@ -70,9 +71,13 @@ def build_app(config: Config) -> web.Application:
         await reach.start()
         ops.checks["kafka_reachable"] = lambda: reach.reachable
         ops.status["kafka"] = reach.snapshot
+        watch = LoopWatch()
+        watch.start()
+        ops.status["event_loop"] = watch.snapshot
         receiver.writer = writer
         app[WRITER] = writer
         yield
+        await watch.stop()
         await reach.stop()
         await writer.stop()
 

@@ -42,6 +42,8 @@ PRODUCE_LATENCY = Histogram("esw_produce_latency_seconds", "Webhook records: wri
                             registry=REGISTRY, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 TRANSACTION_LATENCY = Histogram("esw_transaction_latency_seconds", "Shard transaction: begin until committed",
                                 registry=REGISTRY, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+LOOP_LAG = Histogram("esw_event_loop_lag_seconds", "How much later than asked the event loop woke a 100 ms sleep",
+                     registry=REGISTRY, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 RAW_LAG = Gauge("esw_raw_lag", "Records of _raw not yet processed, per owned shard", ["shard"], registry=REGISTRY)
 STATE_ENTRIES = Gauge("esw_state_entries", "Dedup entries held, per owned shard", ["shard"], registry=REGISTRY)
 SHARDS_OWNED = Gauge("esw_shards_owned", "Shards this replica owns and has restored", registry=REGISTRY)
@@ -107,6 +109,10 @@ def webhook_shed(reason: str) -> None:
 
 def produced(secs: float) -> None:
     PRODUCE_LATENCY.observe(secs)
+
+
+def loop_lag(secs: float) -> None:
+    LOOP_LAG.observe(secs)
 
 
 # -- failures -------------------------------------------------------------------------------------
