@@ -69,6 +69,23 @@ Values read from the worker's config, with the defaults of schemas/config.v1.jso
 {{- dig "kafka" "shards" 12 .Values.config | int }}
 {{- end }}
 
+{{/*
+A Prometheus duration ("15s", "1m30s", "500ms") in milliseconds.
+*/}}
+{{- define "esw.durationMs" -}}
+{{- $ms := 0 }}
+{{- $unit := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 "w" 604800000 "y" 31536000000 }}
+{{- range (regexFindAll "[0-9]+(ms|s|m|h|d|w|y)" (toString .) -1) }}
+{{- $n := regexFind "^[0-9]+" . | int64 }}
+{{- $ms = add $ms (mul $n (get $unit (trimPrefix (toString $n) .))) }}
+{{- end }}
+{{- $ms }}
+{{- end }}
+
+{{- define "esw.maxBodyBytes" -}}
+{{- dig "http" "max_body_bytes" 1048576 .Values.config | int64 }}
+{{- end }}
+
 {{- define "esw.httpPort" -}}
 {{- dig "http" "port" 8080 .Values.config | int }}
 {{- end }}
@@ -141,6 +158,29 @@ says what to change.
 {{- if and $pdb.enabled (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) }}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable" }}
 {{- end }}
+{{- if and $pdb.enabled (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) }}
+{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both (a PodDisruptionBudget takes one: minAvailable would win and maxUnavailable be ignored). To use minAvailable, set maxUnavailable: null" }}
+{{- end }}
+{{- if $pdb.enabled }}
+{{- $fewest := ternary (.Values.autoscaling.minReplicas | int) (.Values.replicaCount | int) .Values.autoscaling.enabled }}
+{{- $number := list "int" "int64" "float64" }}
+{{- if and (has (kindOf $pdb.minAvailable) $number) (ge ($pdb.minAvailable | int) $fewest) }}
+{{- fail (printf "podDisruptionBudget.minAvailable (%d) is not below the fewest replicas (%d): no pod could ever be evicted, so node drains and cluster upgrades would block. Lower it, or run more replicas" ($pdb.minAvailable | int) $fewest) }}
+{{- end }}
+{{- if and (has (kindOf $pdb.maxUnavailable) $number) (eq ($pdb.maxUnavailable | int) 0) }}
+{{- fail "podDisruptionBudget.maxUnavailable 0: no pod could ever be evicted, so node drains and cluster upgrades would block" }}
+{{- end }}
+{{- end }}
+{{- range .Values.extraEnv }}
+{{- if and (eq .name "PYTHONASYNCIODEBUG") (has (toString .value | lower) (list "0" "false" "no" "off")) }}
+{{- fail (printf "extraEnv PYTHONASYNCIODEBUG=%q turns asyncio debug mode ON (Python enables it for any non-empty value) and slows every request down: remove the variable to keep debug mode off" (toString .value)) }}
+{{- end }}
+{{- end }}
+{{- with .Values.serviceMonitor }}
+{{- if and .enabled (gt (include "esw.durationMs" .scrapeTimeout | int64) (include "esw.durationMs" .interval | int64)) }}
+{{- fail (printf "serviceMonitor.scrapeTimeout (%s) is longer than serviceMonitor.interval (%s): Prometheus refuses the scrape config" .scrapeTimeout .interval) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.secretFiles.enabled (not (or .Values.secretFiles.secretName .Values.existingSecret)) }}
 {{- fail "secretFiles.enabled needs secretFiles.secretName or existingSecret: the name of a Secret you created" }}
 {{- end }}
@@ -160,6 +200,11 @@ says what to change.
 {{- if not (has . $named) }}
 {{- fail (printf "config names the environment variable %s for a secret, but the pod would not have it: set existingSecret (all its keys become variables, envFromExistingSecret: true), or add {name: %s, key: <key in the Secret>} to secretEnv" . .) }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- range .Values.secretEnv }}
+{{- if and .optional (has .name $refs.env) }}
+{{- fail (printf "secretEnv %s is optional: true, but config names it: a pod without it fails its config check at start and restarts for ever. Drop optional, or drop the variable from config (a previous key once its rotation is over)" .name) }}
 {{- end }}
 {{- end }}
 {{- /* Every file the config names must lie under a mounted volume. */}}
