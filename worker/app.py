@@ -7,7 +7,8 @@ shards, pollers), the optional sent-message feed. `/readyz` asks only whether Ka
 flowing into `_raw` meanwhile. On SIGTERM aiohttp stops accepting connections,
 `/readyz` turns 503, and the contexts unwind in reverse: the sent feed stops, every shard stops its
 pollers and commits its open batch, the consumer leaves the group, the producer flushes. The whole
-unwind is bounded by `shutdown.grace_secs`.
+unwind is bounded by `shutdown.grace_secs` as a whole (`shutdown_budget`: requests in progress,
+then the pipeline, then the `_raw` producer's flush, each given its share).
 
 A Kafka that cannot be reached at start (down, wrong address, refused TLS or SASL credentials) ends
 the process with exit status 1 and one error line that says so (no traceback): Kubernetes restarts
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 import aiohttp
 from aiohttp import web
@@ -79,7 +81,7 @@ def build_app(config: Config) -> web.Application:
         yield
         await watch.stop()
         await reach.stop()
-        await writer.stop()
+        await writer.stop(shutdown_budget(config).flush)
 
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         # trust_env: provider calls honour HTTP(S)_PROXY and NO_PROXY (docs/configuration.md, "Egress")
@@ -97,7 +99,7 @@ def build_app(config: Config) -> web.Application:
         yield
         ops.shutting_down = True
         try:
-            await asyncio.wait_for(_stop(manager, feed), config.shutdown_grace_secs)
+            await asyncio.wait_for(_stop(manager, feed), shutdown_budget(config).pipeline)
         except TimeoutError:
             log.warning("shutdown grace period exceeded; open transactions are left to time out")
         await session.close()
@@ -108,6 +110,22 @@ def build_app(config: Config) -> web.Application:
     app.cleanup_ctx.extend([kafka_ctx, pipeline_ctx])
     app.on_shutdown.append(on_shutdown)
     return app
+
+
+class ShutdownBudget(NamedTuple):
+    requests: float   # webhook requests in progress finish (aiohttp's shutdown_timeout)
+    pipeline: float   # the sent feed and the shards: pollers, open transactions, the group
+    flush: float      # the _raw producer flushes what it holds
+
+
+def shutdown_budget(config: Config) -> ShutdownBudget:
+    """`shutdown.grace_secs` shared so that the whole unwind stays within it (the chart's
+    terminationGracePeriodSeconds is computed from it): a fifth, at most 5 s, for requests in
+    progress; a fifth, at most the produce timeout, for the flush; the rest for the pipeline."""
+    grace = config.shutdown_grace_secs
+    requests = min(5.0, grace / 5)
+    flush = min(config.kafka.produce_timeout_secs, grace / 5)
+    return ShutdownBudget(requests, grace - requests - flush, flush)
 
 
 async def _stop(manager: ShardManager, feed: SentFeed | None) -> None:
@@ -122,7 +140,7 @@ def run_worker(config: Config) -> int:
                                 "topic_prefix": config.kafka.topic_prefix, "port": config.http.port})
     try:
         web.run_app(build_app(config), host=config.http.host, port=config.http.port, print=None,
-                    access_log=None, shutdown_timeout=min(5.0, config.shutdown_grace_secs / 3),
+                    access_log=None, shutdown_timeout=shutdown_budget(config).requests,
                     handle_signals=True)
     except KafkaError as exc:
         # str(exc) names the broker addresses and the failure, never a credential

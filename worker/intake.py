@@ -156,11 +156,12 @@ class RawWriter:
         with contextlib.suppress(Exception):   # its pending writes end (acknowledged or failed) here
             await asyncio.wait_for(old.stop(), self.timeout)
 
-    async def stop(self) -> None:
-        """Stop a replacement under way, then the producer (flushing what it holds)."""
+    async def stop(self, bound_secs: float | None = None) -> None:
+        """Stop a replacement under way, then the producer (flushing what it holds), within
+        `bound_secs` (the produce timeout when None)."""
         if self._renewal is not None and not self._renewal.done():
             self._renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewal
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.producer.stop(), self.timeout)
+            await asyncio.wait_for(self.producer.stop(), self.timeout if bound_secs is None else bound_secs)
