@@ -57,7 +57,8 @@ class WebhookReceiver:
         ]
 
     def _account(self, request: web.Request) -> tuple[AccountConfig | None, int]:
-        """The addressed account, or the status to answer instead (404 unknown, 401 bad token)."""
+        """The addressed account and 200, or the status to answer instead: 404 unknown (no account),
+        401 a bad path token (the account it addressed: counted under its name)."""
         try:
             provider = Provider(request.match_info["provider"])
         except ValueError:
@@ -71,15 +72,15 @@ class WebhookReceiver:
             # compare with every token (no early exit): the time taken says nothing about which
             matches = [hmac.compare_digest(given, t.encode()) for t in account.webhook.path_tokens]
             if token is None or not any(matches):
-                return None, 401
+                return account, 401
         elif token is not None:
             return None, 404
         return account, 200
 
     async def probe(self, request: web.Request) -> web.Response:
         """Providers test a webhook URL with GET and expect 200."""
-        account, status = self._account(request)
-        return web.json_response({"ok": account is not None}, status=status)
+        _, status = self._account(request)
+        return web.json_response({"ok": status == 200}, status=status)
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.monotonic()
@@ -87,7 +88,7 @@ class WebhookReceiver:
         labels = (account.provider.value, account.name) if account else ("unknown", "unknown")
         outcome: dict = {}
         try:
-            if account is not None:
+            if account is not None and status == 200:
                 status = await self._admitted(request, account, outcome)
         except Exception as exc:
             log.exception("webhook failed", extra={"provider": labels[0], "account": labels[1],
