@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -154,11 +155,12 @@ def utc(dt: datetime) -> datetime:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 def epoch_ms(dt: datetime) -> int:
     """Whole milliseconds since the epoch, computed exactly (no float rounding)."""
-    return (utc(dt) - _EPOCH) // timedelta(milliseconds=1)
+    return (utc(dt) - _EPOCH) // _MS
 
 
 def make_event_id(provider: str, account: str, email_id: str, type_: str, occurred_at: datetime) -> str:
@@ -173,6 +175,12 @@ def rfc3339(dt: datetime) -> str:
     # formatted by hand: strftime's %Y does not zero-pad years below 1000 on every platform
     text = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
     return f"{text}.{dt.microsecond // 1000:03d}Z" if dt.microsecond else f"{text}Z"
+
+
+def _json_time(dt: datetime) -> datetime | str:
+    """A time for orjson with OPT_UTC_Z: itself when orjson writes it as `rfc3339` would (UTC, whole
+    seconds: `2026-11-02T08:00:00Z`), else rfc3339's text."""
+    return dt if dt.tzinfo is UTC and not dt.microsecond else rfc3339(dt)
 
 
 def parse_rfc3339(text: str) -> datetime:
@@ -243,6 +251,10 @@ class StatusEvent:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        return self._fields(rfc3339)
+
+    def _fields(self, time: Callable[[datetime], Any]) -> dict[str, Any]:
+        """The event as JSON fields, each time as `time` renders it."""
         return {
             "schema_version": SCHEMA_VERSION,
             "event_id": self.event_id,
@@ -252,9 +264,9 @@ class StatusEvent:
             "email_id": self.email_id,
             "message_id": self.message_id,
             "recipient": self.recipient,
-            "occurred_at": rfc3339(self.occurred_at),
-            "sent_at": rfc3339(self.sent_at) if self.sent_at is not None else None,
-            "observed_at": rfc3339(self.observed_at),
+            "occurred_at": time(self.occurred_at),
+            "sent_at": time(self.sent_at) if self.sent_at is not None else None,
+            "observed_at": time(self.observed_at),
             "source": self.source.value,
             "permanent": self.permanent,
             "reason": self.reason.value if self.reason is not None else None,
@@ -269,7 +281,8 @@ class StatusEvent:
         }
 
     def encode(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+        """`to_dict` as JSON bytes; whole-second UTC times are rendered by orjson (in C, the same text)."""
+        return orjson.dumps(self._fields(_json_time), option=orjson.OPT_UTC_Z)
 
     @property
     def key(self) -> bytes:

@@ -26,7 +26,7 @@ import orjson
 from worker import raw
 from worker.config import AccountConfig, Config
 from worker.deadletter import UNKNOWN, DeadLetter
-from worker.dedup import DedupTable, Outcome, decide, email_key, hours_since_2020
+from worker.dedup import DedupTable, Outcome, decide, email_keys, hours_since_2020
 from worker.emit import Topics, event_record
 from worker.errors import (
     EventTooLarge,
@@ -169,7 +169,11 @@ class Staging:
         provider, name = account.provider.value, account.name
         retention = self.retention[name]
         batch = self.batch
-        for obs in observations:
+        # the table's words of the page's keys in one vectorised step (the batches' overlays, which
+        # this loop changes, are still asked first, row by row)
+        keys = email_keys(provider, name, (obs.email_id for obs in observations))
+        words = self.table.words(keys)
+        for obs, key, table_word in zip(observations, keys, words, strict=True):
             if obs.type is None:
                 batch.tally.ignore(provider, name)
                 continue
@@ -177,10 +181,9 @@ class Staging:
             if unusable is not None:
                 self._set_aside(account, obs, source, unusable, observed_at)
                 continue
-            key = email_key(provider, name, obs.email_id)
             occurred = int(obs.occurred_at.timestamp())
-            outcome, word = decide(self._lookup(key), obs.type, occurred, hours_since_2020(occurred + retention),
-                                   self.tolerance, obs.exact_time)
+            outcome, word = decide(self._lookup(key, table_word), obs.type, occurred,
+                                   hours_since_2020(occurred + retention), self.tolerance, obs.exact_time)
             if outcome is not Outcome.EMIT:
                 batch.tally.drop(provider, name, outcome.value)
                 continue
@@ -248,13 +251,13 @@ class Staging:
         self.batch.waiters.append(fut)
         return fut
 
-    def _lookup(self, key: int) -> int | None:
+    def _lookup(self, key: int, table_word: int) -> int | None:
         """The state as it will be once everything staged so far commits: the open batch, then the
-        batch being committed, then the table."""
+        batch being committed, then `table_word` (the table's; 0 when absent, as None to `decide`)."""
         for batch in (self.batch, self.inflight):
             if batch is not None and key in batch.overlay:
                 return batch.overlay[key]
-        return self.table.get(key)
+        return table_word
 
     # -- id learning (webhooks, the sent feed and sweeps tell the id trackers what to poll) --------
 
