@@ -2,8 +2,7 @@
 
 A page's dedup keys are hashed with the account's part hashed once (`email_keys`) and looked up in
 the table in one vectorised step (`DedupTable.words`, `Staging.observe`); an event's JSON leaves whole-second UTC
-times to orjson (`StatusEvent.encode`); a provider's zero-padded local time in a fixed-offset zone
-is read by `datetime.fromisoformat` (`naive_to_utc`)."""
+times to orjson (`StatusEvent.encode`)."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ from tests.integration.harness import worker_config
 from worker.config import parse_config
 from worker.dedup import DedupTable, decide, email_key, email_keys, hours_since_2020
 from worker.model import EventType, Observation, Provider, Reason, Scope, Smtp, Source, StatusEvent, rfc3339
-from worker.providers.base import CHINA_TZ, _iso_offset, naive_to_utc
 from worker.staging import Staging, retention_secs
 from worker.state import Restored, dedup_key, dedup_value
 
@@ -175,53 +173,3 @@ def test_to_dict_keeps_its_times_as_text():
     d = event(NOW, None, NOW.replace(microsecond=5000)).to_dict()
     assert (d["occurred_at"], d["sent_at"], d["observed_at"]) == ("2026-11-02T08:00:00Z", None,
                                                                   "2026-11-02T08:00:00.005Z")
-
-
-# -- a provider's local time ------------------------------------------------------------------------
-
-ZONES = [CHINA_TZ, UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30, seconds=15)),
-         timezone(timedelta(seconds=1, microseconds=5)), timezone(timedelta(hours=-23, minutes=-59)),
-         ZoneInfo("Europe/Moscow")]
-
-
-def fields_to_utc(text: str, tz) -> datetime:
-    """naive_to_utc as it was: the fields one by one."""
-    y, mo, d, h, mi, s = (int(x) for x in text.replace(" ", "-").replace(":", "-").split("-"))
-    return datetime(y, mo, d, h, mi, s, tzinfo=tz).astimezone(UTC)
-
-
-def outcome(read, text: str, tz) -> tuple:
-    try:
-        got = read(text, tz)
-    except (ValueError, OverflowError) as exc:
-        return ("raises", type(exc))
-    return ("reads", got, got.tzinfo)
-
-
-@pytest.mark.parametrize("tz", ZONES)
-@pytest.mark.parametrize("text", ["2026-11-29 08:13:21", "1970-01-01 00:00:00", "2024-02-29 23:59:59",
-                                  "9999-12-31 23:59:59", "0001-01-01 23:59:59", "0999-06-15 12:00:00",
-                                  "2026-1-2 3:4:5", "2026-11-29 8:13:21", "2026-11-29 08:13:2"])
-def test_naive_to_utc_is_the_time_read_field_by_field(text: str, tz):
-    assert outcome(naive_to_utc, text, tz) == outcome(fields_to_utc, text, tz)
-
-
-@pytest.mark.parametrize("tz", ZONES)
-@pytest.mark.parametrize("text", ["2026-13-01 00:00:00", "2026-02-30 00:00:00", "2026-11-29 24:00:00",
-                                  "2026-11-29 08:60:00", "2026-11-29T08:13:21", "2026-11-29 08:13:21Z",
-                                  "2026-11-29 08:13:2 ", "20261129 081321", "２０２６-11-29 08:13:21", ""])
-def test_naive_to_utc_refuses_what_it_refused(text: str, tz):
-    with pytest.raises(ValueError):
-        naive_to_utc(text, tz)
-
-
-def test_a_time_outside_the_utc_years_overflows_as_before():
-    assert outcome(naive_to_utc, "0001-01-01 00:00:00", CHINA_TZ) == ("raises", OverflowError)
-    assert outcome(naive_to_utc, "9999-12-31 23:59:59", timezone(timedelta(hours=-5))) == ("raises", OverflowError)
-    assert outcome(naive_to_utc, "2026-11-29 08:13:21", CHINA_TZ) == ("reads", datetime(2026, 11, 29, 0, 13, 21,
-                                                                                           tzinfo=UTC), UTC)
-
-
-def test_the_iso_offset_of_fixed_zones_only():
-    assert [_iso_offset(tz) for tz in ZONES] == ["+08:00", "+00:00", "-05:00", "+05:30:15", "+00:00:01.000005",
-                                                 "-23:59", None]
