@@ -175,6 +175,20 @@ def test_a_batch_of_due_ids_is_topped_up_with_the_least_recently_checked_ones():
     assert t.claim(T0 + 50, early=True) == ["c"]                # c past min_recheck now; the rest claimed
 
 
+def test_a_top_up_never_makes_a_batch_larger_than_the_batch():
+    t = uni(batch=3)
+    for name in ("a", "b", "c", "d"):
+        t.apply_write(name, Tracked(f"{name}@x", T0 - 100), T0)
+    t.claim(T0)                                                 # a, b, c
+    t.apply(IdPlan((), {}, ("a", "b", "c")), T0)                # each due at +30 (the floor)
+    t.claim(T0)                                                 # d
+    t.apply(IdPlan((), {}, ("d",)), T0 + 10)                    # d due at +40
+    assert t.claim(T0 + 40) == ["a", "b", "c"]                  # all due: full, nothing to top up
+    t.failed(["a", "b", "c"], T0 + 40, 100.0)                   # back at +140
+    t.apply_write("e", Tracked("e@x", T0), T0 + 45)             # new: due now, never checked
+    assert t.claim(T0 + 45) == ["d", "e", "a"]                  # d and e due; one place left of three candidates
+
+
 def test_claimed_ids_are_out_of_the_schedule_until_applied_or_failed():
     t = uni(batch=2)
     for i in range(3):
