@@ -39,7 +39,7 @@ from worker.errors import (
     WorkerError,
 )
 from worker.metrics import Tally
-from worker.model import MAX_EVENT_BYTES, MAX_ID_CHARS, EventType, Observation, Source, StatusEvent
+from worker.model import MAX_EVENT_BYTES, MAX_ID_CHARS, Observation, Source, StatusEvent
 from worker.poll.ids import IdTracker, Tracked
 from worker.poll.sink import IdChange, StateChange
 from worker.providers import get_module
@@ -263,11 +263,7 @@ class Staging:
 
     def learn(self, account: AccountConfig, observations: Sequence[Observation], received: datetime) -> None:
         """What webhooks (and, for gap-driven accounts, polled rows) say of tracked ids. A gap-driven
-        tracker learns only from delivery statuses: opens and clicks would only churn `_state`. It
-        looks for an email's outcome, so a soft bounce the provider no longer retries (its event says
-        final) settles the id although the status could still change (a SendCloud-family 5 is not
-        `Observation.final`): asking again by id would find the same soft bounce (the issue-14 gap
-        bench: 90 % of the ids re-asked), and a later change is the safety sweep's."""
+        tracker learns only from delivery statuses: opens and clicks would only churn `_state`."""
         tracker = self.trackers.get(account.name)
         if tracker is None:
             return
@@ -276,8 +272,7 @@ class Staging:
             if obs.type is None and tracker.gap_driven:
                 continue
             sent = obs.sent_at.timestamp() if obs.sent_at else now
-            final = obs.final or (tracker.gap_driven and obs.type is EventType.SOFT_BOUNCE and not obs.retrying)
-            self._track(account, obs.email_id, obs.recipient, sent, obs.provider_status, final, now)
+            self._track(account, obs.email_id, obs.recipient, sent, obs.provider_status, obs.final, now)
 
     def _track(self, account: AccountConfig, email_id: str, recipient: str, sent: float, status: str | None,
                final: bool, now: float) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
-import attrs
 import orjson
 import pytest
 
@@ -16,7 +15,7 @@ from worker import raw
 from worker.config import parse_config
 from worker.dedup import email_key
 from worker.errors import CommitFailed
-from worker.model import EventType, Observation, Provider, Reason, Source
+from worker.model import EventType, Observation, Provider, Source
 from worker.poll.ids import Tracked
 from worker.poll.scheduler import Cursor
 from worker.poll.sink import CursorChange, IdChange
@@ -261,24 +260,3 @@ async def test_a_gap_driven_account_tracks_what_was_sent_until_a_delivery_status
     st.committed(st.take(), NOW.timestamp())
     assert tracker.ids["m1$bob@example.com"].final
     assert tracker.claim(NOW.timestamp() + 10_000) == []
-
-
-async def test_a_gap_driven_id_is_settled_by_a_soft_bounce_the_provider_no_longer_retries():
-    """A SendCloud soft bounce (status 5: its event says final) settles a gap-driven id: asked again
-    by id it would show the same soft bounce. A UniSender-style retrying soft bounce would not."""
-    [sc] = GAP_CONFIG.accounts
-    st = Staging(GAP_CONFIG, GAP_CONFIG.accounts, Restored.empty(), NOW.timestamp())
-    tracker = st.trackers["sc"]
-    for email_id in ("m1$bob@example.com", "m2$eve@example.com"):
-        st.stage_raw(records(raw.encode(raw.SentMessage(Provider.SENDCLOUD, "sc", NOW, email_id, "x@example.com",
-                                                        NOW))), NOW)
-    st.committed(st.take(), NOW.timestamp())
-    soft = Observation(email_id="m1$bob@example.com", recipient="bob@example.com", type=EventType.SOFT_BOUNCE,
-                       reason=Reason.OTHER, occurred_at=NOW, provider_status="5")
-    assert not soft.final                                             # the status could still change
-    retrying = attrs.evolve(soft, email_id="m2$eve@example.com", retrying=True)
-    st.learn(sc, [soft, retrying], NOW)
-    st.committed(st.take(), NOW.timestamp())
-    assert tracker.ids["m1$bob@example.com"].final
-    assert not tracker.ids["m2$eve@example.com"].final
-    assert tracker.due(NOW.timestamp() + 10_000) == ["m2$eve@example.com"]
