@@ -54,7 +54,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -688,6 +688,10 @@ def _gap_account(sim: Any, name: str, k: float, t0: float, t1: float, configured
             "date_per_hour_production": amortised["production"], "early_sweeps": early,
             "older_per_hour": amortised["older"], "windows": per_window, "throttled": throttled, "failed": failed,
             "today": today, "rows_today": days.get(today, 0),
+            # today's history (sent before the live mail began): a share of the day that depends on
+            # the hour in China when the bench ran (see `_midday`)
+            "rows_today_history": sum(1 for msg in stream.days.get(date.fromisoformat(today), ())
+                                      if msg.sent_ms < stream.anchor_ms),
             "rows_older": sum(n for d, n in days.items() if d != today)}
 
 
@@ -931,6 +935,15 @@ def _gap_rows(r: dict) -> list[dict]:
     def total(m: dict, production: bool = False) -> float:
         return m["by_id_per_hour"] + (m["date_per_hour_production"] if production else m["date_per_hour"])
 
+    def midday(m: dict) -> float:
+        """Calls per hour had today's window held half a day's history, as at noon in China: the
+        windows are real China dates, so today's holds whatever share of the day had passed when
+        the bench ran (a sweep's pages grow with its rows; the other windows do not move)."""
+        if not m["rows_today"]:
+            return total(m)
+        rows = m["rows_today"] - m["rows_today_history"] + r["per_day"] / 2
+        return m["by_id_per_hour"] + m["older_per_hour"] + m["today_per_hour"] * rows / m["rows_today"]
+
     for label, m in modes.items():
         if "not_measured" in m:
             rows.append(row(NAME, f"gaps: calls per compressed hour ({label})", "not measured", "",
@@ -969,16 +982,19 @@ def _gap_rows(r: dict) -> list[dict]:
                             f"is its last status {sh['soft_bounce_last'] / asked * 100:.0f} %, a soft bounce that "
                             f"changes later {sh['soft_bounce_then'] / asked * 100:.0f} %, nothing yet "
                             f"{sh['nothing'] / asked * 100:.0f} %"))
-    date = modes.get("date sweeps")
+    plain = modes.get("date sweeps")
     for label, m in modes.items():
-        if label == "date sweeps" or "not_measured" in m or not date or "not_measured" in date:
+        if label == "date sweeps" or "not_measured" in m or not plain or "not_measured" in plain:
             continue
-        ratio = total(m) / total(date)
-        prod = total(m, True) / total(date, True)
+        ratio = total(m) / total(plain)
+        prod = total(m, True) / total(plain, True)
+        noon = midday(m) / midday(plain)
         rows.append(row(NAME, f"gaps: calls {label} / date sweeps", ratio, "ratio",
-                        f"{1 / ratio:.1f}x fewer calls per hour ({total(m):.0f} / {total(date):.0f}); at the "
+                        f"{1 / ratio:.1f}x fewer calls per hour ({total(m):.0f} / {total(plain):.0f}); at the "
                         f"production "
-                        f"cadence {prod:.3f} ({1 / prod:.1f}x); of the gap-driven calls "
+                        f"cadence {prod:.3f} ({1 / prod:.1f}x); with today's window at noon in China (half a "
+                        f"day's history, {midday(m):.0f} / {midday(plain):.0f}) {noon:.3f} ({1 / noon:.1f}x); "
+                        f"of the gap-driven calls "
                         f"{m['by_id_per_hour'] / max(total(m), 1e-9) * 100:.0f} % by id, "
                         f"{m['date_per_hour'] / max(total(m), 1e-9) * 100:.0f} % safety sweeps"))
     measured = {label: m for label, m in modes.items() if "not_measured" not in m}
