@@ -82,7 +82,7 @@ def test_min_available_and_max_unavailable_together_are_refused():
 
 
 @pytest.mark.parametrize(("sets", "fewest"), [
-    (("replicaCount=1", "podDisruptionBudget.minAvailable=1", "podDisruptionBudget.maxUnavailable=null"), 1),
+    (("replicaCount=1", "podDisruptionBudget.minAvailable=1"), 1),
     (("autoscaling.minReplicas=2", "podDisruptionBudget.minAvailable=2"), 2),
 ])
 def test_a_budget_that_blocks_every_eviction_is_refused(sets, fewest):
@@ -94,8 +94,7 @@ def test_a_budget_that_blocks_every_eviction_is_refused(sets, fewest):
 
 def test_budgets_that_let_a_pod_go_render():
     assert one(render("full-values.yaml"), "PodDisruptionBudget")["spec"]["minAvailable"] == 1   # HPA min 2
-    pdb = one(render("defaults", "replicaCount=3", "podDisruptionBudget.minAvailable=2",
-                     "podDisruptionBudget.maxUnavailable=null"), "PodDisruptionBudget")
+    pdb = one(render("defaults", "replicaCount=3", "podDisruptionBudget.minAvailable=2"), "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 2
 
 

@@ -155,11 +155,8 @@ says what to change.
 {{- fail (printf "replicaCount (%d) is greater than config.kafka.shards (%d): a replica owns whole shards, so the extra replicas would sit idle" (.Values.replicaCount | int) $shards) }}
 {{- end }}
 {{- $pdb := .Values.podDisruptionBudget }}
-{{- if and $pdb.enabled (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) }}
-{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable" }}
-{{- end }}
 {{- if and $pdb.enabled (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) }}
-{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both (a PodDisruptionBudget takes one: minAvailable would win and maxUnavailable be ignored). To use minAvailable, set maxUnavailable: null" }}
+{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both (a PodDisruptionBudget takes one: minAvailable would win and maxUnavailable be ignored)" }}
 {{- end }}
 {{- if $pdb.enabled }}
 {{- $fewest := ternary (.Values.autoscaling.minReplicas | int) (.Values.replicaCount | int) .Values.autoscaling.enabled }}
