@@ -131,7 +131,7 @@ async def test_gap_driven_polling_finds_by_id_what_no_webhook_reported(kafka_boo
     try:
         async with InProcessWorker(data, ENV) as worker:
             await wait_ready(worker.url)
-            first_sweeps = len(sim.calls)
+            first_sweeps = await first_sweeps_done(sim, names)
             live_end = sim.clock() + stream["live_max"] / stream["live_per_sec"] + 1
             while sim.clock() < live_end or sim.clock() < last_change_at(sim, names) + 1:
                 await publish_sent(kafka_bootstrap, sent_topic, sim, names, sim.clock(), published)
@@ -156,6 +156,23 @@ async def test_gap_driven_polling_finds_by_id_what_no_webhook_reported(kafka_boo
     assert all(_asks_ids(c.query_key) for c in later), "a date window was swept again"
     assert 60 / 20 <= by_id["gap-sc"] < 60                        # batches, not one call per email
     assert 0 < by_id["gap-tc"]
+
+
+async def first_sweeps_done(sim: Simulator, names: list[str], quiet_secs: float = 1.5, timeout: float = 60.0) -> int:
+    """The index into `sim.calls` past the worker's first sweeps: once no date-window call has come
+    for `quiet_secs` (a sweep's pages wait for the limiter's tokens, so readiness does not mean the
+    first sweeps are over)."""
+    import asyncio
+
+    deadline, seen, since = time.monotonic() + timeout, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        n = sum(1 for c in sim.calls if c.account in names and not _asks_ids(c.query_key))
+        if n != seen:
+            seen, since = n, time.monotonic()
+        elif n > 0 and time.monotonic() - since >= quiet_secs:
+            return len(sim.calls)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the first sweeps did not end within {timeout:.0f} s ({seen} date-window calls)")
 
 
 def _asks_ids(query_key: tuple) -> bool:
