@@ -11,9 +11,14 @@ Why not aiokafka's StickyPartitionAssignor: it keeps its memory in class attribu
 consumer of the process, and never learns its generation (aio-libs/aiokafka#1175, #1176); a claim
 here is what the replica really holds in memory, asked of the manager at join time.
 
-Rolling updates: a member offers this protocol first and round-robin second; the coordinator picks
-a protocol every member supports, so a group with a replica of an older release keeps round-robin
-until the last old replica is gone.
+Rolling updates: a member offers this protocol only. Earlier releases (through 272c112) offered it first
+and round-robin second, so a group mixing them with this release agrees on this protocol. The
+round-robin fallback was dropped because aiokafka sends one JoinGroup per configured assignor, the
+first with only the first protocol (aio-libs/aiokafka#1168): every join changed the member's
+protocols mid-rebalance and started another generation, and two members whose joins were out of
+step re-triggered each other's rebalances for minutes with no partition assigned. A release older
+than the one that introduced this assignor (round-robin only) cannot share a group with this one:
+upgrade through a release that offers both.
 """
 
 from __future__ import annotations

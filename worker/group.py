@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import KafkaError
 
 from worker import metrics
@@ -101,7 +100,10 @@ class ShardManager(ConsumerRebalanceListener):
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=k.batch_max_records,
             session_timeout_ms=k.session_timeout_ms, heartbeat_interval_ms=max(300, k.session_timeout_ms // 4),
             rebalance_timeout_ms=int(max(30.0, self.config.shutdown_grace_secs) * 1000),
-            partition_assignment_strategy=(sticky_assignor(self._held), RoundRobinPartitionAssignor),
+            # One protocol only: aiokafka sends one JoinGroup per configured assignor, each a full
+            # join (aio-libs/aiokafka#1168), so a second assignor doubled every rebalance and could
+            # keep two members re-triggering each other's joins for minutes (worker.assign).
+            partition_assignment_strategy=(sticky_assignor(self._held),),
         )
         await self._consumer.start()
         self._consumer.subscribe([self.topics.raw], listener=self)
@@ -230,6 +232,7 @@ class ShardManager(ConsumerRebalanceListener):
         self.positions.pop(p, None)
         self._count()
         metrics.shard_released(p)
+        metrics.accounts_released((a.provider.value, a.name) for a in self.by_shard.get(p, []))
 
     def _rewind(self, p: int, offset: int) -> None:
         with contextlib.suppress(Exception):
