@@ -19,6 +19,13 @@ from worker.simulator.simconfig import SimAccount, SimConfig
 __all__ = ["add_parser", "demo_config", "demo_worker_accounts", "demo_worker_env", "load_sim_config", "run"]
 
 
+# A worker that starts with the simulator may wait on Kafka for a minute or two before it answers
+# webhooks; real providers retry for hours. 0.5 s doubling to 30 s over 12 tries is ~3 minutes.
+WEBHOOK_ATTEMPTS = 12
+WEBHOOK_RETRY_SECS = 0.5
+WEBHOOK_RETRY_MAX_SECS = 30.0
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("simulate", help="run the provider simulator (all five status APIs, webhooks)")
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
@@ -32,6 +39,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=None, metavar="MS",
                    help="delay every status-API answer by MS milliseconds, as a distant provider would "
                         "(the quota is charged on arrival; webhooks are not delayed; default 0)")
+    p.add_argument("--webhook-attempts", type=int, default=WEBHOOK_ATTEMPTS,
+                   help="tries per webhook before it is given up, as providers retry for a while "
+                        f"(default {WEBHOOK_ATTEMPTS})")
+    p.add_argument("--webhook-retry-secs", type=float, default=WEBHOOK_RETRY_SECS, metavar="SECS",
+                   help=f"first back-off after a failed webhook, doubling up to {WEBHOOK_RETRY_MAX_SECS:.0f} s "
+                        f"(default {WEBHOOK_RETRY_SECS}): with the defaults a webhook is retried for about "
+                        "three minutes, so a worker still waiting on Kafka at start loses none")
     p.add_argument("--duplicate-rate", type=float, default=0.0, help="share of webhooks sent twice")
     p.add_argument("--reorder-window", type=int, default=0, help="shuffle webhooks within windows of this size")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until SIGINT/SIGTERM)")
@@ -103,7 +117,9 @@ async def _serve(config: SimConfig, args: argparse.Namespace) -> int:
     sender_task = None
     if args.webhook_target:
         sender = WebhookSender(sim, args.webhook_target, duplicate_rate=args.duplicate_rate,
-                               reorder_window=args.reorder_window, seed=config.seed)
+                               reorder_window=args.reorder_window, seed=config.seed,
+                               max_attempts=args.webhook_attempts, retry_base_secs=args.webhook_retry_secs,
+                               retry_max_secs=WEBHOOK_RETRY_MAX_SECS)
         sender_task = asyncio.create_task(sender.run(args.webhook_interval, stop), name="webhook-sender")
     try:
         if args.duration > 0:
@@ -113,8 +129,9 @@ async def _serve(config: SimConfig, args: argparse.Namespace) -> int:
             await stop.wait()
     finally:
         stop.set()
-        if sender_task is not None:
-            await sender_task  # it ends on `stop` and closes its session
+        if sender_task is not None:  # it ends on `stop`; one still retrying a webhook is cut short
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(sender_task, 5.0)
         await sim.stop()
         print(orjson.dumps({"stopped": base, "stats": {n: sim.stats(n) for n in sim.accounts}}).decode(), flush=True)
     return 0
