@@ -4,7 +4,10 @@
 # scripts/image-check.sh lints this file with hadolint and replays the two pip steps outside
 # Docker; no Docker engine runs in CI, so `docker build` itself is not exercised there.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The base, pinned by the digest of its multi-platform index, so a rebuild gets the same bytes
+# until someone bumps it on purpose: scripts/bump-base-image.sh (needs Docker or crane) resolves
+# the tag's current digest and rewrites this line; rebuild, run the tests, commit.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 # ---- build: a virtualenv with the pinned dependencies and the package -----------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -16,7 +19,8 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first, from the lock only: this layer stays cached until the lock changes.
 COPY requirements.lock ./
-RUN pip install -r requirements.lock
+# Every file checked against the lock's sha256 (scripts/hash-lock.py): nothing unpinned gets in.
+RUN pip install -r requirements.lock --require-hashes
 COPY pyproject.toml README.md ./
 COPY schemas/ ./schemas/
 COPY worker/ ./worker/

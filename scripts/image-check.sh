@@ -4,7 +4,8 @@
 #      Dockerfile; any finding fails.
 #   2. The Dockerfile's install steps, replayed outside Docker: the files its COPY lines take are
 #      copied into a temp dir (so a file the image lacks breaks this too), then in a fresh venv
-#      `pip install -r requirements.lock` and `pip install --no-deps .`.
+#      `pip install --require-hashes -r requirements.lock` and `pip install --no-deps .`
+#      (every pin of both lock files must carry hashes: scripts/hash-lock.py --check).
 #   3. The installed console script runs: `email-status-worker --help`, `python -m worker --help`,
 #      and `check-config` on the docker-compose demo config and on the chart's multi-account
 #      config (rendered by helm when it is installed), with dummy secrets in the environment.
@@ -45,7 +46,8 @@ done
 find "$work/src" \( -name __pycache__ -o -name '*.pyc' \) -prune -exec rm -rf {} +
 "$PYTHON" -m venv "$work/venv"
 PIP=("$work/venv/bin/pip" --disable-pip-version-check -q)
-(cd "$work/src" && "${PIP[@]}" install -r requirements.lock && "${PIP[@]}" install --no-deps .)
+"$PYTHON" "$ROOT/scripts/hash-lock.py" --check "$ROOT/requirements.lock" "$ROOT/requirements-test.lock"
+(cd "$work/src" && "${PIP[@]}" install --require-hashes -r requirements.lock && "${PIP[@]}" install --no-deps .)
 "$work/venv/bin/pip" check >/dev/null || { "$work/venv/bin/pip" check >&2; echo "image-check: the lock does not satisfy the package's dependencies" >&2; exit 1; }
 step "installed from requirements.lock + --no-deps . into a fresh venv ($("$work/venv/bin/python" --version))"
 

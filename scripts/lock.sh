@@ -10,4 +10,6 @@ python3 -m venv "$tmp/runtime"
 "$tmp/runtime/bin/pip" install -q ".[test]"
 { echo "# Test dependencies on top of requirements.lock, pinned (make lock).";
   "$tmp/runtime/bin/pip" freeze --exclude email-status-worker | grep -v -x -F -f <(tail -n +2 requirements.lock); } > requirements-test.lock
-echo "pinned $(($(wc -l < requirements.lock) - 1)) runtime and $(($(wc -l < requirements-test.lock) - 1)) test packages"
+# sha256 of every file PyPI has for each pin: installs run with --require-hashes.
+"$tmp/runtime/bin/python" scripts/hash-lock.py requirements.lock requirements-test.lock
+echo "pinned $(grep -c "==" requirements.lock) runtime and $(grep -c "==" requirements-test.lock) test packages"
