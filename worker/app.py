@@ -29,7 +29,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from worker import logs
+from worker import logs, metrics
 from worker.config import Config
 from worker.emit import ensure_topics, kafka_error_type, producer_settings
 from worker.errors import TopicLayoutError
@@ -53,6 +53,7 @@ WRITER = web.AppKey("writer", RawWriter)
 
 
 def build_app(config: Config) -> web.Application:
+    config_metrics(config)
     app = web.Application(client_max_size=config.http.max_body_bytes)
     ops = Ops()
     app[CONFIG] = config
@@ -110,6 +111,15 @@ def build_app(config: Config) -> web.Application:
     app.cleanup_ctx.extend([kafka_ctx, pipeline_ctx])
     app.on_shutdown.append(on_shutdown)
     return app
+
+
+def config_metrics(config: Config) -> None:
+    """What the configuration says, as metrics alerts can compare with (set once, at start), and
+    how many receiving domains esw_deliverability_events_total may name."""
+    metrics.shards_configured(config.kafka.shards)
+    for account in config.accounts:
+        metrics.account_webhooks(account.provider.value, account.name, account.webhook.enabled)
+    metrics.deliverability_domains(config.deliverability_domains)
 
 
 class ShutdownBudget(NamedTuple):

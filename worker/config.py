@@ -117,6 +117,7 @@ class Config:
     sent_topic: str | None = default("inputs", "sent_topic")
     shutdown_grace_secs: float = default("shutdown", "grace_secs")
     log_level: str = default("logging", "level")
+    deliverability_domains: int = default("metrics", "deliverability_domains")
 
     def account(self, provider: Provider | str, name: str) -> AccountConfig | None:
         return self._by_key.get((Provider(provider), name))
@@ -249,7 +250,8 @@ class _Builder:
         top = {"emit_raw": data.get("emit_raw"),
                "sent_topic": sent_topic,
                "shutdown_grace_secs": (data.get("shutdown") or {}).get("grace_secs"),
-               "log_level": (data.get("logging") or {}).get("level")}
+               "log_level": (data.get("logging") or {}).get("level"),
+               "deliverability_domains": (data.get("metrics") or {}).get("deliverability_domains")}
         return Config(kafka=kafka, http=HttpConfig(**(data.get("http") or {})),
                       dedup=DedupConfig(**(data.get("dedup") or {})), accounts=tuple(resolved),
                       **{key: v for key, v in top.items() if v is not None})

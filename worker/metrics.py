@@ -1,19 +1,25 @@
 """Prometheus metrics (DESIGN.md section 7), and the only functions that change them.
 
 Labels are bounded: provider, account (a config name), type, source, outcome, status, reason
-(an `error_type` or a dedup outcome), stage, error_type, shard. Never an address, an id or a
-message. Code elsewhere never touches a collector: it calls the named functions below, or fills
-a `Tally` that a shard publishes once its transaction has committed.
+(an `error_type` or a dedup outcome), stage, error_type, shard, and domain (a receiving domain,
+at most `metrics.deliverability_domains` of them for the life of the process, plus `other`:
+DomainRanking). Never an address, an id or a message. Code elsewhere never touches a collector:
+it calls the named functions below, or fills a `Tally` that a shard publishes once its
+transaction has committed.
 """
 
 from __future__ import annotations
 
+import heapq
+import re
 from collections import Counter as _Counter
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from worker.errors import ERROR_TYPES
+from worker.model import EventType
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -30,6 +36,8 @@ WEBHOOK_REQUESTS = Counter("esw_webhook_requests_total", "Webhook requests by HT
                            ["provider", "account", "status"], registry=REGISTRY)
 EVENTS = Counter("esw_events_emitted_total", "Normalized events committed to Kafka",
                  ["provider", "account", "type", "source"], registry=REGISTRY)
+DELIVERABILITY = Counter("esw_deliverability_events_total", "Events committed to Kafka by the recipient's domain "
+                         "(the top domains by volume, else other)", ["domain", "type"], registry=REGISTRY)
 DEDUP_DROPS = Counter("esw_dedup_drops_total", "Observations dropped by dedup", ["provider", "account", "reason"],
                       registry=REGISTRY)
 DEAD_LETTERS = Counter("esw_dead_letters_total", "Records sent to the dead-letter topic",
@@ -49,6 +57,9 @@ STATE_ENTRIES = Gauge("esw_state_entries", "Dedup entries held, per owned shard"
 SHARDS_OWNED = Gauge("esw_shards_owned", "Shards this replica owns and has restored", registry=REGISTRY)
 SHARDS_RESTORING = Gauge("esw_shards_restoring", "Shards assigned to this replica and not restored yet",
                          registry=REGISTRY)
+SHARDS_CONFIGURED = Gauge("esw_shards_configured", "kafka.shards of the configuration", registry=REGISTRY)
+WEBHOOKS_ENABLED = Gauge("esw_account_webhooks_enabled", "1 when the account's webhook is enabled, 0 when it is "
+                         "poll-only", ["provider", "account"], registry=REGISTRY)
 READY = Gauge("esw_ready", "1 when /readyz answers 200", registry=REGISTRY)
 KAFKA_REACHABLE = Gauge("esw_kafka_reachable", "1 when the last probe found a leader for every _raw partition "
                         "and no write failed since", registry=REGISTRY)
@@ -89,7 +100,26 @@ def poll_in_flight(provider: str, account: str, calls: int) -> None:
     POLL_IN_FLIGHT.labels(provider, account).set(calls)
 
 
+def accounts_released(accounts: Iterable[tuple[str, str]]) -> None:
+    """The (provider, account) pairs of a shard that left this replica: their poll gauges go with
+    it (its new owner reports them)."""
+    for labels in accounts:
+        for gauge in (POLL_RATE, POLL_STALENESS, POLL_IN_FLIGHT):
+            try:
+                gauge.remove(*labels)
+            except KeyError:
+                pass
+
+
 # -- webhooks -------------------------------------------------------------------------------------
+
+
+def account_webhooks(provider: str, account: str, enabled: bool) -> None:
+    """Set at start for every configured account (an alert on silent webhooks skips poll-only ones).
+    The account's throttle counter starts at 0 with it, so the first throttle is an increase that
+    `increase()` sees (a series born at 1 is not) and the dashboard has a series to show."""
+    WEBHOOKS_ENABLED.labels(provider, account).set(1 if enabled else 0)
+    THROTTLES.labels(provider, account)
 
 
 def webhook_answered(provider: str, account: str, status: int) -> None:
@@ -97,6 +127,8 @@ def webhook_answered(provider: str, account: str, status: int) -> None:
 
 
 SHED_REASONS = frozenset({"requests", "bytes"})
+for _reason in sorted(SHED_REASONS):   # at 0 from the start: the first shed is an increase
+    WEBHOOK_SHED.labels(_reason)
 
 
 def webhook_shed(reason: str) -> None:
@@ -152,6 +184,10 @@ def shard_released(shard: int) -> None:
             pass
 
 
+def shards_configured(n: int) -> None:
+    SHARDS_CONFIGURED.set(n)
+
+
 def shards_owned(n: int, restoring: int = 0) -> None:
     SHARDS_OWNED.set(n)
     SHARDS_RESTORING.set(restoring)
@@ -196,3 +232,128 @@ class Tally:
             IGNORED.labels(*labels).inc(n)
         for labels, n in self.dead.items():
             DEAD_LETTERS.labels(*labels).inc(n)
+
+
+# -- deliverability by receiving domain -----------------------------------------------------------
+
+OTHER_DOMAIN = "other"
+EVENT_TYPES = frozenset(t.value.encode() for t in EventType)
+MAX_DOMAIN_CHARS = 253       # the longest DNS name
+_DOMAIN_NAME = re.compile(r"(?:[^\W_]|-)+(?:\.(?:[^\W_]|-)+)+")   # letters (any script), digits, -
+
+
+class DomainRanking:
+    """Which receiving domains get a label of their own: at most `top`, for the life of the
+    process (a counter series cannot be removed once created, so a label once given is kept).
+
+    A weighted space-saving sketch (Metwally, Agrawal, El Abbadi 2005) of `SLOTS_PER_LABEL x top`
+    domains ranks the stream: a domain seen more than total/slots times is always in it, and its
+    count there overstates the truth by at most its `error` (<= total/slots). While fewer than
+    `top` domains have a label, a domain gets one when it is among the sketch's `top` largest
+    counts and its guaranteed count (count - error) is at least `min_events`; every other domain
+    is `other`. Once all labels are given the sketch is dropped. Deterministic for a given input
+    order (of equal counts, the domain that entered the sketch first is evicted first). Memory: at
+    most `slots` entries, each its name and about 300 bytes (the count and error, a dict entry, a
+    heap entry): under 400 bytes for a 15-character domain, at most 1.4 KB for a 253-character one
+    (in 4-byte characters); for the default 20 labels, 160 entries: about 60 KB, at most 224 KB.
+    """
+
+    SLOTS_PER_LABEL = 8
+    MIN_EVENTS = 100
+
+    def __init__(self, top: int, min_events: int = MIN_EVENTS) -> None:
+        self.top = top
+        self.min_events = min_events
+        self.slots = self.SLOTS_PER_LABEL * top
+        self.labelled: set[str] = set()
+        self._counts: dict[str, list[int]] = {}          # domain -> [count, error]
+        self._heap: list[tuple[int, int, str]] = []      # (count when pushed, entry order, domain)
+        self._order = 0
+
+    def observe(self, weights: Mapping[str, int]) -> dict[str, str]:
+        """Count each domain's events (in the mapping's order), then label each: itself or `other`."""
+        if len(self.labelled) < self.top:
+            for domain, n in weights.items():
+                self._add(domain, n)
+        return {domain: self._label(domain) for domain in weights}
+
+    def _label(self, domain: str) -> str:
+        if domain in self.labelled:
+            return domain
+        if len(self.labelled) >= self.top or domain not in self._counts:
+            return OTHER_DOMAIN
+        count, error = self._counts[domain]
+        if count - error < self.min_events or sum(c > count for c, _ in self._counts.values()) >= self.top:
+            return OTHER_DOMAIN
+        self.labelled.add(domain)
+        if len(self.labelled) >= self.top:           # no label left to give: the ranking is done
+            self._counts, self._heap = {}, []
+        return domain
+
+    def _add(self, domain: str, n: int) -> None:
+        slot = self._counts.get(domain)
+        if slot is not None:
+            slot[0] += n           # its heap entry is refreshed lazily, when it reaches the top
+            return
+        floor = 0
+        if len(self._counts) >= self.slots:
+            while True:            # the least count: refresh stale heap entries until the top is current
+                pushed, order, least = self._heap[0]
+                now = self._counts[least][0]
+                if now == pushed:
+                    break
+                heapq.heapreplace(self._heap, (now, order, least))
+            heapq.heappop(self._heap)
+            del self._counts[least]
+            floor = pushed
+        self._counts[domain] = [floor + n, floor]
+        heapq.heappush(self._heap, (floor + n, self._order, domain))
+        self._order += 1
+
+
+_ranking = DomainRanking(0)
+
+
+def deliverability_domains(top: int) -> None:
+    """Set once at start: how many receiving domains may get a label (0: the metric is off). A new
+    ranking starts with no series."""
+    global _ranking
+    _ranking = DomainRanking(top)
+    DELIVERABILITY.clear()
+
+
+def recipient_domain(key: bytes | None) -> str:
+    """The receiving domain of an event's key (the recipient address): lower case, after the last
+    `@`; `other` when there is none, or it is not a plausible domain name (dot-separated labels of
+    letters, digits and `-`, at least two, at most 253 characters)."""
+    if not key or (at := key.rfind(b"@")) < 0:
+        return OTHER_DOMAIN
+    try:
+        domain = key[at + 1:].decode("utf-8").lower()
+    except UnicodeDecodeError:
+        return OTHER_DOMAIN
+    if len(domain) > MAX_DOMAIN_CHARS or not _DOMAIN_NAME.fullmatch(domain):
+        return OTHER_DOMAIN
+    return domain
+
+
+def deliverability(events: Sequence[tuple[str, bytes | None, bytes, Sequence[tuple[str, bytes]]]]) -> None:
+    """A committed batch's event records (topic, key, value, headers), by the recipient's domain and
+    the `event_type` header. Call once per committed batch, after the commit."""
+    if _ranking.top <= 0 or not events:
+        return
+    counts: _Counter = _Counter()
+    for _, key, _, headers in events:
+        type_ = next((v for k, v in headers if k == "event_type"), None)
+        if type_ in EVENT_TYPES:
+            counts[(recipient_domain(key), type_)] += 1
+    weights: _Counter = _Counter()
+    for (domain, _), n in counts.items():
+        if domain != OTHER_DOMAIN:
+            weights[domain] += n
+    labels = _ranking.observe(weights)
+    series: _Counter = _Counter()
+    for (domain, type_), n in counts.items():
+        series[(labels.get(domain, OTHER_DOMAIN), type_)] += n
+    for (label, type_), n in series.items():
+        DELIVERABILITY.labels(label, type_.decode()).inc(n)

@@ -231,7 +231,7 @@ class Shard:
                 log.warning("shard fenced by a newer owner", extra={"shard": self.partition})
                 metrics.error("transaction", Fenced.error_type)
                 if await self._landed(batch):  # fenced retrying a commit that had gone through
-                    staging.committed(batch, self.clock().timestamp())
+                    self._committed(staging, batch)
                 staging.failed(batch, Fenced("fenced"))
                 self.closed = True
                 if self.on_lost:
@@ -254,8 +254,14 @@ class Shard:
             self.breaker.committed(batch.raw_offset)
             if batch.raw_offset is not None:
                 self.committed_offset = batch.raw_offset
-            staging.committed(batch, self.clock().timestamp())
+            self._committed(staging, batch)
             metrics.state_entries(self.partition, len(staging.table))
+
+    def _committed(self, staging: Staging, batch: Batch) -> None:
+        """The batch is in: memory takes it and its counts are published, once (a failed batch is
+        dropped and replayed as a new one)."""
+        staging.committed(batch, self.clock().timestamp())
+        metrics.deliverability(batch.events)
 
     async def _recover(self, *, fresh: bool = False) -> None:
         """After a failed transaction (its batch already dropped and `_raw` rewound): abort it if we

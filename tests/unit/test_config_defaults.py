@@ -48,6 +48,7 @@ READ = {
     ("dedup", "webhook_horizon_days"): lambda c: c.dedup.webhook_horizon_days,
     ("shutdown", "grace_secs"): lambda c: c.shutdown_grace_secs,
     ("logging", "level"): lambda c: c.log_level,
+    ("metrics", "deliverability_domains"): lambda c: c.deliverability_domains,
     ("accounts", "base_url"): lambda c: None,          # null: the provider's host (checked below)
     ("accounts", "region"): lambda c: c.accounts[0].context.region,
     ("accounts", "webhook", "enabled"): lambda c: c.accounts[0].webhook.enabled,

@@ -26,7 +26,8 @@ def test_every_registered_metric_is_documented_and_nothing_else():
 
 
 def test_labels_are_bounded_and_documented():
-    allowed = {"provider", "account", "type", "source", "outcome", "status", "reason", "shard", "stage", "error_type"}
+    allowed = {"provider", "account", "type", "source", "outcome", "status", "reason", "shard", "stage", "error_type",
+               "domain"}
     for name, labels in registered().items():
         assert labels <= allowed, (name, labels)
         for label in labels:
