@@ -6,7 +6,12 @@
 #      each manifest strictly into the k8s.io/api types and checks cross-references
 #   4. the chart must refuse bad values (HPA above the shard count, a grace period too short,
 #      a secret variable nothing provides, an inline secret in config)
-# Tools come from scripts/install-tools.sh (run it first; this script does not download).
+#   5. the full scenario once more with the PrometheusRule and the Grafana dashboard ConfigMap on:
+#      the PrometheusRule (a kind kubevalidate does not know) is kept away from kubevalidate, its
+#      spec.groups checked by promtool against files/alerts.yaml and its runbook links against
+#      prometheusRule.runbookBaseUrl; the rest goes through kubevalidate
+# Tools come from scripts/install-tools.sh (run it first; this script does not download), promtool
+# from Debian's prometheus package (.ci/run installs it).
 # Exit status: non-zero on any failure.
 set -euo pipefail
 
@@ -14,6 +19,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${XDG_CACHE_HOME:-$HOME/.cache}/email-status-worker/bin"
 HELM="${HELM:-$BIN/helm}"
 KUBEVALIDATE="${KUBEVALIDATE:-$BIN/kubevalidate}"
+PROMTOOL="${PROMTOOL:-promtool}"
 # `go install`ed helm has no Kubernetes version linked in (it would assume v1.20); render for a
 # current cluster instead. The chart needs >= 1.25.
 KUBE_VERSION="${KUBE_VERSION:-1.34.0}"
@@ -23,11 +29,23 @@ PYTHON="${PYTHON:-python3}"
 for tool in "$HELM" "$KUBEVALIDATE"; do
   [ -x "$tool" ] || { echo "chart-check: $tool is missing: run scripts/install-tools.sh first" >&2; exit 1; }
 done
+command -v "$PROMTOOL" >/dev/null || { echo "chart-check: promtool is missing: install Debian's prometheus package (.ci/run does)" >&2; exit 1; }
 
 failures=0
 fail() { echo "chart-check: FAIL: $*" >&2; failures=$((failures + 1)); }
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
+
+# Splits a rendered manifest into FILE.rules (its PrometheusRule documents) and FILE.rest.
+split_rules() {
+  awk -v rules="$1.rules" -v rest="$1.rest" '
+    function flush() { if (doc != "") printf "%s", doc > (isrule ? rules : rest); doc = ""; isrule = 0 }
+    /^---[[:space:]]*$/ { flush() }
+    /^kind: PrometheusRule[[:space:]]*$/ { isrule = 1 }
+    { doc = doc $0 "\n" }
+    END { flush() }' "$1"
+  touch "$1.rules" "$1.rest"
+}
 
 "$PYTHON" "$ROOT/scripts/sync-values-schema.py" --check || fail "values.schema.json is out of step with schemas/config.v1.json"
 
@@ -48,12 +66,49 @@ for values in "${scenarios[@]}"; do
   if ! "$HELM" template esw "$CHART" --namespace mail "${args[@]}" > "$out/$name.yaml" 2> "$out/$name.err"; then
     cat "$out/$name.err" >&2; fail "helm template ($name)"; continue
   fi
-  if "$KUBEVALIDATE" "$out/$name.yaml" > "$out/$name.kv" 2>&1; then
+  split_rules "$out/$name.yaml"
+  if [ -s "$out/$name.yaml.rules" ]; then
+    fail "$name renders a PrometheusRule, which kubevalidate cannot read: keep it off in ci/ scenarios (step 5 checks it)"
+  fi
+  if "$KUBEVALIDATE" "$out/$name.yaml.rest" > "$out/$name.kv" 2>&1; then
     echo "chart-check: $name: lint OK, $(cat "$out/$name.kv" | sed 's/^kubevalidate: //')"
   else
     cat "$out/$name.kv" >&2; fail "kubevalidate ($name)"
   fi
 done
+
+# The monitoring objects, on top of the full scenario (whose runbookBaseUrl is a wiki of its own).
+rule_args=(--kube-version "$KUBE_VERSION" -f "$CHART/ci/full-values.yaml"
+           --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true)
+runbook_base="https://runbooks.example.com/email-status-worker/runbook.md"
+shipped="$CHART/files/alerts.yaml"
+if ! "$HELM" lint --strict "${rule_args[@]}" "$CHART" > "$out/rule.lint" 2>&1 || grep -q '\[INFO\] Fail:' "$out/rule.lint"; then
+  cat "$out/rule.lint" >&2; fail "helm lint --strict (full-values + monitoring)"
+elif ! "$HELM" template esw "$CHART" --namespace mail "${rule_args[@]}" > "$out/rule.yaml" 2> "$out/rule.err"; then
+  cat "$out/rule.err" >&2; fail "helm template (full-values + monitoring)"
+else
+  split_rules "$out/rule.yaml"
+  # spec.groups, two spaces less indented, is a Prometheus rules file.
+  awk 'in_spec { print substr($0, 3) } /^spec:/ { in_spec = 1 }' "$out/rule.yaml.rules" > "$out/rule.groups.yaml"
+  alerts="$(grep -c '^ *- alert: ' "$shipped")"
+  if [ "$(grep -c '^kind: PrometheusRule' "$out/rule.yaml.rules")" != 1 ]; then
+    fail "full-values + monitoring: expected one PrometheusRule"
+  elif ! grep -q '^  name: esw-email-status-worker-dashboard$' "$out/rule.yaml.rest"; then
+    fail "full-values + monitoring: no dashboard ConfigMap"
+  elif ! "$KUBEVALIDATE" "$out/rule.yaml.rest" > "$out/rule.kv" 2>&1; then
+    cat "$out/rule.kv" >&2; fail "kubevalidate (full-values + monitoring, without the PrometheusRule)"
+  elif ! "$PROMTOOL" check rules "$shipped" > "$out/shipped.check" 2>&1; then
+    cat "$out/shipped.check" >&2; fail "promtool check rules $shipped"
+  elif ! "$PROMTOOL" check rules "$out/rule.groups.yaml" > "$out/rule.check" 2>&1; then
+    cat "$out/rule.check" >&2; fail "promtool check rules (the PrometheusRule's spec.groups)"
+  elif [ "$(grep -o '[0-9]* rules found' "$out/rule.check")" != "$(grep -o '[0-9]* rules found' "$out/shipped.check")" ]; then
+    fail "the PrometheusRule has other rules than files/alerts.yaml: $(grep -o '[0-9]* rules found' "$out/rule.check")"
+  elif [ "$(grep -c "^ *runbook_url: $runbook_base#[a-z0-9-]*\$" "$out/rule.groups.yaml")" != "$alerts" ]; then
+    grep 'runbook_url' "$out/rule.groups.yaml" >&2; fail "not every runbook_url points at prometheusRule.runbookBaseUrl"
+  else
+    echo "chart-check: full-values + monitoring: lint OK, PrometheusRule: promtool: $(grep -o '[0-9]* rules found' "$out/rule.check"), $alerts runbook links rebased, rest: $(sed 's/^kubevalidate: //' "$out/rule.kv")"
+  fi
+fi
 
 # Values the chart must refuse, each with the words its message must contain.
 refuse() {
@@ -78,6 +133,7 @@ refuse "an inline secret in config" "api_key" \
   -f "$CHART/ci/minimal-values.yaml" --set 'config.accounts[0].credentials.api_key=hunter2'
 refuse "an unknown top-level value" "additional properties" --set replicas=3
 refuse "an unknown config key" "additional properties" --set config.kafka.brokers=x:9092
+refuse "a runbookBaseUrl that is not a URL" "runbookBaseUrl" --set prometheusRule.runbookBaseUrl=wiki/runbook
 
 if [ "$failures" -gt 0 ]; then
   echo "chart-check: $failures failure(s)" >&2
