@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import aiohttp
@@ -22,7 +22,7 @@ from worker import metrics
 from worker.assign import sticky_assignor
 from worker.config import AccountConfig, Config
 from worker.emit import Topics, kafka_error_type, shard_of
-from worker.errors import KAFKA, ShardClosed, error_type_of
+from worker.errors import KAFKA, TIMEOUT, ShardClosed, error_type_of
 from worker.kafka_tls import client_kwargs
 from worker.poll.fetch import Fetcher
 from worker.poll.limiter import AdaptiveLimiter
@@ -32,6 +32,23 @@ from worker.shards import Shard
 log = logging.getLogger("worker.group")
 
 EXPIRY_EVERY_SECS = 3600.0
+# How often every replica measures the group's lag of every _raw partition (esw_raw_group_lag), and
+# how long one measurement may take: a slower one (a rebalance, a coordinator moving) is skipped.
+GROUP_LAG_EVERY_SECS = 15.0
+GROUP_LAG_TIMEOUT_SECS = 10.0
+
+
+def group_lag(committed: Mapping[int, int | None], beginnings: Mapping[int, int],
+              ends: Mapping[int, int]) -> dict[int, int]:
+    """Records of each partition of `ends` between the group's committed offset and the end (the
+    last stable offset under read_committed). With nothing committed yet, or a committed offset
+    retention has deleted since, from the beginning offset: where the consumer starts then too."""
+    lags = {}
+    for p, end in ends.items():
+        done = committed.get(p)
+        start = beginnings[p] if done is None else max(done, beginnings[p])
+        lags[p] = max(0, end - start)
+    return lags
 
 
 class ShardManager(ConsumerRebalanceListener):
@@ -58,6 +75,7 @@ class ShardManager(ConsumerRebalanceListener):
         self.assigned: set[int] = set()
         self._loop_task: asyncio.Task | None = None
         self._expiry_task: asyncio.Task | None = None
+        self._group_lag_task: asyncio.Task | None = None
         self.joined = False
 
     @property
@@ -109,10 +127,11 @@ class ShardManager(ConsumerRebalanceListener):
         self._consumer.subscribe([self.topics.raw], listener=self)
         self._loop_task = asyncio.create_task(self._consume(), name="raw-consumer")
         self._expiry_task = asyncio.create_task(self._expire_periodically(), name="dedup-expiry")
+        self._group_lag_task = asyncio.create_task(self._measure_group_lag_periodically(), name="raw-group-lag")
 
     async def stop(self) -> None:
         """Graceful: stop pollers, commit what is open, leave the group."""
-        for task in (self._expiry_task, self._loop_task):
+        for task in (self._group_lag_task, self._expiry_task, self._loop_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -123,6 +142,7 @@ class ShardManager(ConsumerRebalanceListener):
         if self.consumer is not None:
             with contextlib.suppress(KafkaError):
                 await self._consumer.stop()   # sends LeaveGroup: the others take over at once
+        metrics.raw_group_lag({})
 
     # -- the listener ---------------------------------------------------------------------------
     # aiokafka rebalances eagerly: every rebalance revokes everything, then assigns. Restoring a
@@ -310,6 +330,38 @@ class ShardManager(ConsumerRebalanceListener):
             position = self.positions.get(p, shard.committed_offset)
             if highwater is not None and position is not None:
                 metrics.raw_lag(p, max(0, highwater - position))
+
+    async def _measure_group_lag_periodically(self) -> None:
+        """esw_raw_group_lag, every GROUP_LAG_EVERY_SECS: the lag of every shard whoever owns it (if
+        anyone), so an alert still sees a shard whose owner is gone or stuck re-opening it. A
+        measurement that times out (a rebalance, a coordinator moving, Kafka down: that one is
+        EswKafkaUnreachable's) is skipped at debug level and not counted; any other failure is
+        counted as a `consume` error. Either way the last values stay until the next measurement."""
+        while True:
+            try:
+                lags = await asyncio.wait_for(self._measure_group_lag(), GROUP_LAG_TIMEOUT_SECS)
+            except Exception as exc:  # noqa: BLE001 - measured again at the next round
+                kind = kafka_error_type(exc)
+                if kind == TIMEOUT:
+                    log.debug("group lag not measured", extra={"error_type": kind})
+                else:
+                    log.warning("group lag not measured", extra={"error_type": kind})
+                    metrics.error("consume", kind)
+            else:
+                metrics.raw_group_lag(lags)
+            await asyncio.sleep(GROUP_LAG_EVERY_SECS)
+
+    async def _measure_group_lag(self) -> dict[int, int]:
+        """Whatever this replica owns: the group's committed offset of every partition (any member
+        may read them; one small OffsetFetch each, concurrently, as aiokafka asks for one at a time),
+        then their beginning and end offsets (one ListOffsets per leader each)."""
+        tps = [TopicPartition(self.topics.raw, p) for p in range(self.config.kafka.shards)]
+        committed = await asyncio.gather(*(self._consumer.committed(tp) for tp in tps))
+        beginnings = await self._consumer.beginning_offsets(tps)
+        ends = await self._consumer.end_offsets(tps)
+        return group_lag({tp.partition: c for tp, c in zip(tps, committed, strict=True)},
+                         {tp.partition: o for tp, o in beginnings.items()},
+                         {tp.partition: o for tp, o in ends.items()})
 
     async def _expire_periodically(self) -> None:
         while True:
