@@ -42,6 +42,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         by_provider[account.provider.value] = by_provider.get(account.provider.value, 0) + 1
     summary = ", ".join(f"{n} {p}" for p, n in sorted(by_provider.items())) or "no accounts"
     print(f"{args.config}: OK ({summary}; topics {config.kafka.topic_prefix}.*; {config.kafka.shards} shards)")
+    from worker.placement import ShardMap
+
+    shard_map = ShardMap.from_config(config)
+    if shard_map.placements:
+        print("account -> shard:")
+        print("\n".join(shard_map.lines()))
+    warning = shard_map.crowding()
+    if warning:
+        print(warning, file=sys.stderr)   # a warning, not a problem: the exit status stays 0
     return 0
 
 

@@ -37,6 +37,7 @@ from worker.group import ShardManager
 from worker.http import Ops
 from worker.intake import RawWriter
 from worker.loopwatch import LoopWatch
+from worker.placement import ShardMap
 from worker.reach import Reach
 from worker.sentfeed import SentFeed
 from worker.webhooks import WebhookReceiver
@@ -59,6 +60,9 @@ def build_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[OPS] = ops
     app.add_routes(ops.routes())
+    shard_map = ShardMap.from_config(config)
+    # this replica's shards: those the group assigned it (group.restoring says which are restored)
+    ops.status["accounts"] = lambda: shard_map.status(app[MANAGER].assigned if MANAGER in app else ())
     receiver = WebhookReceiver(config, writer=None)  # the writer arrives with kafka_ctx
     app.add_routes(receiver.routes())
 
@@ -114,11 +118,14 @@ def build_app(config: Config) -> web.Application:
 
 
 def config_metrics(config: Config) -> None:
-    """What the configuration says, as metrics alerts can compare with (set once, at start), and
-    how many receiving domains esw_deliverability_events_total may name."""
+    """What the configuration says, as metrics alerts can compare with (set once, at start: the
+    shard count, each account's webhook and shard), and how many receiving domains
+    esw_deliverability_events_total may name."""
     metrics.shards_configured(config.kafka.shards)
     for account in config.accounts:
         metrics.account_webhooks(account.provider.value, account.name, account.webhook.enabled)
+    for placed in ShardMap.from_config(config).placements:
+        metrics.account_shard(placed.provider, placed.account, placed.shard)
     metrics.deliverability_domains(config.deliverability_domains)
 
 

@@ -53,6 +53,8 @@ TRANSACTION_LATENCY = Histogram("esw_transaction_latency_seconds", "Shard transa
 LOOP_LAG = Histogram("esw_event_loop_lag_seconds", "How much later than asked the event loop woke a 100 ms sleep",
                      registry=REGISTRY, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 RAW_LAG = Gauge("esw_raw_lag", "Records of _raw not yet processed, per owned shard", ["shard"], registry=REGISTRY)
+RAW_GROUP_LAG = Gauge("esw_raw_group_lag", "Records of _raw after the group's committed offset, for every "
+                      "shard whoever owns it", ["shard"], registry=REGISTRY)
 STATE_ENTRIES = Gauge("esw_state_entries", "Dedup entries held, per owned shard", ["shard"], registry=REGISTRY)
 SHARDS_OWNED = Gauge("esw_shards_owned", "Shards this replica owns and has restored", registry=REGISTRY)
 SHARDS_RESTORING = Gauge("esw_shards_restoring", "Shards assigned to this replica and not restored yet",
@@ -60,6 +62,8 @@ SHARDS_RESTORING = Gauge("esw_shards_restoring", "Shards assigned to this replic
 SHARDS_CONFIGURED = Gauge("esw_shards_configured", "kafka.shards of the configuration", registry=REGISTRY)
 WEBHOOKS_ENABLED = Gauge("esw_account_webhooks_enabled", "1 when the account's webhook is enabled, 0 when it is "
                          "poll-only", ["provider", "account"], registry=REGISTRY)
+ACCOUNT_SHARD = Gauge("esw_account_shard", "The shard (partition of _raw and _state) that owns the account",
+                      ["provider", "account"], registry=REGISTRY)
 READY = Gauge("esw_ready", "1 when /readyz answers 200", registry=REGISTRY)
 KAFKA_REACHABLE = Gauge("esw_kafka_reachable", "1 when the last probe found a leader for every _raw partition "
                         "and no write failed since", registry=REGISTRY)
@@ -122,6 +126,11 @@ def account_webhooks(provider: str, account: str, enabled: bool) -> None:
     THROTTLES.labels(provider, account)
 
 
+def account_shard(provider: str, account: str, shard: int) -> None:
+    """Set at start for every configured account: where murmur2 placed it (worker.placement)."""
+    ACCOUNT_SHARD.labels(provider, account).set(shard)
+
+
 def webhook_answered(provider: str, account: str, status: int) -> None:
     WEBHOOK_REQUESTS.labels(provider, account, str(status)).inc()
 
@@ -173,6 +182,14 @@ def state_entries(shard: int, entries: int) -> None:
 
 def raw_lag(shard: int, records: int) -> None:
     RAW_LAG.labels(str(shard)).set(records)
+
+
+def raw_group_lag(lags: Mapping[int, int]) -> None:
+    """The group's lag of every `_raw` partition, as measured last: replaces the previous set (an
+    empty mapping removes them all, at stop). Kept while a shard has no owner, unlike esw_raw_lag."""
+    RAW_GROUP_LAG.clear()
+    for shard, records in lags.items():
+        RAW_GROUP_LAG.labels(str(shard)).set(records)
 
 
 def shard_released(shard: int) -> None:
