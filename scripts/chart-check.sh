@@ -25,6 +25,8 @@ PROMTOOL="${PROMTOOL:-promtool}"
 KUBE_VERSION="${KUBE_VERSION:-1.34.0}"
 CHART="$ROOT/helm/email-status-worker"
 PYTHON="${PYTHON:-python3}"
+# image.repository is required (no image is published): every render names one.
+IMAGE="registry.example.com/mail/email-status-worker"
 
 for tool in "$HELM" "$KUBEVALIDATE"; do
   [ -x "$tool" ] || { echo "chart-check: $tool is missing: run scripts/install-tools.sh first" >&2; exit 1; }
@@ -54,7 +56,7 @@ for f in "$CHART"/ci/*-values.yaml; do scenarios+=("$f"); done
 
 for values in "${scenarios[@]}"; do
   name="$(basename "${values:-defaults}" .yaml)"
-  args=(--kube-version "$KUBE_VERSION")
+  args=(--kube-version "$KUBE_VERSION" --set "image.repository=$IMAGE")
   [ -n "$values" ] && args+=(-f "$values")
   if ! "$HELM" lint --strict "${args[@]}" "$CHART" > "$out/$name.lint" 2>&1; then
     cat "$out/$name.lint" >&2; fail "helm lint --strict ($name)"; continue
@@ -78,7 +80,7 @@ for values in "${scenarios[@]}"; do
 done
 
 # The monitoring objects, on top of the full scenario (whose runbookBaseUrl is a wiki of its own).
-rule_args=(--kube-version "$KUBE_VERSION" -f "$CHART/ci/full-values.yaml"
+rule_args=(--kube-version "$KUBE_VERSION" --set "image.repository=$IMAGE" -f "$CHART/ci/full-values.yaml"
            --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true)
 runbook_base="https://runbooks.example.com/email-status-worker/runbook.md"
 shipped="$CHART/files/alerts.yaml"
@@ -113,7 +115,7 @@ fi
 # Values the chart must refuse, each with the words its message must contain.
 refuse() {
   local what="$1" expect="$2"; shift 2
-  if "$HELM" template esw "$CHART" --kube-version "$KUBE_VERSION" "$@" > "$out/refused" 2>&1; then
+  if "$HELM" template esw "$CHART" --kube-version "$KUBE_VERSION" --set "image.repository=$IMAGE" "$@" > "$out/refused" 2>&1; then
     fail "accepted: $what"
   elif ! grep -q -- "$expect" "$out/refused"; then
     cat "$out/refused" >&2; fail "refused $what, but without saying '$expect'"
@@ -121,6 +123,8 @@ refuse() {
     echo "chart-check: refuses $what"
   fi
 }
+refuse "no image.repository (no image is published)" "image.repository is required" \
+  --set image.repository=
 refuse "maxReplicas above the shard count" "greater than config.kafka.shards" \
   --set autoscaling.enabled=true --set autoscaling.maxReplicas=13
 refuse "replicaCount above the shard count" "greater than config.kafka.shards" \

@@ -75,7 +75,7 @@ PY
 
 # The chart's multi-account config, as its ConfigMap renders it, with a dummy for every variable.
 if [ -x "$HELM" ]; then
-  "$HELM" template esw "$ROOT/helm/email-status-worker" --kube-version "$KUBE_VERSION" \
+  "$HELM" template esw "$ROOT/helm/email-status-worker" --kube-version "$KUBE_VERSION" --set image.repository=registry.example.com/mail/email-status-worker \
     -f "$ROOT/helm/email-status-worker/ci/multi-account-values.yaml" \
     --show-only templates/configmap.yaml > "$work/cm.yaml"
   "$work/venv/bin/python" - "$work" <<'PY'

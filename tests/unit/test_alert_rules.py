@@ -224,7 +224,8 @@ def test_registered_series_names_follow_the_exposition_format():
 
 
 def template(*sets: str) -> list[dict]:
-    cmd = [helm(), "template", "esw", str(CHART), "--namespace", "mail", "--kube-version", KUBE_VERSION]
+    cmd = [helm(), "template", "esw", str(CHART), "--namespace", "mail", "--kube-version", KUBE_VERSION,
+           "--set", "image.repository=registry.example.com/mail/email-status-worker"]
     for s in sets:
         cmd += ["--set", s]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

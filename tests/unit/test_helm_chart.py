@@ -52,7 +52,8 @@ def kubevalidate() -> str:
 
 @functools.cache
 def _template(values: tuple[str, ...], sets: tuple[str, ...]) -> subprocess.CompletedProcess:
-    cmd = [helm(), "template", "esw", str(CHART), "--namespace", "mail", "--kube-version", KUBE_VERSION]
+    cmd = [helm(), "template", "esw", str(CHART), "--namespace", "mail", "--kube-version", KUBE_VERSION,
+           "--set", "image.repository=registry.example.com/mail/email-status-worker"]   # required: no image is published
     for v in values:
         cmd += ["-f", v]
     for s in sets:

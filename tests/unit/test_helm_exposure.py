@@ -53,7 +53,7 @@ def render_notes(scenario: str, tmp_path: Path, *sets: str) -> str:
     (chart / "templates" / "notes-test.yaml").write_text(
         'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{ include "esw.notes-test" . | toJson }}\n')
     cmd = [helm(), "template", "esw", str(chart), "--namespace", "mail", "--kube-version", KUBE_VERSION,
-           "--show-only", "templates/notes-test.yaml"]
+           "--show-only", "templates/notes-test.yaml", "--set", "image.repository=registry.example.com/mail/email-status-worker"]
     if scenario != "defaults":
         cmd += ["-f", str(chart / "ci" / scenario)]
     for s in sets:

@@ -57,3 +57,11 @@ def test_file_names_map_to_their_versions():
     ]
     for filename, name, version in cases:
         assert hash_lock.file_version(filename, name) == version, filename
+
+
+def test_the_chart_names_no_image_nobody_can_pull():
+    import yaml
+
+    values = yaml.safe_load((ROOT / "helm" / "email-status-worker" / "values.yaml").read_text())
+    assert values["image"]["repository"] == ""   # required at install: README, Deployment
+    assert "image.repository is required" in (ROOT / "helm" / "email-status-worker" / "templates" / "_helpers.tpl").read_text()

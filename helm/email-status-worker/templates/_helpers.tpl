@@ -55,10 +55,11 @@ app.kubernetes.io/component: worker
 {{- end }}
 
 {{- define "esw.image" -}}
+{{- $repository := required "image.repository is required: no image is published; build the Dockerfile, push it to your registry and set image.repository (README, Deployment)" .Values.image.repository }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 {{- end }}
 
