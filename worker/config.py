@@ -45,6 +45,7 @@ class KafkaConfig:
     batch_max_records: int = default("kafka", "batch_max_records")
     batch_linger_ms: int = default("kafka", "batch_linger_ms")
     session_timeout_ms: int = default("kafka", "session_timeout_ms")
+    restore_concurrency: int = default("kafka", "restore_concurrency")
 
 
 @attrs.frozen

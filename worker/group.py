@@ -63,6 +63,8 @@ class ShardManager(ConsumerRebalanceListener):
             self.by_shard.setdefault(shard_of(account.provider.value, account.name, config.kafka.shards), []).append(account)
         self.shards: dict[int, Shard] = {}
         self.opening: dict[int, asyncio.Task] = {}
+        # restores at a time: each peaks at several times its shard's steady memory
+        self._restores = asyncio.Semaphore(config.kafka.restore_concurrency)
         self.committers: dict[int, asyncio.Task] = {}
         self.pollers: dict[int, list[asyncio.Task]] = {}
         self.runners: dict[int, list[PollRunner]] = {}
@@ -190,7 +192,8 @@ class ShardManager(ConsumerRebalanceListener):
         shard.on_rewind = self._rewind
         shard.on_lost = self._lost
         try:
-            await shard.start()
+            async with self._restores:
+                await shard.start()
             tp = TopicPartition(self.topics.raw, p)
             committed = await self._consumer.committed(tp)
             if committed is None:  # a new group: from the beginning (explicitly; see worker.state.read_partition)

@@ -56,6 +56,10 @@ RAW_LAG = Gauge("esw_raw_lag", "Records of _raw not yet processed, per owned sha
 RAW_GROUP_LAG = Gauge("esw_raw_group_lag", "Records of _raw after the group's committed offset, for every "
                       "shard whoever owns it", ["shard"], registry=REGISTRY)
 STATE_ENTRIES = Gauge("esw_state_entries", "Dedup entries held, per owned shard", ["shard"], registry=REGISTRY)
+TRACKED_IDS = Gauge("esw_tracked_ids", "Email ids tracked for polling by id (UniSender, gap-driven accounts), per owned shard",
+                    ["shard"], registry=REGISTRY)
+REPLAY_ENTRIES = Gauge("esw_replay_entries", "Webhook signatures held by the replay defence, per owned shard", ["shard"],
+                       registry=REGISTRY)
 SHARDS_OWNED = Gauge("esw_shards_owned", "Shards this replica owns and has restored", registry=REGISTRY)
 SHARDS_RESTORING = Gauge("esw_shards_restoring", "Shards assigned to this replica and not restored yet",
                          registry=REGISTRY)
@@ -176,8 +180,11 @@ def transaction(secs: float) -> None:
     TRANSACTION_LATENCY.observe(secs)
 
 
-def state_entries(shard: int, entries: int) -> None:
+def state_entries(shard: int, entries: int, tracked_ids: int = 0, replay_entries: int = 0) -> None:
+    """What a shard holds in memory: dedup entries, tracked email ids, replay-defence signatures."""
     STATE_ENTRIES.labels(str(shard)).set(entries)
+    TRACKED_IDS.labels(str(shard)).set(tracked_ids)
+    REPLAY_ENTRIES.labels(str(shard)).set(replay_entries)
 
 
 def raw_lag(shard: int, records: int) -> None:
@@ -194,7 +201,7 @@ def raw_group_lag(lags: Mapping[int, int]) -> None:
 
 def shard_released(shard: int) -> None:
     """A shard left this replica: its per-shard series go with it."""
-    for gauge in (STATE_ENTRIES, RAW_LAG):
+    for gauge in (STATE_ENTRIES, TRACKED_IDS, REPLAY_ENTRIES, RAW_LAG):
         try:
             gauge.remove(str(shard))
         except KeyError:

@@ -99,7 +99,7 @@ class Shard:
         release_freed_memory()
         self.restore_secs = time.monotonic() - started
         self.staging = staging
-        metrics.state_entries(self.partition, len(staging.table))
+        self._held(staging)
         log.info("shard restored", extra={"shard": self.partition, "entries": len(staging.table),
                                           "skipped": self.state_skipped, "restore_secs": round(self.restore_secs, 3)})
 
@@ -255,7 +255,11 @@ class Shard:
             if batch.raw_offset is not None:
                 self.committed_offset = batch.raw_offset
             self._committed(staging, batch)
-            metrics.state_entries(self.partition, len(staging.table))
+            self._held(staging)
+
+    def _held(self, staging: Staging) -> None:
+        metrics.state_entries(self.partition, len(staging.table), sum(len(t) for t in staging.trackers.values()),
+                              len(staging.replays))
 
     def _committed(self, staging: Staging, batch: Batch) -> None:
         """The batch is in: memory takes it and its counts are published, once (a failed batch is

@@ -20,6 +20,7 @@ from tests.integration.test_webhooks import ENV, accounts
 from worker.config import parse_config
 from worker.emit import ensure_topics
 from worker.group import ShardManager
+from worker.shards import Shard
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +62,36 @@ async def test_each_membership_change_is_one_generation(kafka_bootstrap, topic_p
         finally:
             await second.stop()
             await first.stop()
+
+
+@pytest.mark.parametrize(("bound", "shards"), [(1, 4), (3, 4)])
+async def test_restores_run_at_most_restore_concurrency_at_a_time(kafka_bootstrap, topic_prefix, monkeypatch,
+                                                                  bound, shards):
+    """A replica assigned every shard at once restores `kafka.restore_concurrency` of them at a time
+    (each restore peaks at several times its shard's steady memory). The real restores, observed."""
+    running, most = 0, 0
+    real_start = Shard.start
+
+    async def observed_start(self: Shard) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.3)          # long enough for the others to start if they may
+            await real_start(self)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(Shard, "start", observed_start)
+    config = parse_config(worker_config(kafka_bootstrap, topic_prefix, accounts(), shards=shards,
+                                        kafka={"restore_concurrency": bound}), ENV)
+    await ensure_topics(config.kafka)
+    async with aiohttp.ClientSession() as session:
+        manager = ShardManager(config, session)
+        try:
+            await manager.start()
+            await joined(manager)
+        finally:
+            await manager.stop()
+    assert len(manager.assigned) == shards
+    assert most == bound, f"{most} restores ran at once with restore_concurrency {bound}"

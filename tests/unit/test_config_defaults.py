@@ -34,6 +34,7 @@ READ = {
     ("kafka", "batch_max_records"): lambda c: c.kafka.batch_max_records,
     ("kafka", "batch_linger_ms"): lambda c: c.kafka.batch_linger_ms,
     ("kafka", "session_timeout_ms"): lambda c: c.kafka.session_timeout_ms,
+    ("kafka", "restore_concurrency"): lambda c: c.kafka.restore_concurrency,
     ("http", "host"): lambda c: c.http.host,
     ("http", "port"): lambda c: c.http.port,
     ("http", "max_body_bytes"): lambda c: c.http.max_body_bytes,

@@ -109,3 +109,16 @@ def test_shed_and_throttle_counters_exist_at_zero_before_anything_happens():
     assert REGISTRY.get_sample_value("esw_throttles_total", {"provider": "sendcloud", "account": "zero-start"}) == 0.0
     for reason in ("requests", "bytes"):
         assert REGISTRY.get_sample_value("esw_webhook_shed_total", {"reason": reason}) is not None
+
+
+def test_a_shards_held_sizes_are_exported_and_go_with_the_shard():
+    from worker import metrics
+    from worker.metrics import REGISTRY
+
+    metrics.state_entries(41, 1200, 35, 7)
+    assert REGISTRY.get_sample_value("esw_state_entries", {"shard": "41"}) == 1200
+    assert REGISTRY.get_sample_value("esw_tracked_ids", {"shard": "41"}) == 35
+    assert REGISTRY.get_sample_value("esw_replay_entries", {"shard": "41"}) == 7
+    metrics.shard_released(41)
+    for name in ("esw_state_entries", "esw_tracked_ids", "esw_replay_entries"):
+        assert REGISTRY.get_sample_value(name, {"shard": "41"}) is None, name
