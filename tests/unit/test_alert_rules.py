@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.unit.test_docs_truth import anchors as github_anchors
 from tests.unit.test_helm_chart import CHART, KUBE_VERSION, helm
 from worker import metrics
 
@@ -60,24 +61,6 @@ def alert(name: str) -> dict:
 @functools.cache
 def unit_tests() -> dict:
     return yaml.safe_load(TESTS.read_text())
-
-
-def github_anchors(markdown: str) -> set[str]:
-    """The anchors GitHub gives the headings: lower-case, punctuation dropped, spaces to `-`,
-    `-1`, `-2`... for repeats."""
-    anchors: set[str] = set()
-    seen: dict[str, int] = {}
-    in_code = False
-    for line in markdown.splitlines():
-        if line.startswith("```"):
-            in_code = not in_code
-        match = None if in_code else re.match(r"#{1,6}\s+(.+?)\s*#*\s*$", line)
-        if match:
-            slug = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower()).replace(" ", "-")
-            n = seen.get(slug, 0)
-            seen[slug] = n + 1
-            anchors.add(slug if n == 0 else f"{slug}-{n}")
-    return anchors
 
 
 def registered_series_names() -> set[str]:

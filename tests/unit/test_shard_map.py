@@ -16,6 +16,8 @@ import pytest
 import yaml
 from aiohttp.test_utils import make_mocked_request
 
+from tests.unit.test_config_metrics import ACCOUNTS as SMALL_ACCOUNTS
+from tests.unit.test_config_metrics import ENV
 from tests.unit.test_helm_chart import one, render, render_error
 from tests.unit.test_helm_exposure import render_notes
 from worker.__main__ import main
@@ -35,15 +37,6 @@ SMALL = {2: {("sendcloud", "sc"): 1, ("sendcloud", "sc-poll"): 1, ("tencent_ses"
          3: {("sendcloud", "sc"): 1, ("sendcloud", "sc-poll"): 0, ("tencent_ses", "tx"): 0},   # shard 2 empty
          6: {("sendcloud", "sc"): 1, ("sendcloud", "sc-poll"): 3, ("tencent_ses", "tx"): 0}}   # none shared
 
-ENV = {"K": "key", "T": "tencent-path-token-0123456789"}
-SMALL_ACCOUNTS = [
-    {"name": "sc", "provider": "sendcloud", "credentials": {"api_user": "u", "api_key_env": "K"},
-     "webhook": {"app_key_env": "K"}},
-    {"name": "sc-poll", "provider": "sendcloud", "credentials": {"api_user": "u", "api_key_env": "K"},
-     "webhook": {"enabled": False}},
-    {"name": "tx", "provider": "tencent_ses", "credentials": {"secret_id": "AKID", "secret_key_env": "K"},
-     "webhook": {"path_token_env": "T"}},
-]
 MULTI_ENV = {name: "x" for name in ("ENGAGELAB_API_KEY", "ENGAGELAB_APP_KEY", "SENDCLOUD_API_KEY", "SENDCLOUD_APP_KEY",
                                     "AURORA_API_KEY", "AURORA_APP_KEY", "UNISENDER_API_KEY", "TENCENT_SECRET_KEY")}
 MULTI_ENV["TENCENT_PATH_TOKEN"] = "tencent-path-token-0123456789"
