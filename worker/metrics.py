@@ -122,6 +122,12 @@ def accounts_released(accounts: Iterable[tuple[str, str]]) -> None:
 # -- webhooks -------------------------------------------------------------------------------------
 
 
+def ignored(provider: str, account: str, n: int) -> None:
+    """Webhook records that carry no delivery status (opens, clicks, requests), dropped at the edge
+    before `_raw`: counted when the webhook is answered, so a provider's retry counts again."""
+    IGNORED.labels(provider, account).inc(n)
+
+
 def account_webhooks(provider: str, account: str, enabled: bool) -> None:
     """Set at start for every configured account (an alert on silent webhooks skips poll-only ones).
     The account's throttle counter starts at 0 with it, so the first throttle is an increase that

@@ -7,7 +7,9 @@ Answers: 401 bad signature or path token, 404 unknown provider/account, 413 body
 not acknowledge within `http.ack_timeout_secs` or the receiver is at its cap of requests in
 progress or body bytes in flight (load shedding: the provider retries; memory stays bounded), 200
 with the input in `_dead_letter` when it is authentic but unusable (unparseable, too many records,
-over the field or record caps of worker.intake). Never logs bodies or signatures.
+over the field or record caps of worker.intake). Records that carry no delivery status (opens,
+clicks, requests) are counted in esw_ignored_statuses_total and dropped here, before `_raw`: the
+shard would find nothing in them to emit or to learn. Never logs bodies or signatures.
 """
 
 from __future__ import annotations
@@ -206,6 +208,7 @@ class WebhookReceiver:
             return whole_body(TooManyRecords.error_type)
         records: list[Admitted] = []
         dead: list[DeadLetter] = []
+        ignored = 0
         for record in split:
             try:
                 admitted = admit(WebhookRecord(account.provider, name, now, record, module.replay_key(req, record)))
@@ -216,12 +219,18 @@ class WebhookReceiver:
                                        "application/json", now))
                 continue
             try:
-                check_fields(module.webhook_observations(account.context, record))
+                observations = module.webhook_observations(account.context, record)
+                check_fields(observations)
             except (MalformedPayload, Unusable) as exc:
                 dead.append(DeadLetter(provider, name, exc.error_type, "webhook", "record", orjson.dumps(record),
                                        "application/json", now))
                 continue
+            if not observations:   # an open, a click, a request: no status to decide, nothing to learn
+                ignored += 1
+                continue
             records.append(admitted)
+        if ignored:
+            metrics.ignored(provider, name, ignored)
         return records, dead
 
 
