@@ -121,6 +121,7 @@ async def test_a_rebalance_keeps_what_the_limiter_learned(kafka_bootstrap, topic
 
     from tests.integration.test_pipeline import create_topic
     from worker.app import MANAGER
+    from worker.assign import sticky_assignor
 
     window = 5.0
     acct = sim_account(Provider.SENDCLOUD, "learned", quota_per_minute=40, quota_window_secs=window,
@@ -143,7 +144,9 @@ async def test_a_rebalance_keeps_what_the_limiter_learned(kafka_bootstrap, topic
             await asyncio.sleep(2 * window)                      # settled at the learned rate
             manager = worker.app[MANAGER]
             runners_before = [r for rs in manager.runners.values() for r in rs]
-            joiner = AIOKafkaConsumer(other, bootstrap_servers=kafka_bootstrap, group_id=f"{topic_prefix}-g")
+            # the worker's protocol: a member offering none the group has is refused (InconsistentGroupProtocol)
+            joiner = AIOKafkaConsumer(other, bootstrap_servers=kafka_bootstrap, group_id=f"{topic_prefix}-g",
+                                      partition_assignment_strategy=(sticky_assignor(list),))
             await joiner.start()                                 # joins the worker's group: a rebalance
             while not joiner.assignment() and loop.time() < deadline + 60:
                 await joiner.getmany(timeout_ms=200)
