@@ -130,10 +130,16 @@ async def test_polling_alone_finds_every_final_status_despite_provider_faults(ka
             expected = expected_visible(sim, names, sim.clock())
             records = await read_all(kafka_bootstrap, [f"{topic_prefix}.{t}" for t in OUTPUTS],
                                      expect=sum(expected.values()), timeout=90, quiet_secs=5)
+        late = expected_visible(sim, names, sim.clock())
     finally:
         await sim.stop()
     actual, events = observed(records)
-    assert actual == expected, diff(expected, actual)
+    # time_scale 1: a message sent a minute before the run may change status while we read; such a
+    # status may or may not be polled in time. Everything visible when the faults cleared, at most
+    # what is visible now, each exactly once.
+    assert all(n == 1 for n in actual.values()), diff(expected, actual)
+    assert not expected - actual, diff(expected, actual)
+    assert not actual - late, diff(late, actual)
     problems = check_against_truth(sim, names, sim.clock(), events, sources=frozenset({"poll"}))
     assert not problems, "\n".join(problems[:20])
     faults = sum(sim.stats(n)["fault"] for n in names)
