@@ -94,8 +94,10 @@ class InProcessWorker:
 class WorkerProcess:
     """`python -m worker run --config FILE` as a child process, as Kubernetes would run it."""
 
-    def __init__(self, data: dict, env: dict[str, str], workdir: Path, name: str = "worker") -> None:
+    def __init__(self, data: dict, env: dict[str, str], workdir: Path, name: str = "worker", *,
+                 python: str | Path = sys.executable, cwd: Path = ROOT) -> None:
         self.data = data
+        self.python, self.cwd = str(python), cwd   # another release: its interpreter, run outside the checkout
         self.name = name
         self.port = data["http"]["port"]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -110,8 +112,8 @@ class WorkerProcess:
     async def start(self) -> None:
         log = open(self.log_path, "ab")
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "worker", "run", "--config", str(self.config_path),
-            cwd=ROOT, env=self.env, stdout=log, stderr=asyncio.subprocess.STDOUT)
+            self.python, "-m", "worker", "run", "--config", str(self.config_path),
+            cwd=self.cwd, env=self.env, stdout=log, stderr=asyncio.subprocess.STDOUT)
         log.close()
         self.starts += 1
 

@@ -284,7 +284,7 @@ def test_a_wrong_tencent_token_is_the_accounts_in_the_docs_and_the_code():
 
 def test_shutdown_is_bounded_by_the_grace_period_as_the_runbook_says():
     """(e) `shutdown.grace_secs` bounds the whole unwind: its parts add up to it."""
-    stopping = flat(section(RUNBOOK.read_text(encoding="utf-8"), "## Stopping and upgrading"))
+    stopping = flat(section(RUNBOOK.read_text(encoding="utf-8"), "## Stopping"))
     said = re.search(r"within `shutdown.grace_secs` \((\d+) s\) in all: a fifth \(at most (\d+) s\) for webhook "
                      r"requests in progress, a fifth \(at most `kafka.produce_timeout_secs`\) for the `_raw` "
                      r"producer's flush, the rest for", stopping)
