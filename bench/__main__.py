@@ -1,8 +1,8 @@
 """`python -m bench`: run the benchmarks and print one table of numbers.
 
-    python -m bench                      everything (about 12 minutes on 2 cores)
-    python -m bench --quick              smaller sizes, about 2.5 minutes (CI runs this as a smoke test)
-    python -m bench --only poll,webhook  a selection (dedup, restore, poll, webhook, abuse, quota)
+    python -m bench                      everything (about 16 minutes on 2 cores)
+    python -m bench --quick              smaller sizes, about 3 minutes (CI runs this as a smoke test)
+    python -m bench --only poll,webhook  a selection (dedup, restore, poll, webhook, abuse, quota, wrk)
     python -m bench --profile            also print cProfile tops (children and worker processes)
     python -m bench --json out.json      also write the rows as JSON
 
@@ -27,11 +27,12 @@ import traceback
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
-from bench import abuse, dedup, poll, quota, restore, webhook
+from bench import abuse, dedup, poll, quota, restore, webhook, wrk
 from bench.common import ROOT, WORKER_TREE, CpuMeter, failed_checks, kafka_broker, row, say, table
 
-BENCHES = {"dedup": dedup, "restore": restore, "poll": poll, "webhook": webhook, "abuse": abuse, "quota": quota}
-NEEDS_KAFKA = {"restore", "poll", "webhook", "abuse", "quota"}
+BENCHES = {"dedup": dedup, "restore": restore, "poll": poll, "webhook": webhook, "abuse": abuse, "quota": quota,
+           "wrk": wrk}
+NEEDS_KAFKA = {"restore", "poll", "webhook", "abuse", "quota", "wrk"}
 
 
 def background_load(secs: float = 1.0) -> float:
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=None, help=f"comma-separated subset of {', '.join(BENCHES)}")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes; finishes in about 2.5 minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes; finishes in about 3 minutes")
     parser.add_argument("--profile", action="store_true", help="print cProfile tops to stderr")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
     args = parser.parse_args(argv)

@@ -58,6 +58,7 @@ class HttpConfig:
     max_records_per_body: int = default("http", "max_records_per_body")
     max_concurrent_requests: int = default("http", "max_concurrent_requests")
     max_inflight_body_bytes: int = default("http", "max_inflight_body_bytes")
+    reuse_port: bool = default("http", "reuse_port")
 
 
 @attrs.frozen

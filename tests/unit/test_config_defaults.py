@@ -43,6 +43,7 @@ READ = {
     ("http", "max_records_per_body"): lambda c: c.http.max_records_per_body,
     ("http", "max_concurrent_requests"): lambda c: c.http.max_concurrent_requests,
     ("http", "max_inflight_body_bytes"): lambda c: c.http.max_inflight_body_bytes,
+    ("http", "reuse_port"): lambda c: c.http.reuse_port,
     ("emit_raw",): lambda c: c.emit_raw,
     ("inputs", "sent_topic"): lambda c: c.sent_topic,
     ("dedup", "tolerance_secs"): lambda c: c.dedup.tolerance_secs,
