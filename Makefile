@@ -40,10 +40,8 @@ lint: venv  ## the import-layering contract, ruff and mypy (configuration in pyp
 	$(BIN)/ruff check --select F,I tests bench scripts examples
 	$(BIN)/mypy
 
-test: venv lint kafka-jars tools chart-check image-check  ## everything CI runs
-	$(MAKE) --no-print-directory mutation
-	$(BIN)/python -m pytest -ra
-	$(MAKE) --no-print-directory bench-smoke
+test: venv kafka-jars tools  ## everything CI runs (scripts/test.sh: mutation; lint+unit beside chart, image and bench smoke; integration)
+	MAKE="$(MAKE)" bash scripts/test.sh
 
 unit: venv
 	$(BIN)/python -m pytest -ra tests/unit
@@ -63,7 +61,7 @@ demo: venv kafka-jars  ## local Kafka + the provider simulator + the worker, unt
 bench: venv kafka-jars  ## every benchmark at full size (~5 minutes); numbers in bench/README.md
 	$(BIN)/python -m bench
 
-bench-smoke: venv kafka-jars  ## every benchmark at quick size (~1 minute): prints the table, fails on a failed check
+bench-smoke: venv kafka-jars  ## every benchmark at quick size (~3 minutes): prints the table, fails on a failed check
 	$(BIN)/python -m bench --quick
 
 lock:  ## re-pin requirements.lock and requirements-test.lock from pyproject.toml

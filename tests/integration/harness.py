@@ -1,8 +1,10 @@
-"""Running the worker in integration tests: in-process (fast) or as a real process (crash tests)."""
+"""Running the worker in integration tests: in-process (fast) or as a real process (crash tests), and
+`Service`, a stand-in for a Kubernetes Service in front of real worker processes (rolling updates)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import socket
@@ -161,3 +163,70 @@ class WorkerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+PRESTOP_SECS = 5.0   # the chart's preStopSleepSeconds
+
+
+class Service:
+    """Round-robin over ready endpoints; 503 when there is none (as a Service with no endpoints
+    refuses the connection, which providers retry the same way)."""
+
+    def __init__(self) -> None:
+        self.pods: dict[str, bool] = {}       # url -> ready at the last probe
+        self.deleting: set[str] = set()
+        self._turn = itertools.count()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.no_endpoint = 0
+
+    def endpoints(self) -> list[str]:
+        return [url for url, ready in self.pods.items() if ready and url not in self.deleting]
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        ready = self.endpoints()
+        if not ready:
+            self.no_endpoint += 1
+            return web.Response(status=503)
+        target = ready[next(self._turn) % len(ready)]
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        try:
+            async with self.session.post(target + request.path_qs, data=body, headers=headers) as r:
+                return web.Response(status=r.status, body=await r.read(),
+                                    content_type=r.content_type if r.content_type != "application/octet-stream" else None)
+        except (aiohttp.ClientError, TimeoutError):
+            return web.Response(status=502)
+
+    async def _probe(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as probe:
+            while True:
+                for url in list(self.pods):
+                    try:
+                        async with probe.get(f"{url}/readyz") as r:
+                            self.pods[url] = r.status == 200
+                    except (aiohttp.ClientError, TimeoutError):
+                        self.pods[url] = False
+                await asyncio.sleep(1.0)
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_post("/{tail:.*}", self._forward)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        self.prober = asyncio.create_task(self._probe())
+
+    async def stop(self) -> None:
+        self.prober.cancel()
+        await asyncio.gather(self.prober, return_exceptions=True)
+        await self.runner.cleanup()
+        await self.session.close()
+
+
+async def shards_owned(url: str) -> int:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as r:
+        text = await r.text()
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("esw_shards_owned ")))

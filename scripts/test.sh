@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# `make test` after its prerequisites (venv, Kafka jars, helm): every check CI runs, in three phases.
+#   1. the mutation ratchet (scripts/mutation.py; it uses both cores when something changed);
+#   2. two lanes side by side: lint then the unit tests (one core, CPU-bound), and the chart check,
+#      the image check and the benchmark smoke (mostly waiting on helm, pip, Kafka and the
+#      simulator's round trips). The smoke's figures are printed, never judged, so sharing the
+#      machine cannot fail it; its checks are about results (nothing lost, nothing doubled);
+#   3. the integration tests alone: they run real processes against deadlines that a busy machine
+#      would stretch.
+# Every phase runs even when an earlier one failed, so one run reports every failure; the exit
+# status is 1 if any failed. The second lane's output is printed after it finishes, in one piece.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+MAKE="${MAKE:-make}"
+failed=()
+phase() { printf '\n== test: %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+phase "mutation ratchet"
+"$MAKE" --no-print-directory mutation || failed+=(mutation)
+
+phase "lint + unit tests, beside chart-check + image-check + bench smoke"
+lane_log="$(mktemp -t esw-test-lane.XXXXXX)"
+(
+  status=0
+  "$MAKE" --no-print-directory chart-check || status=1
+  "$MAKE" --no-print-directory image-check || status=1
+  "$MAKE" --no-print-directory bench-smoke || status=1
+  exit "$status"
+) >"$lane_log" 2>&1 &
+lane=$!
+"$MAKE" --no-print-directory lint || failed+=(lint)
+"$BIN/python" -m pytest -ra tests/unit || failed+=(unit)
+wait "$lane" || failed+=("chart-check/image-check/bench-smoke")
+phase "output of chart-check, image-check and bench smoke"
+cat "$lane_log"
+rm -f "$lane_log"
+
+phase "integration tests"
+"$BIN/python" -m pytest -ra tests/integration || failed+=(integration)
+
+if ((${#failed[@]})); then
+  printf '\ntest: FAILED: %s\n' "${failed[*]}" >&2
+  exit 1
+fi
+printf '\ntest: everything passed\n'
