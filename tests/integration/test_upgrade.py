@@ -8,13 +8,13 @@ drops a pod from its endpoints as soon as the pod is being deleted. Three replic
 take webhooks and poll; then the chart's rollout (`maxSurge: 1`, `maxUnavailable: 0`,
 `preStopSleepSeconds: 5`) replaces each by release N+1, one at a time: the new pod starts and
 becomes ready, the old one leaves the endpoints, sleeps out its preStop, gets SIGTERM and exits.
-Then, the same way, each N+1 pod is replaced by N again (a `helm rollback`). Throughout, the
-simulator's providers send webhooks (with duplicates, out of order, retrying on 5xx and
-timeouts) and the pods poll. (This replaces the same-release rollout test: a same-release rollout
-is the easy case of this one.)
+Then, the same way and in reverse order, each N+1 pod is replaced by N again (a `helm rollback`).
+Throughout, the simulator's providers send webhooks (with duplicates, out of order, retrying on 5xx
+and timeouts) and the pods poll. (Three replicas, not the two issue 19 names: this test replaces
+the same-release rollout test of three, a same-release rollout being the easy case of this one.)
 
 Afterwards every webhook is sent once more (a provider re-delivering its whole history to the
-rolled-back pods), and:
+rolled-back pods) while they poll on, and:
 - every status change is in Kafka exactly once for read_committed readers (none lost, no duplicate
   `event_id`), and each event matches the simulator's truth: whichever release decided it;
 - nothing was dead-lettered: neither a format one release could not read nor anything else;
@@ -103,9 +103,10 @@ async def test_upgrade_and_rollback_between_releases_lose_and_double_nothing(tmp
             await replace(i, previous=False, label=f"next-{i}")
         for p in live:
             owned[p.name] = await shards_owned(p.url)
-        for i in range(REPLICAS):
+        for i in reversed(range(REPLICAS)):   # the rollback, in reverse order
             await replace(i, previous=True, label=f"{release.name}-back-{i}")
         rolled_secs = time.monotonic() - started
+        polled_before = sum(sim.stats(n)["ok"] for n in names)
         cutoff = await world.finish(names)
         expected = expected_all_changes(sim, names, cutoff)
         records = await read_all(kafka_bootstrap, [f"{topic_prefix}.{t}" for t in OUTPUTS],
@@ -117,6 +118,7 @@ async def test_upgrade_and_rollback_between_releases_lose_and_double_nothing(tmp
         await asyncio.sleep(5)   # the re-sent records, and the pollers' next sweeps, go through the shards
         after = await read_all(kafka_bootstrap, [f"{topic_prefix}.{t}" for t in OUTPUTS], timeout=20, quiet_secs=3)
         dead = await read_all(kafka_bootstrap, [f"{topic_prefix}._dead_letter"], timeout=10, quiet_secs=2)
+        repolled = sum(sim.stats(n)["ok"] for n in names) - polled_before   # answered polls after the rollback
         for p in live:
             exits[p.name] = await p.terminate(timeout=40)
     finally:
@@ -132,7 +134,8 @@ async def test_upgrade_and_rollback_between_releases_lose_and_double_nothing(tmp
     print(f"\nupgrade {release.name} ({release.commit[:10]}) -> working tree -> {release.name}, {REPLICAS} replicas, "
           f"{rolled_secs:.0f} s: {' / '.join(steps)}; {len(latencies)} webhook bodies answered 200, p99 "
           f"{p99 * 1000:.0f} ms (first attempt to 200); {sum(expected.values())} changes, {len(events)} events, "
-          f"{resent.delivered} webhook bodies re-sent, {len(after) - len(records)} events after the re-send, "
+          f"{resent.delivered} webhook bodies re-sent and {repolled} status calls answered after the rollback, "
+          f"{len(after) - len(records)} events after them, "
           f"dead letters {dict(reasons)}, shards owned by the new pods {owned}")
     assert exits == {p.name: 0 for p in everyone}, exits
     assert world.failed == 0, "a webhook ran out of retries"
@@ -141,6 +144,6 @@ async def test_upgrade_and_rollback_between_releases_lose_and_double_nothing(tmp
     assert actual == expected, diff(expected, actual)
     assert [i for i, n in event_ids.items() if n > 1] == []
     assert not check_against_truth(sim, names, cutoff, events)
-    assert resent.delivered > 0 and resent.failed == 0
+    assert resent.delivered > 0 and resent.failed == 0 and repolled > 0
     assert len(after) == len(records), "a re-sent webhook or a re-polled row became a second event"
     assert not dead, f"dead letters: {dict(reasons)}"
