@@ -355,12 +355,16 @@ def profile_text(path: Path | str, n: int = 25) -> str:
 
 
 async def scrape(url: str) -> dict[str, float]:
-    """The worker's /metrics as {metric name: summed value} (labels summed away), plus
-    {name{labels}: value} entries for the labelled series."""
+    """The worker's /metrics, as `parse_metrics` reads them."""
     import aiohttp
 
     async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as r:
-        text = await r.text()
+        return parse_metrics(await r.text())
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text as {metric name: summed value} (labels summed away), plus {name{labels}:
+    value} entries for the labelled series."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):

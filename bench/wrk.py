@@ -55,6 +55,7 @@ from bench.common import (
     free_port,
     machine_cpu,
     metric,
+    parse_metrics,
     row,
     run_child,
     say,
@@ -264,16 +265,6 @@ async def per_process(url: str, replicas: int, timeout: float = 10.0, want_metri
                     m = parse_metrics(await r.text())
             found[ident] = (status, m)
     return found
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, _, value = line.rpartition(" ")
-            with contextlib.suppress(ValueError):
-                out[series] = float(value)
-    return out
 
 
 async def replicas_ready(url: str, workers: list[WorkerProcess], timeout: float = 90.0) -> None:
