@@ -50,7 +50,11 @@ def _git(*args: str) -> str:
 
 def build_previous_release() -> Release:
     name, short = previous_release_entry((ROOT / "CHANGELOG.md").read_text())
-    commit = _git("rev-parse", "--verify", f"{short}^{{commit}}")
+    try:
+        commit = _git("rev-parse", "--verify", f"{short}^{{commit}}")
+    except subprocess.CalledProcessError:
+        raise LookupError(f"{name}'s commit {short} is not in this clone: the upgrade test needs the "
+                          "history (a full `git clone`, not --depth)") from None
     try:
         tagged = _git("rev-parse", "--verify", f"refs/tags/{name}^{{commit}}")
     except subprocess.CalledProcessError:
