@@ -124,40 +124,39 @@ class WebhookReceiver:
             return 503
         self.active += 1
         self.inflight_bytes += reserve
+        held = [reserve]          # this request's share of inflight_bytes: it grows as an undeclared body arrives
         try:
-            return await self._receive(request, account, outcome, reserve)
+            return await self._receive(request, account, outcome, held)
         finally:
             self.active -= 1
-            self.inflight_bytes -= reserve
+            self.inflight_bytes -= held[0]   # only now: the body is held until Kafka has its records
 
-    async def _read(self, request: web.Request, reserved: int) -> bytes | int:
+    async def _read(self, request: web.Request, held: list[int]) -> bytes | int:
         """The body, or the status to answer: 413 past the size cap, 503 past the in-flight byte
-        budget (a body without a declared length is counted as it arrives)."""
+        budget. A body without a declared length is counted as it arrives, into `held`, and stays
+        counted until the request is answered (it waits for Kafka's acknowledgement in memory)."""
         http = self.config.http
         body = bytearray()
-        extra = 0
         try:
             async for chunk in request.content.iter_chunked(64 * 1024):
                 body += chunk
                 if len(body) > http.max_body_bytes:
                     return 413
-                if len(body) > reserved:
-                    grow = len(body) - reserved - extra
+                if len(body) > held[0]:
+                    grow = len(body) - held[0]
                     if self.inflight_bytes + grow > http.max_inflight_body_bytes:
                         metrics.webhook_shed("bytes")
                         return 503
                     self.inflight_bytes += grow
-                    extra += grow
+                    held[0] += grow
         except (OSError, aiohttp.ClientError):
             return 400          # the client went away before its body arrived: nothing to answer
-        finally:
-            self.inflight_bytes -= extra
         return bytes(body)
 
-    async def _receive(self, request: web.Request, account: AccountConfig, outcome: dict, reserved: int) -> int:
+    async def _receive(self, request: web.Request, account: AccountConfig, outcome: dict, held: list[int]) -> int:
         http = self.config.http
         try:
-            body = await asyncio.wait_for(self._read(request, reserved), http.body_read_timeout_secs)
+            body = await asyncio.wait_for(self._read(request, held), http.body_read_timeout_secs)
         except TimeoutError:
             outcome["error_type"] = TIMEOUT
             return 408
