@@ -37,7 +37,7 @@ cat "$lane_log"
 rm -f "$lane_log"
 
 phase "integration tests"
-"$BIN/python" -m pytest -ra tests/integration || failed+=(integration)
+"$BIN/python" -m pytest -ra --durations=15 tests/integration || failed+=(integration)
 
 if ((${#failed[@]})); then
   printf '\ntest: FAILED: %s\n' "${failed[*]}" >&2
