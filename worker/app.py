@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import NamedTuple, TypedDict
+from typing import NamedTuple
 
 import aiohttp
 from aiohttp import web
@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from worker import logs, metrics
-from worker.config import Config, HttpConfig
+from worker.config import Config
 from worker.emit import ensure_topics, kafka_error_type, producer_settings
 from worker.errors import TopicLayoutError
 from worker.group import ShardManager
@@ -51,12 +51,6 @@ CONFIG = web.AppKey("config", Config)
 OPS = web.AppKey("ops", Ops)
 MANAGER = web.AppKey("manager", ShardManager)
 WRITER = web.AppKey("writer", RawWriter)
-
-
-class ListenOptions(TypedDict):
-    host: str
-    port: int
-    reuse_port: bool
 
 
 def build_app(config: Config) -> web.Application:
@@ -157,19 +151,14 @@ async def _stop(manager: ShardManager, feed: SentFeed | None) -> None:
     await manager.stop()
 
 
-def listen_options(http: HttpConfig) -> ListenOptions:
-    """Where and how the one HTTP site binds (`web.run_app` and `web.TCPSite` take these): with
-    `http.reuse_port`, SO_REUSEPORT, so that several worker processes on one host share the port
-    and the kernel spreads new connections over them."""
-    return {"host": http.host, "port": http.port, "reuse_port": http.reuse_port}
-
-
 def run_worker(config: Config) -> int:
     logs.setup(config.log_level)
     log.info("starting", extra={"accounts": len(config.accounts), "shards": config.kafka.shards,
                                 "topic_prefix": config.kafka.topic_prefix, "port": config.http.port})
     try:
-        web.run_app(build_app(config), **listen_options(config.http), print=None,
+        # reuse_port: SO_REUSEPORT, so that several worker processes on one host share the port
+        web.run_app(build_app(config), host=config.http.host, port=config.http.port,
+                    reuse_port=config.http.reuse_port, print=None,
                     access_log=None, shutdown_timeout=shutdown_budget(config).requests,
                     handle_signals=True)
     except KafkaError as exc:
