@@ -40,7 +40,8 @@ lint: venv  ## the import-layering contract, ruff and mypy (configuration in pyp
 	$(BIN)/ruff check --select F,I tests bench scripts examples
 	$(BIN)/mypy
 
-test: venv kafka-jars tools  ## everything CI runs (scripts/test.sh: mutation; lint+unit beside chart, image and bench smoke; integration)
+test:  ## everything CI runs (scripts/test.sh: mutation; lint+unit beside chart, image and bench smoke; integration in two lanes)
+	@$(MAKE) --no-print-directory -j3 venv kafka-jars tools   # side by side: helm's go build is the long one
 	MAKE="$(MAKE)" bash scripts/test.sh
 
 unit: venv
