@@ -30,6 +30,12 @@ Ordinary run (CI, `make mutation`):
 run in mutants/ did not kill (mutmut maps new tests to functions by itself) and rewrites the
 baseline as --full does; killed verdicts stand. Much shorter than --full; the baseline says which.
 
+--write (with an ordinary run): when the run passes, folds what it measured into the baseline (the
+  re-mutated functions' counts and survivors, the modules' hashes, mutmut's fresh call and test maps,
+  every test file's hash), so the next run, CI's included, finds nothing to re-mutate. Functions it
+  did not re-mutate keep their recorded verdicts: the same approximation the run itself makes, until
+  the next --full.
+
 --full (`make mutation-full`): deletes mutants/ (mutmut keeps old verdicts otherwise, even after a
 test that kills them was added), mutates every configured module, rewrites the baseline (counts and
 scores per module and group, totals, the commit, whether worker/ or tests/ had uncommitted changes,
@@ -542,7 +548,7 @@ def full(jobs: int, timeout_mins: float | None, rescore: bool = False, record: b
     return report(problems, stale_accepted(modules, set(paths), accepted))
 
 
-def ordinary(jobs: int, timeout_mins: float, whole_modules: bool) -> int:
+def ordinary(jobs: int, timeout_mins: float, whole_modules: bool, write: bool = False) -> int:
     if not BASELINE.exists():
         print(f"no {BASELINE.relative_to(ROOT)}: run `make mutation-full` first")
         return 2
@@ -632,6 +638,7 @@ def ordinary(jobs: int, timeout_mins: float, whole_modules: bool) -> int:
     run_mutmut(selected, jobs, timeout_mins)
 
     new_survivors: set[str] = set()
+    measured: dict[str, dict[str, dict]] = {}     # module path -> function -> counts
     for p in sorted(touched):
         counts, survivors, unchecked = measure_functions(p, wanted[p])
         if unchecked:
@@ -643,11 +650,48 @@ def ordinary(jobs: int, timeout_mins: float, whole_modules: bool) -> int:
             counts |= {f: {k: base_functions[f][k] for k in COUNTS} for f in kept if f in base_functions}
             survivors |= {k: v for k, v in base_modules[p]["survivors"].items() if function_of(k) in kept}
         modules[p] = summarize(counts, survivors, accepted)
+        measured[p] = counts
     print_table(modules, baseline, touched)
-    print(f"ordinary run: {(time.monotonic() - started) / 60:.1f} min for {len(selected)} mutants")
+    secs = time.monotonic() - started
+    print(f"ordinary run: {secs / 60:.1f} min for {len(selected)} mutants")
     problems = check(modules, touched, baseline, accepted, new_survivors)
-    return report(problems, [k for k in stale_accepted(modules, touched, accepted)
-                             if any(function_of(k) in fs for fs in wanted.values())])
+    status = report(problems, [k for k in stale_accepted(modules, touched, accepted)
+                               if any(function_of(k) in fs for fs in wanted.values())])
+    if write and status == 0:
+        write_measured(baseline, modules, measured, secs)
+    return status
+
+
+def write_measured(baseline: dict, modules: dict[str, dict], measured: dict[str, dict[str, dict]],
+                   secs: float) -> None:
+    """--write: the baseline with what a passing ordinary run measured folded in."""
+    functions = dict(baseline["functions"])
+    for p, counts in measured.items():
+        modules[p] = modules[p] | {"sha256": sha(ROOT / p), "outside_functions": outside_functions_hash(p)}
+        prefix = dotted(p)
+        functions = {f: v for f, v in functions.items() if module_of(f) != prefix}
+        for function, h in function_hashes(p).items():
+            functions[function] = {"hash": h, **counts.get(function, dict.fromkeys(COUNTS, 0))}
+    callers, tests_map = mutmut_maps()
+    commit = (git("rev-parse", "HEAD") or "").strip() or None
+    dirty = bool((git("status", "--porcelain", "--", "worker", "tests", "pyproject.toml") or "").strip())
+    out = baseline | {
+        "run": (f"an ordinary run's re-mutated functions ({', '.join(sorted(measured))}) folded into the "
+                f"baseline of {str(baseline.get('commit'))[:12]} (--write)"),
+        "commit": commit,
+        "uncommitted_changes": dirty,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "runtime_secs": round(secs),
+        "totals": add_counts(list(modules.values())),
+        "groups": {g: add_counts([r for q, r in modules.items() if group_of(q) == g]) for g in GROUPS},
+        "modules": modules,
+        "functions": functions,
+        "callers": callers,
+        "test_files": tests_map,
+        "tests": test_files(),
+    }
+    BASELINE.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"baseline written to {BASELINE.relative_to(ROOT)} (--write)")
 
 
 def _version(package: str) -> str:
@@ -666,6 +710,8 @@ def main() -> int:
                         help="rewrite the baseline from mutants/ as it stands (after a stopped --rescore), running nothing")
     parser.add_argument("--whole-modules", action="store_true",
                         help="re-mutate changed modules entirely, not only their changed functions")
+    parser.add_argument("--write", action="store_true",
+                        help="with an ordinary run that passes: fold what it measured into the baseline")
     parser.add_argument("--jobs", type=int, default=1, help="mutmut children at once (default 1)")
     parser.add_argument("--timeout-mins", type=float, default=None,
                         help="stop mutmut after this long (default: 20 for an ordinary run, none with --full)")
@@ -677,7 +723,8 @@ def main() -> int:
         return full(args.jobs, args.timeout_mins, rescore=True)
     if args.record:
         return full(args.jobs, args.timeout_mins, record=True)
-    return ordinary(args.jobs, args.timeout_mins if args.timeout_mins is not None else 20.0, args.whole_modules)
+    return ordinary(args.jobs, args.timeout_mins if args.timeout_mins is not None else 20.0, args.whole_modules,
+                    write=args.write)
 
 
 if __name__ == "__main__":
