@@ -13,8 +13,13 @@ Freshness: after a check that changed nothing an id is due again after a fractio
 that just moved is the likeliest to move again). So young ids are checked most, and when quota is
 short the oldest wait longest. Spare quota goes further (`claim(..., early=True)`): id polling
 re-checks ids before they are due, least recently checked first, but never one checked less than
-`min_recheck` ago. Gap-driven polling never checks early (saving calls is its point), and lets a
-part batch wait up to `linger` for more overdue ids of its send date.
+`min_recheck` ago. Gap-driven polling never spends a call early (saving calls is its point): an
+unchanged id waits a larger fraction of its age (`GAP_AGE_FRACTION`: an email still soft-bounced
+after its first checks is likelier to stay so, and the safety sweeps cover it too), a part batch
+waits up to `linger` for more overdue ids of its send date, and a batch that goes anyway is topped
+up with re-checks of its send date that have waited `GAP_TOP_UP_FRACTION` of their wait (never one
+checked within `min_recheck`): the call costs one token whatever it carries, and each id it takes
+early is one that would have needed a call of its own later.
 
 checkEmail reports no times and no addresses, so the tracker remembers each id's recipient and last
 status and turns a poll into an observation only when the status changed: repeating an unchanged
@@ -40,6 +45,8 @@ from worker.providers.base import PollPage
 BASE_BACKOFF_SECS = 60.0        # a learned status change (webhook, sent feed): checked again after this
 MAX_BACKOFF_SECS = 6 * 3600.0
 AGE_FRACTION = 0.05             # an unchanged id is due again after this fraction of its age
+GAP_AGE_FRACTION = 0.5          # ... a gap-driven one after this fraction
+GAP_TOP_UP_FRACTION = 0.5       # a gap batch takes re-checks that waited this share of their wait
 IN_FLIGHT = float("inf")        # the due time of a claimed id (and of a final one): not in the heap
 GAP_LINGER_FRACTION = 0.1       # a part batch of gap ids waits this fraction of gap_after to fill...
 GAP_LINGER_MAX_SECS = 60.0      # ...at most this long
@@ -87,10 +94,12 @@ class IdTracker:
             tracker = cls(p.id_max_age_days * 86400.0, d.id_batch or 500, floor_secs=p.id_min_recheck_secs,
                           min_recheck_secs=p.id_min_recheck_secs)
         else:
-            # Never the same batch again within the provider's result cache; ids age out with the
-            # lookback, as the date windows do (dedup keeps its entries that long: worker.staging).
+            # Never an id again within the provider's result cache (a re-check riding in a batch
+            # early, `_may_join`, included); ids age out with the lookback, as the date windows do
+            # (dedup keeps its entries that long: worker.staging).
             floor = max(p.gap_after_secs, p.cache_ttl_secs)
-            tracker = cls((p.lookback_days + 1) * 86400.0, d.id_batch, floor_secs=floor, min_recheck_secs=floor,
+            tracker = cls((p.lookback_days + 1) * 86400.0, d.id_batch, floor_secs=floor,
+                          min_recheck_secs=p.cache_ttl_secs,
                           gap_after_secs=p.gap_after_secs, tz=d.tz)
         for email_id, tracked in restored.items():
             tracker.restore(email_id, tracked, now)
@@ -113,7 +122,14 @@ class IdTracker:
 
     def interval(self, tracked: Tracked, now: float) -> float:
         """The wait after a check that changed nothing: a fraction of the id's age."""
-        return min(MAX_BACKOFF_SECS, max(self.floor_secs, AGE_FRACTION * (now - tracked.sent_at)))
+        fraction = AGE_FRACTION if self.gap_after_secs is None else GAP_AGE_FRACTION
+        return min(MAX_BACKOFF_SECS, max(self.floor_secs, fraction * (now - tracked.sent_at)))
+
+    def _may_join(self, tracked: Tracked, now: float) -> bool:
+        """Gap-driven: may a re-check not due yet ride in a batch that goes now?"""
+        checked = tracked.checked_at
+        return checked != float("-inf") and checked + self.min_recheck_secs <= now \
+            and tracked.due_at - now <= GAP_TOP_UP_FRACTION * (tracked.due_at - checked)
 
     def restore(self, email_id: str, tracked: Tracked, now: float) -> None:
         self.ids[email_id] = tracked
@@ -160,7 +176,8 @@ class IdTracker:
         take one date per call) and wait to fill: a part batch goes only once its first id has
         waited `linger`. `early`: spare quota, ids not due yet, least recently checked first and
         none checked within `min_recheck` (never for gap-driven polling). A batch of due ids that
-        is not full is topped up the same way: the call costs one token whatever it carries."""
+        is not full is topped up the same way (gap-driven: by re-checks of its date that may join,
+        `_may_join`): the call costs one token whatever it carries."""
         if early:
             return [] if self.gap_driven else self._claim_early(now)
         out: list[str] = []
@@ -168,12 +185,19 @@ class IdTracker:
         day: date | None = None
         first_due = None
         seen: set[str] = set()
-        while self._heap and len(out) < self.batch and self._heap[0][0] <= now:
+        reach = now + GAP_TOP_UP_FRACTION * MAX_BACKOFF_SECS if self.gap_driven and top_up else now
+        # ids not due yet are looked at only once a due one goes (riders, gap-driven)
+        while self._heap and len(out) < self.batch and self._heap[0][0] <= (now if first_due is None else reach):
             due_at, email_id = heapq.heappop(self._heap)
             tracked = self.ids.get(email_id)
             if tracked is None or tracked.due_at != due_at or email_id in seen:
                 continue  # a stale heap entry
             seen.add(email_id)
+            if due_at > now and not self._may_join(tracked, now):
+                held.append((due_at, email_id))
+                if len(held) > 4 * self.batch:
+                    break
+                continue
             first_due = due_at if first_due is None else first_due
             if self.tz is not None:
                 sent = self.send_date(tracked)
