@@ -39,6 +39,7 @@ RUN = ROOT / ".run" / "demo"
 PREFIX = "email.status"
 SENT_TOPIC = "mail.sent"
 SUPPRESSION_DB = RUN / "suppression.db"
+SENDER_STOP_SECS = 10.0   # at most this long for the webhook sender to finish what it is sending
 TYPES = [t.value for t in EventType]
 
 
@@ -206,6 +207,10 @@ async def main(args: argparse.Namespace) -> int:
     ]
     await stop.wait()
     print("\nstopping ...", flush=True)
+    # The webhook sender first, while the worker still answers: against a stopped worker each of its
+    # deliveries would be retried with backoff for about a minute, and the demo would not stop.
+    await asyncio.wait([tasks[0]], timeout=SENDER_STOP_SECS)
+    tasks[0].cancel()
     if worker.returncode is None:
         worker.send_signal(signal.SIGTERM)
         try:
