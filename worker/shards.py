@@ -338,15 +338,17 @@ class Shard:
     # -- expiry ---------------------------------------------------------------------------------
 
     async def expire(self) -> int:
-        """Tombstone dedup entries whose email left every window, and tracked ids that aged out."""
+        """Tombstone dedup entries whose email left every window, tracked ids that aged out and
+        replay keys past their window, at most EXPIRY_CHUNK of a kind per transaction (a pass after
+        downtime can hold days of them)."""
         staging = self._open()
         now = self.clock().timestamp()
         keys = staging.expired_keys(now)
         for start in range(0, len(keys), EXPIRY_CHUNK):
             await self._staged(self._open().stage_deletions(keys[start:start + EXPIRY_CHUNK]))
         ids = staging.expired_ids(now)
-        if ids:
-            await self._staged(self._open().stage_deletions((), ids))
+        for start in range(0, len(ids), EXPIRY_CHUNK):
+            await self._staged(self._open().stage_deletions((), ids[start:start + EXPIRY_CHUNK]))
         replays = staging.expired_replays(now)
         for start in range(0, len(replays), EXPIRY_CHUNK):
             await self._staged(self._open().stage_deletions((), (), replays[start:start + EXPIRY_CHUNK]))

@@ -121,3 +121,49 @@ async def test_a_worker_fenced_by_a_transient_owner_reopens_its_shard_and_loses_
         await wait_ready(worker.url)
     assert sorted(orjson.loads(r.value)["email_id"] for r in records) == ["after-1", "after-2", "before"]
     gc.collect()
+
+
+async def test_aged_out_tracked_ids_are_tombstoned_a_chunk_per_transaction(kafka_bootstrap, topic_prefix, monkeypatch):
+    """The hourly expiry pass after downtime can find days of aged-out ids: they go EXPIRY_CHUNK per
+    transaction, as dedup keys do (they went in one, 2026-12-03), and a new owner restores none."""
+    import asyncio
+
+    import worker.shards as shards
+
+    cfg = config(kafka_bootstrap, topic_prefix)
+    await ensure_topics(cfg.kafka)
+    uni = cfg.accounts[1]
+    shard = Shard(0, cfg, list(cfg.accounts))
+    await shard.start()
+    sent = (T0 - timedelta(days=31)).timestamp()         # id_max_age_days is 30
+    done = shard.sink(uni).persist([IdChange("uni", f"old{i}", Tracked(f"r{i}@example.com", sent, "ok_sent"))
+                                    for i in range(25)]
+                                   + [IdChange("uni", "young", Tracked("y@example.com", T0.timestamp(), "ok_sent"))])
+    await shard.commit()
+    await done
+    await shard.close(commit=True)
+    shard = Shard(0, cfg, list(cfg.accounts))            # a persisted id reaches a tracker by restore
+    await shard.start()
+    assert len(shard.schedules["uni"].ids) == 26
+    monkeypatch.setattr(shards, "EXPIRY_CHUNK", 10)
+    shard.clock = lambda: T0
+    staged: list[int] = []
+    stage = shard.staging.stage_deletions
+
+    def counted(keys, ids=(), replays=()):
+        staged.append(len(ids))
+        return stage(keys, ids, replays)
+
+    shard.staging.stage_deletions = counted
+    runner = asyncio.create_task(shard.run())
+    try:
+        assert await asyncio.wait_for(shard.expire(), 30) == 25
+    finally:
+        await shard.close(commit=True)
+        await runner
+    assert [n for n in staged if n] == [10, 10, 5]
+    again = Shard(0, cfg, list(cfg.accounts))
+    await again.start()
+    assert sorted(again.schedules["uni"].ids) == ["young"]
+    await again.close(commit=False)
+    gc.collect()
