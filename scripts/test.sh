@@ -8,8 +8,9 @@
 #   3. the integration tests in two lanes, each its own pytest with its own broker: the fault tests
 #      (FAULT_TESTS below: own clusters, kill -9, frozen brokers, rolling releases) spend most of
 #      their time waiting for timeouts and restarts, so they run beside the rest. Measured
-#      2026-12-03 on the 2-core machine: 875 s and 663 s side by side, against ~1,450 s one after
-#      the other; CPU 64 % and 42 % of a core. A new test file goes to the second lane unless listed.
+#      2026-12-03 on the 2-core machine (`.ci/run`, clean clone): 727 s and 766 s side by side,
+#      against ~1,500 s one after the other; the whole of make test 1,155 s. A new test file goes
+#      to the second lane unless listed.
 # Every phase runs even when an earlier one failed, so one run reports every failure; the exit
 # status is 1 if any failed. The second lane's output is printed after it finishes, in one piece.
 set -uo pipefail
