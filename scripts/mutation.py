@@ -511,36 +511,20 @@ def full(jobs: int, timeout_mins: float | None, rescore: bool = False, record: b
     if unchecked:
         print(f"{len(unchecked)} mutants were not run (interrupted?), e.g. {unchecked[:3]}")
         return 2
-    callers, tests_map = mutmut_maps()
     total_secs = time.monotonic() - started
     tested = sum(c[k] for c in functions.values() for k in COUNTS if k != NO_TESTS)
-
-    commit = (git("rev-parse", "HEAD") or "").strip() or None
-    dirty = bool((git("status", "--porcelain", "--", "worker", "tests", "pyproject.toml") or "").strip())
-    baseline = {
+    write_baseline({
         "about": "written by scripts/mutation.py --full; read its docstring",
         "run": ("recorded from mutants/ as it stood (a full run, then rescores, the last one possibly stopped)"
                 if record else "rescore: the mutants not killed by the full run re-run after tests were added"
                 if rescore else "full"),
-        "commit": commit,
-        "uncommitted_changes": dirty,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "mutmut": _version("mutmut"),
         "jobs": jobs,
         "runtime_secs": round(total_secs),
         "mutmut_secs": round(elapsed),
         "secs_per_mutant": round(elapsed / max(tested, 1), 2),
         "score": "(killed + timeout) / mutants; accepted (equivalent) mutants count as survived",
-        "totals": add_counts(list(modules.values())),
-        "groups": {g: add_counts([r for p, r in modules.items() if group_of(p) == g]) for g in GROUPS},
-        "modules": modules,
-        "functions": functions,
-        "callers": callers,
-        "test_files": tests_map,
-        "tests": test_files(),
-    }
-    BASELINE.parent.mkdir(parents=True, exist_ok=True)
-    BASELINE.write_text(json.dumps(baseline, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    }, modules, functions)
 
     print_table(modules, previous, set())
     print(f"full run: {total_secs / 60:.1f} min ({jobs} mutmut child); baseline written to {BASELINE.relative_to(ROOT)}")
@@ -672,16 +656,23 @@ def write_measured(baseline: dict, modules: dict[str, dict], measured: dict[str,
         functions = {f: v for f, v in functions.items() if module_of(f) != prefix}
         for function, h in function_hashes(p).items():
             functions[function] = {"hash": h, **counts.get(function, dict.fromkeys(COUNTS, 0))}
-    callers, tests_map = mutmut_maps()
-    commit = (git("rev-parse", "HEAD") or "").strip() or None
-    dirty = bool((git("status", "--porcelain", "--", "worker", "tests", "pyproject.toml") or "").strip())
-    out = baseline | {
+    write_baseline(baseline | {
         "run": (f"an ordinary run's re-mutated functions ({', '.join(sorted(measured))}) folded into the "
                 f"baseline of {str(baseline.get('commit'))[:12]} (--write)"),
-        "commit": commit,
+        "runtime_secs": round(secs),
+    }, modules, functions)
+    print(f"baseline written to {BASELINE.relative_to(ROOT)} (--write)")
+
+
+def write_baseline(about: dict, modules: dict[str, dict], functions: dict[str, dict]) -> None:
+    """baseline.json: `about` (how it was measured) and what every writer records the same way:
+    the commit, the counts, mutmut's fresh call and test maps, the test files' hashes."""
+    callers, tests_map = mutmut_maps()
+    dirty = bool((git("status", "--porcelain", "--", "worker", "tests", "pyproject.toml") or "").strip())
+    baseline = about | {
+        "commit": (git("rev-parse", "HEAD") or "").strip() or None,
         "uncommitted_changes": dirty,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "runtime_secs": round(secs),
         "totals": add_counts(list(modules.values())),
         "groups": {g: add_counts([r for q, r in modules.items() if group_of(q) == g]) for g in GROUPS},
         "modules": modules,
@@ -690,8 +681,8 @@ def write_measured(baseline: dict, modules: dict[str, dict], measured: dict[str,
         "test_files": tests_map,
         "tests": test_files(),
     }
-    BASELINE.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"baseline written to {BASELINE.relative_to(ROOT)} (--write)")
+    BASELINE.parent.mkdir(parents=True, exist_ok=True)
+    BASELINE.write_text(json.dumps(baseline, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _version(package: str) -> str:
