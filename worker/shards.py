@@ -30,7 +30,7 @@ from worker.errors import CommitFailed, CommitOutcomeUnknown, Fenced, ShardClose
 from worker.model import Observation, Source
 from worker.poll.ids import IdTracker
 from worker.poll.scheduler import DateWindowScheduler
-from worker.poll.sink import StateChange
+from worker.poll.sink import IdChange, StateChange
 from worker.providers import get_module
 from worker.raw import PollPageRecord
 from worker.staging import Batch, Staging
@@ -343,16 +343,18 @@ class Shard:
         downtime can hold days of them)."""
         staging = self._open()
         now = self.clock().timestamp()
-        keys = staging.expired_keys(now)
+        keys, ids, replays = staging.expired_keys(now), staging.expired_ids(now), staging.expired_replays(now)
         for start in range(0, len(keys), EXPIRY_CHUNK):
-            await self._staged(self._open().stage_deletions(keys[start:start + EXPIRY_CHUNK]))
-        ids = staging.expired_ids(now)
+            await self._tombstone(keys=keys[start:start + EXPIRY_CHUNK])
         for start in range(0, len(ids), EXPIRY_CHUNK):
-            await self._staged(self._open().stage_deletions((), ids[start:start + EXPIRY_CHUNK]))
-        replays = staging.expired_replays(now)
+            await self._tombstone(ids=ids[start:start + EXPIRY_CHUNK])
         for start in range(0, len(replays), EXPIRY_CHUNK):
-            await self._staged(self._open().stage_deletions((), (), replays[start:start + EXPIRY_CHUNK]))
+            await self._tombstone(replays=replays[start:start + EXPIRY_CHUNK])
         return len(keys) + len(ids) + len(replays)
+
+    def _tombstone(self, keys: Sequence[int] = (), ids: Sequence[IdChange] = (),
+                   replays: Sequence[int] = ()) -> Awaitable[None]:
+        return self._staged(self._open().stage_deletions(keys, ids, replays))
 
     def _staged(self, done: Awaitable[None]) -> Awaitable[None]:
         self._nudge()
