@@ -2,7 +2,7 @@
 
     python -m bench                      everything (about 16 minutes on 2 cores)
     python -m bench --quick              smaller sizes, about 3 minutes (CI runs this as a smoke test)
-    python -m bench --only poll,webhook  a selection (dedup, restore, poll, webhook, abuse, quota, wrk)
+    python -m bench --only poll,webhook  a selection (dedup, ids, restore, poll, webhook, abuse, quota, wrk)
     python -m bench --profile            also print cProfile tops (children and worker processes)
     python -m bench --json out.json      also write the rows as JSON
 
@@ -27,10 +27,10 @@ import traceback
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
-from bench import abuse, dedup, poll, quota, restore, webhook, wrk
+from bench import abuse, dedup, ids, poll, quota, restore, webhook, wrk
 from bench.common import ROOT, WORKER_TREE, CpuMeter, failed_checks, kafka_broker, row, say, table
 
-BENCHES = {"dedup": dedup, "restore": restore, "poll": poll, "webhook": webhook, "abuse": abuse, "quota": quota,
+BENCHES = {"dedup": dedup, "ids": ids, "restore": restore, "poll": poll, "webhook": webhook, "abuse": abuse, "quota": quota,
            "wrk": wrk}
 NEEDS_KAFKA = {"restore", "poll", "webhook", "abuse", "quota", "wrk"}
 

@@ -4,7 +4,8 @@ Each table size runs in its own interpreter so that the RSS delta is the table's
 resident memory per tracked email (RSS delta after a vectorised `load`, as a restore builds it, and
 after building by `put` as live traffic does), the table's own `nbytes`, `get` (hits and misses)
 and `put` of new keys (amortised, merges included), one merge of a full recent dict
-(MERGE_AT = 65,536 entries), the expiry scan, and `decide()` / `email_key()` throughput.
+(MERGE_AT = 65,536 entries), the expiry scan, the longest event-loop stall during a merge on the
+loop and in a thread, and `decide()` / `email_key()` throughput.
 """
 
 from __future__ import annotations
@@ -147,6 +148,57 @@ def measure_put_build(n: int) -> dict:
             "rss_per_email_untrimmed": (kept - base) / n, "nbytes": table.nbytes}
 
 
+def measure_merge_stall(n: int, rounds: int = 3) -> dict:
+    """The longest event-loop stall while a table of n entries merges MERGE_AT new keys: the merge
+    on the loop (`merge()`, as before issue 15) and off it (`merge_job()`: the copying in a thread,
+    the install on the loop, as a shard runs it). A ticker task sleeps 1 ms in a loop and records how
+    late it wakes; the worst lateness over the merge is the stall."""
+    import asyncio
+
+    import numpy as np
+
+    from worker.dedup import DedupTable, hours_since_2020, pack
+
+    rng = np.random.default_rng(5)
+    now = time.time()
+    word = pack(int(now), hours_since_2020(now) + 24 * 7, 1 | 1 << 3)
+    table = DedupTable()
+    keys = rng.integers(1, np.iinfo(np.uint64).max, size=n, dtype=np.uint64)
+    table.load(keys, np.full(n, word, dtype=np.uint64))
+
+    async def one(background: bool) -> tuple[float, float]:
+        for k in rng.integers(1, np.iinfo(np.uint64).max, size=table.MERGE_AT, dtype=np.uint64).tolist():
+            table._recent[k] = word    # staged below the trigger: the merge is timed alone
+        lateness: list[float] = []
+        done = False
+
+        async def tick() -> None:
+            while not done:
+                t = time.perf_counter()
+                await asyncio.sleep(0.001)
+                lateness.append(time.perf_counter() - t - 0.001)
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0.05)
+        started = time.perf_counter()
+        if background:
+            install = await asyncio.get_running_loop().run_in_executor(None, table.merge_job())
+            install()
+        else:
+            table.merge()
+        took = time.perf_counter() - started
+        await asyncio.sleep(0.05)
+        done = True
+        await ticker
+        return took, max(lateness)
+
+    out: dict[str, list] = {"inline": [], "background": []}
+    for _ in range(rounds):
+        for mode in ("inline", "background"):
+            out[mode].append(asyncio.run(one(mode == "background")))
+    return {"n": n, "entries": len(table), "expected": n + 2 * rounds * table.MERGE_AT, **out}
+
+
 def measure_decide(calls: int) -> dict:
     """decide() on a mix of outcomes, email_key(), and the whole per-observation dedup step."""
     import numpy as np
@@ -236,6 +288,18 @@ def run(ctx) -> list[dict]:
             row(NAME, "resident memory per email, built by put() @1M", r["rss_per_email"], "B",
                 f"after malloc_trim; {r['rss_per_email_untrimmed']:.1f} B before it"),
         ]
+    n = 1_000_000 if ctx.quick else 10_000_000
+    say(f"dedup: merge stalls @{n:,}")
+    r = run_child("dedup:measure_merge_stall", {"n": n}, timeout=600)
+    tag = f"{n // 1_000_000}M"
+    for mode, label in (("inline", "on the loop (merge())"), ("background", "in a thread (merge_job())")):
+        took = [t for t, _ in r[mode]]
+        stall = [s for _, s in r[mode]]
+        rows.append(row(NAME, f"longest loop stall, merge of 65,536 new keys {label} @{tag}", max(stall) * 1e3, "ms",
+                        f"over {len(stall)} merges (each {min(took) * 1e3:.0f}-{max(took) * 1e3:.0f} ms); "
+                        f"stalls {', '.join(f'{x * 1e3:.1f}' for x in stall)} ms"))
+    rows.append(check(NAME, f"merges keep every entry @{tag}", r["entries"] == r["expected"],
+                      f"{r['entries']:,} entries, {r['expected']:,} expected"))
     say("dedup: decide()")
     r = run_child("dedup:measure_decide", {"calls": 200_000 if ctx.quick else 1_000_000}, timeout=600,
                   profile=ctx.profile)

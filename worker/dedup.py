@@ -11,7 +11,9 @@ State per email, keyed by a 64-bit hash of (provider, account, email_id), is one
 
 A word is never 0 (the expiry is), so 0 marks a deletion. The table stores words in two sorted
 numpy columns (8 + 8 bytes per email, no Python object per entry) plus a small dict of recent
-writes that is merged into the columns in vectorised steps. The `_state` changelog carries the
+writes that is merged into the columns in vectorised steps. A merge copies the columns (~200 ms at
+10M entries); numpy releases the GIL while it copies, so an owner on an event loop runs it in a
+thread (`background`, `merge_job`) and only installs the new columns on the loop. The `_state` changelog carries the
 same word (worker.state: key b"d" + 8-byte hash, value the 8-byte word, a tombstone on expiry).
 """
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import numpy as np
@@ -123,18 +125,25 @@ class DedupTable:
 
     MERGE_AT = 65_536
     FEW = 4
+    BACKLOG = 4
 
-    def __init__(self) -> None:
+    def __init__(self, background: bool = False) -> None:
         self._keys = np.empty(0, dtype=np.uint64)
         self._vals = np.empty(0, dtype=np.uint64)
         self._recent: dict[int, int] = {}   # 0 = deleted
+        self._merging: dict[int, int] = {}  # recent writes a background merge is folding in (frozen)
         self._live = 0
+        # the owner runs merges off the loop (`merge_job`); put() merges in place only past
+        # BACKLOG x the merge size (a merge that cannot keep up)
+        self.background = background
 
     def __len__(self) -> int:
         return self._live
 
     def get(self, key: int) -> int | None:
         word = self._recent.get(key)
+        if word is None and self._merging:
+            word = self._merging.get(key)
         if word is None:
             word = self._column_get(key)
         return word or None
@@ -148,12 +157,12 @@ class DedupTable:
             pos = np.minimum(self._keys.searchsorted(keys), len(self._keys) - 1)
             hit = self._keys[pos] == keys
             words[hit] = self._vals[pos[hit]]
-        if self._recent:
-            recent = self._recent
-            for i, key in enumerate(keys.tolist()):
-                word = recent.get(key)
-                if word is not None:
-                    words[i] = word
+        for recent in (self._merging, self._recent):   # the newer writes last
+            if recent:
+                for i, key in enumerate(keys.tolist()):
+                    word = recent.get(key)
+                    if word is not None:
+                        words[i] = word
         return words
 
     def words(self, keys: list[int]) -> list[int]:
@@ -176,8 +185,7 @@ class DedupTable:
         if self.get(key) is None:
             self._live += 1
         self._recent[key] = word
-        if len(self._recent) >= self._merge_at:
-            self.merge()
+        self._merge_if_due()
 
     @property
     def _merge_at(self) -> int:
@@ -189,29 +197,52 @@ class DedupTable:
         if self.get(key) is not None:
             self._live -= 1
             self._recent[key] = 0
-            if len(self._recent) >= self._merge_at:
-                self.merge()
+            self._merge_if_due()
+
+    def _merge_if_due(self) -> None:
+        if len(self._recent) >= (self.BACKLOG * self._merge_at if self.background else self._merge_at):
+            self.merge()
+
+    @property
+    def wants_merge(self) -> bool:
+        """A background owner should start a merge: enough recent writes, none being merged."""
+        return not self._merging and len(self._recent) >= self._merge_at
+
+    def merge_job(self) -> Callable[[], Callable[[], None]]:
+        """A merge whose copying may run in another thread. The recent writes are frozen (lookups
+        still see them) and new ones collect anew; the returned `build` reads only the frozen
+        writes and the current columns, and returns `install`, to be called on the owner's thread,
+        which puts the new columns in place (unless a merge in place took the frozen writes
+        meanwhile: then it does nothing). A build that fails hands the frozen writes back."""
+        keys, vals = self._keys, self._vals
+        frozen = self._merging = {**self._merging, **self._recent}
+        self._recent = {}
+
+        def build() -> Callable[[], None]:
+            try:
+                merged = _merged(keys, vals, frozen)
+            except MemoryError:   # nothing is lost: the next merge tries again
+                merged = None
+
+            def install() -> None:
+                if self._merging is not frozen:
+                    return
+                if merged is None:
+                    self._recent = {**frozen, **self._recent}
+                else:
+                    self._keys, self._vals = merged
+                self._merging = {}
+            return install
+        return build
 
     def merge(self) -> None:
-        """Fold the recent writes into the sorted columns (O(n) copies, no per-entry objects)."""
-        if not self._recent:
+        """Fold the recent writes (and any a background merge holds) into the sorted columns, here
+        and now (O(n) copies, no per-entry objects)."""
+        if not self._recent and not self._merging:
             return
-        rk = np.fromiter(self._recent.keys(), dtype=np.uint64, count=len(self._recent))
-        rv = np.fromiter(self._recent.values(), dtype=np.uint64, count=len(self._recent))
-        self._recent.clear()
-        order = np.argsort(rk)
-        rk, rv = rk[order], rv[order]
-        pos = np.searchsorted(self._keys, rk)
-        found = pos < len(self._keys)
-        found[found] = self._keys[pos[found]] == rk[found]
-        self._vals[pos[found]] = rv[found]
-        new = ~found & (rv != 0)
-        if new.any():
-            self._keys = np.insert(self._keys, pos[new], rk[new])
-            self._vals = np.insert(self._vals, pos[new], rv[new])
-        dead = self._vals == 0
-        if int(dead.sum()) * 8 > len(self._vals):  # compact when an eighth is deleted
-            self._keys, self._vals = self._keys[~dead], self._vals[~dead]
+        writes = {**self._merging, **self._recent} if self._merging else self._recent
+        self._keys, self._vals = _merged(self._keys, self._vals, writes)
+        self._recent, self._merging = {}, {}
 
     def load(self, keys: np.ndarray, words: np.ndarray) -> None:
         """Replace the content with a changelog read in order: the last word per key wins, 0 deletes."""
@@ -222,18 +253,55 @@ class DedupTable:
         k, v = k[last], v[last]
         keep = v != 0
         self._keys, self._vals = k[keep].copy(), v[keep].copy()
-        self._recent.clear()
+        self._recent, self._merging = {}, {}
         self._live = len(self._keys)
+
+    def keys_where(self, test: Callable[[np.ndarray], np.ndarray]) -> list[int]:
+        """The keys whose word passes `test`, a vectorised test of a word column (recent writes
+        merged first)."""
+        self.merge()
+        return self._keys[(self._vals != 0) & test(self._vals)].tolist()
+
+    def drop_where(self, test: Callable[[np.ndarray], np.ndarray]) -> int:
+        """Remove every entry whose word passes `test` at once (no tombstones: for tables that are
+        not persisted); how many went."""
+        self.merge()
+        gone = (self._vals != 0) & test(self._vals)
+        count = int(gone.sum())
+        if count:
+            self._keys, self._vals = self._keys[~gone], self._vals[~gone]
+            self._live -= count
+        return count
 
     def expired(self, now_s: float) -> list[int]:
         """Keys whose expiry has passed (they are not removed here: the caller tombstones them)."""
-        self.merge()
-        now_h = hours_since_2020(now_s)
-        expire = (self._vals >> np.uint64(8)) & np.uint64(0x7FFFFF)
-        mask = (self._vals != 0) & (expire < np.uint64(now_h))
-        return self._keys[mask].tolist()
+        now_h = np.uint64(hours_since_2020(now_s))
+        return self.keys_where(lambda words: ((words >> np.uint64(8)) & np.uint64(0x7FFFFF)) < now_h)
 
     @property
     def nbytes(self) -> int:
         """Memory held by the table; the recent dict is costed at CPython's ~100 bytes an entry."""
-        return int(self._keys.nbytes + self._vals.nbytes) + 100 * len(self._recent)
+        return int(self._keys.nbytes + self._vals.nbytes) + 100 * (len(self._recent) + len(self._merging))
+
+
+def _merged(keys: np.ndarray, vals: np.ndarray, writes: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """New sorted columns: `keys`/`vals` with `writes` (key → word, 0 deletes) folded in. The inputs
+    are not modified (a background merge reads them while the loop goes on using them)."""
+    rk = np.fromiter(writes.keys(), dtype=np.uint64, count=len(writes))
+    rv = np.fromiter(writes.values(), dtype=np.uint64, count=len(writes))
+    order = np.argsort(rk)
+    rk, rv = rk[order], rv[order]
+    pos = np.searchsorted(keys, rk)
+    found = pos < len(keys)
+    found[found] = keys[pos[found]] == rk[found]
+    if found.any():
+        vals = vals.copy()
+        vals[pos[found]] = rv[found]
+    new = ~found & (rv != 0)
+    if new.any():
+        keys = np.insert(keys, pos[new], rk[new])
+        vals = np.insert(vals, pos[new], rv[new])
+    dead = vals == 0
+    if int(dead.sum()) * 8 > len(vals):  # compact when an eighth is deleted
+        keys, vals = keys[~dead], vals[~dead]
+    return keys, vals

@@ -58,6 +58,8 @@ RAW_GROUP_LAG = Gauge("esw_raw_group_lag", "Records of _raw after the group's co
 STATE_ENTRIES = Gauge("esw_state_entries", "Dedup entries held, per owned shard", ["shard"], registry=REGISTRY)
 TRACKED_IDS = Gauge("esw_tracked_ids", "Email ids tracked for polling by id (UniSender, gap-driven accounts), per owned shard",
                     ["shard"], registry=REGISTRY)
+OPEN_IDS = Gauge("esw_open_ids", "Tracked email ids whose status is not final yet (full records), per owned shard",
+                 ["shard"], registry=REGISTRY)
 REPLAY_ENTRIES = Gauge("esw_replay_entries", "Webhook signatures held by the replay defence, per owned shard", ["shard"],
                        registry=REGISTRY)
 SHARDS_OWNED = Gauge("esw_shards_owned", "Shards this replica owns and has restored", registry=REGISTRY)
@@ -186,10 +188,12 @@ def transaction(secs: float) -> None:
     TRANSACTION_LATENCY.observe(secs)
 
 
-def state_entries(shard: int, entries: int, tracked_ids: int = 0, replay_entries: int = 0) -> None:
-    """What a shard holds in memory: dedup entries, tracked email ids, replay-defence signatures."""
+def state_entries(shard: int, entries: int, tracked_ids: int = 0, replay_entries: int = 0, open_ids: int = 0) -> None:
+    """What a shard holds in memory: dedup entries, tracked email ids (and how many of them are
+    not final), replay-defence signatures."""
     STATE_ENTRIES.labels(str(shard)).set(entries)
     TRACKED_IDS.labels(str(shard)).set(tracked_ids)
+    OPEN_IDS.labels(str(shard)).set(open_ids)
     REPLAY_ENTRIES.labels(str(shard)).set(replay_entries)
 
 
@@ -207,7 +211,7 @@ def raw_group_lag(lags: Mapping[int, int]) -> None:
 
 def shard_released(shard: int) -> None:
     """A shard left this replica: its per-shard series go with it."""
-    for gauge in (STATE_ENTRIES, TRACKED_IDS, REPLAY_ENTRIES, RAW_LAG):
+    for gauge in (STATE_ENTRIES, TRACKED_IDS, OPEN_IDS, REPLAY_ENTRIES, RAW_LAG):
         try:
             gauge.remove(str(shard))
         except KeyError:

@@ -258,13 +258,15 @@ class Shard:
             self._held(staging)
 
     def _held(self, staging: Staging) -> None:
-        metrics.state_entries(self.partition, len(staging.table), sum(len(t) for t in staging.trackers.values()),
-                              len(staging.replays))
+        trackers = staging.trackers.values()
+        metrics.state_entries(self.partition, len(staging.table), sum(len(t) for t in trackers),
+                              len(staging.replays), sum(len(t.ids) for t in trackers))
 
     def _committed(self, staging: Staging, batch: Batch) -> None:
         """The batch is in: memory takes it and its counts are published, once (a failed batch is
         dropped and replayed as a new one)."""
         staging.committed(batch, self.clock().timestamp())
+        staging.merge_off_loop()
         metrics.deliverability(batch.events)
 
     async def _recover(self, *, fresh: bool = False) -> None:
@@ -395,4 +397,3 @@ class ShardSink:
         # arrive meanwhile join the next batch).
         self.shard._nudge(now=True)
         return done
-

@@ -16,7 +16,7 @@ tracked ids) exactly as committed:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -91,10 +91,13 @@ class Staging:
         self.replays.load(restored.replay_keys, restored.replay_words)
         self.replay_window = {a.name: a.webhook.replay_window_secs for a in self.accounts.values()}
         self.trackers: dict[str, IdTracker] = {
-            a.name: IdTracker.for_account(a, restored.ids.get(a.name, {}), now)
+            a.name: IdTracker.for_account(a, restored.ids.get(a.name, {}), now, restored.settled.get(a.name))
             for a in self.accounts.values() if get_module(a.provider).DEFAULTS.polling == "ids" or a.poll.gap_driven}
         self.batch = Batch()
         self.inflight: Batch | None = None
+        self.tables = [self.table, self.replays, *(t for tr in self.trackers.values() for t in tr.settled.tables)]
+        for table in self.tables:
+            table.background = True     # merged off the loop (`merge_off_loop`, after each commit)
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -284,7 +287,7 @@ class Staging:
             return
         assert isinstance(change, Tracked)
         learned = IdChange(account.name, email_id, change)
-        self.batch.state.append(change_write(learned))
+        self.batch.state.append(change_write(IdChange(account.name, email_id, tracker.record(change))))
         self.batch.learned.append(learned)
 
     # -- expiry ---------------------------------------------------------------------------------
@@ -338,6 +341,11 @@ class Staging:
             if not fut.done():
                 fut.set_result(None)
 
+    def merge_off_loop(self) -> list[asyncio.Future]:
+        """Each table with enough recent writes merges with its copying in a thread (call on the
+        event loop, after a commit)."""
+        return [merge_off_loop(table.merge_job()) for table in self.tables if table.wants_merge]
+
     def failed(self, batch: Batch, exc: Exception) -> None:
         """The in-flight batch did not commit: it and the open batch (decided on top of it) go."""
         self.inflight = None
@@ -355,3 +363,12 @@ def fail_waiters(batch: Batch, exc: Exception) -> None:
         if not fut.done():
             fut.set_exception(exc)
             fut.exception()  # mark retrieved: a poller that already left must not warn
+
+
+def merge_off_loop(build: Callable[[], Callable[[], None]]) -> asyncio.Future:
+    """A table merge (worker.dedup `merge_job`) with its copying in a thread, where numpy lets go of
+    the GIL: the event loop is held only to install the new columns (bench `dedup`: the longest
+    stall of a merge at 10M entries, on the loop and off it)."""
+    future = asyncio.get_running_loop().run_in_executor(None, build)
+    future.add_done_callback(lambda done: None if done.cancelled() else done.result()())
+    return future

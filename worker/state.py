@@ -5,7 +5,9 @@
     b"d" + 8-byte email hash          → the 8-byte dedup word (worker.dedup)
     b"c" + "<account>|<window>"       → a poll cursor, JSON (worker.poll.scheduler.Cursor)
     b"u" + "<account>|<email id>"     → a tracked id, JSON {"r": recipient, "s": sent_at,
-                                        "st": last status, "f": final} (worker.poll.ids.Tracked)
+                                        "st": last status, "f": final} (worker.poll.ids.Tracked);
+                                        read back, a final numeric id is only its send time
+                                        (worker.poll.settled), never a `Tracked`
     b"r" + 8-byte hash of account     → an 8-byte replay word: the record's digest and when to
            and a webhook's replay key     forget it (worker.replays)
 
@@ -31,6 +33,7 @@ from worker.config import KafkaConfig
 from worker.kafka_tls import client_kwargs
 from worker.poll.ids import Tracked
 from worker.poll.scheduler import Cursor
+from worker.poll.settled import SettledIds, numeric_id, sent_word
 from worker.poll.sink import CursorChange, IdChange, StateChange
 
 StateWrite = tuple[bytes, bytes | None]
@@ -78,7 +81,10 @@ def encode_tracked(tracked: Tracked) -> bytes:
 
 
 def decode_tracked(data: bytes) -> Tracked:
-    d = orjson.loads(data)
+    return _tracked(orjson.loads(data))
+
+
+def _tracked(d: dict) -> Tracked:
     return Tracked(recipient=d["r"], sent_at=float(d["s"]), status=d.get("st"), final=bool(d.get("f")))
 
 
@@ -105,11 +111,15 @@ class Restored:
     replay_keys: np.ndarray = attrs.field(factory=lambda: np.empty(0, np.uint64))
     replay_words: np.ndarray = attrs.field(factory=lambda: np.empty(0, np.uint64))
     cursors: dict[str, dict[str, Cursor]] = attrs.field(factory=dict)
-    ids: dict[str, dict[str, Tracked]] = attrs.field(factory=dict)
+    ids: dict[str, dict[str, Tracked]] = attrs.field(factory=dict)    # ... that can still change
+    settled: dict[str, SettledIds] = attrs.field(factory=dict)         # final ids (`finish`)
     skipped: int = 0                                     # records this release cannot read
     # 8-byte keys and words gathered as bytes and decoded by numpy once (`finish`), per table
     _columns: dict[bytes, tuple[bytearray, bytearray]] = attrs.field(
         factory=lambda: {DEDUP: (bytearray(), bytearray()), REPLAY: (bytearray(), bytearray())})
+    # final numeric ids per account, gathered the same way: 8-byte id, 8-byte word (0: not final)
+    _finals: dict[str, tuple[bytearray, bytearray]] = attrs.field(factory=dict)
+    _final_strings: dict[str, dict[str, float]] = attrs.field(factory=dict)     # other final ids
 
     @classmethod
     def empty(cls) -> Restored:
@@ -133,11 +143,7 @@ class Restored:
                     windows.pop(window, None)
             elif kind == TRACKED:
                 account, email_id = _split(key)
-                tracked = self.ids.setdefault(account, {})
-                if value:
-                    tracked[email_id] = decode_tracked(value)
-                else:
-                    tracked.pop(email_id, None)
+                self._add_tracked(account, email_id, orjson.loads(value) if value else None)
             else:
                 raise ValueError("unknown key kind")
         except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
@@ -145,8 +151,41 @@ class Restored:
             # shift the entries after it.
             self.skipped += 1
 
+    def _add_tracked(self, account: str, email_id: str, d: dict | None) -> None:
+        """A tracked id's record. A final id is only its send time, never a `Tracked` (a month of
+        UniSender ids is tens of millions): a numeric one goes to the account's gathered columns,
+        where any other record of it writes 0, so the last record of an id wins whichever form
+        it took; another one to a dict of final string ids."""
+        if d is not None and not isinstance(d, dict):
+            raise ValueError("a tracked id is a JSON object")
+        final = d is not None and bool(d.get("f"))
+        record = _tracked(d) if d is not None and not final else None
+        sent = float(d["s"]) if d is not None and final else 0.0
+        tracked = self.ids.setdefault(account, {})
+        if record is None:
+            tracked.pop(email_id, None)
+        else:
+            tracked[email_id] = record
+        number = numeric_id(email_id)
+        if number is None:
+            strings = self._final_strings.setdefault(account, {})
+            if final:
+                strings[email_id] = sent
+            else:
+                strings.pop(email_id, None)
+        else:
+            ids, words = self._finals.setdefault(account, (bytearray(), bytearray()))
+            ids += number.to_bytes(8, "big")
+            words += (sent_word(sent) if final else 0).to_bytes(8, "big")
+
     def finish(self) -> Restored:
         """Decode the gathered table entries (a second call decodes nothing new)."""
+        for account in self._finals.keys() | self._final_strings.keys():
+            ids, words = self._finals.get(account, (b"", b""))
+            self.settled.setdefault(account, SettledIds()).load(
+                np.frombuffer(ids, dtype=">u8").astype(np.uint64), np.frombuffer(words, dtype=">u8").astype(np.uint64),
+                self._final_strings.get(account, {}).items())
+        self._finals, self._final_strings = {}, {}
         for kind, (keys, words) in self._columns.items():
             k = np.frombuffer(keys, dtype=">u8").astype(np.uint64)
             w = np.frombuffer(words, dtype=">u8").astype(np.uint64)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,7 +19,7 @@ from worker.poll.sink import CursorChange, IdChange
 from worker.shards import Shard
 
 pytestmark = pytest.mark.integration
-T0 = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
 
 def config(bootstrap, prefix):
@@ -45,7 +45,10 @@ async def test_a_new_owner_restores_exactly_what_was_committed_and_fences_the_ol
     sink = first.sink(sc)
     assert sink.observe([obs(i) for i in range(50)], T0) == 50
     done = sink.persist([CursorChange("sc", "2026-11-01|invalid", cursor)])
-    first.sink(uni).persist([IdChange("uni", "777", Tracked("u@example.com", T0.timestamp(), "ok_sent"))])
+    first.sink(uni).persist([IdChange("uni", "777", Tracked("u@example.com", T0.timestamp(), "ok_sent")),
+                             IdChange("uni", "778", Tracked("v@example.com", T0.timestamp(), "ok_sent")),
+                             IdChange("uni", "778", Tracked("v@example.com", T0.timestamp(), "ok_delivered", True)),
+                             IdChange("uni", "x-9", Tracked("w@example.com", T0.timestamp(), "ok_delivered", True))])
     await first.commit()
     await done
     sink.observe([obs(i) for i in range(50, 60)], T0)
@@ -56,7 +59,13 @@ async def test_a_new_owner_restores_exactly_what_was_committed_and_fences_the_ol
     await second.start()                         # fences `first`, aborts nothing committed
     assert len(second.staging.table) == 50
     assert second.schedules["sc"].cursors == {"2026-11-01|invalid": cursor}
-    assert second.schedules["uni"].ids["777"] == Tracked("u@example.com", T0.timestamp(), "ok_sent")
+    uni_ids = second.schedules["uni"]
+    assert uni_ids.ids == {"777": Tracked("u@example.com", T0.timestamp(), "ok_sent")}
+    # final ids come back compact (no `Tracked`), and still block a late sent record
+    assert "778" in uni_ids.settled and "x-9" in uni_ids.settled and len(uni_ids) == 3
+    late = T0.timestamp() + 60
+    assert uni_ids.learn("778", "v@example.com", T0.timestamp(), None, False, late) is False
+    assert uni_ids.learn("x-9", "w@example.com", T0.timestamp(), None, False, late) is False
     # the restored table de-duplicates: the same 50 deliveries again emit nothing
     assert second.sink(sc).observe([obs(i, at=T0 + timedelta(seconds=3)) for i in range(50)], T0) == 0
     again = second.sink(sc).persist([])

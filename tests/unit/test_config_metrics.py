@@ -115,10 +115,11 @@ def test_a_shards_held_sizes_are_exported_and_go_with_the_shard():
     from worker import metrics
     from worker.metrics import REGISTRY
 
-    metrics.state_entries(41, 1200, 35, 7)
+    metrics.state_entries(41, 1200, 35, 7, 4)
     assert REGISTRY.get_sample_value("esw_state_entries", {"shard": "41"}) == 1200
     assert REGISTRY.get_sample_value("esw_tracked_ids", {"shard": "41"}) == 35
     assert REGISTRY.get_sample_value("esw_replay_entries", {"shard": "41"}) == 7
+    assert REGISTRY.get_sample_value("esw_open_ids", {"shard": "41"}) == 4
     metrics.shard_released(41)
-    for name in ("esw_state_entries", "esw_tracked_ids", "esw_replay_entries"):
+    for name in ("esw_state_entries", "esw_tracked_ids", "esw_replay_entries", "esw_open_ids"):
         assert REGISTRY.get_sample_value(name, {"shard": "41"}) is None, name

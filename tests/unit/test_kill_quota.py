@@ -5,7 +5,7 @@ through the shard. Expected values are worked by hand from the modules' docstrin
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -20,7 +20,7 @@ from worker.providers.base import CHINA_TZ, PollPage
 from worker.staging import Staging
 from worker.state import Restored
 
-NOW = datetime(2024, 1, 1, 17, 0, tzinfo=timezone.utc)  # 2024-01-02 01:00 in China
+NOW = datetime(2024, 1, 1, 17, 0, tzinfo=UTC)  # 2024-01-02 01:00 in China
 WID = "2024-01-02|*"
 T0 = 1_700_000_000.0
 
@@ -222,15 +222,15 @@ def test_a_claimed_id_stays_claimed_when_a_webhook_changes_its_status(early):
 def test_the_early_heap_is_compacted_past_twice_the_ids_plus_1024():
     t = uni()
     t.apply_write("a", Tracked("a@x", T0), T0)               # two entries
-    t.apply_write("z", Tracked("z@x", T0, final=True), T0)   # final: none, but it counts among the ids
+    t.apply_write("z", Tracked("z@x", T0, final=True), T0)   # final: settled, not among the ids
     t.claim(T0, top_up=False)                                # (a top-up would pop a's first entry)
-    for i in range(1027):                                    # 1 + 1027 = 1028 = 2 x 2 + 1024: kept
+    for i in range(1025):                                    # 1 + 1025 = 1026 = 2 x 1 + 1024: kept
         t.apply(IdPlan((), {}, ("a",)), T0 + i)
-    assert len(t._by_check) == 1028
-    t.apply(IdPlan((), {}, ("a",)), T0 + 1027)               # 1029: rebuilt from the live ids
-    assert t._by_check == [(T0 + 1027, "a")]
-    t.apply(IdPlan((), {}, ("a",)), T0 + 1028)
-    assert t.claim(T0 + 1058, early=True) == ["a"]
+    assert len(t._by_check) == 1026
+    t.apply(IdPlan((), {}, ("a",)), T0 + 1025)               # 1027: rebuilt from the live ids
+    assert t._by_check == [(T0 + 1025, "a")]
+    t.apply(IdPlan((), {}, ("a",)), T0 + 1026)
+    assert t.claim(T0 + 1056, early=True) == ["a"]
 
 
 def test_id_polling_does_not_linger():
@@ -334,4 +334,4 @@ def test_learning_skips_an_open_but_not_what_follows_it():
                             provider_status="deliver", final=True)
     st.learn(sc, [opened, delivered], when)
     st.committed(st.take(), T0)
-    assert st.trackers["sc"].ids["m1"].final
+    assert "m1" in st.trackers["sc"].settled and "m1" not in st.trackers["sc"].ids

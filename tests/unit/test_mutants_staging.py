@@ -7,7 +7,7 @@ the dedup word is worked out in the comment above it."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import orjson
@@ -26,7 +26,7 @@ from worker.providers.base import PollQuery
 from worker.staging import Batch, Staging, retention_secs
 from worker.state import Restored
 
-NOW = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 NOW_TS = 1_793_606_400.0                      # NOW as Unix seconds
 RECEIVED = NOW - timedelta(hours=1)           # when the worker received a record (before it is staged)
 RECEIVED_TS = 1_793_602_800.0
@@ -190,7 +190,7 @@ async def test_a_webhook_for_an_id_polled_account_teaches_its_tracker_after_the_
     assert st.batch.learned == [IdChange("uni", "8001", learned)]
     assert st.trackers["uni"].ids == {}
     st.committed(st.take(), NOW_TS)
-    assert st.trackers["uni"].ids == {"8001": learned}
+    assert st.trackers["uni"].ids == {} and "8001" in st.trackers["uni"].settled
 
 
 async def test_a_webhook_for_an_id_already_final_teaches_nothing():

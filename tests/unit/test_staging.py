@@ -4,7 +4,7 @@ send it."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import orjson
@@ -22,7 +22,7 @@ from worker.poll.sink import CursorChange, IdChange
 from worker.staging import Staging
 from worker.state import Restored, cursor_key, dedup_key, encode_cursor, encode_tracked, id_key
 
-NOW = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 ENV = {"K": "key"}
 ACCOUNTS = [
     {"name": "sc", "provider": "sendcloud", "credentials": {"api_user": "u", "api_key_env": "K"},
@@ -257,6 +257,12 @@ async def test_a_gap_driven_account_tracks_what_was_sent_until_a_delivery_status
     assert tracker.claim(NOW.timestamp() + 899) == []
     assert tracker.due(NOW.timestamp() + 960) == ["m1$bob@example.com"]   # gap 900 s, then a minute's linger
     st.stage_raw(records(webhook(deliver("m1$bob@example.com")), first_offset=42), NOW)
+    # settled: its record is tombstoned (issue 15: a gap-driven final id is remembered by hash only)
+    assert (id_key("sc", "m1$bob@example.com"), None) in st.batch.state
     st.committed(st.take(), NOW.timestamp())
-    assert tracker.ids["m1$bob@example.com"].final
+    assert "m1$bob@example.com" in tracker.settled and "m1$bob@example.com" not in tracker.ids
     assert tracker.claim(NOW.timestamp() + 10_000) == []
+    # a late sent record for it changes nothing and writes nothing
+    st.stage_raw(records(raw.encode(sent), first_offset=43), NOW)
+    assert st.batch.state == [] and tracker.learn("m1$bob@example.com", "bob@example.com", NOW.timestamp(),
+                                                   None, False, NOW.timestamp() + 60) is False

@@ -23,12 +23,15 @@ early is one that would have needed a call of its own later.
 
 checkEmail reports no times and no addresses, so the tracker remembers each id's recipient and last
 status and turns a poll into an observation only when the status changed: repeating an unchanged
-soft bounce every few minutes would otherwise look like a new attempt. Final ids are remembered,
-unscheduled, until they age out, so a sent record or webhook arriving after the final status cannot
-start the id over. Pure: `now` is passed in, and plans are applied after their commit.
+soft bounce every few minutes would otherwise look like a new attempt. Only ids that can still
+change are `Tracked` objects in `ids`; a final id moves to `settled` (worker.poll.settled: its send
+time alone, 16 B for a numeric id), remembered until it ages out so that a sent record or webhook
+arriving after the final status cannot start it over. Pure: `now` is passed in, and plans are
+applied after their commit.
 
 Persisted in `_state` (worker.state): recipient, sent time, last status and finality; due times
-are not persisted (a restored id is simply due again), which keeps writes to changes.
+are not persisted (a restored id is simply due again), which keeps writes to changes. A gap-driven
+id that settles is tombstoned instead (`record`): remembered in memory, not across a restart.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from datetime import UTC, date, datetime, tzinfo
 import attrs
 
 from worker.config import AccountConfig
+from worker.poll.settled import SettledIds
 from worker.providers import get_module
 from worker.providers.base import PollPage
 
@@ -47,7 +51,7 @@ MAX_BACKOFF_SECS = 6 * 3600.0
 AGE_FRACTION = 0.05             # an unchanged id is due again after this fraction of its age
 GAP_AGE_FRACTION = 0.5          # ... a gap-driven one after this fraction
 GAP_TOP_UP_FRACTION = 0.5       # a gap batch takes re-checks that waited this share of their wait
-IN_FLIGHT = float("inf")        # the due time of a claimed id (and of a final one): not in the heap
+IN_FLIGHT = float("inf")        # the due time of a claimed id: not in the heap
 GAP_LINGER_FRACTION = 0.1       # a part batch of gap ids waits this fraction of gap_after to fill...
 GAP_LINGER_MAX_SECS = 60.0      # ...at most this long
 
@@ -80,15 +84,18 @@ class IdTracker:
     min_recheck_secs: float = 30.0             # early checks: never sooner than this after the last
     gap_after_secs: float | None = None        # gap-driven: a sent email is due this long after sending
     tz: tzinfo | None = None                   # gap-driven: batches share one send date in this zone
-    ids: dict[str, Tracked] = attrs.field(factory=dict)
+    ids: dict[str, Tracked] = attrs.field(factory=dict)              # ids that can still change
+    settled: SettledIds = attrs.field(factory=SettledIds)           # final ids, until they age out
     _heap: list[tuple[float, str]] = attrs.field(factory=list)          # (due_at, id)
     _by_check: list[tuple[float, str]] = attrs.field(factory=list)      # (checked_at, id): early re-checks
     fed: bool = False      # a sent record reached this tracker (since the process started)
 
     @classmethod
-    def for_account(cls, account: AccountConfig, restored: dict[str, Tracked], now: float) -> IdTracker:
+    def for_account(cls, account: AccountConfig, restored: dict[str, Tracked], now: float,
+                    settled: SettledIds | None = None) -> IdTracker:
         """The tracker of an id-polled or gap-driven account, holding its restored ids, every
-        unsettled one due now (gap-driven: once its gap has passed)."""
+        unsettled one due now (gap-driven: once its gap has passed), and its restored final ids
+        (`settled`, as the restore built them)."""
         p, d = account.poll, get_module(account.provider).DEFAULTS
         if d.polling == "ids":
             tracker = cls(p.id_max_age_days * 86400.0, d.id_batch or 500, floor_secs=p.id_min_recheck_secs,
@@ -101,6 +108,8 @@ class IdTracker:
             tracker = cls((p.lookback_days + 1) * 86400.0, d.id_batch, floor_secs=floor,
                           min_recheck_secs=p.cache_ttl_secs,
                           gap_after_secs=p.gap_after_secs, tz=d.tz)
+        if settled is not None:
+            tracker.settled = settled
         for email_id, tracked in restored.items():
             tracker.restore(email_id, tracked, now)
         return tracker
@@ -111,9 +120,6 @@ class IdTracker:
 
     def _schedule(self, email_id: str, due_at: float) -> None:
         tracked = self.ids[email_id]
-        if tracked.final:
-            tracked.due_at = IN_FLIGHT
-            return
         tracked.due_at = due_at
         heapq.heappush(self._heap, (due_at, email_id))
 
@@ -131,10 +137,29 @@ class IdTracker:
         return checked != float("-inf") and checked + self.min_recheck_secs <= now \
             and tracked.due_at - now <= GAP_TOP_UP_FRACTION * (tracked.due_at - checked)
 
+    def _settle(self, email_id: str, tracked: Tracked) -> None:
+        """A final id leaves the schedule (its heap entries go stale) for `settled`."""
+        self.ids.pop(email_id, None)
+        self.settled.add(email_id, tracked.sent_at, persisted=not self.gap_driven)
+
+    def record(self, tracked: Tracked) -> Tracked | None:
+        """What `_state` keeps of a learned change. Gap-driven: a final id nothing (a tombstone; it
+        is remembered by hash in memory, worker.poll.settled), since an answer of a date-window
+        provider carries its times and dedup catches a repeat; id polling keeps every final id for
+        `max_age`, as checkEmail's answers have no times to tell a repeat by."""
+        return None if tracked.final and self.gap_driven else tracked
+
+    def _drop(self, email_id: str) -> None:
+        self.ids.pop(email_id, None)
+        self.settled.discard(email_id)
+
     def restore(self, email_id: str, tracked: Tracked, now: float) -> None:
+        if tracked.final:   # its record is in `_state` (a release before this one wrote it): kept by it
+            self.settled.add(email_id, tracked.sent_at)
+            return
         self.ids[email_id] = tracked
         self._schedule(email_id, self._first_due(tracked, now))
-        if not self.gap_driven and not tracked.final:
+        if not self.gap_driven:
             heapq.heappush(self._by_check, (tracked.checked_at, email_id))
 
     def learn(self, email_id: str, recipient: str, sent_at: float, status: str | None,
@@ -143,11 +168,9 @@ class IdTracker:
         nothing changed."""
         known = self.ids.get(email_id)
         if known is None:
-            if now - sent_at > self.max_age_secs:
+            if now - sent_at > self.max_age_secs or email_id in self.settled:
                 return False
             return Tracked(recipient=recipient, sent_at=sent_at, status=status, final=final)
-        if known.final:
-            return False
         if final or (status is not None and status != known.status):
             return attrs.evolve(known, status=status if status is not None else known.status, final=final,
                                 recipient=known.recipient or recipient)
@@ -157,15 +180,18 @@ class IdTracker:
 
     def apply_write(self, email_id: str, tracked: Tracked | None, now: float) -> None:
         if tracked is None:
-            self.ids.pop(email_id, None)
+            self._drop(email_id)
+            return
+        if tracked.final:
+            self._settle(email_id, tracked)
             return
         previous = self.ids.get(email_id)
         self.ids[email_id] = tracked
         if previous is None:
             self._schedule(email_id, self._first_due(tracked, now))
-            if not self.gap_driven and not tracked.final:
+            if not self.gap_driven:
                 heapq.heappush(self._by_check, (tracked.checked_at, email_id))
-        elif tracked.final or (tracked.status != previous.status and previous.due_at != IN_FLIGHT):
+        elif tracked.status != previous.status and previous.due_at != IN_FLIGHT:
             self._schedule(email_id, self._first_due(tracked, now + BASE_BACKOFF_SECS))
         else:
             tracked.due_at, tracked.checked_at = previous.due_at, previous.checked_at
@@ -230,7 +256,7 @@ class IdTracker:
         while self._by_check and len(out) < most and self._by_check[0][0] + self.min_recheck_secs <= now:
             checked_at, email_id = heapq.heappop(self._by_check)
             tracked = self.ids.get(email_id)
-            if tracked is None or tracked.final or tracked.checked_at != checked_at or tracked.due_at == IN_FLIGHT:
+            if tracked is None or tracked.checked_at != checked_at or tracked.due_at == IN_FLIGHT:
                 continue  # stale, settled or claimed already
             tracked.due_at = IN_FLIGHT   # its entry in the due heap is stale from now on
             out.append(email_id)
@@ -242,7 +268,7 @@ class IdTracker:
             return
         heapq.heappush(self._by_check, (at, email_id))
         if len(self._by_check) > 2 * len(self.ids) + 1024:   # drop the stale entries
-            self._by_check = [(t.checked_at, e) for e, t in self.ids.items() if not t.final]
+            self._by_check = [(t.checked_at, e) for e, t in self.ids.items()]
             heapq.heapify(self._by_check)
 
     def due(self, now: float) -> list[str]:
@@ -282,7 +308,7 @@ class IdTracker:
             if self.gap_driven:
                 observations.append(obs)   # the shard learns statuses from every polled row
                 continue
-            if tracked is None or tracked.final:
+            if tracked is None:
                 continue
             if obs.provider_status != tracked.status:
                 observations.append(attrs.evolve(obs, recipient=tracked.recipient))
@@ -301,7 +327,9 @@ class IdTracker:
     def apply(self, plan: IdPlan, now: float) -> None:
         for email_id, tracked in plan.writes.items():
             if tracked is None:
-                self.ids.pop(email_id, None)
+                self._drop(email_id)
+            elif tracked.final:
+                self._settle(email_id, tracked)
             else:
                 self.ids[email_id] = tracked
         for email_id in plan.checked:
@@ -319,8 +347,11 @@ class IdTracker:
                 self._schedule(email_id, now + backoff_secs)
 
     def expired(self, now: float) -> list[str]:
-        """Ids older than max_age, final or not: the caller tombstones them."""
-        return [email_id for email_id, t in self.ids.items() if now - t.sent_at > self.max_age_secs]
+        """Ids older than max_age, final or not: the caller tombstones them (final ids kept by hash
+        only have no record: they are dropped here)."""
+        self.settled.forget(now, self.max_age_secs)
+        return [email_id for email_id, t in self.ids.items() if now - t.sent_at > self.max_age_secs] \
+            + self.settled.expired(now, self.max_age_secs)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.ids) + len(self.settled)
