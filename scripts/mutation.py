@@ -20,7 +20,9 @@ Ordinary run (CI, `make mutation`):
   - FAILS when a module's score without the accepted (equivalent) mutants is below the baseline's,
     or when a mutant that is not killed is
     not listed in tests/mutation/accepted.txt, or is listed but the baseline recorded a different
-    mutation under that name (its function changed and mutmut renumbered its mutants).
+    mutation under that name (its function changed and mutmut renumbered its mutants): review the
+    new one, and if it is equivalent too, end its line's reason with `[<diff sha>]` (the 12 hex
+    digits the failure prints), which accepts that mutation under that name.
   With nothing changed it prints the baseline's table and exits 0 (about a second).
 
 --record: writes the baseline from the verdicts in mutants/ as they stand, running nothing: after a
@@ -441,8 +443,9 @@ def check(modules: dict[str, dict], measured: set[str], baseline: dict | None, a
             shown = "\n".join("      " + ln for ln in s["diff"].splitlines())
             if key not in accepted:
                 problems.append(f"{key} ({s['status'].replace('_', ' ')}), not in accepted.txt:\n{shown}")
-            elif key in new_survivors and key in previous and previous[key]["diff_sha"] != s["diff_sha"]:
-                problems.append(f"{key}: accepted.txt names it, but it is another mutation now (its function "
+            elif key in new_survivors and key in previous and previous[key]["diff_sha"] != s["diff_sha"] \
+                    and f"[{s['diff_sha']}]" not in accepted[key]:
+                problems.append(f"{key} [{s['diff_sha']}]: accepted.txt names it, but it is another mutation now (its function "
                                 f"changed and mutmut renumbered its mutants); review it again:\n{shown}")
     return problems
 
