@@ -13,7 +13,7 @@ import hashlib
 import math
 import random
 import string
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
@@ -29,6 +29,7 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # Outcome probabilities per message (cumulative draw below).
 P_INVALID, P_SOFT_THEN_DELIVERED, P_SOFT_THEN_INVALID, P_SOFT_FINAL, P_ERROR = 0.08, 0.04, 0.015, 0.02, 0.005
 P_COMPLAINT, P_UNSUB = 0.01, 0.02
+EVENT_BUCKET_MS = 60_000
 # Providers that report a complaint or an unsubscribe after delivery (SendCloud family: webhook only).
 ENGAGEMENT = {Provider.SENDCLOUD, Provider.AURORA_SENDCLOUD, Provider.UNISENDER, Provider.TENCENT_SES}
 WEBHOOK_ONLY_ENGAGEMENT = {Provider.SENDCLOUD, Provider.AURORA_SENDCLOUD}
@@ -132,8 +133,10 @@ class AccountStream:
         self.by_uni_id: dict[int, Message] = {}
         self.days: dict[date, list[Message]] = {}
         self.by_message_id: dict[str, list[Message]] = {}
-        self._events: list[tuple[int, int, int]] = []  # (at_ms, seq, entry index)
-        self._events_dirty = False
+        # (at_ms, seq, entry index) of every timeline entry, in buckets of EVENT_BUCKET_MS by at_ms, each
+        # sorted when next read: a query for the last minute sorts a minute's entries, not the month's
+        self._events: dict[int, list[tuple[int, int, int]]] = {}
+        self._unsorted: set[int] = set()
         self.live_count = 0
         self._history()
 
@@ -213,8 +216,9 @@ class AccountStream:
                 self.by_message_id.setdefault(mid, []).append(msg)
             self.days.setdefault(local, []).append(msg)
             for i, entry in enumerate(msg.entries):
-                self._events.append((entry.at_ms, seq, i))
-            self._events_dirty = True
+                bucket = entry.at_ms // EVENT_BUCKET_MS
+                self._events.setdefault(bucket, []).append((entry.at_ms, seq, i))
+                self._unsorted.add(bucket)
 
     def _message_id(self, rng: random.Random, sent_ms: int) -> str:
         if self.provider is Provider.TENCENT_SES:
@@ -355,14 +359,23 @@ class AccountStream:
 
     def events(self, since_ms: int | None, until_ms: int) -> Iterator[tuple[Message, Entry]]:
         """Timeline entries with since_ms < at_ms <= until_ms, in time order."""
-        if self._events_dirty:
-            self._events.sort()
-            self._events_dirty = False
-        lo = 0 if since_ms is None else bisect.bisect_right(self._events, (since_ms, 1 << 62, 0))
-        hi = bisect.bisect_right(self._events, (until_ms, 1 << 62, 0))
-        for _at, seq, i in self._events[lo:hi]:
-            msg = self.messages[seq]
-            yield msg, msg.entries[i]
+        first = -1 << 62 if since_ms is None else since_ms // EVENT_BUCKET_MS
+        last = until_ms // EVENT_BUCKET_MS
+        buckets: Iterable[int] = range(first, last + 1)
+        if last - first > len(self._events):   # a long span: the buckets there are, not every one in it
+            buckets = sorted(b for b in self._events if first <= b <= last)
+        for bucket in buckets:
+            entries = self._events.get(bucket)
+            if not entries:
+                continue
+            if bucket in self._unsorted:
+                entries.sort()
+                self._unsorted.discard(bucket)
+            lo = 0 if since_ms is None else bisect.bisect_right(entries, (since_ms, 1 << 62, 0))
+            hi = bisect.bisect_right(entries, (until_ms, 1 << 62, 0))
+            for _at, seq, i in entries[lo:hi]:
+                msg = self.messages[seq]
+                yield msg, msg.entries[i]
 
     def day(self, d: date, now_ms: int) -> list[Message]:
         """Messages sent on local date `d` up to `now_ms`, in send order."""
