@@ -59,7 +59,7 @@ mutation-full: venv  ## mutmut on the whole pure core (about an hour with one ch
 demo: venv kafka-jars  ## local Kafka + the provider simulator + the worker, until Ctrl-C
 	$(BIN)/python scripts/demo.py
 
-bench: venv kafka-jars  ## every benchmark at full size (~5 minutes); numbers in bench/README.md
+bench: venv kafka-jars  ## every benchmark at full size (~31 minutes); numbers in bench/README.md
 	$(BIN)/python -m bench
 
 bench-smoke: venv kafka-jars  ## every benchmark at quick size (~3 minutes): prints the table, fails on a failed check

@@ -1,8 +1,8 @@
 """`python -m bench`: run the benchmarks and print one table of numbers.
 
-    python -m bench                      everything (about 16 minutes on 2 cores)
+    python -m bench                      everything (about 31 minutes on 2 cores; soak alone ~14)
     python -m bench --quick              smaller sizes, about 3 minutes (CI runs this as a smoke test)
-    python -m bench --only poll,webhook  a selection (dedup, ids, restore, poll, webhook, abuse, quota, wrk)
+    python -m bench --only poll,webhook  a selection (dedup, ids, restore, poll, webhook, abuse, quota, wrk, soak)
     python -m bench --profile            also print cProfile tops (children and worker processes)
     python -m bench --json out.json      also write the rows as JSON
 
@@ -27,12 +27,12 @@ import traceback
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
-from bench import abuse, dedup, ids, poll, quota, restore, webhook, wrk
+from bench import abuse, dedup, ids, poll, quota, restore, soak, webhook, wrk
 from bench.common import ROOT, WORKER_TREE, CpuMeter, failed_checks, kafka_broker, row, say, table
 
 BENCHES = {"dedup": dedup, "ids": ids, "restore": restore, "poll": poll, "webhook": webhook, "abuse": abuse, "quota": quota,
-           "wrk": wrk}
-NEEDS_KAFKA = {"restore", "poll", "webhook", "abuse", "quota", "wrk"}
+           "wrk": wrk, "soak": soak}
+NEEDS_KAFKA = {"restore", "poll", "webhook", "abuse", "quota", "wrk", "soak"}
 
 
 def background_load(secs: float = 1.0) -> float:
