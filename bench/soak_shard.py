@@ -31,6 +31,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from worker.shards import ShardSink
+
 NONE_LEN = 0xFFFFFFFF
 LAG_INTERVAL = 0.01          # the lag sampler sleeps this long and notes how late it woke
 EXPIRY_SECS = 3600.0         # the expiry pass, once a simulated hour (the shard runs it hourly)
@@ -61,43 +63,40 @@ class LagSampler:
             self.samples.append(max(0.0, time.monotonic() - asked - LAG_INTERVAL))
 
 
-class _Sink:
-    """worker.poll.sink.PollSink into the harness's staging (as worker.shards.ShardSink does)."""
+class _ShardView:
+    """What worker.shards.ShardSink asks of its shard, answered by the harness."""
 
-    def __init__(self, harness: Harness, account: Any) -> None:
-        self.harness, self.account = harness, account
+    def __init__(self, harness: Harness) -> None:
+        self.harness = harness
+
+    def _open(self):
+        return self.harness.staging
+
+    def clock(self) -> datetime:
+        return self.harness.clock.now()
+
+    def _nudge(self, now: bool = False) -> None:
+        self.harness.nudge()
+
+
+class _Sink(ShardSink):
+    """The shard's own poll sink, its staging of a page timed."""
 
     def observe(self, observations, observed_at):
-        staging = self.harness.staging
         started = time.perf_counter()
-        emitted = staging.observe(self.account, observations, self.harness.source_poll, observed_at)
-        if self.account.poll.gap_driven:
-            staging.learn(self.account, observations, observed_at)
-        staging.batch.size += max(1, len(observations))
-        self.harness._span("stage a poll page", started)
-        return emitted
-
-    def reject(self, page, reason):
-        from worker import raw
-
-        self.harness.staging.dead_letter(self.account.provider.value, self.account.name, reason, raw.encode(page),
-                                         self.harness.clock.now())
-
-    def persist(self, changes):
-        done = self.harness.staging.persist(changes)
-        self.harness.nudge()
-        return done
+        try:
+            return super().observe(observations, observed_at)
+        finally:
+            self.shard.harness._span("stage a poll page", started)
 
 
 class Harness:
     def __init__(self, config: Any, clock: SoakClock, state_path: str, event_path: str) -> None:
-        from worker.model import Source
         from worker.staging import Staging
         from worker.state import Restored
         from worker.webhooks import WebhookReceiver
 
         self.config, self.clock = config, clock
-        self.source_poll = Source.POLL
         self.staging = Staging(config, config.accounts, Restored.empty(), clock.t)
         self.receiver = WebhookReceiver(config, writer=None, clock=clock.now)
         self.accounts = {a.name: a for a in config.accounts}
@@ -126,7 +125,7 @@ class Harness:
             schedule = DateWindowScheduler.for_account(a, {}) if get_module(a.provider).DEFAULTS.polling == "date" \
                 else tracker
             fetcher = Fetcher(a, session, AdaptiveLimiter(1e6, a.poll.quota_window_secs), self.clock.now)
-            self.runners.append(PollRunner(a, fetcher, schedule, _Sink(self, a), clock=self.clock.now,
+            self.runners.append(PollRunner(a, fetcher, schedule, _Sink(_ShardView(self), a), clock=self.clock.now,
                                            sleep=no_sleep, gaps=tracker if a.poll.gap_driven else None))
 
     # -- input ----------------------------------------------------------------------------------
