@@ -88,6 +88,7 @@ class PollConfig:
     retry_attempts: int = default("accounts", "poll", "retry_attempts")
     retry_max_secs: float = default("accounts", "poll", "retry_max_secs")
     id_max_age_days: int = default("accounts", "poll", "id_max_age_days")
+    id_delivered_watch_hours: float = default("accounts", "poll", "id_delivered_watch_hours")
     max_in_flight: int = default("accounts", "poll", "max_in_flight")
     id_min_recheck_secs: float = default("accounts", "poll", "id_min_recheck_secs")
     gap_driven: bool | None = None            # None until resolved: on when a sent feed is configured

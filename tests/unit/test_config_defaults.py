@@ -64,6 +64,7 @@ READ = {
     ("accounts", "poll", "retry_attempts"): lambda c: c.accounts[0].poll.retry_attempts,
     ("accounts", "poll", "retry_max_secs"): lambda c: c.accounts[0].poll.retry_max_secs,
     ("accounts", "poll", "id_max_age_days"): lambda c: c.accounts[0].poll.id_max_age_days,
+    ("accounts", "poll", "id_delivered_watch_hours"): lambda c: c.accounts[0].poll.id_delivered_watch_hours,
     ("accounts", "poll", "max_in_flight"): lambda c: c.accounts[0].poll.max_in_flight,
     ("accounts", "poll", "id_min_recheck_secs"): lambda c: c.accounts[0].poll.id_min_recheck_secs,
     ("accounts", "poll", "gap_after_secs"): lambda c: c.accounts[0].poll.gap_after_secs,
