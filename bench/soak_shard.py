@@ -235,24 +235,38 @@ class Harness:
                     break
 
     async def expire(self) -> None:
-        from worker.shards import EXPIRY_CHUNK
+        """The shard's expiry pass (worker.shards `Shard.expire`) step by step: every table's recent
+        writes merged in a thread, the scan's snapshots on the loop, the scan in a thread, hashed ids dropped and tombstones staged a slice at a
+        time, EXPIRY_CHUNK per commit."""
+        from worker.shards import EXPIRY_CHUNK, EXPIRY_SLICE
 
         while self.clock.t >= self.next_expiry:
             now = self.next_expiry
+            for fut in self.staging.merge_off_loop(every=True):
+                await fut
             started = time.perf_counter()
-            keys, ids = self.staging.expired_keys(now), self.staging.expired_ids(now)
-            replays = self.staging.expired_replays(now)
-            self._span("expiry scan", started)
-            for kind in (keys, ids, replays):
+            scan = self.staging.expiry_job(now)
+            self._span("expiry scan (its part on the loop)", started)
+            found = await asyncio.get_running_loop().run_in_executor(None, scan)
+            for account, hashed in found.hashed.items():
+                for start in range(0, len(hashed), EXPIRY_SLICE):
+                    started = time.perf_counter()
+                    self.staging.drop_hashed(account, hashed[start:start + EXPIRY_SLICE])
+                    self._span("drop expired hashed ids", started)
+                    await asyncio.sleep(0)
+            for kind in (found.keys, found.ids, found.replays):
                 for start in range(0, len(kind), EXPIRY_CHUNK):
                     chunk = kind[start:start + EXPIRY_CHUNK]
-                    started = time.perf_counter()
-                    self.staging.stage_deletions(keys=chunk if kind is keys else (),
-                                                 ids=chunk if kind is ids else (),
-                                                 replays=chunk if kind is replays else ())
-                    self._span("stage expiry tombstones", started)
+                    for part in range(0, len(chunk), EXPIRY_SLICE):
+                        piece = chunk[part:part + EXPIRY_SLICE]
+                        started = time.perf_counter()
+                        self.staging.stage_deletions(keys=piece if kind is found.keys else (),
+                                                     ids=piece if kind is found.ids else (),
+                                                     replays=piece if kind is found.replays else (), now=now)
+                        self._span("stage expiry tombstones", started)
+                        await asyncio.sleep(0)
                     await self.flush()
-            self.counts["expired"] += len(keys) + len(ids) + len(replays)
+            self.counts["expired"] += len(found.keys) + len(found.ids) + len(found.replays)
             self.next_expiry += EXPIRY_SECS
 
     def figures(self) -> dict:

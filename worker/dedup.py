@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
@@ -208,6 +209,11 @@ class DedupTable:
         """A background owner should start a merge: enough recent writes, none being merged."""
         return not self._merging and len(self._recent) >= self._merge_at
 
+    @property
+    def may_merge(self) -> bool:
+        """A background owner may start a merge: some recent writes, none being merged."""
+        return not self._merging and bool(self._recent)
+
     def merge_job(self) -> Callable[[], Callable[[], None]]:
         """A merge whose copying may run in another thread. The recent writes are frozen (lookups
         still see them) and new ones collect anew; the returned `build` reads only the frozen
@@ -262,21 +268,30 @@ class DedupTable:
         self.merge()
         return self._keys[(self._vals != 0) & test(self._vals)].tolist()
 
-    def drop_where(self, test: Callable[[np.ndarray], np.ndarray]) -> int:
-        """Remove every entry whose word passes `test` at once (no tombstones: for tables that are
-        not persisted); how many went."""
-        self.merge()
-        gone = (self._vals != 0) & test(self._vals)
-        count = int(gone.sum())
-        if count:
-            self._keys, self._vals = self._keys[~gone], self._vals[~gone]
-            self._live -= count
-        return count
-
     def expired(self, now_s: float) -> list[int]:
         """Keys whose expiry has passed (they are not removed here: the caller tombstones them)."""
-        now_h = np.uint64(hours_since_2020(now_s))
-        return self.keys_where(lambda words: ((words >> np.uint64(8)) & np.uint64(0x7FFFFF)) < now_h)
+        return self.keys_where(expiry_test(now_s))
+
+    def scan_job(self, test: Callable[[np.ndarray], np.ndarray]) -> Callable[[], list[int]]:
+        """`keys_where` for an owner whose event loop must not wait on it, and without a merge.
+        Called on the owner's thread, it takes the columns and a copy of the recent writes as they
+        are now (a dict copy: ~3 ms at 65k writes); the function it returns may run in a thread
+        and lists the keys whose word passes `test`, a recent write deciding over the columns.
+        numpy lets go of the GIL over the columns and the recent writes become arrays a slice at
+        a time (`_dict_columns`), so the loop runs meanwhile. Writes after the call are not seen:
+        the caller re-checks what it acts on."""
+        keys, vals, merging, recent = self._keys, self._vals, self._merging, dict(self._recent)
+
+        def scan() -> list[int]:
+            hit = keys[(vals != 0) & test(vals)]
+            writes = {**merging, **recent} if merging else recent
+            if not writes:
+                return hit.tolist()
+            wk, wv = _dict_columns(writes)
+            if len(hit):
+                hit = hit[~np.isin(hit, wk)]
+            return hit.tolist() + wk[(wv != 0) & test(wv)].tolist()
+        return scan
 
     @property
     def nbytes(self) -> int:
@@ -284,11 +299,39 @@ class DedupTable:
         return int(self._keys.nbytes + self._vals.nbytes) + 100 * (len(self._recent) + len(self._merging))
 
 
+def expiry_test(now_s: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The vectorised test of words whose expiry hour is before `now_s`'s."""
+    now_h = np.uint64(hours_since_2020(now_s))
+    return lambda words: ((words >> np.uint64(8)) & np.uint64(0x7FFFFF)) < now_h
+
+
+def word_expired(word: int, now_s: float) -> bool:
+    """`expiry_test` for one word (0, a deletion, is not expired: it is gone)."""
+    return word != 0 and (word >> 8) & 0x7FFFFF < hours_since_2020(now_s)
+
+
+DICT_SLICE = 16_384   # recent writes become arrays this many at a time (~1 ms each)
+
+
+def _dict_columns(writes: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The keys and words of `writes` as two uint64 arrays, in its order. np.fromiter holds the GIL
+    throughout, so they are built DICT_SLICE at a time: a thread building them lets the event loop
+    in between slices (at 65k writes a single call held it ~5-15 ms). `writes` must not change
+    meanwhile (the callers' dicts are frozen or private)."""
+    n = len(writes)
+    rk, rv = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
+    keys, words = iter(writes.keys()), iter(writes.values())
+    for start in range(0, n, DICT_SLICE):
+        count = min(DICT_SLICE, n - start)
+        rk[start:start + count] = np.fromiter(itertools.islice(keys, count), dtype=np.uint64, count=count)
+        rv[start:start + count] = np.fromiter(itertools.islice(words, count), dtype=np.uint64, count=count)
+    return rk, rv
+
+
 def _merged(keys: np.ndarray, vals: np.ndarray, writes: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """New sorted columns: `keys`/`vals` with `writes` (key → word, 0 deletes) folded in. The inputs
     are not modified (a background merge reads them while the loop goes on using them)."""
-    rk = np.fromiter(writes.keys(), dtype=np.uint64, count=len(writes))
-    rv = np.fromiter(writes.values(), dtype=np.uint64, count=len(writes))
+    rk, rv = _dict_columns(writes)
     order = np.argsort(rk)
     rk, rv = rk[order], rv[order]
     pos = np.searchsorted(keys, rk)

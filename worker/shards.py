@@ -40,7 +40,8 @@ from worker.transaction import Unacknowledged, offset_covers, send_and_commit
 log = logging.getLogger("worker.shard")
 
 COMMIT_BACKOFF_SECS = 0.5
-EXPIRY_CHUNK = 10_000
+EXPIRY_CHUNK = 10_000   # tombstones of one kind per transaction, at most
+EXPIRY_SLICE = 1_000    # ... staged this many at a time (~1-2 ms), the event loop running between
 
 
 class Shard:
@@ -342,25 +343,37 @@ class Shard:
     async def expire(self) -> int:
         """Tombstone dedup entries whose email left every window, tracked ids that aged out and
         replay keys past their window, at most EXPIRY_CHUNK of a kind per transaction (a pass after
-        downtime can hold days of them)."""
-        staging = self._open()
+        downtime can hold days of them); forget final ids kept by hash that aged out. The event
+        loop is never held for long (issue 15): every table's recent writes are merged in a thread
+        first (hourly, then, whatever their number), the scan runs in a thread over snapshots
+        (Staging.expiry_job), and tombstones are staged EXPIRY_SLICE at a time with the loop
+        running between slices, each key re-checked against what is staged by then."""
+        await asyncio.gather(*self._open().merge_off_loop(every=True))
         now = self.clock().timestamp()
-        keys, ids, replays = staging.expired_keys(now), staging.expired_ids(now), staging.expired_replays(now)
-        for start in range(0, len(keys), EXPIRY_CHUNK):
-            await self._tombstone(keys=keys[start:start + EXPIRY_CHUNK])
-        for start in range(0, len(ids), EXPIRY_CHUNK):
-            await self._tombstone(ids=ids[start:start + EXPIRY_CHUNK])
-        for start in range(0, len(replays), EXPIRY_CHUNK):
-            await self._tombstone(replays=replays[start:start + EXPIRY_CHUNK])
-        return len(keys) + len(ids) + len(replays)
+        found = await asyncio.get_running_loop().run_in_executor(None, self._open().expiry_job(now))
+        for account, hashed in found.hashed.items():
+            for start in range(0, len(hashed), EXPIRY_SLICE):
+                self._open().drop_hashed(account, hashed[start:start + EXPIRY_SLICE])
+                await asyncio.sleep(0)
+        for start in range(0, len(found.keys), EXPIRY_CHUNK):
+            await self._tombstone(found.keys[start:start + EXPIRY_CHUNK], (), (), now)
+        for start in range(0, len(found.ids), EXPIRY_CHUNK):
+            await self._tombstone((), found.ids[start:start + EXPIRY_CHUNK], (), now)
+        for start in range(0, len(found.replays), EXPIRY_CHUNK):
+            await self._tombstone((), (), found.replays[start:start + EXPIRY_CHUNK], now)
+        return len(found.keys) + len(found.ids) + len(found.replays)
 
-    def _tombstone(self, keys: Sequence[int] = (), ids: Sequence[IdChange] = (),
-                   replays: Sequence[int] = ()) -> Awaitable[None]:
-        return self._staged(self._open().stage_deletions(keys, ids, replays))
-
-    def _staged(self, done: Awaitable[None]) -> Awaitable[None]:
+    async def _tombstone(self, keys: Sequence[int], ids: Sequence[IdChange], replays: Sequence[int],
+                         now: float) -> None:
+        """One chunk of tombstones, staged a slice at a time, committed before this returns."""
+        waiters: list[Awaitable[None]] = []
+        for start in range(0, max(len(keys), len(ids), len(replays)), EXPIRY_SLICE):
+            if waiters:
+                await asyncio.sleep(0)
+            part = slice(start, start + EXPIRY_SLICE)
+            waiters.append(self._open().stage_deletions(keys[part], ids[part], replays[part], now=now))
         self._nudge()
-        return done
+        await asyncio.gather(*waiters)
 
     def snapshot(self) -> dict[str, Any]:
         staging = self.staging

@@ -26,7 +26,7 @@ import orjson
 from worker import raw
 from worker.config import AccountConfig, Config
 from worker.deadletter import UNKNOWN, DeadLetter
-from worker.dedup import DedupTable, Outcome, decide, email_keys, hours_since_2020
+from worker.dedup import DedupTable, Outcome, decide, email_keys, expiry_test, hours_since_2020, word_expired
 from worker.emit import Topics, event_record
 from worker.errors import (
     EventTooLarge,
@@ -47,6 +47,17 @@ from worker.replays import digest_of, record_digest, replay_table_key, replay_wo
 from worker.state import REPLAY, Restored, StateWrite, change_write, dedup_write
 
 EventRecord = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
+
+
+@attrs.frozen
+class Expired:
+    """What one expiry pass found: dedup keys, tracked ids and replay keys to tombstone, and per
+    account the keys of final ids kept by hash only (dropped without a tombstone)."""
+
+    keys: list[int]
+    ids: list[IdChange]
+    replays: list[int]
+    hashed: dict[str, list[int]]
 
 # A status dated more than this after it was received is not trusted (clocks drift, not by more).
 FUTURE_SKEW_SECS = 300.0
@@ -147,12 +158,7 @@ class Staging:
         assert record.replay is not None
         key = replay_table_key(record.provider.value, record.account, record.replay)
         digest = record_digest(record.record)
-        for batch in (self.batch, self.inflight):
-            if batch is not None and key in batch.replays:
-                seen = batch.replays[key]
-                break
-        else:
-            seen = self.replays.get(key)
+        seen = self._replay_lookup(key)
         if seen is not None:
             return digest_of(seen) != digest
         expire_h = hours_since_2020(record.received_at.timestamp() + self.replay_window[record.account])
@@ -254,6 +260,13 @@ class Staging:
         self.batch.waiters.append(fut)
         return fut
 
+    def _replay_lookup(self, key: int) -> int | None:
+        """A replay key's word once everything staged so far commits (`_lookup`'s order)."""
+        for batch in (self.batch, self.inflight):
+            if batch is not None and key in batch.replays:
+                return batch.replays[key]
+        return self.replays.get(key)
+
     def _lookup(self, key: int, table_word: int) -> int | None:
         """The state as it will be once everything staged so far commits: the open batch, then the
         batch being committed, then `table_word` (the table's; 0 when absent, as None to `decide`)."""
@@ -292,31 +305,51 @@ class Staging:
 
     # -- expiry ---------------------------------------------------------------------------------
 
-    def expired_keys(self, now: float) -> list[int]:
-        return self.table.expired(now)
+    def expiry_job(self, now: float) -> Callable[[], Expired]:
+        """What the expiry pass tombstones at `now`, found off the event loop: called on the loop it
+        takes the tables' snapshots (worker.dedup `scan_job`: the columns as they are and a copy of
+        their recent writes, no merge) and judges the open tracked ids; the function it returns may
+        run in a thread (numpy lets go of the GIL over the columns). Writes made meanwhile are not
+        seen: `stage_deletions(..., now=)` re-checks every key against what is staged by then."""
+        test = expiry_test(now)
+        keys, replays = self.table.scan_job(test), self.replays.scan_job(test)
+        trackers = {name: tracker.expiry_job(now) for name, tracker in self.trackers.items()}
 
-    def expired_replays(self, now: float) -> list[int]:
-        return self.replays.expired(now)
+        def scan() -> Expired:
+            ids: list[IdChange] = []
+            hashed: dict[str, list[int]] = {}
+            for name, job in trackers.items():
+                tombstone, hashed[name] = job()
+                ids += [IdChange(name, email_id, None) for email_id in tombstone]
+            return Expired(keys(), ids, replays(), hashed)
+        return scan
+
+    def expired(self, now: float) -> Expired:
+        """`expiry_job` here and now."""
+        return self.expiry_job(now)()
+
+    def drop_hashed(self, account: str, keys: Iterable[int]) -> int:
+        """Forget final ids kept by hash only (`Expired.hashed`): they have no record to tombstone."""
+        return self.trackers[account].settled.drop_hashed(keys)
 
     def stage_deletions(self, keys: Sequence[int], ids: Sequence[IdChange] = (),
-                        replays: Sequence[int] = ()) -> asyncio.Future:
+                        replays: Sequence[int] = (), now: float | None = None) -> asyncio.Future:
         """Tombstones for expired dedup entries, tracked ids and replay entries; applied to memory on
-        commit."""
+        commit. With `now`, a dedup or replay key is staged only if it is still expired then, as
+        everything staged so far leaves it (found by a scan that ran while writes went on)."""
         for key in keys:
-            self.batch.overlay[key] = None
-            self.batch.state.append(dedup_write(key, None))
+            if now is None or word_expired(self._lookup(key, self.table.get(key) or 0) or 0, now):
+                self.batch.overlay[key] = None
+                self.batch.state.append(dedup_write(key, None))
         for key in replays:
-            self.batch.replays[key] = None
-            self.batch.state.append(dedup_write(key, None, REPLAY))
+            if now is None or word_expired(self._replay_lookup(key) or 0, now):
+                self.batch.replays[key] = None
+                self.batch.state.append(dedup_write(key, None, REPLAY))
         for change in ids:
             self.batch.state.append(change_write(change))
             self.batch.learned.append(change)
         self.batch.size += 1
         return self.waiter()
-
-    def expired_ids(self, now: float) -> list[IdChange]:
-        return [IdChange(name, email_id, None) for name, tracker in self.trackers.items()
-                for email_id in tracker.expired(now)]
 
     # -- the commit protocol --------------------------------------------------------------------
 
@@ -341,10 +374,12 @@ class Staging:
             if not fut.done():
                 fut.set_result(None)
 
-    def merge_off_loop(self) -> list[asyncio.Future]:
-        """Each table with enough recent writes merges with its copying in a thread (call on the
-        event loop, after a commit)."""
-        return [merge_off_loop(table.merge_job()) for table in self.tables if table.wants_merge]
+    def merge_off_loop(self, every: bool = False) -> list[asyncio.Future]:
+        """Each table with enough recent writes (`every`: with any) merges with its copying in a
+        thread (call on the event loop: after a commit; `every` before an expiry pass, so that the
+        recent writes of a small table, ~100 B each, do not wait for 65,536 of them)."""
+        return [merge_off_loop(table.merge_job()) for table in self.tables
+                if table.wants_merge or (every and table.may_merge)]
 
     def failed(self, batch: Batch, exc: Exception) -> None:
         """The in-flight batch did not commit: it and the open batch (decided on top of it) go."""

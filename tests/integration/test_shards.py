@@ -159,9 +159,9 @@ async def test_aged_out_tracked_ids_are_tombstoned_a_chunk_per_transaction(kafka
     staged: list[int] = []
     stage = shard.staging.stage_deletions
 
-    def counted(keys, ids=(), replays=()):
+    def counted(keys, ids=(), replays=(), now=None):
         staged.append(len(ids))
-        return stage(keys, ids, replays)
+        return stage(keys, ids, replays, now=now)
 
     shard.staging.stage_deletions = counted
     runner = asyncio.create_task(shard.run())

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import orjson
 
 from tests.unit.test_mutants_staging import staging
 from worker.dedup import DedupTable
 from worker.poll.ids import IdPlan, IdTracker, Tracked
+from worker.poll.settled import SettledIds
 from worker.staging import merge_off_loop
 from worker.state import Restored, id_key
 
@@ -54,16 +54,15 @@ def test_staging_hands_the_restored_final_ids_to_the_account_tracker():
     assert "8001" in tracker.settled and tracker.ids == {}
 
 
-def test_drop_where_never_counts_a_deleted_entry_still_in_the_columns():
-    table = DedupTable()
-    for key in range(1, 10):
-        table.put(key, key * 10)
-    table.merge()
-    table.delete(1)
-    table.merge()                                   # one dead of nine: not compacted, a 0 stays
-    assert table._keys.tolist()[0] == 1 and table._vals.tolist()[0] == 0
-    assert table.drop_where(lambda words: words < np.uint64(25)) == 1   # key 2 (20), not the 0
-    assert len(table) == 7 and table.get(2) is None and table.get(3) == 30
+def test_drop_hashed_counts_only_ids_it_removed():
+    s = SettledIds()
+    s.add("m1$bob@example.com", NOW, persisted=False)
+    s.add("m2$ann@example.com", NOW, persisted=False)
+    s.add("77", NOW)                                    # persisted: not a hashed id
+    s.discard("m2$ann@example.com")                     # gone already
+    keys = [hash(e) & (2**64 - 1) for e in ("m1$bob@example.com", "m2$ann@example.com", "77", "never")]
+    assert s.drop_hashed(keys) == 1
+    assert "m1$bob@example.com" not in s and "77" in s and len(s) == 1
 
 
 async def test_a_cancelled_background_merge_raises_nothing_on_the_loop():

@@ -219,7 +219,7 @@ async def test_tracked_ids_past_their_age_are_listed_and_their_deletion_staged()
     restored = Restored.empty()
     restored.ids["uni"] = {"old": Tracked("o@x", NOW_TS - 11 * 86400), "new": Tracked("n@x", NOW_TS - 86400)}
     st = staging(restored)
-    expired = st.expired_ids(NOW_TS)
+    expired = st.expired(NOW_TS).ids
     assert expired == [IdChange("uni", "old", None)]
     st.stage_deletions([], expired)
     assert st.batch.state == [(b"uuni|old", None)]

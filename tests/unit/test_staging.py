@@ -144,9 +144,9 @@ async def test_expired_entries_are_tombstoned_and_forgotten_on_commit():
     st.stage_raw(records(webhook(deliver("old$a@b.c"))), NOW)
     st.committed(st.take(), NOW.timestamp())
     k = email_key("sendcloud", "sc", "old$a@b.c")
-    assert st.expired_keys(NOW.timestamp()) == []
+    assert st.expired(NOW.timestamp()).keys == []
     far = NOW.timestamp() + 400 * 86400
-    assert st.expired_keys(far) == [k]
+    assert st.expired(far).keys == [k]
     st.stage_deletions([k])
     assert st.batch.state == [(dedup_key(k), None)]
     assert st.table.get(k) is not None
@@ -218,8 +218,8 @@ async def test_a_signature_reused_with_another_record_is_a_replay_and_never_emit
     st.stage_raw(records(signed({**genuine, "event": "soft_bounce"})), NOW)
     assert [d.reason for d in st.batch.dead] == ["replayed_signature"]
     window = CONFIG.accounts[0].webhook.replay_window_secs
-    assert st.expired_replays(NOW.timestamp() + window - 3600) == []
-    assert len(st.expired_replays(NOW.timestamp() + window + 3600)) == 2
+    assert st.expired(NOW.timestamp() + window - 3600).replays == []
+    assert len(st.expired(NOW.timestamp() + window + 3600).replays) == 2
 
 
 async def test_replay_entries_are_written_to_state_and_restored():

@@ -41,6 +41,7 @@ id that settles is tombstoned instead (`record`): remembered in memory, not acro
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from datetime import UTC, date, datetime, tzinfo
 
 import attrs
@@ -355,12 +356,25 @@ class IdTracker:
             if email_id in self.ids:
                 self._schedule(email_id, now + backoff_secs)
 
+    def expiry_job(self, now: float) -> Callable[[], tuple[list[str], list[int]]]:
+        """Ids older than max_age, final or not, found mostly off the event loop: called on the
+        owner's thread it judges the open ids (a pass over `ids`) and takes the final ids'
+        snapshots (worker.poll.settled `expiry_job`); the function it returns may run in a thread
+        and gives (the ids the caller tombstones; the keys of final ids kept by hash only, which
+        have no record: the caller drops them with `settled.drop_hashed`)."""
+        old = [email_id for email_id, t in self.ids.items() if now - t.sent_at > self.max_age_secs]
+        settled = self.settled.expiry_job(now, self.max_age_secs)
+
+        def scan() -> tuple[list[str], list[int]]:
+            persisted, hashed = settled()
+            return old + persisted, hashed
+        return scan
+
     def expired(self, now: float) -> list[str]:
-        """Ids older than max_age, final or not: the caller tombstones them (final ids kept by hash
-        only have no record: they are dropped here)."""
-        self.settled.forget(now, self.max_age_secs)
-        return [email_id for email_id, t in self.ids.items() if now - t.sent_at > self.max_age_secs] \
-            + self.settled.expired(now, self.max_age_secs)
+        """`expiry_job` here and now: the ids to tombstone (final ids kept by hash only are dropped)."""
+        tombstone, hashed = self.expiry_job(now)()
+        self.settled.drop_hashed(hashed)
+        return tombstone
 
     def __len__(self) -> int:
         return len(self.ids) + len(self.settled)

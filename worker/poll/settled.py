@@ -25,7 +25,7 @@ The `_state` records of numeric and other ids do not change (worker.state).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -111,16 +111,35 @@ class SettledIds:
         self._numeric.load(ids, words)
         self._other = dict(others)
 
-    def forget(self, now: float, max_age_secs: float) -> int:
-        """Drop the hashed ids sent more than `max_age_secs` before `now` (they have no record to
-        tombstone); how many went."""
-        return self._hashed.drop_where(lambda words: now - word_sent(words) > max_age_secs)
+    def expiry_job(self, now: float, max_age_secs: float) -> Callable[[], tuple[list[str], list[int]]]:
+        """The ids sent more than `max_age_secs` before `now`, found off the event loop: called on
+        the owner's thread it takes its snapshots (worker.dedup `scan_job`; the other ids, few, are
+        judged here); the function it returns may run in a thread and gives (the persisted ids,
+        which the caller tombstones, their `_state` key strings; the hashed ids' keys, which the
+        caller drops with `drop_hashed`: they have no record). Nothing is removed here."""
+        def old(words: np.ndarray) -> np.ndarray:
+            return now - word_sent(words) > max_age_secs
+        numeric, hashed = self._numeric.scan_job(old), self._hashed.scan_job(old)
+        others = [e for e, sent in self._other.items() if now - sent > max_age_secs]
+
+        def scan() -> tuple[list[str], list[int]]:
+            return [str(key) for key in numeric()] + others, hashed()
+        return scan
 
     def expired(self, now: float, max_age_secs: float) -> list[str]:
-        """Persisted ids sent more than `max_age_secs` before `now` (not removed: the caller
-        tombstones them)."""
-        old = self._numeric.keys_where(lambda words: now - word_sent(words) > max_age_secs)
-        return [str(key) for key in old] + [e for e, sent in self._other.items() if now - sent > max_age_secs]
+        """`expiry_job`'s persisted ids, here and now (not removed: the caller tombstones them)."""
+        return self.expiry_job(now, max_age_secs)()[0]
+
+    def drop_hashed(self, keys: Iterable[int]) -> int:
+        """Drop hashed ids by their keys (no tombstones: they have no record); how many went."""
+        before = len(self._hashed)
+        for key in keys:
+            self._hashed.delete(key)
+        return before - len(self._hashed)
+
+    def forget(self, now: float, max_age_secs: float) -> int:
+        """Drop the hashed ids sent more than `max_age_secs` before `now`, here and now; how many went."""
+        return self.drop_hashed(self.expiry_job(now, max_age_secs)()[1])
 
     @property
     def nbytes(self) -> int:
