@@ -311,6 +311,9 @@ async def serve(config: dict, env: dict, port: int, start: float, state_path: st
     result: dict = {}
     session = aiohttp.ClientSession()
     harness.start_polling(session)
+    # as the worker does before it serves (worker.app `run_worker`): what exists now is frozen
+    from worker.loopwatch import freeze_startup
+    freeze_startup()
     # the base: everything imported and built, nothing held yet (the tables' fixed buffers included)
     gc.collect()
     malloc_trim()

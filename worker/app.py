@@ -36,7 +36,7 @@ from worker.errors import TopicLayoutError
 from worker.group import ShardManager
 from worker.http import Ops
 from worker.intake import RawWriter
-from worker.loopwatch import LoopWatch
+from worker.loopwatch import LoopWatch, freeze_startup
 from worker.placement import ShardMap
 from worker.reach import Reach
 from worker.sentfeed import SentFeed
@@ -157,7 +157,9 @@ def run_worker(config: Config) -> int:
                                 "topic_prefix": config.kafka.topic_prefix, "port": config.http.port})
     try:
         # reuse_port: SO_REUSEPORT, so that several worker processes on one host share the port
-        web.run_app(build_app(config), host=config.http.host, port=config.http.port,
+        app = build_app(config)
+        freeze_startup()
+        web.run_app(app, host=config.http.host, port=config.http.port,
                     reuse_port=config.http.reuse_port, print=None,
                     access_log=None, shutdown_timeout=shutdown_budget(config).requests,
                     handle_signals=True)
