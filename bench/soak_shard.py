@@ -254,18 +254,16 @@ class Harness:
                     self.staging.drop_hashed(account, hashed[start:start + EXPIRY_SLICE])
                     self._span("drop expired hashed ids", started)
                     await asyncio.sleep(0)
-            for kind in (found.keys, found.ids, found.replays):
-                for start in range(0, len(kind), EXPIRY_CHUNK):
-                    chunk = kind[start:start + EXPIRY_CHUNK]
-                    for part in range(0, len(chunk), EXPIRY_SLICE):
-                        piece = chunk[part:part + EXPIRY_SLICE]
-                        started = time.perf_counter()
-                        self.staging.stage_deletions(keys=piece if kind is found.keys else (),
-                                                     ids=piece if kind is found.ids else (),
-                                                     replays=piece if kind is found.replays else (), now=now)
-                        self._span("stage expiry tombstones", started)
-                        await asyncio.sleep(0)
-                    await self.flush()
+            kinds = (found.keys, found.ids, found.replays)
+            for start in range(0, max(map(len, kinds)), EXPIRY_CHUNK):
+                chunk = [kind[start:start + EXPIRY_CHUNK] for kind in kinds]
+                for part in range(0, max(map(len, chunk)), EXPIRY_SLICE):
+                    keys, ids, replays = (c[part:part + EXPIRY_SLICE] for c in chunk)
+                    started = time.perf_counter()
+                    self.staging.stage_deletions(keys, ids, replays, now=now)
+                    self._span("stage expiry tombstones", started)
+                    await asyncio.sleep(0)
+                await self.flush()
             self.counts["expired"] += len(found.keys) + len(found.ids) + len(found.replays)
             self.next_expiry += EXPIRY_SECS
 

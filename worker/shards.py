@@ -355,12 +355,9 @@ class Shard:
             for start in range(0, len(hashed), EXPIRY_SLICE):
                 self._open().drop_hashed(account, hashed[start:start + EXPIRY_SLICE])
                 await asyncio.sleep(0)
-        for start in range(0, len(found.keys), EXPIRY_CHUNK):
-            await self._tombstone(found.keys[start:start + EXPIRY_CHUNK], (), (), now)
-        for start in range(0, len(found.ids), EXPIRY_CHUNK):
-            await self._tombstone((), found.ids[start:start + EXPIRY_CHUNK], (), now)
-        for start in range(0, len(found.replays), EXPIRY_CHUNK):
-            await self._tombstone((), (), found.replays[start:start + EXPIRY_CHUNK], now)
+        for start in range(0, max(len(found.keys), len(found.ids), len(found.replays)), EXPIRY_CHUNK):
+            part = slice(start, start + EXPIRY_CHUNK)
+            await self._tombstone(found.keys[part], found.ids[part], found.replays[part], now)
         return len(found.keys) + len(found.ids) + len(found.replays)
 
     async def _tombstone(self, keys: Sequence[int], ids: Sequence[IdChange], replays: Sequence[int],
