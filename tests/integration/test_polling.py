@@ -141,7 +141,10 @@ async def test_a_rebalance_keeps_what_the_limiter_learned(kafka_bootstrap, topic
             while not [c for c in sim.calls if c.outcome == "throttled"] and loop.time() < deadline:
                 await asyncio.sleep(0.2)
             assert [c for c in sim.calls if c.outcome == "throttled"], "the lower real limit should have been hit"
-            await asyncio.sleep(2 * window)                      # settled at the learned rate
+            await asyncio.sleep(window)                          # settling at the learned rate
+            settled = sim.clock()
+            await asyncio.sleep(2 * window)                      # the learned rate, measured before the rebalance
+            before_ended = sim.clock()
             manager = worker.app[MANAGER]
             runners_before = [r for rs in manager.runners.values() for r in rs]
             # the worker's protocol: a member offering none the group has is refused (InconsistentGroupProtocol)
@@ -164,7 +167,14 @@ async def test_a_rebalance_keeps_what_the_limiter_learned(kafka_bootstrap, topic
     after = [c for c in sim.calls if c.account == "learned" and c.at >= rebalanced]
     throttled_after = [round(c.at - rebalanced, 1) for c in after if c.outcome == "throttled"]
     ok_after = [c for c in after if c.outcome == "ok" and c.at <= ended]
-    print(f"\nrebalance test: {len(ok_after)} ok calls in the 4 windows after the rebalance, "
-          f"throttled at {throttled_after}")
+    ok_before = [c for c in sim.calls if c.account == "learned" and c.outcome == "ok" and settled <= c.at <= before_ended]
+    rate_before = len(ok_before) / (before_ended - settled)
+    rate_after = len(ok_after) / (ended - rebalanced)
+    print(f"\nrebalance test: {len(ok_before)} ok calls in the 2 windows before the rebalance, "
+          f"{len(ok_after)} in the 4 windows after it, throttled at {throttled_after}")
     assert throttled_after == [], "a rebalance must not forget the learned quota"
-    assert len(ok_after) >= 0.5 * 40 * 4, "polling should go on at the learned rate"
+    # relative to the rate this run reached before the rebalance (both fall when CI's other lane takes
+    # the CPU; an absolute floor flaked at 73 calls against 80): a limiter restarted at its floor, or a
+    # poller that never came back, falls far below half of it
+    assert rate_after >= 0.5 * rate_before, f"polling should go on at the learned rate: {rate_after:.1f}/s after, " \
+        f"{rate_before:.1f}/s before"
