@@ -50,7 +50,7 @@ reaches the code), suspicious. A mutant in accepted.txt (equivalent: no behaviou
 STILL counts as survived; being listed only keeps it from failing the run.
 
 Scope: worker/state.py is mutated whole (mutmut 3.8 can narrow a file only with pragma comments in
-the source), but only its codec functions are scored: read_partition and release_freed_memory do
+the source), but only its codec functions are scored: read_partition, consume_rest and release_freed_memory do
 Kafka and libc I/O, are tested by tests/integration, and are reported as out of scope.
 
 Bounded in time: one mutmut child by default (--jobs), and mutmut is stopped after --timeout-mins
@@ -109,6 +109,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 OUT_OF_SCOPE = {
     "worker.state.x_read_partition": "reads a _state partition from Kafka (tests/integration)",
     "worker.state.x_release_freed_memory": "calls glibc's malloc_trim (tests/integration, bench)",
+    "worker.state.x_consume_rest": "reads the rest of a _state partition with the consumer (tests/integration)",
 }
 
 KILLED, TIMEOUT, SURVIVED, NO_TESTS, SUSPICIOUS = "killed", "timeout", "survived", "no_tests", "suspicious"

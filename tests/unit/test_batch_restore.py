@@ -133,7 +133,7 @@ def test_add_records_reads_every_kind_as_add_does():
     r = Restored.empty()
     records = [
         rec(0, d(1), w(11)),
-        rec(1, b"r" + (5).to_bytes(8, "big"), w(55)),                 # a replay word: not a dedup entry
+        rec(1, b"rd" + (5).to_bytes(7, "big"), w(55)),                # a replay word (its hash starts with "d"): not a dedup entry
         rec(2, d(1), None),                                           # a tombstone: word 0
         rec(3, d(2), w(7)[:7]),                                       # a 7-byte word: skipped
         rec(4, b"d" + bytes(9), w(1)),                                # a 10-byte key: skipped
@@ -143,7 +143,7 @@ def test_add_records_reads_every_kind_as_add_does():
     assert r.add_records(records, 0, 100) == 7
     r.finish()
     assert list(zip(r.keys.tolist(), r.words.tolist(), strict=True)) == [(1, 11), (1, 0)]
-    assert list(zip(r.replay_keys.tolist(), r.replay_words.tolist(), strict=True)) == [(5, 55)]
+    assert list(zip(r.replay_keys.tolist(), r.replay_words.tolist(), strict=True)) == [(0x64 << 56 | 5, 55)]
     assert r.skipped == 3
     assert [(a, k, c.interval, c.offset) for a, ws in r.cursors.items() for k, c in ws.items()] == \
         [("acct", "2026-12-01", 60.0, 3)]
