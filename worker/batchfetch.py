@@ -147,6 +147,8 @@ async def read_batches(consumer: AIOKafkaConsumer, tp: TopicPartition, start: in
     finally:
         if ahead is not None:
             ahead.cancel()
+            if ahead.done() and not ahead.cancelled():
+                ahead.exception()          # retrieved: a fetch ahead that failed is not news
     return position
 
 
