@@ -27,12 +27,12 @@ import traceback
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
-from bench import abuse, dedup, ids, poll, quota, restore, soak, webhook, wrk
+from bench import abuse, dedup, ids, poll, quota, restore, shard, soak, webhook, wrk
 from bench.common import ROOT, WORKER_TREE, CpuMeter, failed_checks, kafka_broker, row, say, table
 
 BENCHES = {"dedup": dedup, "ids": ids, "restore": restore, "poll": poll, "webhook": webhook, "abuse": abuse, "quota": quota,
-           "wrk": wrk, "soak": soak}
-NEEDS_KAFKA = {"restore", "poll", "webhook", "abuse", "quota", "wrk", "soak"}
+           "wrk": wrk, "shard": shard, "soak": soak}
+NEEDS_KAFKA = {"restore", "poll", "webhook", "abuse", "quota", "wrk", "shard", "soak"}
 
 
 def background_load(secs: float = 1.0) -> float:
