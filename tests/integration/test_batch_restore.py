@@ -3,14 +3,20 @@ what read_committed reads, whether the batches, the consumer or both in turn rea
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tests.integration.harness import worker_config
+from tests.integration.kafka_cluster import client_options
+from tests.integration.kafka_cluster import create_topic as create_secured_topic
+from tests.integration.test_kafka_secured import broker, security  # noqa: F401  (broker: its secured-broker fixture)
 from tests.integration.test_pipeline import create_topic
 from tests.integration.world import ENV
 from worker import batchfetch
 from worker.config import parse_config
+from worker.kafka_tls import client_kwargs
 from worker.state import Restored, consume_rest, read_partition
 
 pytestmark = pytest.mark.integration
@@ -30,11 +36,11 @@ TRACKED_KEY = b"u" + b"acct|abc-1"
 TRACKED = b'{"r": "a@example.com", "s": 1764547200.0, "st": "sent", "f": false}'
 
 
-async def write_interleaved(bootstrap: str, topic: str) -> int:
+async def write_interleaved(bootstrap: str, topic: str, **options) -> int:
     """Two transactional writers, one committing around the other's aborted transaction; returns
     the offset of the committing writer's second transaction."""
-    a = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{topic}-a")
-    b = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{topic}-b")
+    a = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{topic}-a", **options)
+    b = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{topic}-b", **options)
     await a.start()
     await b.start()
     try:
@@ -152,3 +158,28 @@ async def test_a_large_partition_over_many_fetches_and_slices(kafka_bootstrap, t
     assert restored.keys.tolist() == list(range(30_000))
     assert restored.words.tolist() == [2 * n + 1 for n in range(30_000)]
     assert restored.skipped == 0
+
+
+async def test_the_batches_reach_the_end_through_tls_and_sasl(broker):  # noqa: F811  (the fixture imported above)
+    """The batch read goes through the consumer's own client, so a secured cluster (TLS, SCRAM) is
+    read the same way, to the end, not handed to the consumer."""
+    listener, mechanism = "sasl_ssl", "SCRAM-SHA-512"
+    settings, secrets_env = security(broker, listener, mechanism)
+    options = client_options(broker, listener, mechanism)
+    bootstrap = options.pop("bootstrap_servers")
+    prefix = f"tlsb{uuid.uuid4().hex[:10]}"
+    topic = f"{prefix}._state"
+    await create_secured_topic(topic, bootstrap_servers=bootstrap, **options)
+    await write_interleaved(bootstrap, topic, **options)
+    kafka = parse_config(worker_config(bootstrap, prefix, [], kafka={"security": settings}), {**ENV, **secrets_env}).kafka
+    tp = TopicPartition(topic, 0)
+    consumer = AIOKafkaConsumer(**client_kwargs(kafka), isolation_level="read_committed", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        end = (await consumer.end_offsets([tp]))[tp]
+        restored = Restored.empty()
+        assert await batchfetch.read_batches(consumer, tp, 0, end, restored.add_records) == end
+    finally:
+        await consumer.stop()
+    assert state_of(restored) == EXPECTED
+    assert state_of(await read_partition(kafka, topic, 0)) == EXPECTED
