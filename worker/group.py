@@ -37,12 +37,9 @@ EXPIRY_EVERY_SECS = 3600.0
 # how long one measurement may take: a slower one (a rebalance, a coordinator moving) is skipped.
 GROUP_LAG_EVERY_SECS = 15.0
 GROUP_LAG_TIMEOUT_SECS = 10.0
-# `_raw` records are staged HAND_OVER_STEP at a time, and the event loop runs again once
-# HAND_OVER_BUDGET_SECS have passed since it last ran. A record costs ~40-120 µs of CPU to stage
-# (its provider's parsing, dedup, the event; the machine), so a fetch of 1,000 staged at once held
-# the loop 40-120 ms, and fixed slices of 128 records still 8-15 ms. A callback that becomes ready
-# meanwhile (a webhook's body, a heartbeat's answer, a timer) waits for the rest of the slice under
-# way and for the next one (asyncio runs the task's next step first): about two budgets.
+# `_raw` records are staged HAND_OVER_STEP at a time; the loop runs again once HAND_OVER_BUDGET_SECS
+# have passed. A record costs 40-120 µs to stage, so fixed slices of 128 held the loop 8-15 ms; a
+# callback ready meanwhile waits for this slice and the next (asyncio runs the task's step first).
 HAND_OVER_STEP = 8
 HAND_OVER_BUDGET_SECS = 0.003
 

@@ -85,11 +85,23 @@ EXPECTED = {
 }
 
 
-async def _consumer(bootstrap: str) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+async def _consumer(**options) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(**options, isolation_level="read_committed", enable_auto_commit=False,
+                                auto_offset_reset="earliest")
     await consumer.start()
     return consumer
+
+
+async def batches_alone(tp: TopicPartition, **options) -> tuple[Restored, int, int]:
+    """`tp` read from offset 0 by the batches alone: (what they restored, the offset they reached,
+    the partition's end)."""
+    consumer = await _consumer(**options)
+    try:
+        end = (await consumer.end_offsets([tp]))[tp]
+        restored = Restored.empty()
+        return restored, await batchfetch.read_batches(consumer, tp, 0, end, restored.add_records), end
+    finally:
+        await consumer.stop()
 
 
 async def test_batches_consumer_and_both_in_turn_read_the_committed_state(kafka_bootstrap, topic_prefix):
@@ -101,7 +113,7 @@ async def test_batches_consumer_and_both_in_turn_read_the_committed_state(kafka_
 
     assert state_of(await read_partition(kafka, topic, 0)) == EXPECTED
 
-    consumer = await _consumer(kafka_bootstrap)
+    consumer = await _consumer(bootstrap_servers=kafka_bootstrap)
     try:
         end = (await consumer.end_offsets([tp]))[tp]
         # the batches alone reach the end (past the trailing aborted transaction and its marker)
@@ -116,7 +128,7 @@ async def test_batches_consumer_and_both_in_turn_read_the_committed_state(kafka_
         assert state_of(both) == EXPECTED
     finally:
         await consumer.stop()
-    consumer = await _consumer(kafka_bootstrap)
+    consumer = await _consumer(bootstrap_servers=kafka_bootstrap)
     try:
         only = Restored.empty()                       # the consumer alone, as before batch restores
         await consume_rest(consumer, tp, 0, end, only)
@@ -146,14 +158,8 @@ async def test_a_large_partition_over_many_fetches_and_slices(kafka_bootstrap, t
                 await producer.abort_transaction()
     finally:
         await producer.stop()
-    tp = TopicPartition(topic, 0)
-    consumer = await _consumer(kafka_bootstrap)
-    try:
-        end = (await consumer.end_offsets([tp]))[tp]
-        restored = Restored.empty()
-        assert await batchfetch.read_batches(consumer, tp, 0, end, restored.add_records) == end
-    finally:
-        await consumer.stop()
+    restored, reached, end = await batches_alone(TopicPartition(topic, 0), bootstrap_servers=kafka_bootstrap)
+    assert reached == end
     restored.finish()
     assert restored.keys.tolist() == list(range(30_000))
     assert restored.words.tolist() == [2 * n + 1 for n in range(30_000)]
@@ -172,14 +178,7 @@ async def test_the_batches_reach_the_end_through_tls_and_sasl(broker):  # noqa: 
     await create_secured_topic(topic, bootstrap_servers=bootstrap, **options)
     await write_interleaved(bootstrap, topic, **options)
     kafka = parse_config(worker_config(bootstrap, prefix, [], kafka={"security": settings}), {**ENV, **secrets_env}).kafka
-    tp = TopicPartition(topic, 0)
-    consumer = AIOKafkaConsumer(**client_kwargs(kafka), isolation_level="read_committed", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        end = (await consumer.end_offsets([tp]))[tp]
-        restored = Restored.empty()
-        assert await batchfetch.read_batches(consumer, tp, 0, end, restored.add_records) == end
-    finally:
-        await consumer.stop()
+    restored, reached, end = await batches_alone(TopicPartition(topic, 0), **client_kwargs(kafka))
+    assert reached == end
     assert state_of(restored) == EXPECTED
     assert state_of(await read_partition(kafka, topic, 0)) == EXPECTED
