@@ -16,6 +16,7 @@ tracked ids) exactly as committed:
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -70,7 +71,7 @@ class Batch:
     dead: list[DeadLetter] = attrs.field(factory=list)
     overlay: dict[int, int | None] = attrs.field(factory=dict)    # dedup words decided here; None: deleted
     replays: dict[int, int | None] = attrs.field(factory=dict)    # replay words (worker.replays); None: deleted
-    learned: list[IdChange] = attrs.field(factory=list)            # id changes applied after the commit
+    learned: dict[tuple[str, str], IdChange] = attrs.field(factory=dict)  # by (account, id): applied after the commit
     raw_offset: int | None = None                                  # `_raw` position after this batch
     waiters: list[asyncio.Future] = attrs.field(factory=list)
     tally: Tally = attrs.field(factory=Tally)
@@ -106,6 +107,8 @@ class Staging:
             for a in self.accounts.values() if get_module(a.provider).DEFAULTS.polling == "ids" or a.poll.gap_driven}
         self.batch = Batch()
         self.inflight: Batch | None = None
+        for name, tracker in self.trackers.items():
+            tracker.staged = functools.partial(self._staged_id, name)
         self.tables = [self.table, self.replays, *(t for tr in self.trackers.values() for t in tr.settled.tables)]
         for table in self.tables:
             table.background = True     # merged off the loop (`merge_off_loop`, after each commit)
@@ -301,7 +304,15 @@ class Staging:
         assert isinstance(change, Tracked)
         learned = IdChange(account.name, email_id, change)
         self.batch.state.append(change_write(IdChange(account.name, email_id, tracker.record(change))))
-        self.batch.learned.append(learned)
+        self.batch.learned[account.name, email_id] = learned
+
+    def _staged_id(self, account: str, email_id: str) -> Tracked | None:
+        """A tracked id as it will be once everything staged so far commits (`_lookup`'s order):
+        what a poll answer is compared with (worker.poll.ids `plan`)."""
+        for batch in (self.batch, self.inflight):
+            if batch is not None and (account, email_id) in batch.learned:
+                return batch.learned[account, email_id].tracked
+        return self.trackers[account].ids.get(email_id)
 
     # -- expiry ---------------------------------------------------------------------------------
 
@@ -347,7 +358,7 @@ class Staging:
                 self.batch.state.append(dedup_write(key, None, REPLAY))
         for change in ids:
             self.batch.state.append(change_write(change))
-            self.batch.learned.append(change)
+            self.batch.learned[change.account, change.email_id] = change
         self.batch.size += 1
         return self.waiter()
 
@@ -367,7 +378,7 @@ class Staging:
                     table.delete(key)
                 else:
                     table.put(key, word)
-        for change in batch.learned:
+        for change in batch.learned.values():
             self.trackers[change.account].apply_write(change.email_id, change.tracked, now)
         batch.tally.publish()
         for fut in batch.waiters:

@@ -214,4 +214,4 @@ async def test_a_webhook_that_knows_the_send_time_teaches_it(monkeypatch):
     monkeypatch.setattr(unisender, "webhook_observations", with_sent_at)
     st = staging()
     st.stage_raw(records(raw.encode(raw.WebhookRecord(Provider.UNISENDER, UNI.name, RECEIVED, {"x": 1}))), NOW)
-    assert st.batch.learned == [IdChange("uni", "8001", Tracked("box@example.net", 1_793_595_600.0, "ok_sent"))]
+    assert list(st.batch.learned.values()) == [IdChange("uni", "8001", Tracked("box@example.net", 1_793_595_600.0, "ok_sent"))]

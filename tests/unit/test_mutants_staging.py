@@ -187,7 +187,7 @@ async def test_a_webhook_for_an_id_polled_account_teaches_its_tracker_after_the_
     write = (b"uuni|8001", b'{"r":"box@example.net","s":1793602800.0,"st":"err_mailbox_full","f":true}')
     assert write in st.batch.state
     learned = Tracked("box@example.net", RECEIVED_TS, "err_mailbox_full", final=True)
-    assert st.batch.learned == [IdChange("uni", "8001", learned)]
+    assert list(st.batch.learned.values()) == [IdChange("uni", "8001", learned)]
     assert st.trackers["uni"].ids == {}
     st.committed(st.take(), NOW_TS)
     assert st.trackers["uni"].ids == {} and "8001" in st.trackers["uni"].settled
@@ -200,7 +200,7 @@ async def test_a_webhook_for_an_id_already_final_teaches_nothing():
     st.stage_raw(records(uni_webhook()), NOW)
     assert st.batch.dead == []
     assert [k for k, _ in st.batch.state if k.startswith(b"u")] == []
-    assert st.batch.learned == []
+    assert list(st.batch.learned.values()) == []
 
 
 async def test_restored_ids_are_due_from_the_start():
@@ -223,7 +223,7 @@ async def test_tracked_ids_past_their_age_are_listed_and_their_deletion_staged()
     assert expired == [IdChange("uni", "old", None)]
     st.stage_deletions([], expired)
     assert st.batch.state == [(b"uuni|old", None)]
-    assert st.batch.learned == [IdChange("uni", "old", None)]
+    assert list(st.batch.learned.values()) == [IdChange("uni", "old", None)]
     st.committed(st.take(), NOW_TS)
     assert set(st.trackers["uni"].ids) == {"new"}
 

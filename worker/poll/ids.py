@@ -33,6 +33,11 @@ time alone, 16 B for a numeric id), remembered until it ages out so that a sent 
 arriving after the final status cannot start it over. Pure: `now` is passed in, and plans are
 applied after their commit.
 
+What a webhook teaches reaches `ids` only when its batch commits, but a poll answer may be planned
+in between: `plan` compares a polled status with the id as it will be once everything staged so far
+commits (`staged`, given by the shard's staging), so a status a webhook has just reported is not
+emitted a second time by the poll that follows it.
+
 Persisted in `_state` (worker.state): recipient, sent time, last status and finality; due times
 are not persisted (a restored id is simply due again), which keeps writes to changes. A gap-driven
 id that settles is tombstoned instead (`record`): remembered in memory, not across a restart.
@@ -96,6 +101,9 @@ class IdTracker:
     _heap: list[tuple[float, str]] = attrs.field(factory=list)          # (due_at, id)
     _by_check: list[tuple[float, str]] = attrs.field(factory=list)      # (checked_at, id): early re-checks
     fed: bool = False      # a sent record reached this tracker (since the process started)
+    # an id as it will be once everything staged commits (None: unknown or its deletion is staged);
+    # set by worker.staging, which owns the batches; unset, the committed `ids` are all there is
+    staged: Callable[[str], Tracked | None] | None = None
 
     @classmethod
     def for_account(cls, account: AccountConfig, restored: dict[str, Tracked], now: float,
@@ -306,16 +314,17 @@ class IdTracker:
         return max(0.0, now - self._heap[0][0]) if self._heap else 0.0
 
     def plan(self, asked: list[str], page: PollPage, now: float) -> IdPlan:
-        """What an answer changes. Id polling emits a row only when its status changed (checkEmail
-        has no times); gap-driven answers carry their times, so every row goes on (dedup drops
+        """What an answer changes. Id polling emits a row only when its status differs from the id's
+        as staged (checkEmail has no times); gap-driven answers carry their times, so every row goes on (dedup drops
         what was seen) and the tracker learns from them as from any polled row (worker.staging)."""
         observations = []
         writes: dict[str, Tracked | None] = {}
+        latest = self.ids.get if self.staged is None else self.staged
         for obs in page.observations:
-            tracked = self.ids.get(obs.email_id)
             if self.gap_driven:
                 observations.append(obs)   # the shard learns statuses from every polled row
                 continue
+            tracked = latest(obs.email_id)
             if tracked is None:
                 continue
             final = obs.final or (obs.type is EventType.DELIVERED
