@@ -89,8 +89,8 @@ def build_app(config: Config) -> web.Application:
         await writer.stop(shutdown_budget(config).flush)
 
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
-        # trust_env: provider calls honour HTTP(S)_PROXY and NO_PROXY (docs/configuration.md, "Egress")
-        session = aiohttp.ClientSession(headers={"User-Agent": "email-status-worker"}, trust_env=True)
+        # provider calls honour HTTP(S)_PROXY and NO_PROXY, read once per host (worker.poll.fetch `egress`)
+        session = aiohttp.ClientSession(headers={"User-Agent": "email-status-worker"})
         manager = ShardManager(config, session)
         app[MANAGER] = manager
         ops.critical["pipeline"] = lambda: manager.alive

@@ -102,8 +102,8 @@ async def _backfill(config: Config, account: AccountConfig, date_from: date, dat
     writer = RawWriter(config.kafka, producer)
     failures = 0
     try:
-        async with aiohttp.ClientSession(headers={"User-Agent": "email-status-worker backfill"},
-                                         trust_env=True) as session:   # proxies as the worker
+        # proxies as the worker: the Fetcher reads them (worker.poll.fetch `egress`)
+        async with aiohttp.ClientSession(headers={"User-Agent": "email-status-worker backfill"}) as session:
             fetcher = Fetcher(account, session, limiter, lambda: datetime.now(UTC))
             for send_date, status in windows:
                 offset = 0

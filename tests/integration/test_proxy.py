@@ -1,8 +1,9 @@
 """Provider calls through a forward proxy (issue 18: corporate clusters polling providers in China
 or Russia usually egress through one). The worker honours HTTP_PROXY / HTTPS_PROXY / NO_PROXY for
-its status-API calls (aiohttp's `trust_env`): every call of a sweep goes through a local forward
-proxy when the variables name it, and none when NO_PROXY exempts the provider's host. The proxy is
-a small aiohttp app that forwards absolute-form requests, as squid or an egress gateway does."""
+its status-API calls (read once per host: worker.poll.fetch `egress`): every call of a sweep goes
+through a local forward proxy when the variables name it, and none when NO_PROXY exempts the
+provider's host. The proxy is a small aiohttp app that forwards absolute-form requests, as squid or
+an egress gateway does."""
 
 from __future__ import annotations
 

@@ -5,6 +5,11 @@ errors and 5xx are retried here, and only here (tenacity: bounded in attempts an
 jittered exponential waits); every attempt takes a token from the account's limiter. A throttle
 answer is handled here too: the limiter halves its rate and pauses, the throttle is counted, and
 `Throttled` is raised for the caller to put the query back (its next attempt waits the pause).
+
+Egress: the proxy the environment names for a host (docs/configuration.md, "Egress") is read once
+per host, as aiohttp's `trust_env` reads it (`egress`), and passed with each call; the session does
+not trust the environment itself, which would read the proxy variables and `~/.netrc` (in a thread)
+again on every call: ~8 % of the worker's CPU on a re-sweep (bench quota, py-spy).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from datetime import datetime
 
 import aiohttp
 import attrs
+from aiohttp.helpers import get_env_proxy_for_url
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -24,6 +30,7 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
+from yarl import URL
 
 from worker import metrics
 from worker.config import AccountConfig
@@ -47,6 +54,18 @@ def fetch_error_type(exc: BaseException) -> str:
     return error_type_of(exc)
 
 
+Egress = tuple[URL | None, aiohttp.BasicAuth | None]
+
+
+def egress(url: str) -> Egress:
+    """The proxy and its credentials for `url` from HTTP(S)_PROXY and NO_PROXY (credentials from
+    the proxy URL or ~/.netrc), or (None, None) for a direct connection."""
+    try:
+        return get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
+
+
 @attrs.frozen
 class Fetched:
     page: PollPage
@@ -68,6 +87,7 @@ class Fetcher:
         self.ctx = account.context
         self.labels = (account.provider.value, account.name)
         self.rtt: float | None = None     # seconds a call takes, moving average (worker.poll.runner)
+        self._egress: dict[str, Egress] = {}   # by origin (scheme, host and port)
 
     async def fetch(self, query: PollQuery) -> Fetched:
         p = self.account.poll
@@ -86,12 +106,17 @@ class Fetcher:
         asked_at = await self.limiter.acquire()
         metrics.poll_rate(*self.labels, self.limiter.rate)
         request = self.module.build_poll_request(self.ctx, query, self.clock())
+        origin = "/".join(request.url.split("/", 3)[:3])     # scheme://host:port
+        if origin not in self._egress:
+            self._egress[origin] = egress(request.url)
+        proxy, proxy_auth = self._egress[origin]
         started = time.monotonic()
         outcome = TRANSPORT
         try:
             async with self.session.request(
                 request.method, request.url, params=list(request.params) or None, headers=dict(request.headers),
                 data=request.body, timeout=aiohttp.ClientTimeout(total=self.account.poll.request_timeout_secs),
+                proxy=proxy, proxy_auth=proxy_auth,
             ) as response:
                 body = await response.read()
                 headers = {k.lower(): v for k, v in response.headers.items()}
