@@ -77,6 +77,9 @@ class DateWindowScheduler:
     _page_retry: dict[tuple[str, int], float] = attrs.field(factory=dict)
     _claimed: dict[str, set[int]] = attrs.field(factory=dict)
     _extent: dict[str, int] = attrs.field(factory=dict)     # rows the sweep in progress said it has
+    # the lookback's windows, newest first, as (id, send date, status), for the day they were made
+    _windows: tuple[date | None, tuple[tuple[str, date, EventType | None], ...]] = attrs.field(
+        default=(None, ()), init=False, eq=False, repr=False)
 
     @classmethod
     def for_account(cls, account: AccountConfig, cursors: dict[str, Cursor]) -> DateWindowScheduler:
@@ -98,10 +101,18 @@ class DateWindowScheduler:
     def today(self, now: datetime) -> date:
         return now.astimezone(self.tz).date()
 
-    def window_ids(self, now: datetime) -> list[str]:
+    def windows(self, now: datetime) -> tuple[tuple[str, date, EventType | None], ...]:
+        """The lookback's windows at `now`, newest first: (id, send date, status). Made once a day
+        (each page claimed asks for them)."""
         today = self.today(now)
-        statuses: tuple[EventType | None, ...] = self.status_filters or (None,)
-        return [window_id(today - timedelta(days=age), s) for age in range(self.lookback_days + 1) for s in statuses]
+        if self._windows[0] != today:
+            statuses: tuple[EventType | None, ...] = self.status_filters or (None,)
+            days = [today - timedelta(days=age) for age in range(self.lookback_days + 1)]
+            self._windows = (today, tuple((window_id(day, s), day, s) for day in days for s in statuses))
+        return self._windows[1]
+
+    def window_ids(self, now: datetime) -> list[str]:
+        return [wid for wid, _, _ in self.windows(now)]
 
     def retired(self, now: datetime) -> list[str]:
         """Cursors of dates that left the lookback; the caller tombstones them, then `forget`s."""
@@ -141,14 +152,13 @@ class DateWindowScheduler:
         """The most urgent due query that is not claimed, or None when nothing is due."""
         ts = now.timestamp()
         best: tuple | None = None
-        for age, wid in enumerate(self.window_ids(now)):
+        for age, (wid, send_date, status) in enumerate(self.windows(now)):
             cursor = self.cursor(wid, now)
             if self._ready_at(wid, cursor) > ts:
                 continue
             offsets = self._offsets(wid, cursor, ts)
             if not offsets:
                 continue
-            send_date, status = parse_window_id(wid)
             starving = not cursor.in_sweep and ts - cursor.due_at > cursor.interval
             rank = (-1 if starving else _STATUS_RANK[status], age, not cursor.in_sweep, cursor.due_at)
             if best is None or rank < best[0]:

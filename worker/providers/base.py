@@ -334,17 +334,36 @@ def epoch_time(value: Any, *, max_digits: int | None = None) -> datetime:
 _NAIVE_TIME = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{1,2}):(\d{1,2})", re.ASCII)
 
 
+_HOUR_OFFSETS: dict[tuple[tzinfo, str], timedelta] = {}   # (zone, "yyyy-MM-dd HH") -> its UTC offset
+_HOUR_OFFSETS_MAX = 20_000
+
+
 def naive_to_utc(text: str, tz: tzinfo) -> datetime:
     """A provider's zone-less `yyyy-MM-dd HH:mm:ss`, read in the provider's zone, as UTC.
 
     Parsed by hand: strptime was a sixth of the worker's CPU per polled row (bench/README.md).
     Accepts zero-padded or unpadded fields separated by one space, as the providers send them
-    (strptime would also take space-padded ones); raises ValueError otherwise."""
+    (strptime would also take space-padded ones); raises ValueError otherwise. The zero-padded form
+    (every provider's) goes through the C parser, and its hour's UTC offset is remembered when the
+    offset is the same at both ends of the hour (a zone change inside it is computed each time):
+    the zone look-up was most of a polled row's time parsing (bench quota, py-spy)."""
     match = _NAIVE_TIME.fullmatch(text)
     if match is None:
         raise ValueError("not a yyyy-MM-dd HH:mm:ss time")
-    year, month, day, hour, minute, second = map(int, match.groups())
-    return datetime(year, month, day, hour, minute, second, tzinfo=tz).astimezone(UTC)
+    if len(text) != 19:
+        year, month, day, hour, minute, second = map(int, match.groups())
+        return datetime(year, month, day, hour, minute, second, tzinfo=tz).astimezone(UTC)
+    key = (tz, text[:13])
+    offset = _HOUR_OFFSETS.get(key)
+    if offset is None:
+        start = datetime.fromisoformat(text).replace(minute=0, second=0, tzinfo=tz)
+        offset = start.utcoffset()
+        if offset is None or offset != start.replace(minute=59, second=59).utcoffset():
+            return datetime.fromisoformat(text).replace(tzinfo=tz).astimezone(UTC)
+        if len(_HOUR_OFFSETS) >= _HOUR_OFFSETS_MAX:
+            _HOUR_OFFSETS.clear()
+        _HOUR_OFFSETS[key] = offset
+    return datetime.fromisoformat(text + "+00:00") - offset   # in UTC (replace(tzinfo=) costs more)
 
 
 def local_time(value: Any, tz: tzinfo, *, layout: str | None = None) -> datetime:
