@@ -4,13 +4,15 @@ Output events go to `<prefix>.<type>`, keyed by the lower-cased recipient. Inter
 `<prefix>._raw` (worker.raw records, key `provider/account`), `<prefix>._state` (worker.state:
 the compacted changelog of dedup entries, poll cursors and tracked ids), `<prefix>._dead_letter`
 (worker.deadletter). `_raw` and `_state` share the partition count P = `kafka.shards`, so an
-account's shard has one number in both.
+account's shard has one number in both. Keyed records go where Kafka's default partitioner puts
+them (`partition_of`: the Java client's murmur2), whichever producer writes them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import struct
 from typing import Any
 
 import attrs
@@ -25,7 +27,6 @@ from aiokafka.errors import (
     RecordTooLargeError,
     TopicAlreadyExistsError,
 )
-from aiokafka.partitioner import DefaultPartitioner
 
 from worker.config import KafkaConfig
 from worker.errors import KAFKA, TIMEOUT, TopicLayoutError, error_type_of
@@ -62,7 +63,34 @@ class Topics:
         return cls(kafka.topic_prefix, kafka.shards)
 
 
-_partitioner = DefaultPartitioner()
+_M = 0x5BD1E995
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's `Utils.murmur2`, seed 0x9747b28c) as an unsigned 32-bit
+    value: aiokafka's, with the 4-byte words unpacked in one step (half its time per key)."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    whole = length & ~3
+    for (k,) in struct.iter_unpack("<I", data[:whole]):
+        k = (k * _M) & 0xFFFFFFFF
+        k ^= k >> 24
+        h = ((h * _M) ^ (k * _M)) & 0xFFFFFFFF
+    tail = length & 3
+    if tail:
+        if tail == 3:
+            h ^= data[whole + 2] << 16
+        if tail >= 2:
+            h ^= data[whole + 1] << 8
+        h = ((h ^ data[whole]) * _M) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * _M) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a keyed record (`toPositive(murmur2) % n`)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 # The largest dead letter: a whole webhook body (http.max_body_bytes is at most 4 MiB) and headers.
 DEAD_LETTER_MAX_BYTES = 8 << 20
@@ -76,8 +104,7 @@ def account_key(provider: str, account: str) -> bytes:
 def shard_of(provider: str, account: str, shards: int) -> int:
     """The shard (partition of `_raw` and `_state`) that owns an account: Kafka's default
     partitioner (murmur2 of the key), as any producer of `_raw` would choose it."""
-    key = account_key(provider, account)
-    return _partitioner(key, list(range(shards)), list(range(shards)))
+    return partition_of(account_key(provider, account), shards)
 
 
 def event_record(topics: Topics, event: StatusEvent) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
