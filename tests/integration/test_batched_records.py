@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.integration.kafka_utils import read_all
+from tests.integration.test_pipeline import create_topic
 from worker.transaction import Batches
 
 pytestmark = pytest.mark.integration
@@ -22,12 +22,7 @@ HEADERS = [("event_type", b"delivered"), ("schema", b"1")]
 
 async def topic_with(bootstrap: str, partitions: int) -> str:
     name = f"batched-{uuid.uuid4().hex[:10]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, name, partitions)
     return name
 
 
