@@ -94,6 +94,21 @@ def expected_visible(sim, names: list[str], at: float) -> collections.Counter:
     return out
 
 
+def ever_visible(sim, names: list[str], at: float) -> set:
+    """Every (account, email id, type) some status query could have shown at a moment up to `at`.
+
+    A status that is later replaced (delivered, then a complaint an hour on) was visible while it
+    lasted, so a poll may rightly have reported it even though `expected_visible(at)` no longer
+    lists it."""
+    out: set = set()
+    for name in names:
+        for message in sim.messages(name, at):
+            for entry in message.visible_entries(int(at * 1000)):
+                if entry.type is not None:
+                    out.add((name, message.email_id, entry.type.value))
+    return out
+
+
 def observed(records: list) -> tuple[collections.Counter, list[dict]]:
     events = [orjson.loads(r.value) for r in records]
     return collections.Counter((e["account"], e["email_id"], e["type"]) for e in events), events
