@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from tests.integration.harness import ROOT, InProcessWorker, wait_ready, worker_config
 from tests.integration.kafka_utils import read_all
 from tests.integration.world import ENV as WORLD_ENV
-from tests.integration.world import expected_visible, observed, sim_account, worker_account
+from tests.integration.world import diff, ever_visible, expected_visible, observed, sim_account, worker_account
 from worker import raw
 from worker.emit import account_key, shard_of
 from worker.model import EventType, Provider
@@ -212,10 +212,13 @@ async def test_6_a_bad_row_does_not_block_its_window(kafka_bootstrap, topic_pref
             expected = expected_visible(sim, ["rows"], sim.clock())
             records = await read_all(kafka_bootstrap, [f"{topic_prefix}.{t}" for t in OUTPUTS],
                                      expect=sum(expected.values()), timeout=90, quiet_secs=3)
+        seen = ever_visible(sim, ["rows"], sim.clock())
     finally:
         await sim.stop()
     actual, _ = observed(records)
-    assert actual == expected
+    # time_scale 1: a soft bounce the provider later delivers may be polled before it changes
+    assert not expected - actual and max(actual.values()) == 1, diff(expected, actual)
+    assert not set(actual) - seen, sorted(set(actual) - seen)
 
 
 async def test_7_poison_raw_records_are_dead_lettered_and_the_shard_goes_on(worker, kafka_bootstrap, topic_prefix):
