@@ -7,7 +7,10 @@
     b"u" + "<account>|<email id>"     → a tracked id, JSON {"r": recipient, "s": sent_at,
                                         "st": last status, "f": final} (worker.poll.ids.Tracked);
                                         read back, a final numeric id is only its send time
-                                        (worker.poll.settled), never a `Tracked`
+                                        (worker.poll.settled), never a `Tracked`; so a final id
+                                        sent in 2001-2286 is written {"s":1794034011.491,"f":true}
+                                        (`FINAL_SIZE` bytes, the time to the millisecond: a fixed
+                                        layout numpy decodes a slice at a time, and plain JSON)
     b"r" + 8-byte hash of account     → an 8-byte replay word: the record's digest and when to
            and a webhook's replay key     forget it (worker.replays)
 
@@ -22,6 +25,7 @@ skipped and counted (`Restored.skipped`), never allowed to stop a restore.
 from __future__ import annotations
 
 import ctypes
+import itertools
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,7 +39,7 @@ from worker.config import KafkaConfig
 from worker.kafka_tls import client_kwargs
 from worker.poll.ids import Tracked
 from worker.poll.scheduler import Cursor
-from worker.poll.settled import SettledIds, numeric_id, sent_word
+from worker.poll.settled import NUMERIC_DIGITS, SettledIds, numeric_id, sent_word, sent_words
 from worker.poll.sink import CursorChange, IdChange, StateChange
 
 StateWrite = tuple[bytes, bytes | None]
@@ -43,6 +47,13 @@ StateWrite = tuple[bytes, bytes | None]
 DEDUP, CURSOR, TRACKED, REPLAY = b"d", b"c", b"u", b"r"
 _TOMBSTONE_WORD = bytes(8)
 _CURSOR_FIELDS = frozenset(f.name for f in attrs.fields(Cursor))
+# A final id's fixed record: head, send time as 10 digits "." 3 digits, tail (`encode_tracked`)
+_FINAL_HEAD, _FINAL_TAIL = b'{"s":', b',"f":true}'
+FINAL_SIZE = len(_FINAL_HEAD) + 14 + len(_FINAL_TAIL)
+_TIME_DIGITS = np.r_[5:15, 16:19]                          # where its digits are, ...
+_TIME_FRAME = np.r_[0:5, 15, 19:FINAL_SIZE]                # ... and the 16 bytes around them
+_FRAME_WORDS = np.frombuffer(_FINAL_HEAD + b"." + _FINAL_TAIL, np.uint8).copy().view(np.uint64)
+_MILLI_POWERS = 10.0 ** np.arange(12, -1, -1)
 
 
 # -- keys and values ------------------------------------------------------------------------------
@@ -79,6 +90,12 @@ def decode_cursor(data: bytes) -> Cursor:
 
 
 def encode_tracked(tracked: Tracked) -> bytes:
+    """An id that can still change in full; a final one as its send time only, in the fixed form
+    when the time has 10 digits before the point (otherwise in full: any release reads both)."""
+    if tracked.final and 1e9 <= tracked.sent_at < 1e10:
+        fixed = b'{"s":%.3f,"f":true}' % tracked.sent_at
+        if len(fixed) == FINAL_SIZE:  # not rounded up to 11 digits
+            return fixed
     return orjson.dumps({"r": tracked.recipient, "s": tracked.sent_at, "st": tracked.status, "f": tracked.final})
 
 
@@ -157,23 +174,61 @@ class Restored:
         """Add, in order, the records at offsets in [start, end): fetched records or aiokafka's
         `ConsumerRecord`s, anything with `offset`, `key` and `value`. Returns the offset to read from
         next: past the last record added, or `end` once a record at or past it shows. A dedup entry
-        (nearly every record of a big shard) is gathered here without a call to `add`."""
+        (nearly every record of a big shard) is gathered here without a call to `add`; tracked ids'
+        records (most of a UniSender shard's) are decoded together at the end of the call, in their
+        order (`_add_tracked_records`: no other kind touches them, so nothing else must wait)."""
         keys, words = self._columns[DEDUP]
+        tracked_keys: list[bytes] = []
+        tracked_values: list[bytes] = []
+        dedup_kind, tracked_kind = DEDUP[0], TRACKED[0]
+        add_key, add_value = tracked_keys.append, tracked_values.append
         position = start
         for record in records:
             offset = record.offset
             if offset < start:
                 continue
             if offset >= end:
-                return end
+                break
             key, value = record.key, record.value
-            if key is not None and value is not None and len(key) == 9 and len(value) == 8 and key[0] == DEDUP[0]:
+            if key is not None and value is not None and len(key) == 9 and len(value) == 8 and key[0] == dedup_kind:
                 keys += key[1:]
                 words += value
+            elif key and key[0] == tracked_kind:
+                add_key(key)
+                add_value(value or b"")
             else:
                 self.add(key, value)
             position = offset + 1
-        return position
+        else:
+            self._add_tracked_records(tracked_keys, tracked_values)
+            return position
+        self._add_tracked_records(tracked_keys, tracked_values)
+        return end
+
+    def _add_tracked_records(self, keys: list[bytes], values: list[bytes]) -> None:
+        """Tracked ids' records in changelog order, as `add` would take them one by one. The final
+        numeric ids of one account in the fixed form (`encode_tracked`) are decoded by numpy and
+        gathered a run at a time; every other record goes through `add` at its place between them.
+        A final record gathered this way does not look for an open record of its id: `finish` drops
+        an open id whose last record is final."""
+        if not keys:
+            return
+        fixed = _fixed_finals(keys, values)
+        if fixed is None:
+            for key, value in zip(keys, values, strict=True):
+                self.add(key, value)
+            return
+        account, ok, numbers, words = fixed
+        ids, column = self._finals.setdefault(account, (bytearray(), bytearray()))
+        numbers, words = numbers.astype(">u8"), words.astype(">u8")
+        start = 0
+        for other in [*np.flatnonzero(~ok).tolist(), len(keys)]:
+            if other > start:
+                ids += numbers[start:other].tobytes()
+                column += words[start:other].tobytes()
+            if other < len(keys):
+                self.add(keys[other], values[other])
+            start = other + 1
 
     def _add_tracked(self, account: str, email_id: str, d: dict | None) -> None:
         """A tracked id's record. A final id is only its send time, never a `Tracked` (a month of
@@ -206,9 +261,17 @@ class Restored:
         """Decode the gathered table entries (a second call decodes nothing new)."""
         for account in self._finals.keys() | self._final_strings.keys():
             ids, words = self._finals.get(account, (b"", b""))
-            self.settled.setdefault(account, SettledIds()).load(
+            settled = self.settled.setdefault(account, SettledIds())
+            settled.load(
                 np.frombuffer(ids, dtype=">u8").astype(np.uint64), np.frombuffer(words, dtype=">u8").astype(np.uint64),
                 self._final_strings.get(account, {}).items())
+            # an open numeric id whose last record was a fixed final one (gathered without a look-up)
+            tracked = self.ids.get(account, {})
+            numbers = {e: n for e in tracked if (n := numeric_id(e)) is not None}
+            if numbers:
+                final = settled.tables[0].get_many(np.fromiter(numbers.values(), np.uint64, len(numbers)))
+                for email_id in itertools.compress(numbers, final.tolist()):
+                    del tracked[email_id]
         self._finals, self._final_strings = {}, {}
         for kind, (keys, words) in self._columns.items():
             k = np.frombuffer(keys, dtype=">u8").astype(np.uint64)
@@ -219,6 +282,51 @@ class Restored:
                 self.replay_keys, self.replay_words = k, w
         self._columns = {}
         return self
+
+
+def _fixed_finals(keys: list[bytes], values: list[bytes]) -> tuple[str, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Which of these tracked-id records are final numeric ids in the fixed form of one account
+    (that of the first fixed-size value, with its key's length), and their ids and table words,
+    decoded by numpy: (account, which, ids, words; the last two are garbage where `which` is
+    False). None when no record can be. Exactly the records `add` would read the same way: digits
+    only, no leading zero, at most `NUMERIC_DIGITS` of them; a time JSON reads (no leading zero)."""
+    first = next((i for i, v in enumerate(values) if len(v) == FINAL_SIZE), None)
+    if first is None:
+        return None
+    head = keys[first][:keys[first].find(b"|") + 1]
+    width, digits = len(keys[first]), len(keys[first]) - len(head)
+    if len(head) < 2 or not 1 < digits <= NUMERIC_DIGITS:   # a one-digit id may be "0": `add` decides
+        return None
+    try:
+        account = head[1:-1].decode()
+    except UnicodeDecodeError:
+        return None
+    which = ((np.fromiter(map(len, keys), np.int64, len(keys)) == width)
+             & (np.fromiter(map(len, values), np.int64, len(values)) == FINAL_SIZE))
+    picked = which.tolist()
+    k = np.frombuffer(b"".join(itertools.compress(keys, picked)), np.uint8).reshape(-1, width)
+    v = np.frombuffer(b"".join(itertools.compress(values, picked)), np.uint8).reshape(-1, FINAL_SIZE)
+    padded = -(-len(head) // 8) * 8                          # "u<account>|", compared 8 bytes at a time
+    key_heads = np.zeros((len(k), padded), np.uint8)
+    key_heads[:, :len(head)] = k[:, :len(head)]
+    expected_head = np.zeros(padded, np.uint8)
+    expected_head[:len(head)] = np.frombuffer(head, np.uint8)
+    id_digits = k[:, len(head):] - np.uint8(48)              # a non-digit wraps above 9
+    time_digits = v[:, _TIME_DIGITS] - np.uint8(48)
+    good = ((key_heads.view(np.uint64) == expected_head.view(np.uint64)).all(axis=1)
+            & (id_digits.max(axis=1) <= 9) & (id_digits[:, 0] != 0)
+            & (np.ascontiguousarray(v[:, _TIME_FRAME]).view(np.uint64) == _FRAME_WORDS).all(axis=1)
+            & (time_digits.max(axis=1) <= 9) & (time_digits[:, 0] != 0))
+    numbers = np.zeros(len(k), np.uint64)
+    for column in np.ascontiguousarray(id_digits.T):
+        numbers *= np.uint64(10)
+        numbers += column
+    millis = time_digits.astype(np.float64) @ _MILLI_POWERS  # 13 digits: exact in a float64
+    which[which] = good
+    out_numbers, out_words = np.zeros(len(keys), np.uint64), np.zeros(len(keys), np.uint64)
+    rows = np.flatnonzero(picked)
+    out_numbers[rows], out_words[rows] = numbers, sent_words(millis / 1000.0)
+    return account, which, out_numbers, out_words
 
 
 def _split(key: Any) -> tuple[str, str]:

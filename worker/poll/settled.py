@@ -34,13 +34,13 @@ from worker.dedup import DedupTable
 _SIGN = 1 << 63
 _FLOAT, _BITS = struct.Struct("<d"), struct.Struct("<Q")
 _MASK = (1 << 64) - 1
-_NUMERIC_DIGITS = 19          # 10**19 - 1 < 2**64: at most this many digits always fit a uint64
+NUMERIC_DIGITS = 19          # 10**19 - 1 < 2**64: at most this many digits always fit a uint64
 
 
 def numeric_id(email_id: str) -> int | None:
     """The id as an int when `str(int)` gives it back exactly (ASCII digits, no leading zero, below
     2**64); None for any other id."""
-    if not (0 < len(email_id) <= _NUMERIC_DIGITS and email_id.isascii() and email_id.isdigit()):
+    if not (0 < len(email_id) <= NUMERIC_DIGITS and email_id.isascii() and email_id.isdigit()):
         return None
     if email_id[0] == "0" and email_id != "0":
         return None
@@ -51,6 +51,11 @@ def sent_word(sent_at: float) -> int:
     """A send time as a table word: its float64 bits, sign flipped (0.0 is then not 0)."""
     (bits,) = _BITS.unpack(_FLOAT.pack(sent_at + 0.0))   # + 0.0: -0.0 becomes 0.0
     return bits ^ _SIGN
+
+
+def sent_words(sent_at: np.ndarray) -> np.ndarray:
+    """The table words of send times (vectorised `sent_word`)."""
+    return (np.asarray(sent_at, dtype=np.float64) + 0.0).view(np.uint64) ^ np.uint64(_SIGN)
 
 
 def word_sent(words: np.ndarray) -> np.ndarray:

@@ -1,0 +1,139 @@
+"""A final UniSender id's `_state` record in the fixed form, and a restore reading a slice of them at
+once (worker.state `encode_tracked`, `Restored.add_records`).
+
+Expected values are literal: the bytes of a record, the send times as Python reads their decimal
+text, and what each hand-written changelog leaves open or settled. The slice reader is checked
+against `Restored.add`, the one-record-at-a-time reader every release had before it."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import orjson
+import pytest
+
+from worker.poll.ids import Tracked
+from worker.poll.settled import word_sent
+from worker.state import Restored, encode_tracked
+
+
+def rec(offset: int, key: bytes, value: bytes | None) -> SimpleNamespace:
+    return SimpleNamespace(offset=offset, key=key, value=value)
+
+
+def open_record(recipient: str = "a@example.com", sent: float = 1794034011.25) -> bytes:
+    return orjson.dumps({"r": recipient, "s": sent, "st": "ok_sent", "f": False})
+
+
+def restore(pairs: list[tuple[bytes, bytes | None]]) -> Restored:
+    r = Restored.empty()
+    assert r.add_records([rec(i, k, v) for i, (k, v) in enumerate(pairs)], 0, len(pairs)) == len(pairs)
+    return r.finish()
+
+
+def sent_of(r: Restored, account: str, email_id: str) -> float:
+    numeric, _ = r.settled[account].tables
+    return float(word_sent(numeric.get_many([int(email_id)]))[0])
+
+
+@pytest.mark.parametrize(("sent", "expected"), [
+    (1793602800.0, b'{"s":1793602800.000,"f":true}'),
+    (1794034011.4905372, b'{"s":1794034011.491,"f":true}'),       # to the millisecond
+    (1000000000.0, b'{"s":1000000000.000,"f":true}'),
+    (9999999999.9994, b'{"s":9999999999.999,"f":true}'),
+])
+def test_a_final_id_is_its_send_time_in_29_bytes(sent, expected):
+    record = encode_tracked(Tracked("box@example.net", sent, "ok_delivered", final=True))
+    assert record == expected and len(record) == 29
+    # what every release reads: a JSON document, final, with its send time
+    assert orjson.loads(record) == {"s": float(expected[5:19].decode()), "f": True}
+
+
+@pytest.mark.parametrize("tracked", [
+    Tracked("box@example.net", 1794034011.5, "ok_sent"),                     # can still change
+    Tracked("box@example.net", 999999999.5, "ok_delivered", final=True),     # 9 digits before the point
+    Tracked("box@example.net", 9999999999.9996, "ok_delivered", final=True),  # rounds up to 11 digits
+    Tracked("box@example.net", -5.0, "ok_delivered", final=True),
+], ids=["open", "before 2001", "rounds to 11 digits", "negative"])
+def test_other_ids_keep_the_full_record(tracked):
+    assert orjson.loads(encode_tracked(tracked)) == {"r": "box@example.net", "s": tracked.sent_at,
+                                                     "st": tracked.status, "f": tracked.final}
+
+
+def test_a_slice_of_final_ids_restores_their_send_times():
+    r = restore([(b"uuni|8226661362", b'{"s":1794034011.491,"f":true}'),
+                 (b"uuni|8226661365", b'{"s":1793602800.000,"f":true}'),
+                 (b"uuni|1000000000", b'{"s":1000000000.001,"f":true}')])
+    assert r.ids.get("uni", {}) == {} and r.skipped == 0
+    assert len(r.settled["uni"]) == 3
+    assert sent_of(r, "uni", "8226661362") == 1794034011.491
+    assert sent_of(r, "uni", "8226661365") == 1793602800.0
+    assert sent_of(r, "uni", "1000000000") == 1000000000.001
+    assert "8226661363" not in r.settled["uni"]
+
+
+def test_the_last_record_of_an_id_decides_whatever_its_form():
+    final = b'{"s":1794034011.491,"f":true}'
+    r = restore([
+        (b"uuni|8000000001", open_record()), (b"uuni|8000000001", final),          # open, then final
+        (b"uuni|8000000002", final), (b"uuni|8000000002", open_record("b@x.org")),  # final, then open again
+        (b"uuni|8000000003", final), (b"uuni|8000000003", None),                   # final, then deleted
+        (b"uuni|8000000004", open_record()), (b"uuni|8000000004", final),
+        (b"uuni|8000000004", open_record("c@x.org")),                               # open, final, open
+        (b"uuni|8000000005", open_record()), (b"uuni|8000000005", final), (b"uuni|8000000005", final),
+    ])
+    assert sorted(r.ids["uni"]) == ["8000000002", "8000000004"]
+    assert r.ids["uni"]["8000000002"].recipient == "b@x.org" and r.ids["uni"]["8000000004"].recipient == "c@x.org"
+    assert sorted(e for e in map(str, range(8000000001, 8000000006)) if e in r.settled["uni"]) == \
+        ["8000000001", "8000000005"]
+
+
+def test_records_that_are_not_the_fixed_form_of_a_numeric_id_are_read_one_by_one():
+    r = restore([
+        (b"uuni|8226661362", b'{"s":1794034011.491,"f":true}'),
+        (b"uuni|0226661362", b'{"s":1794034011.491,"f":true}'),    # a leading zero: a string id
+        (b"uuni|82266613a2", b'{"s":1794034011.491,"f":true}'),    # not digits: a string id
+        (b"uuni|82266613621", b'{"s":1794034011.491,"f":true}'),   # 11 digits: numeric, read alone
+        (b"uoth|8226661362", b'{"s":1794034011.491,"f":true}'),    # another account
+        (b"uuni|8226661363", b'{"s":0794034011.491,"f":true}'),    # a leading zero: not JSON, skipped
+        (b"uuni|8226661364", b'{"s":17940340x1.491,"f":true}'),    # not a number: skipped
+        (b"uuni|8226661366", b'{"s":1794034011.491,"f":TRUE}'),    # not JSON: skipped
+        (b"uuni|8226661367", b'{"s":1794034011.491,"f":null}'),    # not final, and no recipient: skipped
+        (b"uuni|8226661368", b'{"s":1794034011.491,"f":false}'),   # 30 bytes, open without a recipient: skipped
+    ])
+    assert r.skipped == 5
+    assert sorted(e for e in ["8226661362", "0226661362", "82266613a2", "82266613621", "8226661363",
+                              "8226661364", "8226661366", "8226661367"] if e in r.settled["uni"]) == \
+        ["0226661362", "8226661362", "82266613621", "82266613a2"]
+    assert "8226661362" in r.settled["oth"]
+    assert sent_of(r, "uni", "82266613621") == 1794034011.491
+    assert r.ids.get("uni", {}) == {}
+
+
+def test_a_slice_and_one_record_at_a_time_restore_the_same_state():
+    rng = random.Random(20261204)
+    pairs: list[tuple[bytes, bytes | None]] = []
+    for _ in range(3000):
+        account = rng.choice(["uni", "uni", "uni", "other"])
+        email_id = str(rng.choice([8_000_000_000, 7_999_999_990, 80_000_000_000]) + rng.randrange(300))
+        sent = 1_790_000_000 + rng.randrange(10**9) / 1000
+        value = rng.choice([
+            f'{{"s":{sent:.3f},"f":true}}'.encode(),
+            f'{{"s":{sent:.3f},"f":true}}'.encode(),
+            open_record(sent=sent), None,
+            orjson.dumps({"r": "z@x.org", "s": sent, "st": "ok_delivered", "f": True}),   # an older release's final
+        ])
+        pairs.append((f"u{account}|{email_id}".encode(), value))
+    many = restore(pairs)
+    one = Restored.empty()
+    for key, value in pairs:
+        one.add(key, value)
+    one.finish()
+    assert many.skipped == one.skipped == 0
+    assert many.ids == one.ids and sum(map(len, many.ids.values())) > 50
+    ids = {str(n) for n in range(7_999_999_990, 8_000_000_300)} | {str(n) for n in range(80_000_000_000, 80_000_000_300)}
+    for account in ("uni", "other"):
+        settled = sorted(e for e in ids if e in many.settled[account])
+        assert settled == sorted(e for e in ids if e in one.settled[account]) and len(settled) > 100
+        assert [sent_of(many, account, e) for e in settled] == [sent_of(one, account, e) for e in settled]
