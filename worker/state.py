@@ -8,9 +8,11 @@
                                         "st": last status, "f": final} (worker.poll.ids.Tracked);
                                         read back, a final numeric id is only its send time
                                         (worker.poll.settled), never a `Tracked`; so a final id
-                                        sent in 2001-2286 is written {"s":1794034011.491,"f":true}
-                                        (`FINAL_SIZE` bytes, the time to the millisecond: a fixed
-                                        layout numpy decodes a slice at a time, and plain JSON)
+                                        sent in 2001-2286 is written {"r":"","s":1794034011.491,
+                                        "st":null,"f":true}: the time to the millisecond, no
+                                        recipient or status (`FINAL_SIZE` bytes: a fixed layout
+                                        numpy decodes a slice at a time; the members every
+                                        release reads, v0.2.0's `Tracked` included)
     b"r" + 8-byte hash of account     → an 8-byte replay word: the record's digest and when to
            and a webhook's replay key     forget it (worker.replays)
 
@@ -43,16 +45,17 @@ from worker.poll.settled import NUMERIC_DIGITS, SettledIds, numeric_id, sent_wor
 from worker.poll.sink import CursorChange, IdChange, StateChange
 
 StateWrite = tuple[bytes, bytes | None]
+RESTORE_RETRY_BACKOFF_MS = 10
 
 DEDUP, CURSOR, TRACKED, REPLAY = b"d", b"c", b"u", b"r"
 _TOMBSTONE_WORD = bytes(8)
 _CURSOR_FIELDS = frozenset(f.name for f in attrs.fields(Cursor))
 # A final id's fixed record: head, send time as 10 digits "." 3 digits, tail (`encode_tracked`)
-_FINAL_HEAD, _FINAL_TAIL = b'{"s":', b',"f":true}'
+_FINAL_HEAD, _FINAL_TAIL = b'{"r":"","s":', b',"st":null,"f":true}'
 FINAL_SIZE = len(_FINAL_HEAD) + 14 + len(_FINAL_TAIL)
-_TIME_DIGITS = np.r_[5:15, 16:19]                          # where its digits are, ...
-_TIME_FRAME = np.r_[0:5, 15, 19:FINAL_SIZE]                # ... and the 16 bytes around them
-_FRAME_WORDS = np.frombuffer(_FINAL_HEAD + b"." + _FINAL_TAIL, np.uint8).copy().view(np.uint64)
+_POINT = len(_FINAL_HEAD) + 10
+_TIME_DIGITS = np.r_[len(_FINAL_HEAD):_POINT, _POINT + 1:_POINT + 4]      # where its digits are, ...
+_TIME_FRAME = np.r_[0:len(_FINAL_HEAD), _POINT, _POINT + 4:FINAL_SIZE]   # ... and the bytes around them
 _MILLI_POWERS = 10.0 ** np.arange(12, -1, -1)
 
 
@@ -93,7 +96,7 @@ def encode_tracked(tracked: Tracked) -> bytes:
     """An id that can still change in full; a final one as its send time only, in the fixed form
     when the time has 10 digits before the point (otherwise in full: any release reads both)."""
     if tracked.final and 1e9 <= tracked.sent_at < 1e10:
-        fixed = b'{"s":%.3f,"f":true}' % tracked.sent_at
+        fixed = b'%s%.3f%s' % (_FINAL_HEAD, tracked.sent_at, _FINAL_TAIL)
         if len(fixed) == FINAL_SIZE:  # not rounded up to 11 digits
             return fixed
     return orjson.dumps({"r": tracked.recipient, "s": tracked.sent_at, "st": tracked.status, "f": tracked.final})
@@ -306,16 +309,10 @@ def _fixed_finals(keys: list[bytes], values: list[bytes]) -> tuple[str, np.ndarr
     picked = which.tolist()
     k = np.frombuffer(b"".join(itertools.compress(keys, picked)), np.uint8).reshape(-1, width)
     v = np.frombuffer(b"".join(itertools.compress(values, picked)), np.uint8).reshape(-1, FINAL_SIZE)
-    padded = -(-len(head) // 8) * 8                          # "u<account>|", compared 8 bytes at a time
-    key_heads = np.zeros((len(k), padded), np.uint8)
-    key_heads[:, :len(head)] = k[:, :len(head)]
-    expected_head = np.zeros(padded, np.uint8)
-    expected_head[:len(head)] = np.frombuffer(head, np.uint8)
     id_digits = k[:, len(head):] - np.uint8(48)              # a non-digit wraps above 9
     time_digits = v[:, _TIME_DIGITS] - np.uint8(48)
-    good = ((key_heads.view(np.uint64) == expected_head.view(np.uint64)).all(axis=1)
-            & (id_digits.max(axis=1) <= 9) & (id_digits[:, 0] != 0)
-            & (np.ascontiguousarray(v[:, _TIME_FRAME]).view(np.uint64) == _FRAME_WORDS).all(axis=1)
+    good = (_equal_rows(k[:, :len(head)], head) & (id_digits.max(axis=1) <= 9) & (id_digits[:, 0] != 0)
+            & _equal_rows(v[:, _TIME_FRAME], _FINAL_HEAD + b"." + _FINAL_TAIL)
             & (time_digits.max(axis=1) <= 9) & (time_digits[:, 0] != 0))
     numbers = np.zeros(len(k), np.uint64)
     for column in np.ascontiguousarray(id_digits.T):
@@ -329,6 +326,16 @@ def _fixed_finals(keys: list[bytes], values: list[bytes]) -> tuple[str, np.ndarr
     return account, which, out_numbers, out_words
 
 
+def _equal_rows(rows: np.ndarray, expected: bytes) -> np.ndarray:
+    """Which rows of a uint8 matrix are the bytes `expected` (compared 8 bytes at a time)."""
+    width = -(-len(expected) // 8) * 8
+    padded = np.zeros((len(rows), width), np.uint8)
+    padded[:, :len(expected)] = rows
+    wanted = np.zeros(width, np.uint8)
+    wanted[:len(expected)] = np.frombuffer(expected, np.uint8)
+    return (padded.view(np.uint64) == wanted.view(np.uint64)).all(axis=1)
+
+
 def _split(key: Any) -> tuple[str, str]:
     account, sep, rest = key[1:].decode().partition("|")
     if not sep:
@@ -339,9 +346,13 @@ def _split(key: Any) -> tuple[str, str]:
 async def read_partition(kafka: KafkaConfig, topic: str, partition: int) -> Restored:
     """Everything committed to one `_state` partition, from its beginning to its current end: read
     batch by batch (worker.batchfetch), and by the consumer from wherever that stopped."""
+    # retry_backoff_ms: the consumer tracks no topic yet, so its first offset lookup always finds the
+    # partition unknown, asks for metadata and sleeps this long before trying again (aiokafka's 100 ms
+    # default was half of a 140,000-record restore)
     consumer = AIOKafkaConsumer(**client_kwargs(kafka), isolation_level="read_committed",
                                 enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20)
+                                max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20,
+                                retry_backoff_ms=RESTORE_RETRY_BACKOFF_MS)
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)

@@ -15,7 +15,12 @@ import pytest
 
 from worker.poll.ids import Tracked
 from worker.poll.settled import word_sent
-from worker.state import Restored, encode_tracked
+from worker.state import Restored, decode_tracked, encode_tracked
+
+
+def fixed(sent: str, final: str = "true") -> bytes:
+    """A record in the fixed form with this send time text."""
+    return b'{"r":"","s":%s,"st":null,"f":%s}' % (sent.encode(), final.encode())
 
 
 def rec(offset: int, key: bytes, value: bytes | None) -> SimpleNamespace:
@@ -37,17 +42,18 @@ def sent_of(r: Restored, account: str, email_id: str) -> float:
     return float(word_sent(numeric.get_many([int(email_id)]))[0])
 
 
-@pytest.mark.parametrize(("sent", "expected"), [
-    (1793602800.0, b'{"s":1793602800.000,"f":true}'),
-    (1794034011.4905372, b'{"s":1794034011.491,"f":true}'),       # to the millisecond
-    (1000000000.0, b'{"s":1000000000.000,"f":true}'),
-    (9999999999.9994, b'{"s":9999999999.999,"f":true}'),
+@pytest.mark.parametrize(("sent", "expected", "read"), [
+    (1793602800.0, b'{"r":"","s":1793602800.000,"st":null,"f":true}', 1793602800.0),
+    (1794034011.4905372, b'{"r":"","s":1794034011.491,"st":null,"f":true}', 1794034011.491),  # to the ms
+    (1000000000.0, b'{"r":"","s":1000000000.000,"st":null,"f":true}', 1000000000.0),
+    (9999999999.9994, b'{"r":"","s":9999999999.999,"st":null,"f":true}', 9999999999.999),
 ])
-def test_a_final_id_is_its_send_time_in_29_bytes(sent, expected):
+def test_a_final_id_is_its_send_time_in_46_bytes(sent, expected, read):
     record = encode_tracked(Tracked("box@example.net", sent, "ok_delivered", final=True))
-    assert record == expected and len(record) == 29
-    # what every release reads: a JSON document, final, with its send time
-    assert orjson.loads(record) == {"s": float(expected[5:19].decode()), "f": True}
+    assert record == expected and len(record) == 46
+    # what every release reads: JSON with the members of a tracked id, v0.2.0's decoder included
+    assert orjson.loads(record) == {"r": "", "s": read, "st": None, "f": True}
+    assert decode_tracked(record) == Tracked("", read, None, final=True)
 
 
 @pytest.mark.parametrize("tracked", [
@@ -62,9 +68,9 @@ def test_other_ids_keep_the_full_record(tracked):
 
 
 def test_a_slice_of_final_ids_restores_their_send_times():
-    r = restore([(b"uuni|8226661362", b'{"s":1794034011.491,"f":true}'),
-                 (b"uuni|8226661365", b'{"s":1793602800.000,"f":true}'),
-                 (b"uuni|1000000000", b'{"s":1000000000.001,"f":true}')])
+    r = restore([(b"uuni|8226661362", b'{"r":"","s":1794034011.491,"st":null,"f":true}'),
+                 (b"uuni|8226661365", b'{"r":"","s":1793602800.000,"st":null,"f":true}'),
+                 (b"uuni|1000000000", b'{"r":"","s":1000000000.001,"st":null,"f":true}')])
     assert r.ids.get("uni", {}) == {} and r.skipped == 0
     assert len(r.settled["uni"]) == 3
     assert sent_of(r, "uni", "8226661362") == 1794034011.491
@@ -74,7 +80,7 @@ def test_a_slice_of_final_ids_restores_their_send_times():
 
 
 def test_the_last_record_of_an_id_decides_whatever_its_form():
-    final = b'{"s":1794034011.491,"f":true}'
+    final = b'{"r":"","s":1794034011.491,"st":null,"f":true}'
     r = restore([
         (b"uuni|8000000001", open_record()), (b"uuni|8000000001", final),          # open, then final
         (b"uuni|8000000002", final), (b"uuni|8000000002", open_record("b@x.org")),  # final, then open again
@@ -91,24 +97,26 @@ def test_the_last_record_of_an_id_decides_whatever_its_form():
 
 def test_records_that_are_not_the_fixed_form_of_a_numeric_id_are_read_one_by_one():
     r = restore([
-        (b"uuni|8226661362", b'{"s":1794034011.491,"f":true}'),
-        (b"uuni|0226661362", b'{"s":1794034011.491,"f":true}'),    # a leading zero: a string id
-        (b"uuni|82266613a2", b'{"s":1794034011.491,"f":true}'),    # not digits: a string id
-        (b"uuni|82266613621", b'{"s":1794034011.491,"f":true}'),   # 11 digits: numeric, read alone
-        (b"uoth|8226661362", b'{"s":1794034011.491,"f":true}'),    # another account
-        (b"uuni|8226661363", b'{"s":0794034011.491,"f":true}'),    # a leading zero: not JSON, skipped
-        (b"uuni|8226661364", b'{"s":17940340x1.491,"f":true}'),    # not a number: skipped
-        (b"uuni|8226661366", b'{"s":1794034011.491,"f":TRUE}'),    # not JSON: skipped
-        (b"uuni|8226661367", b'{"s":1794034011.491,"f":null}'),    # not final, and no recipient: skipped
-        (b"uuni|8226661368", b'{"s":1794034011.491,"f":false}'),   # 30 bytes, open without a recipient: skipped
+        (b"uuni|8226661362", fixed("1794034011.491")),
+        (b"uuni|0226661362", fixed("1794034011.491")),             # a leading zero: a string id
+        (b"uuni|82266613a2", fixed("1794034011.491")),             # not digits: a string id
+        (b"uuni|82266613621", fixed("1794034011.491")),            # 11 digits: numeric, read alone
+        (b"uoth|8226661362", fixed("1794034011.491")),             # another account
+        (b"uuni|8226661363", fixed("0794034011.491")),             # a leading zero: not JSON, skipped
+        (b"uuni|8226661364", fixed("17940340x1.491")),             # not a number: skipped
+        (b"uuni|8226661366", fixed("1794034011.491", "TRUE")),     # not JSON: skipped
+        (b"uuni|8226661367", fixed("1794034011.491", "null")),     # 46 bytes, not final: open
+        (b"uuni|8226661368", fixed("1794034011.491", "false")),    # 47 bytes, open
+        (b"uuni|8226661369", fixed("1794034011.491")[:-1] + b" "),  # no closing brace: skipped
     ])
-    assert r.skipped == 5
+    assert r.skipped == 4
     assert sorted(e for e in ["8226661362", "0226661362", "82266613a2", "82266613621", "8226661363",
                               "8226661364", "8226661366", "8226661367"] if e in r.settled["uni"]) == \
         ["0226661362", "8226661362", "82266613621", "82266613a2"]
     assert "8226661362" in r.settled["oth"]
     assert sent_of(r, "uni", "82266613621") == 1794034011.491
-    assert r.ids.get("uni", {}) == {}
+    assert sorted(r.ids["uni"]) == ["8226661367", "8226661368"]
+    assert r.ids["uni"]["8226661368"] == Tracked("", 1794034011.491, None)
 
 
 def test_a_slice_and_one_record_at_a_time_restore_the_same_state():
@@ -119,8 +127,8 @@ def test_a_slice_and_one_record_at_a_time_restore_the_same_state():
         email_id = str(rng.choice([8_000_000_000, 7_999_999_990, 80_000_000_000]) + rng.randrange(300))
         sent = 1_790_000_000 + rng.randrange(10**9) / 1000
         value = rng.choice([
-            f'{{"s":{sent:.3f},"f":true}}'.encode(),
-            f'{{"s":{sent:.3f},"f":true}}'.encode(),
+            fixed(f"{sent:.3f}"),
+            fixed(f"{sent:.3f}"),
             open_record(sent=sent), None,
             orjson.dumps({"r": "z@x.org", "s": sent, "st": "ok_delivered", "f": True}),   # an older release's final
         ])

@@ -184,7 +184,7 @@ async def test_a_webhook_for_an_id_polled_account_teaches_its_tracker_after_the_
     st.stage_raw(records(uni_webhook()), NOW)
     assert st.batch.dead == [] and len(st.batch.events) == 1
     # the id's state: final, so only its sent time (unknown: the time received), in the fixed form
-    write = (b"uuni|8001", b'{"s":1793602800.000,"f":true}')
+    write = (b"uuni|8001", b'{"r":"","s":1793602800.000,"st":null,"f":true}')
     assert write in st.batch.state
     learned = Tracked("box@example.net", RECEIVED_TS, "err_mailbox_full", final=True)
     assert list(st.batch.learned.values()) == [IdChange("uni", "8001", learned)]
