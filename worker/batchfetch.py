@@ -105,6 +105,14 @@ def _answer(response: Any, tp: TopicPartition) -> tuple[int, Any, bytes] | None:
     return None
 
 
+async def track_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
+    """Have a started consumer's client learn `topic`'s partition leaders now. A consumer assigned
+    nothing tracks no topic, so its first offset lookup would find the partition unknown, ask for
+    metadata and sleep `retry_backoff_ms` (100 ms) before asking again: half of a restore of
+    140,000 records (bench/README.md, restore)."""
+    await consumer._client.add_topic(topic)
+
+
 async def read_batches(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int,
                        handle: Handle) -> int:
     """Hand the committed records of `tp` at offsets [start, end) to `handle`, in order, fetched

@@ -36,7 +36,7 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from worker.batchfetch import read_batches
+from worker.batchfetch import read_batches, track_topic
 from worker.config import KafkaConfig
 from worker.kafka_tls import client_kwargs
 from worker.poll.ids import Tracked
@@ -45,7 +45,6 @@ from worker.poll.settled import NUMERIC_DIGITS, SettledIds, numeric_id, sent_wor
 from worker.poll.sink import CursorChange, IdChange, StateChange
 
 StateWrite = tuple[bytes, bytes | None]
-RESTORE_RETRY_BACKOFF_MS = 10
 
 DEDUP, CURSOR, TRACKED, REPLAY = b"d", b"c", b"u", b"r"
 _TOMBSTONE_WORD = bytes(8)
@@ -346,16 +345,13 @@ def _split(key: Any) -> tuple[str, str]:
 async def read_partition(kafka: KafkaConfig, topic: str, partition: int) -> Restored:
     """Everything committed to one `_state` partition, from its beginning to its current end: read
     batch by batch (worker.batchfetch), and by the consumer from wherever that stopped."""
-    # retry_backoff_ms: the consumer tracks no topic yet, so its first offset lookup always finds the
-    # partition unknown, asks for metadata and sleeps this long before trying again (aiokafka's 100 ms
-    # default was half of a 140,000-record restore)
     consumer = AIOKafkaConsumer(**client_kwargs(kafka), isolation_level="read_committed",
                                 enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20,
-                                retry_backoff_ms=RESTORE_RETRY_BACKOFF_MS)
+                                max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20)
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)
+        await track_topic(consumer, topic)
         end = (await consumer.end_offsets([tp]))[tp]
         begin = (await consumer.beginning_offsets([tp]))[tp]
         # Table entries are gathered as raw 8-byte strings and decoded by numpy in one step: no

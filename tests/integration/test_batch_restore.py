@@ -182,3 +182,19 @@ async def test_the_batches_reach_the_end_through_tls_and_sasl(broker):  # noqa: 
     assert reached == end
     assert state_of(restored) == EXPECTED
     assert state_of(await read_partition(kafka, topic, 0)) == EXPECTED
+
+
+async def test_track_topic_gives_the_restore_consumer_its_partitions_before_the_first_lookup(kafka_bootstrap,
+                                                                                            topic_prefix):
+    """A consumer assigned nothing knows no topic's leaders, so its first offset lookup would fail
+    and sleep; `track_topic` has it learn them first."""
+    topic = f"{topic_prefix}._state"
+    await create_topic(kafka_bootstrap, topic, partitions=3)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        assert consumer.partitions_for_topic(topic) is None
+        await batchfetch.track_topic(consumer, topic)
+        assert consumer.partitions_for_topic(topic) == {0, 1, 2}
+    finally:
+        await consumer.stop()
