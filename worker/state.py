@@ -94,9 +94,9 @@ def decode_cursor(data: bytes) -> Cursor:
 def encode_tracked(tracked: Tracked) -> bytes:
     """An id that can still change in full; a final one as its send time only, in the fixed form
     when the time has 10 digits before the point (otherwise in full: any release reads both)."""
-    if tracked.final and 1e9 <= tracked.sent_at < 1e10:
+    if tracked.final and tracked.sent_at >= 1e9:
         fixed = b'%s%.3f%s' % (_FINAL_HEAD, tracked.sent_at, _FINAL_TAIL)
-        if len(fixed) == FINAL_SIZE:  # not rounded up to 11 digits
+        if len(fixed) == FINAL_SIZE:  # 10 digits before the point (not 11 or more, nor "inf")
             return fixed
     return orjson.dumps({"r": tracked.recipient, "s": tracked.sent_at, "st": tracked.status, "f": tracked.final})
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace
 
+import numpy as np
 import orjson
 import pytest
 
 from worker.poll.ids import Tracked
-from worker.poll.settled import word_sent
-from worker.state import Restored, decode_tracked, encode_tracked
+from worker.poll.settled import sent_word, sent_words, word_sent
+from worker.state import Restored, _fixed_finals, decode_tracked, encode_tracked
 
 
 def fixed(sent: str, final: str = "true") -> bytes:
@@ -145,3 +146,84 @@ def test_a_slice_and_one_record_at_a_time_restore_the_same_state():
         settled = sorted(e for e in ids if e in many.settled[account])
         assert settled == sorted(e for e in ids if e in one.settled[account]) and len(settled) > 100
         assert [sent_of(many, account, e) for e in settled] == [sent_of(one, account, e) for e in settled]
+
+
+def test_the_slice_reader_picks_exactly_the_fixed_final_numeric_ids_of_the_first_account():
+    pairs = [
+        (b"uuni|8226661362", fixed("1794034011.491")),           # yes
+        (b"uuni|9999999999", fixed("9999999999.999")),           # yes: nines everywhere
+        (b"uuni|1000000000", fixed("1000000000.000")),           # yes: zeros after the first digit
+        (b"uuni|0226661362", fixed("1794034011.491")),           # a leading zero in the id
+        (b"uuni|82266613:2", fixed("1794034011.491")),           # ":" is the byte after "9"
+        (b"uuni|8226661363", fixed("17940340:1.491")),           # ... in the time
+        (b"uuni|8226661364", fixed("0794034011.491")),           # a leading zero in the time
+        (b"uoth|8226661362", fixed("1794034011.491")),           # another account
+        (b"uuni|8226661365", open_record()),                     # not the fixed size
+        (b"uuni|82266613650", fixed("1794034011.491")),          # another key length
+        (b"uuni|8226661366", fixed("1794034011.491", "null")),   # the fixed size, another frame
+        (b"uuni|8226661367", b""),                               # a tombstone
+    ]
+    account, which, numbers, words = _fixed_finals([k for k, _ in pairs], [v for _, v in pairs])
+    assert account == "uni"
+    assert which.tolist() == [True, True, True] + [False] * 9
+    assert numbers[which].tolist() == [8226661362, 9999999999, 1000000000]
+    assert word_sent(words[which]).tolist() == [1794034011.491, 9999999999.999, 1000000000.0]
+
+
+@pytest.mark.parametrize(("key", "account", "number"), [
+    (b"u|8226661362", "", 8226661362),                            # an empty account name
+    (b"uuni|12", "uni", 12),                                      # two digits
+    (b"uuni|9999999999999999999", "uni", 9999999999999999999),    # nineteen, above 2**63
+])
+def test_the_slice_reader_takes_ids_of_two_to_nineteen_digits(key, account, number):
+    got = _fixed_finals([key], [fixed("1794034011.491")])
+    assert got is not None and got[0] == account and got[1].tolist() == [True] and got[2].tolist() == [number]
+
+
+@pytest.mark.parametrize("key", [b"uuni|7", b"uuni|18446744073709551615", b"uuni|", b"u8226661362"],
+                         ids=["one digit", "twenty digits", "no id", "no bar"])
+def test_the_slice_reader_leaves_other_ids_to_the_record_reader(key):
+    assert _fixed_finals([key], [fixed("1794034011.491")]) is None
+
+
+def test_ids_the_slice_reader_leaves_are_still_restored():
+    r = restore([(b"ua|b|8226661362", fixed("1794034011.491")),    # account "a", id "b|8226661362"
+                 (b"uuni|7", fixed("1794034011.491")), (b"uuni|18446744073709551615", fixed("1794034011.491"))])
+    assert "7" in r.settled["uni"] and "18446744073709551615" in r.settled["uni"]
+    assert "b|8226661362" in r.settled["a"] and "a|b" not in r.settled
+    assert sent_of(r, "uni", "7") == 1794034011.491
+
+
+def test_an_open_id_above_2_63_is_settled_by_its_fixed_final_record():
+    r = restore([(b"uuni|9999999999999999999", open_record()), (b"uuni|9999999999999999998", open_record()),
+                 (b"uuni|9999999999999999999", fixed("1794034011.491"))])   # read by the slice reader
+    assert list(r.ids["uni"]) == ["9999999999999999998"]
+    assert "9999999999999999999" in r.settled["uni"]
+
+
+def test_a_slice_of_fixed_final_records_is_not_read_one_by_one(monkeypatch):
+    calls = []
+    monkeypatch.setattr(Restored, "add", lambda self, key, value: calls.append(key))
+    pairs = [(b"uacct|%d" % n, fixed("1794034011.491")) for n in range(8226661362, 8226661372)]
+    pairs.insert(4, (b"uacct|8226661399", open_record()))
+    r = Restored.empty()
+    r.add_records([rec(i, k, v) for i, (k, v) in enumerate(pairs)], 0, len(pairs))
+    assert calls == [b"uacct|8226661399"]                        # only the open one
+    assert len(r.finish().settled["acct"]) == 10
+
+
+def test_records_before_the_end_are_read_when_one_past_it_shows():
+    r = Restored.empty()
+    records = [rec(0, b"uacct|8226661362", fixed("1794034011.491")), rec(1, b"uacct|8226661363", open_record()),
+               rec(2, b"uacct|8226661364", fixed("1794034011.491"))]
+    assert r.add_records(records, 0, 2) == 2
+    r.finish()
+    assert "8226661362" in r.settled["acct"] and list(r.ids["acct"]) == ["8226661363"]
+    assert "8226661364" not in r.settled["acct"]
+
+
+@pytest.mark.parametrize(("sent", "word"), [
+    (0.0, 1 << 63), (-0.0, 1 << 63), (1.0, 0x3FF0000000000000 | 1 << 63), (-2.0, 0x4000000000000000),
+])
+def test_send_time_words_of_many_are_those_of_one(sent, word):
+    assert sent_words(np.array([sent])).tolist() == [word] == [sent_word(sent)]
