@@ -6,7 +6,8 @@ for days) and the rest final. Each measurement runs in its own interpreter so th
 the tracker's alone (after `gc.collect()` and `malloc_trim`):
 
 - **restore**: the `_state` records such a shard holds (each id's last record, encoded by
-  worker.state as the shard writes them) read back through `Restored.add`/`finish` and
+  worker.state as the shard writes them) read back through `Restored.add_records`/`finish` (in
+  slices of `worker.batchfetch.SLICE` records, as a restore hands them over) and
   `IdTracker.for_account`, as a new owner does. Resident bytes per id afterwards, and the peak
   during the read (above the encoded records, which stand in for the consumer's fetch buffers).
 - **live**: the same month hour by hour on its own clock: each hour's ids arrive from the sent feed,
@@ -21,12 +22,14 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import namedtuple
 
 from bench.common import check, malloc_trim, peak_rss_bytes, reset_peak_rss, row, rss_bytes, run_child, say
 
 NAME = "ids"
 DAY = 86400.0
 FIRST_ID = 11_400_000_000       # UniSender's ids are ints of this size (PROVIDERS.md 4.4)
+Record = namedtuple("Record", "offset key value")   # what a restore's batch walk yields
 
 
 def _settle() -> int:
@@ -67,19 +70,20 @@ def _account(gap: bool = False):
 
 
 def measure_restore(n: int, open_share: float) -> dict:
+    from worker.batchfetch import SLICE
     from worker.poll.ids import IdTracker, Tracked
     from worker.state import Restored, encode_tracked, id_key
 
     now = time.time()
-    records = [(id_key("uni", e), encode_tracked(Tracked(r, s, "ok_delivered" if f else "ok_sent", f)))
-               for e, r, s, f in _month(n, open_share, now)]
+    records = [Record(i, id_key("uni", e), encode_tracked(Tracked(r, s, "ok_delivered" if f else "ok_sent", f)))
+               for i, (e, r, s, f) in enumerate(_month(n, open_share, now))]
     account = _account()
     base = _settle()
     reset_peak_rss()
     started = time.perf_counter()
     restored = Restored.empty()
-    for key, value in records:
-        restored.add(key, value)
+    for start in range(0, n, SLICE):   # as a restore hands them over (worker.batchfetch)
+        restored.add_records(records[start:start + SLICE], start, n)
     restored.finish()
     tracker = IdTracker.for_account(account, restored.ids.get("uni", {}), now, restored.settled.get("uni"))
     secs = time.perf_counter() - started
