@@ -44,27 +44,13 @@ def _config(bootstrap: str, prefix: str, ids: bool = False):
     return parse_config(worker_config(bootstrap, prefix, [UNI] if ids else [], shards=SHARDS), {"BENCH_UNI_KEY": "x"})
 
 
-def _uni_record(rng: random.Random, i: int, now: int, dedup_record) -> tuple[bytes, bytes]:
-    """The i-th record of a UniSender sender's shard: 20 % dedup entries, 2 % ids that can still
-    change, the rest final ids (sent in the last 30 days)."""
-    from worker.poll.ids import Tracked
-    from worker.state import encode_tracked, id_key
-
-    x = rng.random()
-    if x < 0.2:
-        return dedup_record()
-    sent = now - rng.randrange(30 * 86400) + rng.random()
-    tracked = Tracked(f"u{rng.randrange(100_000)}@example.test", sent, "ok_delivered" if x >= 0.22 else "ok_sent",
-                      final=x >= 0.22)
-    return id_key("uni", str(UNI_FIRST_ID + i)), encode_tracked(tracked)
-
-
 async def write_state(bootstrap: str, prefix: str, n: int, ids: bool = False) -> dict:
     from aiokafka import AIOKafkaProducer
 
     from worker.dedup import hours_since_2020, pack
     from worker.emit import Topics, ensure_topics
-    from worker.state import dedup_key, dedup_value
+    from worker.poll.ids import Tracked
+    from worker.state import dedup_key, dedup_value, encode_tracked, id_key
 
     config = _config(bootstrap, prefix, ids)
     await ensure_topics(config.kafka, with_outputs=False)
@@ -81,13 +67,24 @@ async def write_state(bootstrap: str, prefix: str, n: int, ids: bool = False) ->
         return (dedup_key(rng.getrandbits(64)),
                 dedup_value(pack(now - rng.randrange(3 * 86400), expire_h, flags[rng.randrange(4)])))
 
+    def uni_record(i: int) -> tuple[bytes, bytes]:
+        """The i-th record of a UniSender sender's shard: 20 % dedup entries, 2 % ids that can
+        still change, the rest final ids (sent in the last 30 days)."""
+        x = rng.random()
+        if x < 0.2:
+            return dedup_record()
+        sent = now - rng.randrange(30 * 86400) + rng.random()
+        tracked = Tracked(f"u{rng.randrange(100_000)}@example.test", sent, "ok_delivered" if x >= 0.22 else "ok_sent",
+                          final=x >= 0.22)
+        return id_key("uni", str(UNI_FIRST_ID + i)), encode_tracked(tracked)
+
     counts = {"final": 0, "open": 0}
     started = time.perf_counter()
     try:
         pending = []
         batch = producer.create_batch()
         for i in range(n):
-            key, value = _uni_record(rng, i, now, dedup_record) if ids else dedup_record()
+            key, value = uni_record(i) if ids else dedup_record()
             if key[:1] == b"u":
                 counts["final" if b'"f":true' in value else "open"] += 1
             if batch.append(key=key, value=value, timestamp=None) is None:

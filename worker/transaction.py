@@ -91,13 +91,14 @@ class Batches:
             if count is None:
                 count = self._partitions[topic] = len(await self.producer.partitions_for(topic))
             partition = partition_of(key, count)
+        header_list = list(headers)
         builder = self._open.get((topic, partition))
         if builder is None:
             builder = self._open[topic, partition] = self.producer.create_batch()
-        if builder.append(timestamp=None, key=key, value=value, headers=list(headers)) is None:
+        if builder.append(timestamp=None, key=key, value=value, headers=header_list) is None:
             await self._send(topic, partition, builder)
             builder = self._open[topic, partition] = self.producer.create_batch()
-            if builder.append(timestamp=None, key=key, value=value, headers=list(headers)) is None:
+            if builder.append(timestamp=None, key=key, value=value, headers=header_list) is None:
                 raise AssertionError("an empty batch refused a record")   # aiokafka takes the first always
 
     async def send(self) -> None:
