@@ -392,7 +392,7 @@ class ShardSink:
         staging = self.shard._open()
         emitted = staging.observe(self.account, observations, Source.POLL, observed_at)
         if self.account.poll.gap_driven:
-            staging.learn(self.account, observations, observed_at)   # a swept row may settle a gap
+            staging.learn(self.account, observations, observed_at, Source.POLL)   # a swept row may settle a gap
         staging.batch.size += max(1, len(observations))
         return emitted
 

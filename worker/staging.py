@@ -40,7 +40,7 @@ from worker.errors import (
     WorkerError,
 )
 from worker.metrics import Tally
-from worker.model import MAX_EVENT_BYTES, MAX_ID_CHARS, Observation, Source, StatusEvent
+from worker.model import MAX_EVENT_BYTES, MAX_ID_CHARS, EventType, Observation, Source, StatusEvent
 from worker.poll.ids import IdTracker, Tracked
 from worker.poll.sink import IdChange, StateChange
 from worker.providers import get_module
@@ -135,7 +135,7 @@ class Staging:
                 if record.replay is not None and self._replayed(record):
                     raise ReplayedSignature("a signature seen before with another record")
                 observations = module.webhook_observations(account.context, dict(record.record))
-                self.learn(account, observations, record.received_at)
+                self.learn(account, observations, record.received_at, Source.WEBHOOK)
                 self.observe(account, observations, Source.WEBHOOK, record.received_at)
             elif isinstance(record, raw.SentMessage):
                 email_id = module.DEFAULTS.sent_email_id(record.email_id, record.recipient)
@@ -280,18 +280,30 @@ class Staging:
 
     # -- id learning (webhooks, the sent feed and sweeps tell the id trackers what to poll) --------
 
-    def learn(self, account: AccountConfig, observations: Sequence[Observation], received: datetime) -> None:
+    def learn(self, account: AccountConfig, observations: Sequence[Observation], received: datetime,
+              source: Source) -> None:
         """What webhooks (and, for gap-driven accounts, polled rows) say of tracked ids. A gap-driven
-        tracker learns only from delivery statuses: opens and clicks would only churn `_state`."""
+        tracker learns only from delivery statuses: opens and clicks would only churn `_state`; and it
+        checks by id only what the sent feed named: a status that is not final starts no check (a
+        sweep finds an email the feed missed, and the sweeps stay its net). A soft bounce a webhook
+        reports ends an id's checks by id: its webhooks arrive, so the outcome of a retry will too;
+        one a poll found (its webhook lost) keeps it checked."""
         tracker = self.trackers.get(account.name)
         if tracker is None:
             return
         now = received.timestamp()
+        gap_driven = tracker.gap_driven
+        by_webhook = source is Source.WEBHOOK
         for obs in observations:
-            if obs.type is None and tracker.gap_driven:
-                continue
+            final = obs.final
+            if gap_driven:
+                if obs.type is None:
+                    continue
+                final = final or (by_webhook and obs.type is EventType.SOFT_BOUNCE)
+                if not final and self._staged_id(account.name, obs.email_id) is None:
+                    continue
             sent = obs.sent_at.timestamp() if obs.sent_at else now
-            self._track(account, obs.email_id, obs.recipient, sent, obs.provider_status, obs.final, now)
+            self._track(account, obs.email_id, obs.recipient, sent, obs.provider_status, final, now)
 
     def _track(self, account: AccountConfig, email_id: str, recipient: str, sent: float, status: str | None,
                final: bool, now: float) -> None:

@@ -12,7 +12,7 @@ import pytest
 from tests.integration.harness import worker_config
 from worker import raw
 from worker.config import parse_config
-from worker.model import EventType, Observation, Provider
+from worker.model import EventType, Observation, Provider, Source
 from worker.poll.ids import IdPlan, IdTracker, Tracked
 from worker.poll.limiter import AdaptiveLimiter
 from worker.poll.scheduler import Cursor, DateWindowScheduler
@@ -332,6 +332,6 @@ def test_learning_skips_an_open_but_not_what_follows_it():
                          provider_status="open")
     delivered = Observation(email_id="m1", recipient="r@x", type=EventType.DELIVERED, reason=None, occurred_at=when,
                             provider_status="deliver", final=True)
-    st.learn(sc, [opened, delivered], when)
+    st.learn(sc, [opened, delivered], when, Source.WEBHOOK)
     st.committed(st.take(), T0)
     assert "m1" in st.trackers["sc"].settled and "m1" not in st.trackers["sc"].ids

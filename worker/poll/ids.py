@@ -181,8 +181,11 @@ class IdTracker:
     def learn(self, email_id: str, recipient: str, sent_at: float, status: str | None,
               final: bool, now: float) -> Tracked | bool:
         """An id seen in the sent topic, a webhook or a sweep: the state to persist, or False when
-        nothing changed."""
-        known = self.ids.get(email_id)
+        nothing changed. Compared with the id as staged (`staged`): a sent record staged after a
+        final webhook of the same batch must not open the id again."""
+        known = self.ids.get(email_id) if self.staged is None else self.staged(email_id)
+        if known is not None and known.final:
+            return False    # final once its batch commits: it leaves for `settled` then
         if known is None:
             if now - sent_at > self.max_age_secs or email_id in self.settled:
                 return False
