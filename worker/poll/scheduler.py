@@ -21,6 +21,9 @@ advance once the page's events are committed.
   halves it, a quiet one lengthens it by half, within [interval_min, interval_max]. The next sweep
   is due `max(interval, cache_ttl)` after the previous sweep *ended*, so no query of the new sweep
   repeats one of the old within the provider's result cache.
+- Safety sweeps (gap-driven polling, once the sent feed arrives: `widen`): a window is swept every
+  `safety_sweep * (1 + age in days)`, fixed. By-id checks cover the emails the feed names; the sweeps
+  are there for what it missed, and what is missed of an older date changes less and less.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class DateWindowScheduler:
     cursors: dict[str, Cursor] = attrs.field(factory=dict)
     ahead: int = 1                # pages of one window claimable past its committed position
     safety_sweep: float | None = None   # gap-driven: the sweeps' interval once sent emails arrive
+    widened: bool = False               # safety sweeps (`widen`): intervals by age alone
     _retry_at: dict[str, float] = attrs.field(factory=dict)
     _page_retry: dict[tuple[str, int], float] = attrs.field(factory=dict)
     _claimed: dict[str, set[int]] = attrs.field(factory=dict)
@@ -97,6 +101,14 @@ class DateWindowScheduler:
             self.interval_min = max(self.interval_min, self.safety_sweep)
             self.interval_max = max(self.interval_max, self.safety_sweep)
             self.safety_sweep = None
+            self.widened = True
+
+    def _age(self, wid: str, now: datetime) -> int:
+        return max(0, (self.today(now) - parse_window_id(wid)[0]).days)
+
+    def _safety_interval(self, wid: str, now: datetime) -> float:
+        """A widened window's interval: the safety sweep's, once per day of the window's age."""
+        return self.interval_min * (1 + self._age(wid, now))
 
     def today(self, now: datetime) -> date:
         return now.astimezone(self.tz).date()
@@ -128,9 +140,9 @@ class DateWindowScheduler:
         """A window's cursor; a window seen for the first time is due from that moment."""
         found = self.cursors.get(wid)
         if found is None:
-            age = (self.today(now) - parse_window_id(wid)[0]).days
-            found = Cursor(interval=min(self.interval_max, self.interval_min * (1 + max(age, 0))),
-                           due_at=now.timestamp())
+            interval = (self._safety_interval(wid, now) if self.widened
+                        else min(self.interval_max, self.interval_min * (1 + self._age(wid, now))))
+            found = Cursor(interval=interval, due_at=now.timestamp())
             self.cursors[wid] = found
         return found
 
@@ -236,9 +248,13 @@ class DateWindowScheduler:
         if page.next_offset is not None:
             return attrs.evolve(c, offset=page.next_offset)
         # a sweep that found changes halves the interval, a quiet one lengthens it by half; both
-        # within the bounds as they are now (widen() raises them under a cursor swept before)
-        interval = c.interval / 2 if c.changes else c.interval * 1.5
-        interval = min(self.interval_max, max(self.interval_min, interval))
+        # within the bounds as they are now (widen() raises them under a cursor swept before).
+        # Safety sweeps: by age alone.
+        if self.widened:
+            interval = self._safety_interval(wid, now)
+        else:
+            interval = c.interval / 2 if c.changes else c.interval * 1.5
+            interval = min(self.interval_max, max(self.interval_min, interval))
         return attrs.evolve(c, in_sweep=False, offset=0, completed_at=ts, interval=interval,
                             due_at=ts + max(interval, self.cache_ttl), total=c.seen, sweeps=c.sweeps + 1)
 
