@@ -65,12 +65,16 @@ def test_a_recheck_never_rides_within_the_providers_cache(after, joins):
     assert t.claim(go) == (["n", "r"] if joins else ["n"])
 
 
-def test_an_id_never_asked_does_not_ride_before_its_gap():
+def test_an_id_never_asked_rides_once_half_its_gap_has_passed():
+    """Its wait is its gap, from sending: at +960 m (sent at +100) has waited 860 of 900 s and
+    rides; k (sent at +600) has waited 360, less than half, and stays (before this rule, an id
+    never asked did not ride at all)."""
     t = gaps()
     t.apply_write("n", Tracked("n@x", T0), T0)                # due at +900, lingered at +960
     t.apply_write("m", Tracked("m@x", T0 + 100), T0 + 100)    # due at +1,000
-    assert t.claim(T0 + 960) == ["n"]
-    assert t.ids["m"].due_at == T0 + 1000
+    t.apply_write("k", Tracked("k@x", T0 + 600), T0 + 600)    # due at +1,500
+    assert t.claim(T0 + 960) == ["n", "m"]
+    assert t.ids["k"].due_at == T0 + 1500
 
 
 def test_without_a_due_id_no_recheck_goes_early():

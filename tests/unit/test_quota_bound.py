@@ -228,9 +228,9 @@ def test_a_sent_email_is_due_only_once_its_gap_has_passed_and_never_early():
 def test_a_full_batch_of_overdue_ids_goes_at_once():
     t = gaps(batch=2)
     t.apply_write("a", Tracked("a@x", T0), T0)
-    t.apply_write("b", Tracked("b@x", T0 + 1), T0)
-    assert t.claim(T0 + 900) == []                             # one due, not full: it waits
-    assert t.claim(T0 + 901) == ["a", "b"]                     # two due: a full batch
+    t.apply_write("b", Tracked("b@x", T0 + 460), T0)
+    assert t.claim(T0 + 900) == []                             # one due (b, 440 s of its 900, cannot ride): it waits
+    assert t.claim(T0 + 910) == ["a", "b"]                     # b has waited half its gap: a full batch
 
 
 def test_a_final_status_from_a_webhook_or_sweep_settles_the_gap():

@@ -21,9 +21,10 @@ re-checks ids before they are due, least recently checked first, but never one c
 unchanged id waits a larger fraction of its age (`GAP_AGE_FRACTION`: an email still soft-bounced
 after its first checks is likelier to stay so, and the safety sweeps cover it too), a part batch
 waits up to `linger` for more overdue ids of its send date, and a batch that goes anyway is topped
-up with re-checks of its send date that have waited `GAP_TOP_UP_FRACTION` of their wait (never one
-checked within `min_recheck`): the call costs one token whatever it carries, and each id it takes
-early is one that would have needed a call of its own later.
+up with ids of its send date that have waited `GAP_TOP_UP_FRACTION` of their wait: re-checks (never
+one checked within `min_recheck`), and ids never asked that are past that share of their gap (their
+webhook is late, and likely lost): the call costs one token whatever it carries, and each id it
+takes early is one that would have needed a call of its own later.
 
 checkEmail reports no times and no addresses, so the tracker remembers each id's recipient and last
 status and turns a poll into an observation only when the status changed: repeating an unchanged
@@ -148,10 +149,17 @@ class IdTracker:
         return min(MAX_BACKOFF_SECS, max(self.floor_secs, fraction * (now - tracked.sent_at)))
 
     def _may_join(self, tracked: Tracked, now: float) -> bool:
-        """Gap-driven: may a re-check not due yet ride in a batch that goes now?"""
+        """Gap-driven: may an id not due yet ride in a batch that goes now? Once it has waited
+        `GAP_TOP_UP_FRACTION` of its wait: since its last check (never within `min_recheck`), or,
+        never asked yet, since it was sent (its webhook is late by then, and likely lost)."""
         checked = tracked.checked_at
-        return checked != float("-inf") and checked + self.min_recheck_secs <= now \
-            and tracked.due_at - now <= GAP_TOP_UP_FRACTION * (tracked.due_at - checked)
+        if checked == float("-inf"):
+            start = tracked.sent_at
+        elif checked + self.min_recheck_secs > now:
+            return False
+        else:
+            start = checked
+        return tracked.due_at - now <= GAP_TOP_UP_FRACTION * (tracked.due_at - start)
 
     def _settle(self, email_id: str, tracked: Tracked) -> None:
         """A final id leaves the schedule (its heap entries go stale) for `settled`."""
