@@ -622,12 +622,15 @@ def _window_sweeps(calls: list[tuple[float, int]], t0: float, t1: float, rtt: fl
             "in_period": len(inside), "starts": starts}
 
 
-def _gap_account(sim: Any, name: str, k: float, t0: float, t1: float, configured: float, rtt: float) -> dict:
+def _gap_account(sim: Any, name: str, k: float, t0: float, t1: float, configured: float, rtt: float,
+                 intervals: dict[str, float] | None = None) -> dict:
     """What one account's polling cost over the measured period [t0, t1), from the simulator's call
     log: calls by email id (counted), date-window calls (counted, and per window as pages per sweep
     times sweeps per hour: as measured, and at the production cadence, where a sweep's own time is
     negligible against its interval: the compression shortens the intervals, not the sweeps), the
-    ids asked and what the status API showed for them at the time."""
+    ids asked and what the status API showed for them at the time. A window swept once in the
+    period counts at its interval as the worker's /status gives it per send date (`intervals`,
+    wall seconds), else at `configured`."""
     from worker.model import EventType
 
     hour = 3600.0 / k
@@ -670,7 +673,7 @@ def _gap_account(sim: Any, name: str, k: float, t0: float, t1: float, configured
     early = 0   # sweeps that came sooner than `configured` after the window's previous one
     for (day, status), calls in sorted(windows.items()):
         w = _window_sweeps(calls, t0, t1, rtt)
-        cycle = w["cycle"] if w["cycle"] is not None else configured + w["duration"]
+        cycle = w["cycle"] if w["cycle"] is not None else (intervals or {}).get(day, configured) + w["duration"]
         w["per_hour"] = w["pages"] * hour / cycle if cycle else 0.0
         w["per_hour_production"] = w["pages"] * hour / max(cycle - w["duration"], 1e-3) if cycle else 0.0
         w["cycle_hours"] = cycle / hour if cycle else None
@@ -695,6 +698,17 @@ def _gap_account(sim: Any, name: str, k: float, t0: float, t1: float, configured
             "rows_older": sum(n for d, n in days.items() if d != today)}
 
 
+def _date_intervals(status: dict) -> dict[str, dict[str, float]]:
+    """account -> send date -> the longest interval of its windows, from a worker's /status."""
+    out: dict[str, dict[str, float]] = {}
+    for poller in status.get("group", {}).get("pollers", []):
+        for w in poller.get("windows") or ():
+            day = w["window"].split("|")[0]
+            dates = out.setdefault(poller.get("account", ""), {})
+            dates[day] = max(dates.get(day, 0.0), float(w["interval_secs"]))
+    return out
+
+
 def _delays(expected: dict, arrivals: Arrivals, lost: set, k: float) -> dict:
     """Compressed minutes from each final status to its event's arrival (all, and without a webhook)."""
     every, silent, missing = [], [], 0
@@ -717,6 +731,7 @@ def _delays(expected: dict, arrivals: Arrivals, lost: set, k: float) -> dict:
 async def measure_gaps(bootstrap: str, compress: float, rate: float, pre_hours: float, warmup_hours: float,
                        period_hours: float, drain_hours: float, latency_ms: float = LATENCY_MS,
                        profile: bool = False, timeout: float = 300.0) -> dict:
+    from bench.poll import _status
     from worker.model import Provider
     from worker.simulator import SimAccount, SimConfig, Simulator, WebhookSender
 
@@ -792,6 +807,7 @@ async def measure_gaps(bootstrap: str, compress: float, rate: float, pre_hours: 
         t_end = time.time()
         out.update(t_first=t_first, t0=t0, t1=t1, all_arrived=done, drain_secs=t_end - t1,
                    webhooks=sender.totals.delivered)
+        intervals = _date_intervals(await _status(worker.url))
         for (label, name, gap_driven, safety) in GAP_MODES:
             if gap_driven and "gap_driven" in dropped:
                 out["modes"][label] = {"not_measured": f"this worker rejects poll.gap_driven: {dropped['gap_driven']}"}
@@ -802,7 +818,7 @@ async def measure_gaps(bootstrap: str, compress: float, rate: float, pre_hours: 
                 "account": name, "gap_driven": gap_driven, "safety_secs": safety,
                 "expected": len(expected[name]), "without_webhook": len(lost),
                 **_delays(expected[name], arrivals, lost, k),
-                **_gap_account(sim, name, k, t0, t1, configured, latency_ms / 1000)}
+                **_gap_account(sim, name, k, t0, t1, configured, latency_ms / 1000, intervals.get(name))}
         worker.stop()
         _print_profiles("quota gaps", [("period", worker.profile_top(30))])
     finally:
