@@ -128,3 +128,14 @@ def test_a_delivery_and_its_sent_record_in_one_batch_leave_nothing_to_check_in_e
     assert "m6$bob@example.com" not in tracker.ids
     assert "m6$bob@example.com" in tracker.settled
     assert tracker.claim(NOW.timestamp() + 86400) == []
+
+
+def test_a_row_that_starts_no_check_does_not_stop_the_rows_after_it():
+    st = staging_with_sent("m7$bob@example.com")
+    delivered = Observation(email_id="m7$bob@example.com", recipient="bob@example.com", type=EventType.DELIVERED,
+                            reason=None, occurred_at=BOUNCED, provider_status="送达", final=True)
+    st.learn(SC, [soft_bounce_row("m8$bob@example.com"), delivered], NOW, Source.POLL)   # m8: not on the feed
+    st.committed(st.take(), NOW.timestamp())
+    tracker = st.trackers["sc"]
+    assert "m7$bob@example.com" in tracker.settled and "m7$bob@example.com" not in tracker.ids
+    assert "m8$bob@example.com" not in tracker.ids

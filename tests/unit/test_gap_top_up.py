@@ -1,6 +1,6 @@
 """Gap-driven re-checks (issue 14's 10x target): an unchanged id waits half its age, and a batch that
-goes anyway carries the re-checks of its send date that have waited half their wait (never one asked
-within the provider's cache, never one not checked yet). Every expected time is worked by hand:
+goes anyway carries the ids of its send date that have waited half their wait (re-checks, never one
+asked within the provider's cache; ids never asked, half their gap after sending). Every expected time is worked by hand:
 floor 900 s, cache 600 s, gap 900 s, linger min(60, 0.1 x 900) = 60 s, batches of 3 (2 where
 said). T0 is 2023-11-14 22:13:20 UTC, 06:13 on the 15th in China; nine hours earlier is the 14th."""
 
@@ -150,3 +150,14 @@ def test_a_full_batch_of_riders_without_a_due_id_does_not_go():
     checked_at(t, "r2", T0 + 1, T0 + 7201)                    # due at +10,801
     assert t.claim(T0 + 10_000) == []                         # both could ride, but nothing is due
     assert (t.ids["r1"].due_at, t.ids["r2"].due_at) == (T0 + 10_800, T0 + 10_801)
+
+
+def test_an_id_due_again_after_a_status_change_goes_when_due_even_within_min_recheck():
+    """A status a sweep found moves a checked id's next check to a minute later; due is due (the
+    rider rule's min_recheck does not hold it back): asked at +960, changed at +1,000, due at +1,060."""
+    import attrs
+    t = gaps(batch=1)
+    checked_at(t, "r", T0, T0 + 960)                          # unchanged: due at +1,860
+    t.apply_write("r", attrs.evolve(t.ids["r"], status="soft_bounce"), T0 + 1000)
+    assert t.ids["r"].due_at == T0 + 1060
+    assert t.claim(T0 + 1060) == ["r"]

@@ -65,3 +65,11 @@ def test_an_account_without_gap_driven_polling_never_widens():
     s.widen()
     assert s.widened is False
     assert s.after_page("2024-01-01|*", last_page(30), 0, NOW).interval == 1800.0
+
+
+def test_a_new_windows_interval_is_capped_by_interval_max_until_the_widening_and_not_after():
+    s = DateWindowScheduler(tz=CHINA_TZ, lookback_days=5, status_filters=(), page_limit=100, interval_min=600,
+                            interval_max=1000, cache_ttl=600, ahead=8, safety_sweep=SAFETY)
+    assert s.cursor("2024-01-01|*", NOW).interval == 1000.0        # 600 x 2, capped at 1,000
+    s.widen()
+    assert s.cursor("2023-12-31|*", NOW).interval == 21600.0       # 7,200 x 3, no cap
