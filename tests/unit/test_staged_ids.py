@@ -87,3 +87,27 @@ async def test_after_the_commit_memory_answers_as_before():
     st.committed(st.take(), NOW_TS)
     assert "8001" not in st.trackers["uni"].ids and "8001" in st.trackers["uni"].settled
     assert st.trackers["uni"].plan(["8001"], MAILBOX_FULL, NOW_TS + 0.2).observations == ()
+
+
+def test_a_sent_record_and_a_webhook_in_one_batch_keep_the_sent_time():
+    """What a webhook teaches is compared with the id as staged too (worker.poll.ids `learn`): a
+    UniSender sent record (sent two hours before NOW) and the id's first webhook in one batch left the
+    id with the webhook's arrival as its send time (the webhook has none), which moves its checks and
+    its expiry. Found with the same fix as test_gap_learning's same-batch test."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from worker import raw
+    from worker.model import Provider
+
+    st = staging()
+    sent_at = NOW - timedelta(hours=2)
+    sent = raw.encode(raw.SentMessage(Provider.UNISENDER, "uni", sent_at, "8002", "box@example.net", sent_at))
+    hook = raw.encode(raw.WebhookRecord(Provider.UNISENDER, "uni", NOW, {
+        "login": "demo", "event_name": "email_status", "event_time": "2026-11-02 10:00:00",
+        "email": "box@example.net", "status": "err_will_retry", "status_group": "error_group", "email_id": 8002}))
+    st.stage_raw([SimpleNamespace(offset=1, value=sent), SimpleNamespace(offset=2, value=hook)], NOW)
+    st.committed(st.take(), NOW_TS)
+    tracked = st.trackers["uni"].ids["8002"]
+    assert (tracked.recipient, tracked.status, tracked.final) == ("box@example.net", "err_will_retry", False)
+    assert tracked.sent_at == NOW_TS - 7200
