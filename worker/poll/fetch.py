@@ -138,8 +138,9 @@ class Fetcher:
             metrics.poll_request(*self.labels, outcome)
             # a call that went well is counted (esw_poll_requests_total); logged only at debug level:
             # at the quota, a line per call would be most of the log
-            log.log(logging.DEBUG if outcome == "ok" else logging.INFO, "poll", extra={"provider": self.labels[0], "account": self.labels[1], "outcome": outcome,
-                                    "send_date": str(query.send_date) if query.send_date else None,
-                                    "status_filter": query.status.value if query.status else None,
-                                    "offset": query.offset, "ids": len(query.email_ids),
-                                    "ms": round((time.monotonic() - started) * 1000, 1)})
+            log.log(logging.DEBUG if outcome == "ok" else logging.INFO, "poll",
+                    extra={"provider": self.labels[0], "account": self.labels[1], "outcome": outcome,
+                           "send_date": str(query.send_date) if query.send_date else None,
+                           "status_filter": query.status.value if query.status else None,
+                           "offset": query.offset, "ids": len(query.email_ids),
+                           "ms": round((time.monotonic() - started) * 1000, 1)})
