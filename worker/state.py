@@ -190,6 +190,7 @@ class Restored:
             if offset < start:
                 continue
             if offset >= end:
+                position = end
                 break
             key, value = record.key, record.value
             if key is not None and value is not None and len(key) == 9 and len(value) == 8 and key[0] == dedup_kind:
@@ -201,11 +202,8 @@ class Restored:
             else:
                 self.add(key, value)
             position = offset + 1
-        else:
-            self._add_tracked_records(tracked_keys, tracked_values)
-            return position
         self._add_tracked_records(tracked_keys, tracked_values)
-        return end
+        return position
 
     def _add_tracked_records(self, keys: list[bytes], values: list[bytes]) -> None:
         """Tracked ids' records in changelog order, as `add` would take them one by one. The final

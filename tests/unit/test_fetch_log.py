@@ -33,9 +33,8 @@ async def test_a_call_that_went_well_logs_at_debug_and_a_failed_one_at_info(capl
     app.router.add_route("*", "/apiv2/data/emailStatus", answer)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
     config = parse_config(worker_config("127.0.0.1:9", "p", [
         {"name": "sc", "provider": "sendcloud", "base_url": f"http://127.0.0.1:{port}",
          "credentials": {"api_user": "u", "api_key_env": "K"}, "webhook": {"enabled": False},
