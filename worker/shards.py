@@ -401,9 +401,13 @@ class ShardSink:
                                        self.shard.clock())
 
     def persist(self, changes: Sequence[StateChange]) -> Awaitable[None]:
-        done = self.shard._open().persist(changes)
-        # Its poller waits for this commit before the window's next pages can go in: lingering
-        # would only idle the account's quota. Commit as soon as the committer is free (pages that
-        # arrive meanwhile join the next batch).
-        self.shard._nudge(now=True)
+        staging = self.shard._open()
+        done = staging.persist(changes)
+        # A batch with events or dead letters commits as soon as the committer is free: consumers
+        # wait for them (pages that arrive meanwhile join the next batch). One of state alone (a
+        # re-sweep's cursors, checks that found nothing new) waits `batch_linger_ms`, so the pages
+        # of the next ~100 ms share its transaction: the transaction, not the page, was most of
+        # the CPU of a duplicate row (bench quota, re-sweep). The window's next pages are fetched
+        # meanwhile (up to `ahead` of them), so the quota is not idled.
+        self.shard._nudge(now=staging.batch.has_output)
         return done

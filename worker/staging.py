@@ -78,6 +78,11 @@ class Batch:
     size: int = 0
 
     @property
+    def has_output(self) -> bool:
+        """Whether consumers wait for this batch: it carries events or dead letters."""
+        return bool(self.events or self.dead)
+
+    @property
     def empty(self) -> bool:
         return not (self.events or self.state or self.dead or self.raw_offset is not None or self.waiters)
 
