@@ -40,6 +40,10 @@ from worker.transaction import Unacknowledged, offset_covers, send_and_commit
 log = logging.getLogger("worker.shard")
 
 COMMIT_BACKOFF_SECS = 0.5
+# A batch of state alone (a re-sweep's cursors, id checks that found nothing new, tombstones) waits
+# this long to fill, not `batch_linger_ms`: nobody downstream waits for it, and a transaction costs
+# the worker ~1.5 ms of CPU (bench quota, re-sweep). Output joining it, or a full batch, ends the wait.
+QUIET_LINGER_SECS = 0.5
 EXPIRY_CHUNK = 10_000   # tombstones of one kind per transaction, at most
 EXPIRY_SLICE = 1_000    # ... staged this many at a time (~1-2 ms), the event loop running between
 
@@ -68,6 +72,7 @@ class Shard:
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
         self._commit_lock = asyncio.Lock()
+        self._lingering = False          # waiting QUIET_LINGER_SECS for a batch of state alone
         self.on_rewind: Callable[[int, int], None] | None = None   # (partition, offset)
         self.on_lost: Callable[[int], None] | None = None
 
@@ -174,7 +179,8 @@ class Shard:
 
     def _nudge(self, now: bool = False) -> None:
         self._wake.set()
-        if now or (self.staging is not None and self.staging.batch.size >= self.config.kafka.batch_max_records):
+        if (now or (self.staging is not None and self.staging.batch.size >= self.config.kafka.batch_max_records)
+                or (self._lingering and not self._quiet)):
             self._full.set()
 
     @property
@@ -190,16 +196,35 @@ class Shard:
             await self._wake.wait()
             if self.closed:
                 return
-            try:
-                await asyncio.wait_for(self._full.wait(), linger)
-            except TimeoutError:
-                pass
+            await self._linger(linger)
             try:
                 await self.commit()
             except CommitFailed:
                 await asyncio.sleep(COMMIT_BACKOFF_SECS)   # the broker is in trouble; do not spin
             except ShardClosed:
                 return
+
+    async def _linger(self, linger: float) -> None:
+        """Until the open batch is full, or `linger` after its first record; QUIET_LINGER_SECS for a
+        batch that is still quiet then (state alone), unless output joins it meanwhile (`_nudge`)."""
+        try:
+            await asyncio.wait_for(self._full.wait(), linger)
+            return
+        except TimeoutError:
+            pass
+        if not self._quiet:
+            return
+        self._lingering = True
+        try:
+            await asyncio.wait_for(self._full.wait(), max(0.0, QUIET_LINGER_SECS - linger))
+        except TimeoutError:
+            pass
+        finally:
+            self._lingering = False
+
+    @property
+    def _quiet(self) -> bool:
+        return self.staging is not None and self.staging.batch.quiet
 
     async def commit(self) -> None:
         async with self._commit_lock:
@@ -403,11 +428,11 @@ class ShardSink:
     def persist(self, changes: Sequence[StateChange]) -> Awaitable[None]:
         staging = self.shard._open()
         done = staging.persist(changes)
-        # A batch with events or dead letters commits as soon as the committer is free: consumers
-        # wait for them (pages that arrive meanwhile join the next batch). One of state alone (a
-        # re-sweep's cursors, checks that found nothing new) waits `batch_linger_ms`, so the pages
-        # of the next ~100 ms share its transaction: the transaction, not the page, was most of
-        # the CPU of a duplicate row (bench quota, re-sweep). The window's next pages are fetched
-        # meanwhile (up to `ahead` of them), so the quota is not idled.
-        self.shard._nudge(now=staging.batch.has_output)
+        # A batch with output (events, dead letters, `_raw` records) commits as soon as the
+        # committer is free: consumers wait for it (pages that arrive meanwhile join the next
+        # batch). One of state alone (a re-sweep's cursors, checks that found nothing new) waits
+        # to fill (QUIET_LINGER_SECS, or `batch_max_records` rows read), so a re-sweep commits ~10
+        # pages a transaction, not one: the transaction was most of the CPU of a duplicate row
+        # (bench quota, re-sweep). The window's next pages are fetched meanwhile (up to `ahead`).
+        self.shard._nudge(now=not staging.batch.quiet)
         return done

@@ -40,7 +40,7 @@ from worker.errors import (
     WorkerError,
 )
 from worker.metrics import Tally
-from worker.model import MAX_EVENT_BYTES, MAX_ID_CHARS, EventType, Observation, Source, StatusEvent
+from worker.model import MAX_EVENT_BYTES, MAX_ID_CHARS, EventType, Observation, Rows, Source, StatusEvent
 from worker.poll.ids import IdTracker, Tracked
 from worker.poll.sink import IdChange, StateChange
 from worker.providers import get_module
@@ -78,9 +78,9 @@ class Batch:
     size: int = 0
 
     @property
-    def has_output(self) -> bool:
-        """Whether consumers wait for this batch: it carries events or dead letters."""
-        return bool(self.events or self.dead)
+    def quiet(self) -> bool:
+        """Whether nobody downstream waits for this batch: no events, dead letters or `_raw` records."""
+        return not (self.events or self.dead) and self.raw_offset is None
 
     @property
     def empty(self) -> bool:
@@ -181,29 +181,36 @@ class Staging:
 
     def observe(self, account: AccountConfig, observations: Sequence[Observation], source: Source,
                 observed_at: datetime) -> int:
-        """Stage observations through dedup; return how many become events."""
+        """Stage observations through dedup; return how many become events. Decided on the rows'
+        columns (worker.model `Rows`): an observation is built only for a row that becomes an event
+        or may be unusable (not plainly within the caps, or dated near or past the skew)."""
         emitted = 0
         provider, name = account.provider.value, account.name
         retention = self.retention[name]
         batch = self.batch
+        rows = Rows.of(observations)
+        latest = observed_at.timestamp() + FUTURE_SKEW_SECS - 1   # times are whole seconds, rounded down
         # the table's words of the page's keys in one vectorised step (the batches' overlays, which
         # this loop changes, are still asked first, row by row)
-        keys = email_keys(provider, name, (obs.email_id for obs in observations))
+        keys = email_keys(provider, name, rows.email_ids)
         words = self.table.words(keys)
-        for obs, key, table_word in zip(observations, keys, words, strict=True):
-            if obs.type is None:
+        for index, (type_, occurred, key, table_word) in enumerate(zip(rows.types, rows.times, keys, words,
+                                                                        strict=True)):
+            if type_ is None:
                 batch.tally.ignore(provider, name)
                 continue
-            unusable = self._unusable(obs, observed_at)
-            if unusable is not None:
-                self._set_aside(account, obs, source, unusable, observed_at)
-                continue
-            occurred = int(obs.occurred_at.timestamp())
-            outcome, word = decide(self._lookup(key, table_word), obs.type, occurred,
-                                   hours_since_2020(occurred + retention), self.tolerance, obs.exact_time)
+            if not rows.plain[index] or occurred >= latest:
+                obs = rows[index]
+                unusable = self._unusable(obs, observed_at)
+                if unusable is not None:
+                    self._set_aside(account, obs, source, unusable, observed_at)
+                    continue
+            outcome, word = decide(self._lookup(key, table_word), type_, occurred,
+                                   hours_since_2020(occurred + retention), self.tolerance, rows.exact[index])
             if outcome is not Outcome.EMIT:
                 batch.tally.drop(provider, name, outcome.value)
                 continue
+            obs = rows[index]
             event = StatusEvent.from_observation(obs, provider=account.provider, account=name, source=source,
                                                 observed_at=observed_at, emit_raw=self.emit_raw)
             try:
@@ -217,7 +224,7 @@ class Staging:
             batch.events.append(record)
             batch.overlay[key] = word
             batch.state.append(dedup_write(key, word))
-            batch.tally.event(provider, name, obs.type.value, source.value)
+            batch.tally.event(provider, name, type_.value, source.value)
             emitted += 1
         return emitted
 
@@ -299,14 +306,15 @@ class Staging:
         now = received.timestamp()
         gap_driven = tracker.gap_driven
         by_webhook = source is Source.WEBHOOK
-        for obs in observations:
-            final = obs.final
+        rows = Rows.of(observations)
+        for index, (type_, final) in enumerate(zip(rows.types, rows.finals, strict=True)):
             if gap_driven:
-                if obs.type is None:
+                if type_ is None:
                     continue
-                final = final or (by_webhook and obs.type is EventType.SOFT_BOUNCE)
-                if not final and self._staged_id(account.name, obs.email_id) is None:
+                final = final or (by_webhook and type_ is EventType.SOFT_BOUNCE)
+                if not final and self._staged_id(account.name, rows.email_ids[index]) is None:
                     continue
+            obs = rows[index]
             sent = obs.sent_at.timestamp() if obs.sent_at else now
             self._track(account, obs.email_id, obs.recipient, sent, obs.provider_status, final, now)
 

@@ -1,5 +1,5 @@
-"""A provider's zone-less time read in its zone (worker.providers.base `naive_to_utc`), now that an
-hour's UTC offset is remembered: the same answers as reading each time in the zone, across zone
+"""A provider's zone-less time read in its zone (worker.providers.base `naive_epoch`, `naive_to_utc`,
+`local_epoch`), now that an hour's start is remembered: the same answers as reading each time in the zone, across zone
 changes. Expected values are worked out by hand from the zones' rules (tz database):
 - Moscow, 2010: summer time from 28 March 02:00 (+03:00 -> +04:00) to 31 October 03:00 (back to
   +03:00). A time in the skipped hour is read with the offset before the change (PEP 495, fold 0),
@@ -10,7 +10,7 @@ changes. Expected values are worked out by hand from the zones' rules (tz databa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -62,27 +62,60 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
 
 
+def hour(y: int, mo: int, d: int, h: int, mi: int = 0) -> int:
+    """Unix seconds of a UTC time (the stdlib's arithmetic, not the code under test)."""
+    return int(datetime(y, mo, d, h, mi, tzinfo=UTC).timestamp())
+
+
 @pytest.fixture
-def offsets(monkeypatch):
-    monkeypatch.setattr(base, "_HOUR_OFFSETS", {})
-    return base._HOUR_OFFSETS
+def starts(monkeypatch):
+    monkeypatch.setattr(base, "_HOUR_STARTS", {})
+    return base._HOUR_STARTS
 
 
-def test_an_hours_offset_is_remembered_by_zone_and_hour(offsets):
+def test_an_hours_start_is_remembered_by_zone_and_hour(starts):
     naive_to_utc("2026-11-02 14:59:03", SHANGHAI)
     naive_to_utc("2026-11-02 14:00:00", SHANGHAI)
     naive_to_utc("2026-11-02 15:00:00", SHANGHAI)
-    assert offsets == {(SHANGHAI, "2026-11-02 14"): timedelta(hours=8), (SHANGHAI, "2026-11-02 15"): timedelta(hours=8)}
+    assert starts == {(SHANGHAI, "2026-11-02 14"): hour(2026, 11, 2, 6), (SHANGHAI, "2026-11-02 15"): hour(2026, 11, 2, 7)}
 
 
-def test_an_hour_with_two_offsets_is_not_remembered(offsets):
+def test_an_hour_with_two_offsets_is_not_remembered(starts):
     assert naive_to_utc("2026-10-04 02:45:00", LORD_HOWE) == datetime(2026, 10, 3, 15, 45, tzinfo=UTC)
     assert naive_to_utc("2026-10-04 03:00:00", LORD_HOWE) == datetime(2026, 10, 3, 16, 0, tzinfo=UTC)
-    assert offsets == {(LORD_HOWE, "2026-10-04 03"): timedelta(hours=11)}
+    assert starts == {(LORD_HOWE, "2026-10-04 03"): hour(2026, 10, 3, 16)}
 
 
-def test_at_its_bound_the_memory_starts_again(offsets, monkeypatch):
-    monkeypatch.setattr(base, "_HOUR_OFFSETS_MAX", 2)
-    for hour in ("10", "11", "12"):
-        naive_to_utc(f"2026-11-02 {hour}:30:00", SHANGHAI)
-    assert offsets == {(SHANGHAI, "2026-11-02 12"): timedelta(hours=8)}     # emptied at 2, then the third
+def test_at_its_bound_the_memory_starts_again(starts, monkeypatch):
+    monkeypatch.setattr(base, "_HOUR_STARTS_MAX", 2)
+    for h in ("10", "11", "12"):
+        naive_to_utc(f"2026-11-02 {h}:30:00", SHANGHAI)
+    assert starts == {(SHANGHAI, "2026-11-02 12"): hour(2026, 11, 2, 4)}     # emptied at 2, then the third
+
+
+def test_a_remembered_hour_answers_in_seconds():
+    # 14:59:03 in Shanghai is 06:59:03 UTC; the second call is answered from the remembered start
+    assert base.naive_epoch("2026-11-02 14:00:00", SHANGHAI) == hour(2026, 11, 2, 6)
+    assert base.naive_epoch("2026-11-02 14:59:03", SHANGHAI) == hour(2026, 11, 2, 6, 59) + 3
+
+
+@pytest.mark.parametrize("text", ["2026-11-02 14:60:00", "2026-11-02 14:59:60", "2026-11-02 14:99:99"])
+def test_a_minute_or_second_past_59_is_refused_in_a_remembered_hour(starts, text):
+    base.naive_epoch("2026-11-02 14:00:00", SHANGHAI)
+    assert (SHANGHAI, "2026-11-02 14") in starts
+    with pytest.raises(ValueError):
+        base.naive_epoch(text, SHANGHAI)
+
+
+def test_a_minute_or_second_past_59_is_refused_in_a_new_hour(starts):
+    with pytest.raises(ValueError):
+        base.naive_epoch("2026-11-02 16:60:00", SHANGHAI)
+    assert starts == {}
+
+
+def test_local_epoch_takes_text_from_1970_only():
+    assert base.local_epoch("1970-01-01 08:00:00", SHANGHAI) == 0
+    with pytest.raises(ValueError):
+        base.local_epoch("1970-01-01 07:59:59", SHANGHAI)     # 1969 in UTC
+    with pytest.raises(TypeError):
+        base.local_epoch(1_700_000_000, SHANGHAI)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from worker.errors import BadRequest, FatalConfig, MalformedPayload, PollError, Retriable, Throttled
-from worker.model import Observation
 from worker.providers.base import RejectedRow, load_json, parse_retry_after
 
 # What malformed input raises inside the standard library and orjson (JSONDecodeError and
@@ -23,6 +22,8 @@ from worker.providers.base import RejectedRow, load_json, parse_retry_after
 BAD_INPUT = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, OSError)
 
 MALFORMED = MalformedPayload.error_type
+
+T = TypeVar("T")
 
 
 def read_answer(
@@ -65,11 +66,11 @@ def read_answer(
 
 
 def read_rows(
-    rows: Sequence[Any], read: Callable[[Any], Iterable[Observation]]
-) -> tuple[tuple[Observation, ...], tuple[RejectedRow, ...]]:
-    """Every row's observations in order, and the rows `read` could not turn into any (it raises
-    one of BAD_INPUT for those), by their index in the page's list."""
-    observations: list[Observation] = []
+    rows: Sequence[Any], read: Callable[[Any], Iterable[T]]
+) -> tuple[tuple[T, ...], tuple[RejectedRow, ...]]:
+    """Every row's observations (or what a provider reads a row into) in order, and the rows `read`
+    could not turn into any (it raises one of BAD_INPUT for those), by their index in the page's list."""
+    observations: list[T] = []
     rejected: list[RejectedRow] = []
     for index, row in enumerate(rows):
         try:

@@ -16,7 +16,7 @@ from datetime import date, datetime, tzinfo
 from typing import Any
 
 from worker.errors import BadRequest, BadSignature, FatalConfig, ProviderError, Retriable
-from worker.model import EventType, Observation, Reason, Scope, utc
+from worker.model import EventType, Observation, Reason, Scope, Smtp, utc
 from worker.providers._answers import BAD_INPUT, full_page_next
 from worker.providers.base import (
     AccountContext,
@@ -193,6 +193,17 @@ def outcome(base: EventType | None, sub_status: Any,
     return base, DEFAULT_REASON.get(base) if base is not None else None, None
 
 
+Classified = tuple[EventType | None, Reason | None, Scope | None, Smtp | None]
+
+
+def classify(acct: AccountContext, base: EventType | None, sub_status: Any, message: str | None) -> Classified:
+    """Type, reason, scope and SMTP evidence of a row: a function of the account, the status's own
+    type, the sub-status (as `as_int` reads it) and the message text, so a page may reuse it for rows
+    that share the three."""
+    smtp = parse_smtp(message)
+    return (*settle(*outcome(base, sub_status, acct), smtp), smtp)
+
+
 def observation(
     acct: AccountContext,
     *,
@@ -206,9 +217,10 @@ def observation(
     record: dict[str, Any],
     message_id: str | None = None,
     sent_at: datetime | None = None,
+    classified: Classified | None = None,
 ) -> Observation:
-    smtp = parse_smtp(message)
-    type_, reason, scope = settle(*outcome(base, sub_status, acct), smtp)
+    """A row's observation; `classified`: what `classify` gave for its base, sub-status and message."""
+    type_, reason, scope, smtp = classified or classify(acct, base, sub_status, message)
     return Observation(
         email_id=email_id,
         recipient=recipient,

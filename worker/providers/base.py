@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any, Literal, Protocol
 
@@ -160,7 +160,7 @@ class HttpRequest:
 
 @attrs.frozen(slots=True)
 class PollPage:
-    observations: tuple[Observation, ...]
+    observations: Sequence[Observation]       # a tuple, or `Rows` (built when asked for: worker.model)
     rows: int                                 # records in the page, emitted or not
     next_offset: int | None                   # None: this was the last page
     total: int | None = None
@@ -334,48 +334,67 @@ def epoch_time(value: Any, *, max_digits: int | None = None) -> datetime:
 _NAIVE_TIME = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{1,2}):(\d{1,2})", re.ASCII)
 
 
-_HOUR_OFFSETS: dict[tuple[tzinfo, str], timedelta] = {}   # (zone, "yyyy-MM-dd HH") -> its UTC offset
-_HOUR_OFFSETS_MAX = 20_000
+_HOUR_STARTS: dict[tuple[tzinfo, str], int] = {}   # (zone, "yyyy-MM-dd HH") -> the hour's start, Unix seconds
+_HOUR_STARTS_MAX = 20_000
 
 
-def naive_to_utc(text: str, tz: tzinfo) -> datetime:
-    """A provider's zone-less `yyyy-MM-dd HH:mm:ss`, read in the provider's zone, as UTC.
+def naive_epoch(text: str, tz: tzinfo) -> int:
+    """A provider's zone-less `yyyy-MM-dd HH:mm:ss`, read in the provider's zone, as Unix seconds.
 
     Parsed by hand: strptime was a sixth of the worker's CPU per polled row (bench/README.md).
     Accepts zero-padded or unpadded fields separated by one space, as the providers send them
-    (strptime would also take space-padded ones); raises ValueError otherwise. The zero-padded form
-    (every provider's) goes through the C parser, and its hour's UTC offset is remembered when the
-    offset is the same at both ends of the hour (a zone change inside it is computed each time):
-    the zone look-up was most of a polled row's time parsing (bench quota, py-spy)."""
+    (strptime would also take space-padded ones); raises ValueError otherwise. The zone look-up was
+    most of a polled row's time parsing (bench quota, py-spy), so the start of a zero-padded time's
+    hour is remembered when the zone's offset is the same at both ends of the hour (a zone change
+    inside it is worked out each time), and a time in a remembered hour is its start plus minutes
+    and seconds: no datetime is made (a re-sweep's duplicate rows need only the number)."""
     match = _NAIVE_TIME.fullmatch(text)
     if match is None:
         raise ValueError("not a yyyy-MM-dd HH:mm:ss time")
-    if len(text) != 19:
-        year, month, day, hour, minute, second = map(int, match.groups())
-        return datetime(year, month, day, hour, minute, second, tzinfo=tz).astimezone(UTC)
     key = (tz, text[:13])
-    offset = _HOUR_OFFSETS.get(key)
-    if offset is None:
-        start = datetime.fromisoformat(text).replace(minute=0, second=0, tzinfo=tz)
-        offset = start.utcoffset()
-        if offset is None or offset != start.replace(minute=59, second=59).utcoffset():
-            return datetime.fromisoformat(text).replace(tzinfo=tz).astimezone(UTC)
-        if len(_HOUR_OFFSETS) >= _HOUR_OFFSETS_MAX:
-            _HOUR_OFFSETS.clear()
-        _HOUR_OFFSETS[key] = offset
-    return datetime.fromisoformat(text + "+00:00") - offset   # in UTC (replace(tzinfo=) costs more)
+    if len(text) == 19 and (start := _HOUR_STARTS.get(key)) is not None:
+        minute, second = int(text[14:16]), int(text[17:19])
+        if minute > 59 or second > 59:
+            raise ValueError("minute or second out of range")
+        return start + minute * 60 + second
+    year, month, day, hour, minute, second = map(int, match.groups())
+    local = datetime(year, month, day, hour, minute, second, tzinfo=tz)
+    if len(text) == 19:
+        top = local.replace(minute=0, second=0)
+        offset = top.utcoffset()
+        if offset is not None and offset == top.replace(minute=59, second=59).utcoffset():
+            if len(_HOUR_STARTS) >= _HOUR_STARTS_MAX:
+                _HOUR_STARTS.clear()
+            _HOUR_STARTS[key] = int(top.timestamp())
+    return int(local.timestamp())
+
+
+def naive_to_utc(text: str, tz: tzinfo) -> datetime:
+    """`naive_epoch` as an aware UTC datetime."""
+    return datetime.fromtimestamp(naive_epoch(text, tz), UTC)
+
+
+def local_epoch(value: Any, tz: tzinfo) -> int:
+    """A zone-less `yyyy-MM-dd HH:mm:ss` in the provider's zone (`naive_epoch`), from 1970 on, as
+    Unix seconds; TypeError, ValueError or OverflowError when it is not one."""
+    if not isinstance(value, str):
+        raise TypeError("local time")
+    epoch = naive_epoch(value, tz)
+    if epoch < 0:
+        raise ValueError("time before 1970")
+    return epoch
 
 
 def local_time(value: Any, tz: tzinfo, *, layout: str | None = None) -> datetime:
     """A zone-less time in the provider's zone, as UTC; TypeError, ValueError or OverflowError
     when it is not one.
 
-    By default `yyyy-MM-dd HH:mm:ss` as naive_to_utc reads it, from 1970 on. With `layout`,
+    By default `yyyy-MM-dd HH:mm:ss` as `local_epoch` reads it, from 1970 on. With `layout`,
     whatever datetime.strptime accepts for it, any year (UniSender's webhook `event_time`)."""
+    if layout is None:
+        return datetime.fromtimestamp(local_epoch(value, tz), UTC)
     if not isinstance(value, str):
         raise TypeError("local time")
-    if layout is None:
-        return _plausible(naive_to_utc(value, tz))
     return datetime.strptime(value, layout).replace(tzinfo=tz).astimezone(UTC)
 
 

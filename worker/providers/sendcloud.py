@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -24,7 +24,7 @@ from worker.errors import (
     Retriable,
     Throttled,
 )
-from worker.model import EventType, Observation, Provider
+from worker.model import EventType, Observation, Provider, Rows, plainly_within_caps
 from worker.providers import _sendcloud_family as family
 from worker.providers._answers import read_answer, read_rows
 from worker.providers.base import (
@@ -35,12 +35,13 @@ from worker.providers.base import (
     PollPage,
     PollQuery,
     ProviderDefaults,
+    RejectedRow,
     WebhookRequest,
     as_int,
     as_text,
     epoch_time,
     load_json,
-    local_time,
+    local_epoch,
 )
 
 NAME = Provider.SENDCLOUD
@@ -180,7 +181,7 @@ def poll_page(
         records = []
     if not isinstance(records, list):
         raise Retriable(f"{what}: voList missing or not a list")
-    observations, rejected = read_rows(records, lambda record: [_poll_observation(edition, acct, record)])
+    observations, rejected = _poll_rows(edition, acct, records)
     rows = len(records)
     next_offset = family.next_offset(query.offset, rows, total, family.page_size(query, edition.defaults))
     return PollPage(observations, rows, next_offset, total, rejected=rejected)
@@ -212,24 +213,72 @@ def _status_type(edition: Edition, text: str) -> EventType | None:
     return None
 
 
-def _poll_observation(edition: Edition, acct: AccountContext, record: Any) -> Observation:
-    status = family.required_text(record, "status")
-    request_time = record.get("requestTime")
+class _Row(NamedTuple):
+    """A status row read and checked in full, not yet an observation (times in Unix seconds)."""
+
+    record: dict[str, Any]
+    email_id: str
+    recipient: str
+    status: str
+    sub_status: Any
+    occurred: int
+    sent: int | None
+    message: str | None
+    classified: family.Classified
+
+
+def _poll_rows(edition: Edition, acct: AccountContext, records: list[Any]) -> tuple[Rows, tuple[RejectedRow, ...]]:
+    """The page's readable rows, each built into its observation only when asked for (a re-sweep's
+    duplicates never are: worker.model `Rows`), and the unreadable ones. Rows sharing a status,
+    sub-status and message share their classification (a page of deliveries classifies once), and
+    rows sharing a time text share its reading (a campaign's rows share their request time)."""
     tz = edition.defaults.tz
-    return family.observation(
-        acct,
-        email_id=family.required_text(record, "emailId"),
-        recipient=family.required_text(record, "recipients"),
-        base=_status_type(edition, status),
-        sub_status=record.get("subStatus"),
+    memo: dict[tuple[str, int | None, str | None], family.Classified] = {}
+    times: dict[Any, int] = {}
+
+    def at(text: Any) -> int:
+        found = times.get(text)
+        if found is None:
+            found = times[text] = local_epoch(text, tz)
+        return found
+
+    def read(record: Any) -> tuple[_Row]:
+        status = family.required_text(record, "status")
+        email_id = family.required_text(record, "emailId")
+        recipient = family.required_text(record, "recipients")
+        request_time = record.get("requestTime")
         # A request still in progress may not have a modification time yet.
-        occurred_at=local_time(record.get("modifiedTime") or request_time, tz),
-        provider_status=status,
+        occurred = at(record.get("modifiedTime") or request_time)
+        sent = at(request_time) if request_time else None
         # The seed example spells the description both ways, one per row.
-        message=family.first_text(record, ("sendLog", "subStatDesc", "subStatusDesc")),
-        record=record,
-        sent_at=local_time(request_time, tz) if request_time else None,
-    )
+        message = family.first_text(record, ("sendLog", "subStatDesc", "subStatusDesc"))
+        sub_status = record.get("subStatus")
+        key = (status, as_int(sub_status), message)
+        classified = memo.get(key)
+        if classified is None:
+            classified = memo[key] = family.classify(acct, _status_type(edition, status), sub_status, message)
+        return (_Row(record, email_id, recipient, status, sub_status, occurred, sent, message, classified),)
+
+    read_ok, rejected = read_rows(records, read)
+
+    def build(index: int) -> Observation:
+        row = read_ok[index]
+        return family.observation(
+            acct, email_id=row.email_id, recipient=row.recipient, base=None, sub_status=row.sub_status,
+            occurred_at=datetime.fromtimestamp(row.occurred, UTC), provider_status=row.status, message=row.message,
+            record=row.record, sent_at=None if row.sent is None else datetime.fromtimestamp(row.sent, UTC),
+            classified=row.classified)
+
+    rows = Rows(
+        [row.email_id for row in read_ok],
+        [row.classified[0] for row in read_ok],
+        [row.occurred for row in read_ok],
+        [True] * len(read_ok),
+        [row.classified[0] in family.FINAL for row in read_ok],
+        [plainly_within_caps(row.email_id, row.recipient, row.status,
+                             "" if row.sub_status in (None, "") else str(row.sub_status)) for row in read_ok],
+        build)
+    return rows, rejected
 
 
 # -- the engine: webhooks -----------------------------------------------------------------------

@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from tests.support import golden_events, validate_event
 from worker import errors
 from worker.errors import MalformedPayload, PollError, ProviderError, Retriable, Throttled, WebhookError
-from worker.model import EventType, Observation, Provider, Source, StatusEvent, parse_rfc3339
+from worker.model import EventType, Observation, Provider, Rows, Source, StatusEvent, parse_rfc3339
 from worker.providers import all_modules, base, get_module
 from worker.providers.base import (
     AccountContext,
@@ -748,10 +748,23 @@ def poll_only_typed(provider: Provider, acct: AccountContext, query: PollQuery, 
     assert isinstance(page.rows, int) and page.rows >= 0
     assert page.next_offset is None or page.next_offset > query.offset  # paging always advances
     assert all(isinstance(i, str) for i in page.unknown_ids)
-    assert isinstance(page.observations, tuple)
+    assert isinstance(page.observations, tuple | Rows)
     for obs in page.observations:
         check_observation(provider, obs, Source.POLL)
+    if isinstance(page.observations, Rows):
+        check_columns(page.observations)
     return page
+
+
+def check_columns(rows: Rows) -> None:
+    """What dedup decides on without building a row (worker.model `Rows`) is what the built row says."""
+    built = list(rows)
+    assert rows.email_ids == [o.email_id for o in built]
+    assert rows.types == [o.type for o in built]
+    assert rows.times == [int(o.occurred_at.timestamp()) for o in built]
+    assert rows.exact == [o.exact_time for o in built]
+    assert rows.finals == [o.final for o in built]
+    assert all(not o.oversized for o, plain in zip(built, rows.plain, strict=True) if plain)
 
 
 def observations_only_typed(provider: Provider, acct: AccountContext, record: Any) -> None:
