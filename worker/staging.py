@@ -189,7 +189,8 @@ class Staging:
         retention = self.retention[name]
         batch = self.batch
         rows = Rows.of(observations)
-        latest = observed_at.timestamp() + FUTURE_SKEW_SECS - 1   # times are whole seconds, rounded down
+        # a whole-second time t stands for one in [t, t + 1): it may be past the skew only above this
+        latest = observed_at.timestamp() + FUTURE_SKEW_SECS - 1
         # the table's words of the page's keys in one vectorised step (the batches' overlays, which
         # this loop changes, are still asked first, row by row)
         keys = email_keys(provider, name, rows.email_ids)
@@ -199,7 +200,7 @@ class Staging:
             if type_ is None:
                 batch.tally.ignore(provider, name)
                 continue
-            if not rows.plain[index] or occurred >= latest:
+            if not rows.plain[index] or occurred > latest:
                 obs = rows[index]
                 unusable = self._unusable(obs, observed_at)
                 if unusable is not None:

@@ -119,3 +119,9 @@ def test_local_epoch_takes_text_from_1970_only():
         base.local_epoch("1970-01-01 07:59:59", SHANGHAI)     # 1969 in UTC
     with pytest.raises(TypeError):
         base.local_epoch(1_700_000_000, SHANGHAI)
+
+
+def test_an_unpadded_minute_in_a_remembered_hour_is_read_in_full(starts):
+    # "2026-11-02 14:5:03" starts like the remembered "2026-11-02 14"; its minute is 5, not "5:"
+    base.naive_epoch("2026-11-02 14:00:00", SHANGHAI)
+    assert base.naive_epoch("2026-11-02 14:5:03", SHANGHAI) == hour(2026, 11, 2, 6, 5) + 3

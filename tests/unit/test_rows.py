@@ -82,15 +82,36 @@ def test_plainly_within_caps_is_the_smallest_cap():
 
 async def test_a_re_sweeps_duplicate_rows_are_never_built():
     st = staging()
-    first = [obs(f"m{i}$b@x.test") for i in range(4)]
+    recent = NOW - timedelta(seconds=60)          # well inside the future skew's reach, still not near it
+    first = [obs(f"m{i}$b@x.test", at=recent) for i in range(4)]
     assert st.observe(SC, tuple(first), Source.POLL, NOW) == 4
     st.committed(st.take(), NOW.timestamp())
-    again = [obs(f"m{i}$b@x.test") for i in range(4)]
-    again[2] = obs("m2$b@x.test", EventType.INVALID, T0 + timedelta(minutes=5))   # a new status for m2
+    again = [obs(f"m{i}$b@x.test", at=recent) for i in range(4)]
+    again[2] = obs("m2$b@x.test", EventType.INVALID, recent + timedelta(seconds=5))   # a new status for m2
     rows, build = rows_of(again)
     assert st.observe(SC, rows, Source.POLL, NOW) == 1
     assert build.asked == [2]
     assert st.batch.tally.drops == {("sendcloud", "sc", "duplicate"): 3}
+
+
+async def test_only_a_duplicate_that_may_be_past_the_skew_is_built():
+    # observed at a whole second: a row at +299 s is at most 299.999 s ahead (not built); one at
+    # +300 s may be up to 300.999 s ahead (built and judged: exactly 300 s is not past the skew)
+    st = staging()
+    at = [NOW + timedelta(seconds=299), NOW + timedelta(seconds=300)]
+    assert st.observe(SC, tuple(obs(f"s{i}$b@x.test", at=t) for i, t in enumerate(at)), Source.POLL, NOW) == 2
+    st.committed(st.take(), NOW.timestamp())
+    rows, build = rows_of([obs(f"s{i}$b@x.test", at=t) for i, t in enumerate(at)])
+    assert st.observe(SC, rows, Source.POLL, NOW) == 0
+    assert build.asked == [1] and st.batch.dead == []
+
+
+async def test_a_fraction_of_a_second_past_the_skew_is_set_aside():
+    st = staging()
+    rows = Rows.of((obs("f$b@x.test", at=NOW + timedelta(seconds=300.5)),))
+    assert rows.times == [int(NOW.timestamp()) + 300]
+    assert st.observe(SC, rows, Source.POLL, NOW) == 0
+    assert [d.reason for d in st.batch.dead] == ["future_time"]
 
 
 async def test_a_row_not_plainly_within_the_caps_is_built_and_judged():
@@ -142,6 +163,20 @@ def test_rows_of_one_status_with_other_messages_are_classified_apart():
     rows = sendcloud_page([sc_row(0, log="550 5.1.1 user unknown"), sc_row(1), sc_row(2, log="550 5.1.1 user unknown")])
     assert [o.reason for o in rows] == [Reason.UNKNOWN_USER, Reason.OTHER, Reason.UNKNOWN_USER]
     assert [o.smtp.enhanced if o.smtp else None for o in rows] == ["5.1.1", None, "5.1.1"]
+
+
+def test_rows_of_one_status_with_other_sub_statuses_are_classified_apart():
+    rows = sendcloud_page([{**sc_row(0, "无效邮件"), "subStatus": "406"}, {**sc_row(1, "无效邮件"), "subStatus": "401"}])
+    assert [o.reason for o in rows] == [Reason.UNKNOWN_USER, Reason.SUPPRESSED]
+
+
+def test_a_sendcloud_row_is_plain_when_every_capped_text_is_short():
+    long_id = {**sc_row(0, "送达"), "emailId": "1793606399000_15_1_0.sc-1-inbound0$" + "u" * 120 + "@126.com"}
+    long_to = {**sc_row(1, "送达"), "recipients": "u" * 130 + "@126.com"}
+    long_status = sc_row(2, "送达" + "-" * 130)
+    long_sub = {**sc_row(3, "送达"), "subStatus": "1" * 130}
+    rows = sendcloud_page([long_id, long_to, long_status, long_sub, {**sc_row(4, "送达"), "subStatus": "401"}, sc_row(5)])
+    assert rows.plain == [False, False, False, False, True, True]
 
 
 def test_a_sendcloud_rows_times_in_columns_and_built():
