@@ -179,12 +179,14 @@ class RejectedRow:
 
 @attrs.frozen(slots=True)
 class WebhookRequest:
-    """A received webhook, before any parsing. Header names are lower-cased."""
+    """A received webhook, before any parsing. Header names are lower-cased. `parsed` is the provider
+    module's own memo of what it read from the body, so verification and splitting parse it once."""
 
     body: bytes
     content_type: str
     headers: Mapping[str, str] = attrs.field(factory=dict)
     query: Mapping[str, str] = attrs.field(factory=dict)
+    parsed: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 # -- the module protocol ------------------------------------------------------------------------

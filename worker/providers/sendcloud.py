@@ -307,7 +307,7 @@ def check_signature(
 
 def webhook_records(edition: Edition, req: WebhookRequest) -> list[dict[str, Any]]:
     """The one event of a POST (PROVIDERS.md 2.5), list fields decoded."""
-    fields = _body_fields(edition, req)
+    fields = dict(_body_fields(edition, req))     # a copy: the list fields are decoded in it
     if not isinstance(fields.get("event"), str):
         raise MalformedPayload(f"{edition.provider.value}: webhook body without an event")
     with family.bad_input_as(MalformedPayload, f"{edition.provider.value}: webhook list field"):
@@ -358,7 +358,12 @@ def signature_reuse_key(record: dict[str, Any]) -> str | None:
 
 
 def _body_fields(edition: Edition, req: WebhookRequest) -> dict[str, Any]:
-    """The fields of a webhook body, form or JSON (the URL test is JSON, real events forms)."""
+    """The fields of a webhook body, form or JSON (the URL test is JSON, real events forms), read
+    once per request: verification and splitting share them (`req.parsed`; callers do not change
+    them)."""
+    fields = req.parsed.get(edition.provider.value)
+    if fields is not None:
+        return fields
     kind = req.content_type.partition(";")[0].strip().lower()
     if kind not in (FORM, JSON):
         kind = JSON if req.body.lstrip()[:1] == b"{" else FORM
@@ -366,6 +371,7 @@ def _body_fields(edition: Edition, req: WebhookRequest) -> dict[str, Any]:
         fields = load_json(req.body) if kind == JSON else _form_fields(req.body)
     if not isinstance(fields, dict):
         raise MalformedPayload(f"{edition.provider.value}: webhook body is not an object")
+    req.parsed[edition.provider.value] = fields
     return fields
 
 
@@ -382,13 +388,29 @@ def _as_list(value: Any) -> list[str]:
 
 def _form_fields(body: bytes) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
-    for name, value in pairs:
+    for name, value in _form_pairs(body):
         if name in LIST_FIELDS:
             fields.setdefault(name, []).append(value)
         else:
             fields.setdefault(name, value)  # a repeated single-valued field: the first one counts
     return fields
+
+
+def _form_pairs(body: bytes) -> list[tuple[str, str]]:
+    """The pairs `urllib.parse.parse_qsl(keep_blank_values=True, errors="strict")` reads from a UTF-8
+    form: empty pairs skipped, a pair without `=` has an empty value, `+` is a space. Unquoted in one
+    call for the whole body (issue 16: half the parse): the parts are joined with NUL and split
+    again; a part that holds a NUL, raw or escaped (%00), makes the count differ, and each part is
+    then unquoted alone."""
+    parts: list[str] = []
+    for pair in body.decode("utf-8").split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            parts += (name, value)
+    decoded = urllib.parse.unquote("\x00".join(parts).replace("+", " "), errors="strict").split("\x00")
+    if len(decoded) != len(parts):
+        decoded = [urllib.parse.unquote(part.replace("+", " "), errors="strict") for part in parts]
+    return list(zip(decoded[0::2], decoded[1::2], strict=True))
 
 
 # -- this edition -------------------------------------------------------------------------------

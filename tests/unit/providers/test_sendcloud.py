@@ -598,3 +598,61 @@ def test_records_missing_what_an_event_needs_are_malformed(broken: dict[str, Any
 def test_aurora_names_are_not_sendcloud_china_events() -> None:
     with pytest.raises(MalformedPayload):
         sendcloud.webhook_observations(account(), hook_event(event="invalid_email"))
+
+
+# -- one parse per request (issue 16) -----------------------------------------------------------
+
+
+def test_verification_and_splitting_parse_a_body_once(monkeypatch) -> None:
+    calls: list[bytes] = []
+    real = sendcloud._form_fields
+
+    def counting(body: bytes) -> dict[str, Any]:
+        calls.append(body)
+        return real(body)
+
+    monkeypatch.setattr(sendcloud, "_form_fields", counting)
+    fields = [*signed_fields().items(), ("emailIds", "a"), ("emailIds", "b")]
+    req = form_hook(fields)
+    assert verify(req) == "hmac-sha256"
+    [record] = sendcloud.split_webhook(req)
+    assert len(calls) == 1
+    assert record["emailIds"] == ["a", "b"] and record["event"] == "deliver"
+    # the split decoded its list fields in a copy: splitting again reads the same record
+    assert sendcloud.split_webhook(req) == [record] and len(calls) == 1
+
+
+def test_a_request_parsed_by_one_edition_is_not_read_as_another() -> None:
+    from worker.providers import aurora_sendcloud
+    req = form_hook(signed_fields())
+    [record] = sendcloud.split_webhook(req)
+    assert set(req.parsed) == {"sendcloud"}
+    assert aurora_sendcloud.split_webhook(req) == [record] and set(req.parsed) == {"sendcloud", "aurora_sendcloud"}
+
+
+# Bodies a form parser gets wrong in different ways: escaped separators, '+' and '%2B', NUL raw and
+# escaped (the one-call unquoting falls back to each part alone), pairs without '=' or empty.
+FORM_BODIES = [
+    b"", b"&", b"&&a=1&&", b"a", b"a=", b"=x", b"a=1=2", b"a+b=c+d", b"a%2Bb=c%2Bd", b"k=%26%3D%25",
+    b"k=%00&j=2", b"k=a\x00b&j=2", b"k=%e4%bd%a0%E5%A5%BD", b"k=\xe4\xbd\xa0", b"k=%zz&j=%4", b"k=%C3&j=%A9",
+    b"emailIds=a&emailIds=b&event=deliver&message=250+2.0.0+OK%3A+queued",
+]
+
+
+@pytest.mark.parametrize("body", FORM_BODIES)
+def test_form_pairs_read_a_body_as_the_standard_library_does(body: bytes) -> None:
+    try:
+        expected = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8",
+                                          errors="strict")
+    except UnicodeDecodeError:
+        with pytest.raises(UnicodeDecodeError):
+            sendcloud._form_pairs(body)
+        return
+    assert sendcloud._form_pairs(body) == expected
+
+
+def test_form_pairs_hand_worked() -> None:
+    assert sendcloud._form_pairs(b"a=1&b&=c&d=x+y%2Bz&e=%00%26") == [
+        ("a", "1"), ("b", ""), ("", "c"), ("d", "x y+z"), ("e", "\x00&")]
+    with pytest.raises(UnicodeDecodeError):
+        sendcloud._form_pairs(b"k=%C3&j=%A9")       # half a character in each of two values
