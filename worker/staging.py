@@ -139,7 +139,7 @@ class Staging:
             if isinstance(record, raw.WebhookRecord):
                 if record.replay is not None and self._replayed(record):
                     raise ReplayedSignature("a signature seen before with another record")
-                observations = module.webhook_observations(account.context, dict(record.record))
+                observations = Rows.of(module.webhook_observations(account.context, dict(record.record)))
                 self.learn(account, observations, record.received_at, Source.WEBHOOK)
                 self.observe(account, observations, Source.WEBHOOK, record.received_at)
             elif isinstance(record, raw.SentMessage):
