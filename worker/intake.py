@@ -14,6 +14,13 @@ address and status of what a record reports are capped too (`check_fields`, the 
 worker.model): an authentic
 webhook with a 600 KB id is kept in the dead-letter topic, not turned into a 1 MB event.
 
+Records go out as aiokafka batches gathered across the writes under way (`Gathered`): one open
+batch per partition, sent when no batch of that partition is in flight, so the webhooks that arrive
+while one batch waits for its acknowledgement share the next batch and its acknowledgement, instead
+of one `producer.send` each (issue 16: the per-record path of aiokafka was the largest part of a
+webhook's CPU). A write still returns only when the broker acknowledged the batches holding its
+records; dead letters (rare, large) keep `producer.send`.
+
 A broken producer is replaced. aiokafka's idempotent producer numbers each batch per partition
 when it takes the batch for sending, and keeps the number when it then gives the batch up (a
 batch that waited out its timeout for a partition without a leader, as when every broker of the
@@ -31,7 +38,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 from aiokafka import AIOKafkaProducer
@@ -43,6 +52,9 @@ from worker.deadletter import DeadLetter
 from worker.emit import Topics, account_key, outcome_not_news, shard_of
 from worker.errors import FieldTooLong, MalformedPayload, ProducerBroken, RecordTooLarge
 from worker.model import Observation
+
+if TYPE_CHECKING:
+    from aiokafka.producer.message_accumulator import BatchBuilder  # what producer.create_batch() gives
 
 log = logging.getLogger("worker.intake")
 
@@ -86,6 +98,95 @@ def broken(producer: AIOKafkaProducer, exc: BaseException) -> bool:
     return task is not None and task.done()   # the sender died: every send fails at once from now on
 
 
+class _Batch:
+    """An aiokafka batch being filled, and the futures of the writes whose records it holds."""
+
+    __slots__ = ("builder", "waiters")
+
+    def __init__(self, builder: BatchBuilder) -> None:
+        self.builder = builder
+        self.waiters: list[asyncio.Future] = []
+
+    def settle(self, outcome: BaseException | None) -> None:
+        for waiter in self.waiters:
+            if waiter.done():       # a write that gave up (its deadline) cancelled its own future only
+                continue
+            if outcome is None:
+                waiter.set_result(None)
+            elif isinstance(outcome, asyncio.CancelledError):
+                waiter.cancel()
+            else:
+                waiter.set_exception(outcome)
+
+
+class Gathered:
+    """Records of one topic from concurrent writes, in aiokafka batches: per partition, a queue of
+    batches being filled and at most one in flight. A batch is sent when its partition has none in
+    flight (the send starts on the next turn of the loop, so the writes of this turn join it), and
+    the next one when that one is acknowledged or failed. `add` returns a future of its own per
+    record: cancelling it (a write past its deadline) touches no other write."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+        self._queues: dict[int, deque[_Batch]] = {}
+        self._busy: set[int] = set()          # partitions with a batch being sent or in flight
+        self._idle = asyncio.Event()          # set while no partition is busy
+        self._idle.set()
+        self._tasks: set[asyncio.Task] = set()
+
+    def add(self, partition: int, key: bytes, value: bytes) -> asyncio.Future:
+        waiter = asyncio.get_running_loop().create_future()
+        queue = self._queues.get(partition)
+        if queue is None:
+            queue = self._queues[partition] = deque()
+        if not queue or queue[-1].builder.append(timestamp=None, key=key, value=value, headers=[]) is None:
+            batch = _Batch(self.producer.create_batch())
+            if batch.builder.append(timestamp=None, key=key, value=value, headers=[]) is None:
+                raise AssertionError("an empty batch refused a record")   # aiokafka takes the first always
+            queue.append(batch)
+        queue[-1].waiters.append(waiter)
+        if partition not in self._busy:
+            self._busy.add(partition)
+            self._idle.clear()
+            self._start(partition)
+        return waiter
+
+    async def drained(self) -> None:
+        """Until every batch was acknowledged or failed."""
+        await self._idle.wait()
+
+    def _start(self, partition: int) -> None:
+        task = asyncio.ensure_future(self._send(partition))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, partition: int) -> None:
+        batch = self._queues[partition].popleft()
+        batch.builder.close()   # complete: the producer sends it without lingering
+        try:
+            sent = await self.producer.send_batch(batch.builder, self.topic, partition=partition)
+        except BaseException as exc:   # no metadata in time, a closed producer, or the worker stops
+            batch.settle(exc)
+            self._next(partition)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        sent.add_done_callback(lambda fut: self._done(partition, batch, fut))
+
+    def _done(self, partition: int, batch: _Batch, fut: asyncio.Future) -> None:
+        batch.settle(asyncio.CancelledError() if fut.cancelled() else fut.exception())
+        self._next(partition)
+
+    def _next(self, partition: int) -> None:
+        if self._queues[partition]:
+            self._start(partition)
+        else:
+            self._busy.discard(partition)
+            if not self._busy:
+                self._idle.set()
+
+
 class RawWriter:
     """Writes to `_raw` and the dead-letter topic with one producer at a time. With `renew` (a
     factory of unstarted producers) a broken producer is replaced; without it (the replay's
@@ -101,6 +202,7 @@ class RawWriter:
         self.renewals = 0      # producers replaced so far
         self._renew = renew
         self._renewal: asyncio.Task | None = None
+        self._gathered = Gathered(producer, self.topics.raw)
 
     async def write(self, records: Sequence[raw.RawRecord | Admitted] = (), dead: Sequence[DeadLetter] = ()) -> None:
         """Send every record and dead letter; return when all are acknowledged (raise otherwise).
@@ -108,13 +210,14 @@ class RawWriter:
         error before anything is sent (callers that expect such input admit it themselves)."""
         admitted = [r if isinstance(r, Admitted) else admit(r) for r in records]
         producer = self.producer
+        if self._gathered.producer is not producer:   # replaced: the old one's batches finish on their own
+            self._gathered = Gathered(producer, self.topics.raw)
         sent: list[asyncio.Future] = []
         try:
             for item in admitted:
-                provider = item.record.provider.value
-                sent.append(await producer.send(
-                    self.topics.raw, item.value, key=account_key(provider, item.record.account),
-                    partition=shard_of(provider, item.record.account, self.shards)))
+                provider, account = item.record.provider.value, item.record.account
+                sent.append(self._gathered.add(shard_of(provider, account, self.shards),
+                                               account_key(provider, account), item.value))
             for letter in dead:
                 sent.append(await producer.send(self.topics.dead_letter, letter.body, key=letter.key,
                                                 headers=letter.headers))
@@ -163,5 +266,9 @@ class RawWriter:
             self._renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewal
+        bound = self.timeout if bound_secs is None else bound_secs
+        deadline = time.monotonic() + bound
+        with contextlib.suppress(TimeoutError):   # the gathered batches first: the producer holds the rest
+            await asyncio.wait_for(self._gathered.drained(), bound)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.producer.stop(), self.timeout if bound_secs is None else bound_secs)
+            await asyncio.wait_for(self.producer.stop(), max(0.1, deadline - time.monotonic()))
