@@ -42,12 +42,6 @@ GROUP_LAG_TIMEOUT_SECS = 10.0
 # callback ready meanwhile waits for this slice and the next (asyncio runs the task's step first).
 HAND_OVER_STEP = 8
 HAND_OVER_BUDGET_SECS = 0.003
-# A fetch of `_raw` waits for this many bytes (~50 webhook records), or this long: under load the
-# consumer reads in tens of records per fetch, not one fetch per record or two (each a request the
-# broker and aiokafka's fetcher pay for in CPU); idle, a record waits at most the max wait more,
-# against the shard's batch linger of 50 ms.
-FETCH_MIN_BYTES = 32 * 1024
-FETCH_MAX_WAIT_MS = 10
 
 
 def group_lag(committed: Mapping[int, int | None], beginnings: Mapping[int, int],
@@ -137,7 +131,6 @@ class ShardManager(ConsumerRebalanceListener):
             # join (aio-libs/aiokafka#1168), so a second assignor doubled every rebalance and could
             # keep two members re-triggering each other's joins for minutes (worker.assign).
             partition_assignment_strategy=(sticky_assignor(self._held),),
-            fetch_min_bytes=FETCH_MIN_BYTES, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         await self._consumer.start()
         self._consumer.subscribe([self.topics.raw], listener=self)
