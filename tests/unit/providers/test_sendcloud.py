@@ -656,3 +656,15 @@ def test_form_pairs_hand_worked() -> None:
         ("a", "1"), ("b", ""), ("", "c"), ("d", "x y+z"), ("e", "\x00&")]
     with pytest.raises(UnicodeDecodeError):
         sendcloud._form_pairs(b"k=%C3&j=%A9")       # half a character in each of two values
+    # one space, one pair: splitting the unquoted whole on anything but NUL would cut it in two
+    assert sendcloud._form_pairs(b"a=b+c") == [("a", "b c")]
+    assert sendcloud._form_pairs(b"a=b%20c&d=e") == [("a", "b c"), ("d", "e")]
+
+
+def test_splitting_leaves_the_shared_parse_as_read() -> None:
+    fields = {**signed_fields(), "emailIds": '["a", "b"]'}      # a list field as one JSON-array string
+    req = WebhookRequest(orjson.dumps(fields), sendcloud.JSON)
+    assert verify(req) == "hmac-sha256"
+    [record] = sendcloud.split_webhook(req)
+    assert record["emailIds"] == ["a", "b"]
+    assert req.parsed["sendcloud"]["emailIds"] == '["a", "b"]'   # decoded in the record, not in the parse
