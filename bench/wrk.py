@@ -429,9 +429,9 @@ def ms(us: float) -> float:
 def run(ctx) -> list[dict]:
     wrk_binary()    # fails here, with the message, when wrk is missing
     if ctx.quick:
-        secs, warm, per_thread, setups = 2, 1, 4_000, [[1, ["deliver", "opens"]], [2, ["dups"]]]
+        secs, warm, per_thread, setups = 2, 1, 8_000, [[1, ["deliver", "opens"]], [2, ["dups"]]]
     else:
-        secs, warm, per_thread, setups = 8, 2, 16_000, [[1, list(MIXES)], [2, list(MIXES)]]
+        secs, warm, per_thread, setups = 8, 2, 40_000, [[1, list(MIXES)], [2, list(MIXES)]]
     say(f"wrk: -t{THREADS} -c{CONNECTIONS} -d{secs}s; bare aiohttp, then the worker with "
         + " and ".join(f"{r} replica(s) ({', '.join(m)})" for r, m in setups))
     r = run_child("wrk:measure", {"bootstrap": ctx.bootstrap, "secs": secs, "warm_secs": warm,
