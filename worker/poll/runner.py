@@ -98,6 +98,9 @@ class PollRunner:
         try:
             while self._closed is None:
                 try:
+                    # cleared before the finished calls are collected: one that ends after this sets it again
+                    self._wake.clear()
+                    self._collect()
                     started = self._fill()
                     self._export()
                     if not self._tasks and not self._commits:
@@ -105,18 +108,10 @@ class PollRunner:
                             self.state = "idle"
                             await self._sleep(self._wait_secs())
                         continue
-                    self._wake.clear()
-                    waiter = asyncio.ensure_future(self._wake.wait())
-                    try:
-                        await asyncio.wait({*self._tasks, *self._commits, waiter},
-                                           timeout=self._wait_secs() or IDLE_CHECK_SECS,
-                                           return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        waiter.cancel()
-                    for task in [t for t in (*self._tasks, *self._commits) if t.done()]:
-                        self._tasks.discard(task)
-                        self._commits.discard(task)
-                        task.result()
+                    # every call and commit sets `_wake` when it ends; no task of its own for the wait
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._wait_secs() or IDLE_CHECK_SECS):
+                            await self._wake.wait()
                 except ShardClosed:
                     return
                 except Exception:
@@ -132,6 +127,13 @@ class PollRunner:
             for task in (*self._tasks, *self._commits):
                 with contextlib.suppress(BaseException):
                     await task
+
+    def _collect(self) -> None:
+        """Forget the calls and commits that ended; a bug one of them raised is raised here."""
+        for task in [t for t in (*self._tasks, *self._commits) if t.done()]:
+            self._tasks.discard(task)
+            self._commits.discard(task)
+            task.result()
 
     def target(self) -> int:
         """Calls to keep in flight: the rate times the round trip, plus one; within [1, max]."""

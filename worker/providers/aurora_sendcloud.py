@@ -14,6 +14,7 @@ from typing import Any
 
 from worker.model import EventType, Observation, Provider
 from worker.providers import _sendcloud_family as family
+from worker.providers import _sendcloud_webhooks as webhooks
 from worker.providers import sendcloud
 from worker.providers.base import (
     CHINA_TZ,
@@ -105,16 +106,16 @@ def parse_poll_response(
 
 
 def verify_webhook(acct: AccountContext, req: WebhookRequest, now: datetime, replay_window_secs: float) -> str:
-    return sendcloud.check_signature(EDITION, acct, req, now, replay_window_secs)
+    return webhooks.check_signature(EDITION, acct, req, now, replay_window_secs)
 
 
 def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
-    return sendcloud.webhook_records(EDITION, req)
+    return webhooks.webhook_records(EDITION, req)
 
 
 def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
-    return sendcloud.event_observations(EDITION, acct, record)
+    return webhooks.event_observations(EDITION, acct, record)
 
 
 def replay_key(req: WebhookRequest, record: dict[str, Any]) -> str | None:
-    return sendcloud.signature_reuse_key(record)
+    return webhooks.signature_reuse_key(record)

@@ -1,9 +1,9 @@
 """SendCloud (China, sendcloud.net) apiv2: the emailStatus API and form-posted, HMAC-signed webhooks.
 
 Facts and sources: PROVIDERS.md section 2, seed 001. Aurora SendCloud is the international edition
-of the same engine. An `Edition` holds everything edition-specific as data; the engine below is
-plain functions that take the edition first, and each of the two modules' five functions calls
-them with its own EDITION.
+of the same engine. An `Edition` holds everything edition-specific as data; the engine is plain functions
+that take the edition first (polling below, webhooks in worker.providers._sendcloud_webhooks), and
+each of the two modules' five functions calls them with its own EDITION.
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ import attrs
 
 from worker.errors import (
     BadRequest,
-    BadSignature,
     FatalConfig,
-    MalformedPayload,
     PollError,
     Retriable,
     Throttled,
 )
 from worker.model import EventType, Observation, Provider, Rows, plainly_within_caps
 from worker.providers import _sendcloud_family as family
+from worker.providers import _sendcloud_webhooks as webhooks
 from worker.providers._answers import read_answer, read_rows
 from worker.providers.base import (
     CHINA_TZ,
@@ -38,8 +37,6 @@ from worker.providers.base import (
     RejectedRow,
     WebhookRequest,
     as_int,
-    as_text,
-    epoch_time,
     load_json,
     local_epoch,
 )
@@ -107,13 +104,6 @@ ERROR_CODES: dict[int, type[PollError]] = {
     6001: FatalConfig,     # no permission
 }
 
-FORM = "application/x-www-form-urlencoded"
-JSON = "application/json"
-
-# Webhook fields that carry several values: a JSON-array string or repeated form keys.
-LIST_FIELDS = ("recipientArray", "emailIds")
-
-
 @attrs.frozen
 class Edition:
     """One edition of the SendCloud API, as data; the engine functions below take it first."""
@@ -149,7 +139,7 @@ def poll_request(edition: Edition, acct: AccountContext, query: PollQuery, now: 
     if acct.option(edition.options, "method") == "GET":
         return HttpRequest("GET", url, params=tuple(params))
     body = urllib.parse.urlencode(params).encode("ascii")
-    return HttpRequest("POST", url, headers=(("Content-Type", FORM),), body=body)
+    return HttpRequest("POST", url, headers=(("Content-Type", webhooks.FORM),), body=body)
 
 
 def poll_page(
@@ -281,138 +271,6 @@ def _poll_rows(edition: Edition, acct: AccountContext, records: list[Any]) -> tu
     return rows, rejected
 
 
-# -- the engine: webhooks -----------------------------------------------------------------------
-
-
-def check_signature(
-    edition: Edition, acct: AccountContext, req: WebhookRequest, now: datetime, replay_window_secs: float
-) -> str:
-    """HMAC-SHA256(app key, timestamp + token) as lowercase hex, against every key in rotation."""
-    try:
-        fields = _body_fields(edition, req)
-    except MalformedPayload as exc:
-        raise BadSignature("no signature fields in an unreadable body") from exc
-    timestamp, token, signature = (as_text(fields.get(k)) for k in ("timestamp", "token", "signature"))
-    if timestamp is None or token is None or signature is None:
-        raise BadSignature("timestamp, token or signature missing")
-    if not acct.webhook_keys:
-        raise BadSignature("no webhook key configured")  # fail closed
-    candidates = (("hmac-sha256", family.hmac_sha256(key, timestamp + token), timestamp)
-                  for key in acct.webhook_keys)
-    if family.first_match(candidates, signature) is None:
-        raise BadSignature("signature does not match any key")
-    family.check_fresh(timestamp, now, replay_window_secs)
-    return "hmac-sha256"
-
-
-def webhook_records(edition: Edition, req: WebhookRequest) -> list[dict[str, Any]]:
-    """The one event of a POST (PROVIDERS.md 2.5), list fields decoded."""
-    fields = dict(_body_fields(edition, req))     # a copy: the list fields are decoded in it
-    if not isinstance(fields.get("event"), str):
-        raise MalformedPayload(f"{edition.provider.value}: webhook body without an event")
-    with family.bad_input_as(MalformedPayload, f"{edition.provider.value}: webhook list field"):
-        for name in LIST_FIELDS:
-            if name in fields:
-                fields[name] = _as_list(fields[name])
-    return [fields]
-
-
-# The documented field is `substat`; a production receiver binds it as `subStat` (issue 13), and the
-# status API's spelling is `sub_status`: whichever is present, in this order.
-WEBHOOK_SUB_STATUS = ("substat", "subStat", "sub_status")
-WEBHOOK_SUB_STATUS_DESC = ("substatdesc", "subStatDesc", "sub_status_desc")
-
-
-def event_observations(edition: Edition, acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
-    what = f"{edition.provider.value}: webhook event"
-    with family.bad_input_as(MalformedPayload, what):
-        event = family.required_text(record, "event")
-        if event.lower() not in edition.events:
-            raise MalformedPayload(f"{what}: unknown event {event[:40]!r}")
-        base = edition.events[event.lower()]
-        if base is None:
-            return []  # requests, opens, clicks and inbound routes carry no delivery status
-        return [
-            family.observation(
-                acct,
-                email_id=family.required_text(record, "emailId"),
-                recipient=family.required_text(record, "recipient"),
-                base=base,
-                # substat refines failures only (401-409 on invalid, 503-509 on soft_bounce).
-                sub_status=family.first_present(record, WEBHOOK_SUB_STATUS) if base in family.FAILURES else None,
-                occurred_at=epoch_time(record["timestamp"]),
-                provider_status=event,
-                message=family.first_text(record, ("cause", "message", *WEBHOOK_SUB_STATUS_DESC)),
-                record=record,
-                message_id=family.first_text(record, ("messageId",)),
-            )
-        ]
-
-
-def signature_reuse_key(record: dict[str, Any]) -> str | None:
-    """The signature of the delivery a record came in: HMAC over timestamp + a random token, so it
-    names one delivery, and one captured with another body is a replay (worker.staging). Lower-cased
-    as verification reads it, so a change of letter case is the same signature."""
-    signature = as_text(record.get("signature"))
-    return signature.lower() if signature else None
-
-
-def _body_fields(edition: Edition, req: WebhookRequest) -> dict[str, Any]:
-    """The fields of a webhook body, form or JSON (the URL test is JSON, real events forms), read
-    once per request: verification and splitting share them (`req.parsed`; callers do not change
-    them)."""
-    fields = req.parsed.get(edition.provider.value)
-    if fields is not None:
-        return fields
-    kind = req.content_type.partition(";")[0].strip().lower()
-    if kind not in (FORM, JSON):
-        kind = JSON if req.body.lstrip()[:1] == b"{" else FORM
-    with family.bad_input_as(MalformedPayload, f"{edition.provider.value}: webhook body"):
-        fields = load_json(req.body) if kind == JSON else _form_fields(req.body)
-    if not isinstance(fields, dict):
-        raise MalformedPayload(f"{edition.provider.value}: webhook body is not an object")
-    req.parsed[edition.provider.value] = fields
-    return fields
-
-
-def _as_list(value: Any) -> list[str]:
-    """A list field: a real list, one JSON-array string, or the values of repeated form keys."""
-    if isinstance(value, str):
-        value = [value]
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str) and value[0].lstrip()[:1] == "[":
-        value = load_json(value[0])
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise TypeError("list field")
-    return value
-
-
-def _form_fields(body: bytes) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for name, value in _form_pairs(body):
-        if name in LIST_FIELDS:
-            fields.setdefault(name, []).append(value)
-        else:
-            fields.setdefault(name, value)  # a repeated single-valued field: the first one counts
-    return fields
-
-
-def _form_pairs(body: bytes) -> list[tuple[str, str]]:
-    """The pairs `urllib.parse.parse_qsl(keep_blank_values=True, errors="strict")` reads from a UTF-8
-    form: empty pairs skipped, a pair without `=` has an empty value, `+` is a space. Unquoted in one
-    call for the whole body (issue 16: half the parse): the parts are joined with NUL and split
-    again; a part that holds a NUL, raw or escaped (%00), makes the count differ, and each part is
-    then unquoted alone."""
-    parts: list[str] = []
-    for pair in body.decode("utf-8").split("&"):
-        if pair:
-            name, _, value = pair.partition("=")
-            parts += (name, value)
-    decoded = urllib.parse.unquote("\x00".join(parts).replace("+", " "), errors="strict").split("\x00")
-    if len(decoded) != len(parts):
-        decoded = [urllib.parse.unquote(part.replace("+", " "), errors="strict") for part in parts]
-    return list(zip(decoded[0::2], decoded[1::2], strict=True))
-
-
 # -- this edition -------------------------------------------------------------------------------
 
 EDITION = Edition(
@@ -441,16 +299,16 @@ def parse_poll_response(
 
 
 def verify_webhook(acct: AccountContext, req: WebhookRequest, now: datetime, replay_window_secs: float) -> str:
-    return check_signature(EDITION, acct, req, now, replay_window_secs)
+    return webhooks.check_signature(EDITION, acct, req, now, replay_window_secs)
 
 
 def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
-    return webhook_records(EDITION, req)
+    return webhooks.webhook_records(EDITION, req)
 
 
 def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
-    return event_observations(EDITION, acct, record)
+    return webhooks.event_observations(EDITION, acct, record)
 
 
 def replay_key(req: WebhookRequest, record: dict[str, Any]) -> str | None:
-    return signature_reuse_key(record)
+    return webhooks.signature_reuse_key(record)

@@ -11,6 +11,7 @@ import pytest
 from worker.errors import MalformedPayload
 from worker.model import EventType, Reason, Scope
 from worker.providers import _sendcloud_family as family
+from worker.providers import _sendcloud_webhooks as sendcloud_webhooks
 from worker.providers import aurora_sendcloud as aurora
 from worker.providers import sendcloud
 from worker.providers.base import AccountContext, WebhookRequest, epoch_time, epoch_to_utc
@@ -59,7 +60,7 @@ def test_an_empty_sub_status_is_none_in_the_observation():
 # -- webhook bodies: the declared content type decides ----------------------------------------------
 
 
-@pytest.mark.parametrize("content_type", [sendcloud.FORM, f"{sendcloud.FORM}; charset=utf-8"])
+@pytest.mark.parametrize("content_type", [sendcloud_webhooks.FORM, f"{sendcloud_webhooks.FORM}; charset=utf-8"])
 def test_a_json_body_declared_as_a_form_is_read_as_a_form(content_type):
     # read as a form, the JSON text is one field name with no `event` field: malformed. Sniffing the
     # body (as for an unknown content type) would have made it a JSON record.

@@ -31,6 +31,7 @@ from worker.errors import (
 )
 from worker.model import EventType, Provider, Reason
 from worker.providers import _sendcloud_family as family
+from worker.providers import _sendcloud_webhooks as sendcloud_webhooks
 from worker.providers import sendcloud
 from worker.providers.base import AccountContext, HttpRequest, PollQuery, RejectedRow, WebhookRequest
 
@@ -104,7 +105,7 @@ def sign(timestamp: str, token: str = TOKEN, key: str = KEY) -> str:
     return hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
 
 
-def form_hook(fields: dict[str, Any] | list[tuple[str, str]], content_type: str = sendcloud.FORM) -> WebhookRequest:
+def form_hook(fields: dict[str, Any] | list[tuple[str, str]], content_type: str = sendcloud_webhooks.FORM) -> WebhookRequest:
     return WebhookRequest(urllib.parse.urlencode(fields).encode(), content_type)
 
 
@@ -466,7 +467,7 @@ def test_replay_window(timestamp: str, ok: bool) -> None:
 
 
 @pytest.mark.parametrize(("body", "content_type"), [
-    (b"\xff\xfeevent=deliver", sendcloud.FORM), (b'{"event": ', "application/json"), (b"[1, 2]", "application/json"),
+    (b"\xff\xfeevent=deliver", sendcloud_webhooks.FORM), (b'{"event": ', "application/json"), (b"[1, 2]", "application/json"),
     (b"", ""),
 ])
 def test_unreadable_bodies_cannot_be_verified(body: bytes, content_type: str) -> None:
@@ -508,15 +509,15 @@ def test_form_fields_are_kept_as_received_strings() -> None:
 
 
 @pytest.mark.parametrize(("body", "content_type"), [
-    (b"event=deliver&recipient=%E4", sendcloud.FORM),                        # bad UTF-8 in an escape
-    (b"event=deliver\xff", sendcloud.FORM),
+    (b"event=deliver&recipient=%E4", sendcloud_webhooks.FORM),                        # bad UTF-8 in an escape
+    (b"event=deliver\xff", sendcloud_webhooks.FORM),
     (b'{"event": "deliver"', "application/json"),
     (b'["deliver"]', "application/json"),
-    (b"emailId=x&recipient=y", sendcloud.FORM),                               # no event at all
+    (b"emailId=x&recipient=y", sendcloud_webhooks.FORM),                               # no event at all
     (b'{"event": 3}', "application/json"),
-    (b"event=request&emailIds=%5B%22a%22", sendcloud.FORM),                 # truncated JSON list
+    (b"event=request&emailIds=%5B%22a%22", sendcloud_webhooks.FORM),                 # truncated JSON list
     (b'{"event": "request", "emailIds": [1, 2]}', "application/json"),
-    (b"", sendcloud.FORM),
+    (b"", sendcloud_webhooks.FORM),
 ])
 def test_unparseable_bodies_are_malformed(body: bytes, content_type: str) -> None:
     with pytest.raises(MalformedPayload):
@@ -605,13 +606,13 @@ def test_aurora_names_are_not_sendcloud_china_events() -> None:
 
 def test_verification_and_splitting_parse_a_body_once(monkeypatch) -> None:
     calls: list[bytes] = []
-    real = sendcloud._form_fields
+    real = sendcloud_webhooks._form_fields
 
     def counting(body: bytes) -> dict[str, Any]:
         calls.append(body)
         return real(body)
 
-    monkeypatch.setattr(sendcloud, "_form_fields", counting)
+    monkeypatch.setattr(sendcloud_webhooks, "_form_fields", counting)
     fields = [*signed_fields().items(), ("emailIds", "a"), ("emailIds", "b")]
     req = form_hook(fields)
     assert verify(req) == "hmac-sha256"
@@ -646,24 +647,24 @@ def test_form_pairs_read_a_body_as_the_standard_library_does(body: bytes) -> Non
                                           errors="strict")
     except UnicodeDecodeError:
         with pytest.raises(UnicodeDecodeError):
-            sendcloud._form_pairs(body)
+            sendcloud_webhooks._form_pairs(body)
         return
-    assert sendcloud._form_pairs(body) == expected
+    assert sendcloud_webhooks._form_pairs(body) == expected
 
 
 def test_form_pairs_hand_worked() -> None:
-    assert sendcloud._form_pairs(b"a=1&b&=c&d=x+y%2Bz&e=%00%26") == [
+    assert sendcloud_webhooks._form_pairs(b"a=1&b&=c&d=x+y%2Bz&e=%00%26") == [
         ("a", "1"), ("b", ""), ("", "c"), ("d", "x y+z"), ("e", "\x00&")]
     with pytest.raises(UnicodeDecodeError):
-        sendcloud._form_pairs(b"k=%C3&j=%A9")       # half a character in each of two values
+        sendcloud_webhooks._form_pairs(b"k=%C3&j=%A9")       # half a character in each of two values
     # one space, one pair: splitting the unquoted whole on anything but NUL would cut it in two
-    assert sendcloud._form_pairs(b"a=b+c") == [("a", "b c")]
-    assert sendcloud._form_pairs(b"a=b%20c&d=e") == [("a", "b c"), ("d", "e")]
+    assert sendcloud_webhooks._form_pairs(b"a=b+c") == [("a", "b c")]
+    assert sendcloud_webhooks._form_pairs(b"a=b%20c&d=e") == [("a", "b c"), ("d", "e")]
 
 
 def test_splitting_leaves_the_shared_parse_as_read() -> None:
     fields = {**signed_fields(), "emailIds": '["a", "b"]'}      # a list field as one JSON-array string
-    req = WebhookRequest(orjson.dumps(fields), sendcloud.JSON)
+    req = WebhookRequest(orjson.dumps(fields), sendcloud_webhooks.JSON)
     assert verify(req) == "hmac-sha256"
     [record] = sendcloud.split_webhook(req)
     assert record["emailIds"] == ["a", "b"]

@@ -1,0 +1,163 @@
+"""The SendCloud engine's webhooks (SendCloud and Aurora SendCloud): form-posted or JSON bodies, one
+event each, signed with HMAC-SHA256 over timestamp + token (PROVIDERS.md 2.5).
+
+Like the polling engine in worker.providers.sendcloud, these are plain functions that take the
+edition first; they read only its provider and its webhook `events`.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from worker.errors import BadSignature, MalformedPayload
+from worker.model import EventType, Observation, Provider
+from worker.providers import _sendcloud_family as family
+from worker.providers.base import AccountContext, WebhookRequest, as_text, epoch_time, load_json
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+# Webhook fields that carry several values: a JSON-array string or repeated form keys.
+LIST_FIELDS = ("recipientArray", "emailIds")
+
+
+class Edition(Protocol):
+    """What the webhook engine reads of an edition (worker.providers.sendcloud `Edition`)."""
+
+    @property
+    def provider(self) -> Provider: ...
+
+    @property
+    def events(self) -> Mapping[str, EventType | None]: ...   # webhook `event` → type; None: not emitted
+
+
+def check_signature(
+    edition: Edition, acct: AccountContext, req: WebhookRequest, now: datetime, replay_window_secs: float
+) -> str:
+    """HMAC-SHA256(app key, timestamp + token) as lowercase hex, against every key in rotation."""
+    try:
+        fields = _body_fields(edition, req)
+    except MalformedPayload as exc:
+        raise BadSignature("no signature fields in an unreadable body") from exc
+    timestamp, token, signature = (as_text(fields.get(k)) for k in ("timestamp", "token", "signature"))
+    if timestamp is None or token is None or signature is None:
+        raise BadSignature("timestamp, token or signature missing")
+    if not acct.webhook_keys:
+        raise BadSignature("no webhook key configured")  # fail closed
+    candidates = (("hmac-sha256", family.hmac_sha256(key, timestamp + token), timestamp)
+                  for key in acct.webhook_keys)
+    if family.first_match(candidates, signature) is None:
+        raise BadSignature("signature does not match any key")
+    family.check_fresh(timestamp, now, replay_window_secs)
+    return "hmac-sha256"
+
+
+def webhook_records(edition: Edition, req: WebhookRequest) -> list[dict[str, Any]]:
+    """The one event of a POST (PROVIDERS.md 2.5), list fields decoded."""
+    fields = dict(_body_fields(edition, req))     # a copy: the list fields are decoded in it
+    if not isinstance(fields.get("event"), str):
+        raise MalformedPayload(f"{edition.provider.value}: webhook body without an event")
+    with family.bad_input_as(MalformedPayload, f"{edition.provider.value}: webhook list field"):
+        for name in LIST_FIELDS:
+            if name in fields:
+                fields[name] = _as_list(fields[name])
+    return [fields]
+
+
+# The documented field is `substat`; a production receiver binds it as `subStat` (issue 13), and the
+# status API's spelling is `sub_status`: whichever is present, in this order.
+WEBHOOK_SUB_STATUS = ("substat", "subStat", "sub_status")
+WEBHOOK_SUB_STATUS_DESC = ("substatdesc", "subStatDesc", "sub_status_desc")
+
+
+def event_observations(edition: Edition, acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
+    what = f"{edition.provider.value}: webhook event"
+    with family.bad_input_as(MalformedPayload, what):
+        event = family.required_text(record, "event")
+        if event.lower() not in edition.events:
+            raise MalformedPayload(f"{what}: unknown event {event[:40]!r}")
+        base = edition.events[event.lower()]
+        if base is None:
+            return []  # requests, opens, clicks and inbound routes carry no delivery status
+        return [
+            family.observation(
+                acct,
+                email_id=family.required_text(record, "emailId"),
+                recipient=family.required_text(record, "recipient"),
+                base=base,
+                # substat refines failures only (401-409 on invalid, 503-509 on soft_bounce).
+                sub_status=family.first_present(record, WEBHOOK_SUB_STATUS) if base in family.FAILURES else None,
+                occurred_at=epoch_time(record["timestamp"]),
+                provider_status=event,
+                message=family.first_text(record, ("cause", "message", *WEBHOOK_SUB_STATUS_DESC)),
+                record=record,
+                message_id=family.first_text(record, ("messageId",)),
+            )
+        ]
+
+
+def signature_reuse_key(record: dict[str, Any]) -> str | None:
+    """The signature of the delivery a record came in: HMAC over timestamp + a random token, so it
+    names one delivery, and one captured with another body is a replay (worker.staging). Lower-cased
+    as verification reads it, so a change of letter case is the same signature."""
+    signature = as_text(record.get("signature"))
+    return signature.lower() if signature else None
+
+
+def _body_fields(edition: Edition, req: WebhookRequest) -> dict[str, Any]:
+    """The fields of a webhook body, form or JSON (the URL test is JSON, real events forms), read
+    once per request: verification and splitting share them (`req.parsed`; callers do not change
+    them)."""
+    fields = req.parsed.get(edition.provider.value)
+    if fields is not None:
+        return fields
+    kind = req.content_type.partition(";")[0].strip().lower()
+    if kind not in (FORM, JSON):
+        kind = JSON if req.body.lstrip()[:1] == b"{" else FORM
+    with family.bad_input_as(MalformedPayload, f"{edition.provider.value}: webhook body"):
+        fields = load_json(req.body) if kind == JSON else _form_fields(req.body)
+    if not isinstance(fields, dict):
+        raise MalformedPayload(f"{edition.provider.value}: webhook body is not an object")
+    req.parsed[edition.provider.value] = fields
+    return fields
+
+
+def _as_list(value: Any) -> list[str]:
+    """A list field: a real list, one JSON-array string, or the values of repeated form keys."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str) and value[0].lstrip()[:1] == "[":
+        value = load_json(value[0])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError("list field")
+    return value
+
+
+def _form_fields(body: bytes) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name, value in _form_pairs(body):
+        if name in LIST_FIELDS:
+            fields.setdefault(name, []).append(value)
+        else:
+            fields.setdefault(name, value)  # a repeated single-valued field: the first one counts
+    return fields
+
+
+def _form_pairs(body: bytes) -> list[tuple[str, str]]:
+    """The pairs `urllib.parse.parse_qsl(keep_blank_values=True, errors="strict")` reads from a UTF-8
+    form: empty pairs skipped, a pair without `=` has an empty value, `+` is a space. Unquoted in one
+    call for the whole body (issue 16: half the parse): the parts are joined with NUL and split
+    again; a part that holds a NUL, raw or escaped (%00), makes the count differ, and each part is
+    then unquoted alone."""
+    parts: list[str] = []
+    for pair in body.decode("utf-8").split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            parts += (name, value)
+    decoded = urllib.parse.unquote("\x00".join(parts).replace("+", " "), errors="strict").split("\x00")
+    if len(decoded) != len(parts):
+        decoded = [urllib.parse.unquote(part.replace("+", " "), errors="strict") for part in parts]
+    return list(zip(decoded[0::2], decoded[1::2], strict=True))
