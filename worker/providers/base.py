@@ -338,6 +338,7 @@ _NAIVE_TIME = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{1,2}):(\d{1
 
 _HOUR_STARTS: dict[tuple[tzinfo, str], int] = {}   # (zone, "yyyy-MM-dd HH") -> the hour's start, Unix seconds
 _HOUR_STARTS_MAX = 20_000
+_MINUTE_SECONDS = {f":{m:02d}:{s:02d}": m * 60 + s for m in range(60) for s in range(60)}   # ":mm:ss" -> seconds
 
 
 def naive_epoch(text: str, tz: tzinfo) -> int:
@@ -349,16 +350,17 @@ def naive_epoch(text: str, tz: tzinfo) -> int:
     most of a polled row's time parsing (bench quota, py-spy), so the start of a zero-padded time's
     hour is remembered when the zone's offset is the same at both ends of the hour (a zone change
     inside it is worked out each time), and a time in a remembered hour is its start plus minutes
-    and seconds: no datetime is made (a re-sweep's duplicate rows need only the number)."""
+    and seconds: no datetime is made (a re-sweep's duplicate rows need only the number). The
+    remembered hours came from whole, zero-padded times, so a text of 19 characters that starts with
+    one and ends in `:mm:ss` (`_MINUTE_SECONDS`, 00-59 each) is read without the pattern."""
+    if len(text) == 19 and (start := _HOUR_STARTS.get((tz, text[:13]))) is not None:
+        within = _MINUTE_SECONDS.get(text[13:])
+        if within is not None:
+            return start + within
     match = _NAIVE_TIME.fullmatch(text)
     if match is None:
         raise ValueError("not a yyyy-MM-dd HH:mm:ss time")
     key = (tz, text[:13])
-    if len(text) == 19 and (start := _HOUR_STARTS.get(key)) is not None:
-        minute, second = int(text[14:16]), int(text[17:19])
-        if minute > 59 or second > 59:
-            raise ValueError("minute or second out of range")
-        return start + minute * 60 + second
     year, month, day, hour, minute, second = map(int, match.groups())
     local = datetime(year, month, day, hour, minute, second, tzinfo=tz)
     if len(text) == 19:

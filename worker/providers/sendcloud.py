@@ -25,7 +25,7 @@ from worker.errors import (
 from worker.model import EventType, Observation, Provider, Rows, plainly_within_caps
 from worker.providers import _sendcloud_family as family
 from worker.providers import _sendcloud_webhooks as webhooks
-from worker.providers._answers import read_answer, read_rows
+from worker.providers._answers import BAD_INPUT, read_answer, read_rows
 from worker.providers.base import (
     CHINA_TZ,
     AccountContext,
@@ -204,7 +204,7 @@ def _status_type(edition: Edition, text: str) -> EventType | None:
 
 
 class _Row(NamedTuple):
-    """A status row read and checked in full, not yet an observation (times in Unix seconds)."""
+    """A status row read and checked alone, not yet an observation (times in Unix seconds)."""
 
     record: dict[str, Any]
     email_id: str
@@ -212,16 +212,85 @@ class _Row(NamedTuple):
     status: str
     sub_status: Any
     occurred: int
-    sent: int | None
+    request_time: Any
     message: str | None
     classified: family.Classified
 
 
+@attrs.frozen
+class _Columns:
+    """A page's readable rows, column by column, as `_poll_rows` turns them into `Rows`. `epochs`
+    reads every time text of the rows (Unix seconds); a falsy `requests` entry has no send time."""
+
+    records: list[dict[str, Any]]
+    email_ids: list[str]
+    recipients: list[str]
+    statuses: list[str]
+    sub_statuses: list[Any]
+    messages: list[str | None]
+    classified: list[family.Classified]
+    occurred: list[int]
+    requests: list[Any]
+    epochs: dict[Any, int]
+
+
+_NONE = type(None)
+_DICTS = {dict}
+_TEXTS = {str}
+_SUB_STATUS_TYPES = {str, int, _NONE}
+_MESSAGE_TYPES = {str, _NONE}
+
+
 def _poll_rows(edition: Edition, acct: AccountContext, records: list[Any]) -> tuple[Rows, tuple[RejectedRow, ...]]:
     """The page's readable rows, each built into its observation only when asked for (a re-sweep's
-    duplicates never are: worker.model `Rows`), and the unreadable ones. Rows sharing a status,
-    sub-status and message share their classification (a page of deliveries classifies once), and
-    rows sharing a time text share its reading (a campaign's rows share their request time)."""
+    duplicates never are: worker.model `Rows`), and the unreadable ones.
+
+    A page whose rows all hold plain values of the documented types is read column by column, each
+    distinct time text and each distinct (status, sub-status, message) read once (issue 14: a
+    duplicate row's CPU); any other page row by row, so a row that cannot be read is rejected alone.
+    Both read the same fields with the same rules (tests/unit/providers/test_sendcloud_rows.py)."""
+    columns = _columns(edition, acct, records)
+    rejected: tuple[RejectedRow, ...] = ()
+    if columns is None:
+        columns, rejected = _columns_row_by_row(edition, acct, records)
+    return _rows(acct, columns), rejected
+
+
+def _columns(edition: Edition, acct: AccountContext, records: list[Any]) -> _Columns | None:
+    """Every row read at once; None when some row needs reading alone (not an object, a field empty
+    or of another type than text, a time that does not read)."""
+    if set(map(type, records)) != _DICTS:
+        return None
+    email_ids = [r.get("emailId") for r in records]
+    recipients = [r.get("recipients") for r in records]
+    statuses = [r.get("status") for r in records]
+    for texts in (email_ids, recipients, statuses):
+        if set(map(type, texts)) != _TEXTS or "" in texts:
+            return None
+    requests = [r.get("requestTime") for r in records]
+    # A request still in progress may not have a modification time yet.
+    occurs = [r.get("modifiedTime") or q for r, q in zip(records, requests, strict=True)]
+    # The seed example spells the description both ways, one per row.
+    messages = [r.get("sendLog") or r.get("subStatDesc") or r.get("subStatusDesc") or None for r in records]
+    sub_statuses = [r.get("subStatus") for r in records]
+    if not set(map(type, messages)) <= _MESSAGE_TYPES or not set(map(type, sub_statuses)) <= _SUB_STATUS_TYPES:
+        return None
+    tz = edition.defaults.tz
+    try:
+        sent_texts = set(requests) - {None, ""}
+        epochs = {text: local_epoch(text, tz) for text in sent_texts.union(occurs)}
+    except BAD_INPUT:
+        return None
+    keys = list(zip(statuses, sub_statuses, messages, strict=True))
+    memo = {key: family.classify(acct, _status_type(edition, key[0]), key[1], key[2]) for key in set(keys)}
+    return _Columns(records, email_ids, recipients, statuses, sub_statuses, messages, list(map(memo.__getitem__, keys)),
+                    list(map(epochs.__getitem__, occurs)), requests, epochs)
+
+
+def _columns_row_by_row(edition: Edition, acct: AccountContext,
+                        records: list[Any]) -> tuple[_Columns, tuple[RejectedRow, ...]]:
+    """The readable rows and the rejected ones, each row read alone. Rows sharing a status,
+    sub-status and message share their classification, and rows sharing a time text its reading."""
     tz = edition.defaults.tz
     memo: dict[tuple[str, int | None, str | None], family.Classified] = {}
     times: dict[Any, int] = {}
@@ -239,7 +308,8 @@ def _poll_rows(edition: Edition, acct: AccountContext, records: list[Any]) -> tu
         request_time = record.get("requestTime")
         # A request still in progress may not have a modification time yet.
         occurred = at(record.get("modifiedTime") or request_time)
-        sent = at(request_time) if request_time else None
+        if request_time:
+            at(request_time)
         # The seed example spells the description both ways, one per row.
         message = family.first_text(record, ("sendLog", "subStatDesc", "subStatusDesc"))
         sub_status = record.get("subStatus")
@@ -247,28 +317,38 @@ def _poll_rows(edition: Edition, acct: AccountContext, records: list[Any]) -> tu
         classified = memo.get(key)
         if classified is None:
             classified = memo[key] = family.classify(acct, _status_type(edition, status), sub_status, message)
-        return (_Row(record, email_id, recipient, status, sub_status, occurred, sent, message, classified),)
+        return (_Row(record, email_id, recipient, status, sub_status, occurred, request_time, message, classified),)
 
     read_ok, rejected = read_rows(records, read)
+    columns = _Columns([r.record for r in read_ok], [r.email_id for r in read_ok], [r.recipient for r in read_ok],
+                       [r.status for r in read_ok], [r.sub_status for r in read_ok], [r.message for r in read_ok],
+                       [r.classified for r in read_ok], [r.occurred for r in read_ok],
+                       [r.request_time for r in read_ok], times)
+    return columns, rejected
 
+
+def _sub_text(sub_status: Any) -> str:
+    return "" if sub_status in (None, "") else str(sub_status)
+
+
+def _rows(acct: AccountContext, c: _Columns) -> Rows:
     def build(index: int) -> Observation:
-        row = read_ok[index]
+        sent = c.requests[index]
         return family.observation(
-            acct, email_id=row.email_id, recipient=row.recipient, base=None, sub_status=row.sub_status,
-            occurred_at=datetime.fromtimestamp(row.occurred, UTC), provider_status=row.status, message=row.message,
-            record=row.record, sent_at=None if row.sent is None else datetime.fromtimestamp(row.sent, UTC),
-            classified=row.classified)
+            acct, email_id=c.email_ids[index], recipient=c.recipients[index], base=None,
+            sub_status=c.sub_statuses[index], occurred_at=datetime.fromtimestamp(c.occurred[index], UTC),
+            provider_status=c.statuses[index], message=c.messages[index], record=c.records[index],
+            sent_at=datetime.fromtimestamp(c.epochs[sent], UTC) if sent else None, classified=c.classified[index])
 
-    rows = Rows(
-        [row.email_id for row in read_ok],
-        [row.classified[0] for row in read_ok],
-        [row.occurred for row in read_ok],
-        [True] * len(read_ok),
-        [row.classified[0] in family.FINAL for row in read_ok],
-        [plainly_within_caps(row.email_id, row.recipient, row.status,
-                             "" if row.sub_status in (None, "") else str(row.sub_status)) for row in read_ok],
-        build)
-    return rows, rejected
+    count = len(c.email_ids)
+    types = [classified[0] for classified in c.classified]
+    if not count or plainly_within_caps(max(c.email_ids, key=len), max(c.recipients, key=len),
+                                        max(c.statuses, key=len), max(map(_sub_text, c.sub_statuses), key=len)):
+        plain = [True] * count   # the longest of each column is within the caps: every row is
+    else:
+        plain = [plainly_within_caps(*texts) for texts in zip(
+            c.email_ids, c.recipients, c.statuses, map(_sub_text, c.sub_statuses), strict=True)]
+    return Rows(c.email_ids, types, c.occurred, [True] * count, [t in family.FINAL for t in types], plain, build)
 
 
 # -- this edition -------------------------------------------------------------------------------

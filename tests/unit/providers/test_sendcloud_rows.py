@@ -1,0 +1,163 @@
+"""SendCloud/Aurora status rows read column by column (issue 14: a duplicate row's CPU).
+
+`sendcloud._columns` reads a page whose rows all hold plain text where text is documented; any other
+page is read row by row, so an unreadable row is rejected alone. The expected values here are worked
+out by hand (China is UTC+8 all year: 2024-01-02 10:00:05 there is 02:00:05 UTC); the two readings
+are also compared on the same pages, field by field.
+"""
+
+from __future__ import annotations
+
+import calendar
+from typing import Any
+
+import pytest
+
+from tests.unit.providers.test_sendcloud import NOW, account, answer, row
+from worker.model import EventType, Reason, Rows
+from worker.providers import aurora_sendcloud, sendcloud
+from worker.providers.base import PollQuery, RejectedRow, local_epoch, naive_epoch
+
+ACCT = account()
+
+
+def utc_epoch(*fields: int) -> int:
+    return calendar.timegm((*fields, 0, 0, 0))
+
+
+def columns(rows: Rows) -> dict[str, list[Any]]:
+    return {"ids": rows.email_ids, "types": rows.types, "times": rows.times, "exact": rows.exact,
+            "finals": rows.finals, "plain": rows.plain}
+
+
+def by_columns(records: list[Any]) -> Rows:
+    read = sendcloud._columns(sendcloud.EDITION, ACCT, records)
+    assert read is not None, "the page was not read column by column"
+    return sendcloud._rows(ACCT, read)
+
+
+def row_by_row(records: list[Any]) -> tuple[Rows, tuple[RejectedRow, ...]]:
+    read, rejected = sendcloud._columns_row_by_row(sendcloud.EDITION, ACCT, records)
+    return sendcloud._rows(ACCT, read), rejected
+
+
+PAGE = [
+    row(emailId="a$ann@qq.com", recipients="ann@qq.com"),
+    row(emailId="b$bob@qq.com", recipients="bob@qq.com", status="无效邮件", subStatus=401, sendLog=None,
+        subStatDesc="550 5.1.1 user unknown", modifiedTime="2024-01-02 10:59:59"),
+    row(emailId="c$cy@qq.com", recipients="cy@qq.com", status="软退信", subStatus="", sendLog="",
+        requestTime="2024-01-02 09:00:00", modifiedTime=None),
+    row(emailId="d$di@qq.com", recipients="di@qq.com", status="请求中", requestTime=None, modifiedTime="2024-01-02 10:00:07"),
+]
+
+
+def test_a_page_of_plain_rows_is_read_by_columns_as_worked_out_by_hand() -> None:
+    rows = by_columns(PAGE)
+    assert columns(rows) == {
+        "ids": ["a$ann@qq.com", "b$bob@qq.com", "c$cy@qq.com", "d$di@qq.com"],
+        "types": [EventType.DELIVERED, EventType.INVALID, EventType.SOFT_BOUNCE, None],
+        "times": [utc_epoch(2024, 1, 2, 2, 0, 5), utc_epoch(2024, 1, 2, 2, 59, 59), utc_epoch(2024, 1, 2, 1, 0, 0),
+                  utc_epoch(2024, 1, 2, 2, 0, 7)],
+        "exact": [True] * 4,
+        "finals": [True, True, False, False],
+        "plain": [True] * 4,
+    }
+    invalid = rows[1]
+    assert (invalid.recipient, invalid.provider_status, invalid.provider_sub_status) == ("bob@qq.com", "无效邮件", "401")
+    assert invalid.provider_message == "550 5.1.1 user unknown" and invalid.reason is Reason.SUPPRESSED   # 401: on SendCloud's blacklist (PROVIDERS.md, sub-status table)
+    assert invalid.sent_at.timestamp() == utc_epoch(2024, 1, 2, 2, 0, 0)
+    assert invalid.raw is PAGE[1]
+    soft = rows[2]   # no modification time yet: the request time; an empty sub-status and log are none
+    assert soft.occurred_at.timestamp() == soft.sent_at.timestamp() == utc_epoch(2024, 1, 2, 1, 0, 0)
+    assert soft.provider_sub_status is None and soft.provider_message is None
+    assert rows[3].sent_at is None
+
+
+@pytest.mark.parametrize("records", [
+    PAGE,
+    [row(emailId=f"{i}$x{i}@qq.com", modifiedTime=f"2024-01-02 1{i % 3}:{i:02d}:{59 - i:02d}") for i in range(40)],
+    [row(subStatus=sub, status=status, sendLog=log)
+     for sub in (None, 0, 406, "406", "5xx", "") for status in ("送达", "软退信", " Soft Bounce") for log in ("x", None)],
+    [row(recipients="r" * 200)],
+    [row(), row(emailId="e" * 129), row(status="s" * 300), row(subStatus="9" * 129), row(subStatus=10 ** 130)],
+])
+def test_both_readings_agree_on_pages_of_plain_rows(records: list[dict[str, Any]]) -> None:
+    fast = by_columns(records)
+    slow, rejected = row_by_row(records)
+    assert rejected == ()
+    assert columns(fast) == columns(slow)
+    assert list(fast) == list(slow)
+    assert [o.raw for o in fast] == [o.raw for o in slow] == records
+
+
+def test_plain_is_false_only_for_the_rows_past_the_smallest_cap() -> None:
+    rows = by_columns([row(), row(emailId="e" * 129), row(recipients="r" * 128), row(subStatus=10 ** 128)])
+    assert rows.plain == [True, False, True, False]
+
+
+@pytest.mark.parametrize("odd", [
+    {"emailId": 1234},                        # a number: rendered as sent, row by row
+    {"recipients": ""},
+    {"status": None},
+    {"sendLog": 5},
+    {"sendLog": ["x"]},
+    {"subStatus": True},
+    {"subStatus": 4.0},
+    {"subStatus": [401]},
+    {"requestTime": ["2024-01-02 10:00:00"]},
+    {"requestTime": 0},
+    {"modifiedTime": "2024-01-02 10:00:60"},
+    {"modifiedTime": "2024-01-02T10:00:05"},
+    {"modifiedTime": None, "requestTime": None},
+])
+def test_a_page_with_a_row_out_of_the_ordinary_is_read_row_by_row(odd: dict[str, Any]) -> None:
+    records = [row(emailId="a$a@qq.com"), row(**odd), row(emailId="c$c@qq.com")]
+    assert sendcloud._columns(sendcloud.EDITION, ACCT, records) is None
+    page = sendcloud.parse_poll_response(ACCT, PollQuery(), 200, {}, answer(*records), NOW)
+    slow, rejected = row_by_row(records)
+    assert page.rejected == rejected and list(page.observations) == list(slow)
+    assert "a$a@qq.com" in page.observations.email_ids and "c$c@qq.com" in page.observations.email_ids
+
+
+def test_rows_that_are_not_objects_are_rejected_alone() -> None:
+    records = [row(emailId="a$a@qq.com"), "row", None, row(emailId="c$c@qq.com")]
+    assert sendcloud._columns(sendcloud.EDITION, ACCT, records) is None
+    page = sendcloud.parse_poll_response(ACCT, PollQuery(), 200, {}, answer(*records), NOW)
+    assert page.observations.email_ids == ["a$a@qq.com", "c$c@qq.com"]
+    assert [r.index for r in page.rejected] == [1, 2]
+
+
+def test_the_odd_row_of_a_page_is_the_only_one_rejected() -> None:
+    page = sendcloud.parse_poll_response(
+        ACCT, PollQuery(), 200, {}, answer(row(emailId="a$a@qq.com"), row(status=""), row(modifiedTime="x")), NOW)
+    assert page.observations.email_ids == ["a$a@qq.com"] and [r.index for r in page.rejected] == [1, 2]
+
+
+def test_a_number_for_an_id_reads_as_its_digits() -> None:
+    page = sendcloud.parse_poll_response(ACCT, PollQuery(), 200, {}, answer(row(emailId=1234), row()), NOW)
+    assert page.observations.email_ids == ["1234", row()["emailId"]] and page.rejected == ()
+
+
+def test_aurora_reads_its_rows_in_its_own_zone_by_columns() -> None:
+    aurora = account(aurora_sendcloud)
+    records = [row(status="delivered", modifiedTime="2024-01-02 10:00:05")]
+    read = sendcloud._columns(aurora_sendcloud.EDITION, aurora, records)
+    assert read is not None
+    offset = aurora_sendcloud.DEFAULTS.tz.utcoffset(None)
+    assert read.occurred == [utc_epoch(2024, 1, 2, 10, 0, 5) - int(offset.total_seconds())]
+
+
+# -- times in a remembered hour -------------------------------------------------------------------
+
+
+def test_a_time_in_a_remembered_hour_is_read_without_the_pattern_and_still_checked() -> None:
+    tz = sendcloud.DEFAULTS.tz
+    assert naive_epoch("2024-01-02 10:00:00", tz) == utc_epoch(2024, 1, 2, 2, 0, 0)   # the hour is remembered
+    assert naive_epoch("2024-01-02 10:59:59", tz) == utc_epoch(2024, 1, 2, 2, 59, 59)
+    assert naive_epoch("2024-01-02 10:7:05", tz) == utc_epoch(2024, 1, 2, 2, 7, 5)    # unpadded: the pattern
+    for bad in ("2024-01-02 10:60:00", "2024-01-02 10:00:60", "2024-01-02 10:0a:00", "2024-01-02 10-00:00",
+                "2024-01-02 10:00:0٣"):
+        with pytest.raises(ValueError):
+            naive_epoch(bad, tz)
+    with pytest.raises(TypeError):
+        local_epoch(20240102, tz)
