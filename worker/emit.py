@@ -112,6 +112,16 @@ def event_record(topics: Topics, event: StatusEvent) -> tuple[str, bytes, bytes,
     return topics.output(event.type), event.key, event.encode(), event.headers
 
 
+def batch_with(producer: Any, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
+    """A new aiokafka batch (`producer.create_batch()`) holding this record: the batch for a record
+    the open one refused. An empty batch takes any record whole (aiokafka lets the first exceed
+    the batch size), so a refusal here is a bug, not a full batch."""
+    builder = producer.create_batch()
+    if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+        raise AssertionError("an empty batch refused a record")
+    return builder
+
+
 def producer_settings(kafka: KafkaConfig, **extra: Any) -> dict[str, Any]:
     """Durable, idempotent producer settings shared by every producer of the worker."""
     return {

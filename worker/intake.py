@@ -49,7 +49,7 @@ from aiokafka.errors import InvalidProducerEpoch, OutOfOrderSequenceNumber, Prod
 from worker import metrics, raw
 from worker.config import KafkaConfig
 from worker.deadletter import DeadLetter
-from worker.emit import Topics, account_key, outcome_not_news, shard_of
+from worker.emit import Topics, account_key, batch_with, outcome_not_news, shard_of
 from worker.errors import FieldTooLong, MalformedPayload, ProducerBroken, RecordTooLarge
 from worker.model import Observation
 
@@ -141,10 +141,7 @@ class Gathered:
         if queue is None:
             queue = self._queues[partition] = deque()
         if not queue or queue[-1].builder.append(timestamp=None, key=key, value=value, headers=[]) is None:
-            batch = _Batch(self.producer.create_batch())
-            if batch.builder.append(timestamp=None, key=key, value=value, headers=[]) is None:
-                raise AssertionError("an empty batch refused a record")   # aiokafka takes the first always
-            queue.append(batch)
+            queue.append(_Batch(batch_with(self.producer, key, value, [])))
         queue[-1].waiters.append(waiter)
         if partition not in self._busy:
             self._busy.add(partition)

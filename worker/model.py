@@ -8,6 +8,7 @@ here and the schema's enums are kept identical by tests/unit/test_model.py.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -244,8 +245,12 @@ def rfc3339(dt: datetime) -> str:
 
 def _json_time(dt: datetime) -> datetime | str:
     """A time for orjson with OPT_UTC_Z: itself when orjson writes it as `rfc3339` would (UTC, whole
-    seconds: `2026-11-02T08:00:00Z`), else rfc3339's text."""
-    return dt if dt.tzinfo is UTC and not dt.microsecond else rfc3339(dt)
+    seconds: `2026-11-02T08:00:00Z`), else rfc3339's text (remembered: a page's or a batch's events
+    share their `observed_at`, which has milliseconds)."""
+    return dt if dt.tzinfo is UTC and not dt.microsecond else _rfc3339_recent(dt)
+
+
+_rfc3339_recent = functools.lru_cache(maxsize=64)(rfc3339)
 
 
 def parse_rfc3339(text: str) -> datetime:

@@ -26,7 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from worker.config import KafkaConfig
-from worker.emit import Topics, kafka_error_type, outcome_not_news, partition_of
+from worker.emit import Topics, batch_with, kafka_error_type, outcome_not_news, partition_of
 from worker.errors import CommitOutcomeUnknown
 from worker.kafka_tls import client_kwargs
 from worker.staging import Batch
@@ -94,12 +94,10 @@ class Batches:
         header_list = list(headers)
         builder = self._open.get((topic, partition))
         if builder is None:
-            builder = self._open[topic, partition] = self.producer.create_batch()
-        if builder.append(timestamp=None, key=key, value=value, headers=header_list) is None:
+            self._open[topic, partition] = batch_with(self.producer, key, value, header_list)
+        elif builder.append(timestamp=None, key=key, value=value, headers=header_list) is None:
             await self._send(topic, partition, builder)
-            builder = self._open[topic, partition] = self.producer.create_batch()
-            if builder.append(timestamp=None, key=key, value=value, headers=header_list) is None:
-                raise AssertionError("an empty batch refused a record")   # aiokafka takes the first always
+            self._open[topic, partition] = batch_with(self.producer, key, value, header_list)
 
     async def send(self) -> None:
         """Every open batch, sent."""

@@ -1,6 +1,7 @@
 import pytest
+from aiokafka import AIOKafkaProducer
 
-from worker.emit import Topics, account_key, shard_of
+from worker.emit import Topics, account_key, batch_with, shard_of
 from worker.model import EventType
 
 
@@ -20,3 +21,18 @@ def test_topic_names():
     assert topics.output(EventType.SOFT_BOUNCE) == "email.status.soft_bounce"
     assert len(topics.outputs) == 5
     assert account_key("sendcloud", "cn-main") == b"sendcloud/cn-main"
+
+
+async def test_a_record_past_the_batch_size_gets_a_batch_of_its_own() -> None:
+    # a real (unstarted) aiokafka producer: its builders are what Batches and Gathered fill
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", max_batch_size=1024)
+    try:
+        builder = batch_with(producer, b"k", b"x" * 5000, [("event_type", b"delivered")])
+        assert builder.record_count() == 1 and builder.size() > 5000
+        # full: the next record is refused, and the caller opens another batch for it
+        assert builder.append(timestamp=None, key=b"k2", value=b"y", headers=[]) is None
+        small = batch_with(producer, None, b"y", [])
+        assert small.append(timestamp=None, key=b"k3", value=b"z", headers=[]) is not None
+        assert small.record_count() == 2
+    finally:
+        await producer.stop()
