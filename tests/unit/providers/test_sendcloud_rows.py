@@ -15,7 +15,7 @@ import pytest
 
 from tests.unit.providers.test_sendcloud import NOW, account, answer, row
 from worker.model import EventType, Reason, Rows
-from worker.providers import aurora_sendcloud, sendcloud
+from worker.providers import aurora_sendcloud, base, sendcloud
 from worker.providers.base import PollQuery, RejectedRow, local_epoch, naive_epoch
 
 ACCT = account()
@@ -48,19 +48,20 @@ PAGE = [
     row(emailId="c$cy@qq.com", recipients="cy@qq.com", status="软退信", subStatus="", sendLog="",
         requestTime="2024-01-02 09:00:00", modifiedTime=None),
     row(emailId="d$di@qq.com", recipients="di@qq.com", status="请求中", requestTime=None, modifiedTime="2024-01-02 10:00:07"),
+    row(emailId="e$ed@qq.com", recipients="ed@qq.com", requestTime="", modifiedTime="2024-01-02 10:00:08"),
 ]
 
 
 def test_a_page_of_plain_rows_is_read_by_columns_as_worked_out_by_hand() -> None:
     rows = by_columns(PAGE)
     assert columns(rows) == {
-        "ids": ["a$ann@qq.com", "b$bob@qq.com", "c$cy@qq.com", "d$di@qq.com"],
-        "types": [EventType.DELIVERED, EventType.INVALID, EventType.SOFT_BOUNCE, None],
+        "ids": ["a$ann@qq.com", "b$bob@qq.com", "c$cy@qq.com", "d$di@qq.com", "e$ed@qq.com"],
+        "types": [EventType.DELIVERED, EventType.INVALID, EventType.SOFT_BOUNCE, None, EventType.DELIVERED],
         "times": [utc_epoch(2024, 1, 2, 2, 0, 5), utc_epoch(2024, 1, 2, 2, 59, 59), utc_epoch(2024, 1, 2, 1, 0, 0),
-                  utc_epoch(2024, 1, 2, 2, 0, 7)],
-        "exact": [True] * 4,
-        "finals": [True, True, False, False],
-        "plain": [True] * 4,
+                  utc_epoch(2024, 1, 2, 2, 0, 7), utc_epoch(2024, 1, 2, 2, 0, 8)],
+        "exact": [True] * 5,
+        "finals": [True, True, False, False, True],
+        "plain": [True] * 5,
     }
     invalid = rows[1]
     assert (invalid.recipient, invalid.provider_status, invalid.provider_sub_status) == ("bob@qq.com", "无效邮件", "401")
@@ -70,7 +71,16 @@ def test_a_page_of_plain_rows_is_read_by_columns_as_worked_out_by_hand() -> None
     soft = rows[2]   # no modification time yet: the request time; an empty sub-status and log are none
     assert soft.occurred_at.timestamp() == soft.sent_at.timestamp() == utc_epoch(2024, 1, 2, 1, 0, 0)
     assert soft.provider_sub_status is None and soft.provider_message is None
-    assert rows[3].sent_at is None
+    assert rows[3].sent_at is None and rows[4].sent_at is None   # no request time, or an empty one
+
+
+def test_a_plain_page_is_not_read_row_by_row(monkeypatch) -> None:
+    def refuse(*args: Any) -> None:
+        raise AssertionError("read row by row")
+
+    monkeypatch.setattr(sendcloud, "_columns_row_by_row", refuse)
+    page = sendcloud.parse_poll_response(ACCT, PollQuery(), 200, {}, answer(*PAGE), NOW)
+    assert page.observations.email_ids == [r["emailId"] for r in PAGE] and page.rejected == ()
 
 
 @pytest.mark.parametrize("records", [
@@ -79,6 +89,7 @@ def test_a_page_of_plain_rows_is_read_by_columns_as_worked_out_by_hand() -> None
     [row(subStatus=sub, status=status, sendLog=log)
      for sub in (None, 0, 406, "406", "5xx", "") for status in ("送达", "软退信", " Soft Bounce") for log in ("x", None)],
     [row(recipients="r" * 200)],
+    [row(sendLog=None, subStatDesc=None, subStatusDesc="550 only here"), row(sendLog="", subStatDesc="", subStatusDesc="x")],
     [row(), row(emailId="e" * 129), row(status="s" * 300), row(subStatus="9" * 129), row(subStatus=10 ** 130)],
 ])
 def test_both_readings_agree_on_pages_of_plain_rows(records: list[dict[str, Any]]) -> None:
@@ -93,6 +104,18 @@ def test_both_readings_agree_on_pages_of_plain_rows(records: list[dict[str, Any]
 def test_plain_is_false_only_for_the_rows_past_the_smallest_cap() -> None:
     rows = by_columns([row(), row(emailId="e" * 129), row(recipients="r" * 128), row(subStatus=10 ** 128)])
     assert rows.plain == [True, False, True, False]
+
+
+@pytest.mark.parametrize(("field", "short", "long"), [
+    # in each column the long value sorts first, so only its length can single it out
+    ("emailId", "9$z@qq.com", "0" * 129),
+    ("recipients", "z@qq.com", "a" * 129),
+    ("status", "送达", "S" * 129),
+    ("subStatus", "9", "1" * 129),
+])
+def test_a_column_whose_longest_value_is_not_its_greatest(field: str, short: str, long: str) -> None:
+    rows = by_columns([row(**{field: short}), row(**{field: long}), row(**{field: short})])
+    assert rows.plain == [True, False, True]
 
 
 @pytest.mark.parametrize("odd", [
@@ -161,3 +184,21 @@ def test_a_time_in_a_remembered_hour_is_read_without_the_pattern_and_still_check
             naive_epoch(bad, tz)
     with pytest.raises(TypeError):
         local_epoch(20240102, tz)
+
+
+def test_a_time_in_a_remembered_hour_does_not_go_through_the_pattern(monkeypatch) -> None:
+    tz = sendcloud.DEFAULTS.tz
+    naive_epoch("2024-03-04 05:00:00", tz)   # remembers the hour
+    matched: list[str] = []
+    pattern = base._NAIVE_TIME
+
+    class Counting:
+        def fullmatch(self, text: str):
+            matched.append(text)
+            return pattern.fullmatch(text)
+
+    monkeypatch.setattr(base, "_NAIVE_TIME", Counting())
+    assert naive_epoch("2024-03-04 05:33:44", tz) == utc_epoch(2024, 3, 3, 21, 33, 44)
+    assert matched == []
+    assert naive_epoch("2024-03-04 05:3:44", tz) == utc_epoch(2024, 3, 3, 21, 3, 44)   # unpadded: the pattern reads it
+    assert matched == ["2024-03-04 05:3:44"]
