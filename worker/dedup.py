@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -119,6 +119,16 @@ def decide(word: int | None, type_: EventType, occurred_s: int, expire_h: int, t
     if code == _SOFT:
         bit = SOFT_SEEN
     return Outcome.EMIT, pack(occurred_s, expire_h, (flags & ~0b111) | bit | code, not exact_time)
+
+
+def once_seen(words: np.ndarray, types: Sequence[EventType | None]) -> np.ndarray:
+    """For a page's words (0 where absent) and its rows' types: whether each word already holds the
+    once-bit of its row's type, which is `decide`'s first rule, DUPLICATE whatever the row's time.
+    One vectorised step for a page of duplicates (a re-sweep), so `decide` runs only for the rest.
+    A type without a once-bit (a soft bounce, none) is never seen here."""
+    bits = np.fromiter((ONCE_BIT.get(t, 0) if t is not None else 0 for t in types), dtype=np.uint64,
+                       count=len(types))
+    return (words & bits) != 0
 
 
 class DedupTable:

@@ -248,8 +248,8 @@ class Tally:
     def event(self, provider: str, account: str, type_: str, source: str) -> None:
         self.events[(provider, account, type_, source)] += 1
 
-    def drop(self, provider: str, account: str, reason: str) -> None:
-        self.drops[(provider, account, reason)] += 1
+    def drop(self, provider: str, account: str, reason: str, count: int = 1) -> None:
+        self.drops[(provider, account, reason)] += count
 
     def ignore(self, provider: str, account: str) -> None:
         self.ignored[(provider, account)] += 1

@@ -22,12 +22,22 @@ from datetime import datetime
 from typing import Any
 
 import attrs
+import numpy as np
 import orjson
 
 from worker import raw
 from worker.config import AccountConfig, Config
 from worker.deadletter import UNKNOWN, DeadLetter
-from worker.dedup import DedupTable, Outcome, decide, email_keys, expiry_test, hours_since_2020, word_expired
+from worker.dedup import (
+    DedupTable,
+    Outcome,
+    decide,
+    email_keys,
+    expiry_test,
+    hours_since_2020,
+    once_seen,
+    word_expired,
+)
 from worker.emit import Topics, event_record
 from worker.errors import (
     EventTooLarge,
@@ -195,8 +205,8 @@ class Staging:
         # this loop changes, are still asked first, row by row)
         keys = email_keys(provider, name, rows.email_ids)
         words = self.table.words(keys)
-        for index, (type_, occurred, key, table_word) in enumerate(zip(rows.types, rows.times, keys, words,
-                                                                        strict=True)):
+        for index in self._undecided(provider, name, rows, keys, words, latest):
+            type_, occurred, key, table_word = rows.types[index], rows.times[index], keys[index], words[index]
             if type_ is None:
                 batch.tally.ignore(provider, name)
                 continue
@@ -228,6 +238,27 @@ class Staging:
             batch.tally.event(provider, name, type_.value, source.value)
             emitted += 1
         return emitted
+
+    def _undecided(self, provider: str, name: str, rows: Rows, keys: list[int], words: list[int],
+                   latest: float) -> Iterable[int]:
+        """The rows `observe` must look at one by one. A page (at least `DedupTable.FEW` rows) drops
+        at once, counted, the rows plainly within the caps and not near the skew whose table word
+        already holds their type's once-bit (`once_seen`, decide's first rule) and whose key no
+        staged batch has touched (a staged expiry deletes it): a re-sweep's duplicates."""
+        if len(keys) < self.table.FEW:
+            return range(len(keys))
+        seen = once_seen(np.fromiter(words, dtype=np.uint64, count=len(words)), rows.types)
+        seen &= np.fromiter(rows.plain, dtype=bool, count=len(keys))
+        seen &= np.fromiter(rows.times, dtype=np.int64, count=len(keys)) <= latest
+        overlays = [b.overlay for b in (self.batch, self.inflight) if b is not None and b.overlay]
+        for i in np.flatnonzero(seen).tolist() if overlays else ():
+            if any(keys[i] in overlay for overlay in overlays):
+                seen[i] = False
+        dropped = int(np.count_nonzero(seen))
+        if not dropped:
+            return range(len(keys))
+        self.batch.tally.drop(provider, name, Outcome.DUPLICATE.value, dropped)
+        return np.flatnonzero(~seen).tolist()
 
     @staticmethod
     def _unusable(obs: Observation, observed_at: datetime) -> str | None:
