@@ -126,8 +126,7 @@ def once_seen(words: np.ndarray, types: Sequence[EventType | None]) -> np.ndarra
     once-bit of its row's type, which is `decide`'s first rule, DUPLICATE whatever the row's time.
     One vectorised step for a page of duplicates (a re-sweep), so `decide` runs only for the rest.
     A type without a once-bit (a soft bounce, none) is never seen here."""
-    bits = np.fromiter((ONCE_BIT.get(t, 0) if t is not None else 0 for t in types), dtype=np.uint64,
-                       count=len(types))
+    bits = np.fromiter((ONCE_BIT.get(t, 0) for t in types), dtype=np.uint64, count=len(types))
     return (words & bits) != 0
 
 

@@ -68,16 +68,17 @@ def _committed(st, observations) -> None:
     st.committed(st.take(), NOW.timestamp())
 
 
-def test_a_page_of_duplicates_is_dropped_without_deciding_a_row(monkeypatch) -> None:
+@pytest.mark.parametrize("rows", [4, 6])   # 4: DedupTable.FEW, the smallest page
+def test_a_page_of_duplicates_is_dropped_without_deciding_a_row(monkeypatch, rows: int) -> None:
     st = staging()
-    page = [obs(f"e{i}", D) for i in range(6)]
+    page = [obs(f"e{i}", D) for i in range(rows)]
     _committed(st, page)
     calls: list[int] = []
     real = staging_module.decide
     monkeypatch.setattr(staging_module, "decide", lambda *a: calls.append(1) or real(*a))
     assert st.observe(SC, page, Source.POLL, NOW + timedelta(minutes=5)) == 0
     assert calls == []
-    assert st.batch.tally.drops == {("sendcloud", "sc", "duplicate"): 6}
+    assert st.batch.tally.drops == {("sendcloud", "sc", "duplicate"): rows}
     assert st.batch.events == [] and st.batch.state == []
 
 
