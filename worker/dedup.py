@@ -44,7 +44,7 @@ TYPE_CODE = {
     EventType.UNSUBSCRIBED: 5,
 }
 _SOFT = TYPE_CODE[EventType.SOFT_BOUNCE]
-ONCE_BIT = {
+ONCE_BIT: dict[EventType | None, int] = {   # none (a status without a type) has no bit
     EventType.DELIVERED: 1 << 3,
     EventType.INVALID: 1 << 4,
     EventType.COMPLAINT: 1 << 5,
