@@ -11,7 +11,7 @@ import enum
 import functools
 import hashlib
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, overload
 
 import attrs
@@ -79,6 +79,13 @@ class Scope(str, enum.Enum):
 class Source(str, enum.Enum):
     WEBHOOK = "webhook"
     POLL = "poll"
+
+
+# An event's Kafka headers (docs/topics.md) that depend only on its type or provider, made once.
+_TYPE_HEADERS = {t: ("event_type", t.value.encode()) for t in EventType}
+_PROVIDER_HEADERS = {p: ("provider", p.value.encode()) for p in Provider}
+_SCHEMA_HEADER = ("schema", SCHEMA_HEADER)
+_CONTENT_TYPE_HEADER = ("content-type", b"application/json")
 
 
 @attrs.frozen(slots=True)
@@ -215,18 +222,20 @@ def event_scope(type_: EventType | None, scope: Scope | None) -> Scope | None:
 
 def utc(dt: datetime) -> datetime:
     """Return `dt` as an aware UTC datetime; naive values are refused, never guessed."""
+    if dt.tzinfo is UTC:
+        return dt
     if dt.tzinfo is None:
         raise ValueError("naive datetime")
     return dt.astimezone(UTC)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 
 
 def epoch_ms(dt: datetime) -> int:
     """Whole milliseconds since the epoch, computed exactly (no float rounding)."""
-    return (utc(dt) - _EPOCH) // _MS
+    since = utc(dt) - _EPOCH
+    return (since.days * 86_400 + since.seconds) * 1000 + since.microseconds // 1000
 
 
 def make_event_id(provider: str, account: str, email_id: str, type_: str, occurred_at: datetime) -> str:
@@ -298,7 +307,7 @@ class StatusEvent:
         if obs.type is None:
             raise ValueError("observation has no emittable type")
         return cls(
-            event_id=make_event_id(provider.value, account, obs.email_id, obs.type.value, obs.occurred_at),
+            event_id=make_event_id(provider, account, obs.email_id, obs.type, obs.occurred_at),
             type=obs.type,
             provider=provider,
             account=account,
@@ -321,15 +330,17 @@ class StatusEvent:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return self._fields(rfc3339)
+        """The event as its JSON reads (plain types), each time rendered by `rfc3339`."""
+        return orjson.loads(orjson.dumps(self._fields(rfc3339)))
 
     def _fields(self, time: Callable[[datetime], Any]) -> dict[str, Any]:
-        """The event as JSON fields, each time as `time` renders it."""
+        """The event's JSON fields, each time as `time` renders it. The enum fields are their members:
+        str subclasses, which orjson writes as their value (without asking each for `.value`)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "event_id": self.event_id,
-            "type": self.type.value,
-            "provider": self.provider.value,
+            "type": self.type,
+            "provider": self.provider,
             "account": self.account,
             "email_id": self.email_id,
             "message_id": self.message_id,
@@ -337,15 +348,15 @@ class StatusEvent:
             "occurred_at": time(self.occurred_at),
             "sent_at": time(self.sent_at) if self.sent_at is not None else None,
             "observed_at": time(self.observed_at),
-            "source": self.source.value,
-            "permanent": self.permanent,
-            "reason": self.reason.value if self.reason is not None else None,
+            "source": self.source,
+            "permanent": self.type in _PERMANENT,
+            "reason": self.reason,
             "provider_status": self.provider_status,
             "provider_sub_status": self.provider_sub_status,
             "provider_message": self.provider_message,
             "smtp": {"code": self.smtp.code, "enhanced": self.smtp.enhanced} if self.smtp else None,
             "final": self.final,
-            "scope": self.scope.value if self.scope is not None else None,
+            "scope": self.scope,
             "attempt": self.attempt,
             "raw": self.raw,
         }
@@ -361,13 +372,8 @@ class StatusEvent:
 
     @property
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
-            ("event_type", self.type.value.encode()),
-            ("provider", self.provider.value.encode()),
-            ("event_id", self.event_id.encode()),
-            ("schema", SCHEMA_HEADER),
-            ("content-type", b"application/json"),
-        ]
+        return [_TYPE_HEADERS[self.type], _PROVIDER_HEADERS[self.provider], ("event_id", self.event_id.encode()),
+                _SCHEMA_HEADER, _CONTENT_TYPE_HEADER]
 
     @classmethod
     def decode(cls, data: bytes) -> StatusEvent:

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import attrs
 import jsonschema
@@ -21,7 +21,7 @@ from worker.model import (
     rfc3339,
 )
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def _schema_enum(prop: str) -> set:
@@ -98,15 +98,34 @@ def test_event_id_ignores_the_zone_the_time_was_written_in():
 
 
 def test_epoch_ms_is_exact_for_milliseconds():
-    t = datetime.fromtimestamp(1676615711, tz=timezone.utc).replace(microsecond=325000)
+    t = datetime.fromtimestamp(1676615711, tz=UTC).replace(microsecond=325000)
     assert epoch_ms(t) == 1676615711325
+
+
+@pytest.mark.parametrize(("when", "ms"), [
+    # worked by hand: days * 86,400,000 + seconds * 1,000 + whole milliseconds, rounded down
+    (datetime(1970, 1, 1, tzinfo=UTC), 0),
+    (datetime(1970, 1, 2, 0, 0, 1, 999_999, tzinfo=UTC), 86_401_999),
+    (datetime(1969, 12, 31, 23, 59, 59, 999_500, tzinfo=UTC), -1),     # -0.5 ms: down, not to 0
+    (datetime(1969, 12, 31, 23, 59, 58, tzinfo=UTC), -2_000),
+    (datetime(2024, 1, 1, 8, 0, 0, 7_000, tzinfo=timezone(timedelta(hours=8))), 1_704_067_200_007),
+    (datetime(1, 1, 1, tzinfo=UTC), -62_135_596_800_000),
+])
+def test_epoch_ms_of_hand_worked_times(when, ms):
+    assert epoch_ms(when) == ms
+
+
+def test_to_dict_holds_plain_json_types():
+    d = _event().to_dict()
+    assert [type(d[k]) for k in ("type", "provider", "source", "reason", "scope")] == [str] * 5
+    assert (d["type"], d["provider"], d["source"]) == ("invalid", "sendcloud", "poll")
 
 
 def test_rfc3339_is_utc_with_z():
     china = timezone(timedelta(hours=8))
     assert rfc3339(datetime(2022, 11, 10, 15, 39, 1, tzinfo=china)) == "2022-11-10T07:39:01Z"
     assert rfc3339(T0.replace(microsecond=5000)) == "2024-05-01T12:00:00.005Z"
-    assert rfc3339(datetime(5, 1, 2, 3, 4, 5, tzinfo=timezone.utc)) == "0005-01-02T03:04:05Z"
+    assert rfc3339(datetime(5, 1, 2, 3, 4, 5, tzinfo=UTC)) == "0005-01-02T03:04:05Z"
 
 
 def test_naive_times_are_refused():
@@ -140,8 +159,8 @@ def test_naive_to_utc_reads_the_provider_zone_like_strptime_did():
 
     from worker.providers.base import CHINA_TZ, naive_to_utc
 
-    assert naive_to_utc("2016-10-18 09:32:08", CHINA_TZ) == datetime(2016, 10, 18, 1, 32, 8, tzinfo=timezone.utc)
-    assert naive_to_utc("2016-1-8 9:3:2", CHINA_TZ) == datetime(2016, 1, 8, 1, 3, 2, tzinfo=timezone.utc)
+    assert naive_to_utc("2016-10-18 09:32:08", CHINA_TZ) == datetime(2016, 10, 18, 1, 32, 8, tzinfo=UTC)
+    assert naive_to_utc("2016-1-8 9:3:2", CHINA_TZ) == datetime(2016, 1, 8, 1, 3, 2, tzinfo=UTC)
     for bad in ("2016-10-18T09:32:08", "2016-02-30 00:00:00", "2016-10-18 09:32", " 2016-10-18 09:32:08", "２０１６-10-18 09:32:08"):
         with pytest.raises(ValueError):
             naive_to_utc(bad, CHINA_TZ)
@@ -150,7 +169,7 @@ def test_naive_to_utc_reads_the_provider_zone_like_strptime_did():
     @given(st.text(alphabet="0123456789-: T", max_size=22))
     def same_as_strptime(text):
         try:
-            expected = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA_TZ).astimezone(timezone.utc)
+            expected = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA_TZ).astimezone(UTC)
         except ValueError:
             expected = None
         try:
@@ -166,7 +185,7 @@ def test_message_texts_are_cut_at_their_cap_and_oversized_ids_are_flagged():
     from worker.model import EventType as ET
     from worker.model import Observation, Provider, Source, StatusEvent
 
-    at = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 2, tzinfo=UTC)
     obs = Observation(email_id="e" * 512, recipient="r" * 320, type=ET.INVALID, reason=None, occurred_at=at,
                       provider_status="s" * 128, provider_message="m" * 5_000)
     assert not obs.oversized                     # exactly at the caps: 512 id, 320 address, 128 status
