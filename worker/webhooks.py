@@ -9,7 +9,8 @@ progress or body bytes in flight (load shedding: the provider retries; memory st
 with the input in `_dead_letter` when it is authentic but unusable (unparseable, too many records,
 over the field or record caps of worker.intake). Records that carry no delivery status (opens,
 clicks, requests) are counted in esw_ignored_statuses_total and dropped here, before `_raw`: the
-shard would find nothing in them to emit or to learn. Never logs bodies or signatures.
+shard would find nothing in them to emit or to learn. Logs one line per answer other than 200 (and
+per 200 at debug level); never bodies or signatures.
 """
 
 from __future__ import annotations
@@ -98,8 +99,12 @@ class WebhookReceiver:
             metrics.error("webhook", error_type_of(exc))
             status = 500
         metrics.webhook_answered(*labels, status)
-        log.info("webhook", extra={"provider": labels[0], "account": labels[1], "status": status,
-                                   "ms": round((time.monotonic() - started) * 1000, 1), **outcome})
+        # every answer is counted (esw_webhook_requests_total); a 200 is logged only at debug level:
+        # in a campaign's blast, a line per delivery report would be most of the log and of the CPU
+        level = logging.DEBUG if status == 200 else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(level, "webhook", extra={"provider": labels[0], "account": labels[1], "status": status,
+                                             "ms": round((time.monotonic() - started) * 1000, 1), **outcome})
         if status == 200:
             return web.Response(body=_OK, content_type="application/json", charset="utf-8")
         headers = {"Retry-After": str(RETRY_AFTER_SECS)} if status == 503 else None

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import attrs
 import orjson
@@ -23,7 +24,7 @@ from worker.model import Provider
 from worker.raw import WebhookRecord
 from worker.webhooks import WebhookReceiver
 
-NOW = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 TS_MS = "1793606400000"      # NOW in epoch milliseconds
 ENV = {"K": "sendcloud-app-key", "E": "engagelab-secret", "T": "tencent-path-token-0123456789"}
 CONFIG = parse_config(worker_config("127.0.0.1:9", "p", [
@@ -147,10 +148,10 @@ async def test_authentic_but_unusable_input_is_dead_lettered_and_answered_200(cl
 async def test_kafka_trouble_is_503_and_bugs_are_500(client, fail, delay, status):
     c, writer = client
     writer.fail, writer.delay = fail, delay
-    before = metrics.WEBHOOK_REQUESTS.labels("sendcloud", "sc", str(status))._value.get()  # noqa: SLF001
+    before = metrics.WEBHOOK_REQUESTS.labels("sendcloud", "sc", str(status))._value.get()
     r = await c.post("/webhooks/sendcloud/sc", data=sendcloud("deliver", "m1$a@x.test"), headers=FORM)
     assert r.status == status
-    assert metrics.WEBHOOK_REQUESTS.labels("sendcloud", "sc", str(status))._value.get() == before + 1  # noqa: SLF001
+    assert metrics.WEBHOOK_REQUESTS.labels("sendcloud", "sc", str(status))._value.get() == before + 1
 
 
 async def test_get_probes_answer_200_for_known_accounts(client):
@@ -199,10 +200,10 @@ async def test_past_the_request_cap_requests_are_shed_with_retry_after(tight):
     c, writer = tight
     slow = [asyncio.create_task(c.post(TX_URL, data=stalled(b"{", 2.0), headers=JSON)) for _ in range(2)]
     await asyncio.sleep(0.2)                                    # both are reading their bodies
-    before = metrics.WEBHOOK_SHED.labels("requests")._value.get()  # noqa: SLF001
+    before = metrics.WEBHOOK_SHED.labels("requests")._value.get()
     r = await c.post(TX_URL, data=orjson.dumps(tencent()), headers=JSON)
     assert r.status == 503 and r.headers["Retry-After"] == "5"
-    assert metrics.WEBHOOK_SHED.labels("requests")._value.get() == before + 1  # noqa: SLF001
+    assert metrics.WEBHOOK_SHED.labels("requests")._value.get() == before + 1
     assert sorted([(await t).status for t in slow]) == [408, 408]
     r = await c.post(TX_URL, data=orjson.dumps(tencent()), headers=JSON)   # capacity is back
     assert r.status == 200 and len(writer.writes) == 1
@@ -276,14 +277,30 @@ async def test_a_content_type_that_is_not_utf8_is_kept_as_received_not_answered_
 
 async def test_a_client_that_goes_away_mid_body_is_not_a_500(tight):
     c, _ = tight
-    before = {s: metrics.WEBHOOK_REQUESTS.labels("tencent_ses", "tx", s)._value.get() for s in ("400", "500")}  # noqa: SLF001
+    before = {s: metrics.WEBHOOK_REQUESTS.labels("tencent_ses", "tx", s)._value.get() for s in ("400", "500")}
     reader, writer = await asyncio.open_connection(c.server.host, c.server.port)
     writer.write(f"POST {TX_URL} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  f"Content-Length: 5000\r\n\r\n{{\"event\": ".encode())
     await writer.drain()
     writer.close()                                            # gone after 11 of 5,000 bytes
     deadline = asyncio.get_running_loop().time() + 10
-    while metrics.WEBHOOK_REQUESTS.labels("tencent_ses", "tx", "400")._value.get() == before["400"]:  # noqa: SLF001
+    while metrics.WEBHOOK_REQUESTS.labels("tencent_ses", "tx", "400")._value.get() == before["400"]:
         assert asyncio.get_running_loop().time() < deadline, "the abandoned request was never counted"
         await asyncio.sleep(0.05)
-    assert metrics.WEBHOOK_REQUESTS.labels("tencent_ses", "tx", "500")._value.get() == before["500"]  # noqa: SLF001
+    assert metrics.WEBHOOK_REQUESTS.labels("tencent_ses", "tx", "500")._value.get() == before["500"]
+
+
+async def test_a_200_is_logged_at_debug_level_and_any_other_answer_at_info(client, caplog):
+    c, _ = client
+    caplog.set_level(logging.INFO, logger="worker.webhooks")
+    assert (await c.post("/webhooks/sendcloud/sc", data=sendcloud("deliver", "m1$a@x.test"), headers=FORM)).status == 200
+    assert [r for r in caplog.records if r.name == "worker.webhooks"] == []
+    assert (await c.post("/webhooks/sendcloud/sc", data=sendcloud("deliver", "m1$a@x.test", key="forged"),
+                         headers=FORM)).status == 401
+    [line] = [r for r in caplog.records if r.name == "worker.webhooks"]
+    assert (line.levelno, line.getMessage(), line.status, line.account) == (logging.INFO, "webhook", 401, "sc")
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="worker.webhooks")
+    assert (await c.post("/webhooks/sendcloud/sc", data=sendcloud("deliver", "m2$a@x.test"), headers=FORM)).status == 200
+    [line] = [r for r in caplog.records if r.name == "worker.webhooks"]
+    assert (line.levelno, line.status, line.records) == (logging.DEBUG, 200, 1)
