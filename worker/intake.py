@@ -218,7 +218,8 @@ class RawWriter:
             for letter in dead:
                 sent.append(await producer.send(self.topics.dead_letter, letter.body, key=letter.key,
                                                 headers=letter.headers))
-            await asyncio.gather(*sent)
+            for fut in sent:   # in turn: no gathering future and callbacks for the usual one record
+                await fut
         except BaseException as exc:   # refused, timed out or cancelled by the caller's deadline
             self.failed_at = time.monotonic()
             for fut in sent:           # the first failure is the one raised; the others are not news
