@@ -100,7 +100,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "limiter": ("worker/poll/limiter.py",),
     "scheduler": ("worker/poll/scheduler.py",),
     "ids": ("worker/poll/ids.py",),
-    "staging": ("worker/staging.py",),
+    "staging": ("worker/staging.py", "worker/batch.py"),
     "raw/deadletter": ("worker/raw.py", "worker/deadletter.py"),
     "state codec": ("worker/state.py",),
 }

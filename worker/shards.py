@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
 from worker import metrics, raw
+from worker.batch import Batch
 from worker.breaker import Breaker
 from worker.config import AccountConfig, Config
 from worker.emit import Topics, about_a_record, kafka_error_type, producer_settings
@@ -33,7 +34,7 @@ from worker.poll.scheduler import DateWindowScheduler
 from worker.poll.sink import IdChange, StateChange
 from worker.providers import get_module
 from worker.raw import PollPageRecord
-from worker.staging import Batch, Staging
+from worker.staging import Staging
 from worker.state import read_partition, release_freed_memory
 from worker.transaction import Unacknowledged, offset_covers, send_and_commit
 

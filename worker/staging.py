@@ -1,7 +1,7 @@
 """A shard's staging: what its next transaction writes, and what memory it changes once committed.
 
 No Kafka and no clock here: the shard (worker.shards) owns the producer and decides when to
-commit; this module turns `_raw` records and poll results into a `Batch` of writes (events,
+commit; this module turns `_raw` records and poll results into a `Batch` (worker.batch) of writes (events,
 `_state` records, dead letters, the `_raw` offset) and keeps the in-memory state (dedup table,
 tracked ids) exactly as committed:
 
@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-import attrs
 import numpy as np
 import orjson
 
 from worker import raw
+from worker.batch import Batch, Expired, fail_waiters, merge_off_loop
 from worker.config import AccountConfig, Config
 from worker.deadletter import UNKNOWN, DeadLetter
 from worker.dedup import (
@@ -49,52 +49,15 @@ from worker.errors import (
     UnknownAccount,
     WorkerError,
 )
-from worker.metrics import Tally
 from worker.model import MAX_EVENT_BYTES, MAX_ID_CHARS, EventType, Observation, Rows, Source, StatusEvent
 from worker.poll.ids import IdTracker, Tracked
 from worker.poll.sink import IdChange, StateChange
 from worker.providers import get_module
 from worker.replays import digest_of, record_digest, replay_table_key, replay_word
-from worker.state import REPLAY, Restored, StateWrite, change_write, dedup_write
-
-EventRecord = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
-
-
-@attrs.frozen
-class Expired:
-    """What one expiry pass found: dedup keys, tracked ids and replay keys to tombstone, and per
-    account the keys of final ids kept by hash only (dropped without a tombstone)."""
-
-    keys: list[int]
-    ids: list[IdChange]
-    replays: list[int]
-    hashed: dict[str, list[int]]
+from worker.state import REPLAY, Restored, change_write, dedup_write
 
 # A status dated more than this after it was received is not trusted (clocks drift, not by more).
 FUTURE_SKEW_SECS = 300.0
-
-
-@attrs.define
-class Batch:
-    events: list[EventRecord] = attrs.field(factory=list)
-    state: list[StateWrite] = attrs.field(factory=list)
-    dead: list[DeadLetter] = attrs.field(factory=list)
-    overlay: dict[int, int | None] = attrs.field(factory=dict)    # dedup words decided here; None: deleted
-    replays: dict[int, int | None] = attrs.field(factory=dict)    # replay words (worker.replays); None: deleted
-    learned: dict[tuple[str, str], IdChange] = attrs.field(factory=dict)  # by (account, id): applied after the commit
-    raw_offset: int | None = None                                  # `_raw` position after this batch
-    waiters: list[asyncio.Future] = attrs.field(factory=list)
-    tally: Tally = attrs.field(factory=Tally)
-    size: int = 0
-
-    @property
-    def quiet(self) -> bool:
-        """Whether nobody downstream waits for this batch: no events, dead letters or `_raw` records."""
-        return not (self.events or self.dead) and self.raw_offset is None
-
-    @property
-    def empty(self) -> bool:
-        return not (self.events or self.state or self.dead or self.raw_offset is not None or self.waiters)
 
 
 def retention_secs(config: Config, account: AccountConfig) -> float:
@@ -202,10 +165,15 @@ class Staging:
         # a whole-second time t stands for one in [t, t + 1): it may be past the skew only above this
         latest = observed_at.timestamp() + FUTURE_SKEW_SECS - 1
         # the table's words of the page's keys in one vectorised step (the batches' overlays, which
-        # this loop changes, are still asked first, row by row)
+        # this loop changes, are still asked first, row by row); a webhook's one or two: a get each
         keys = email_keys(provider, name, rows.email_ids)
-        words = self.table.words(keys)
-        for index in self._undecided(provider, name, rows, keys, words, latest):
+        undecided: Iterable[int]
+        if len(keys) < self.table.FEW:
+            words, undecided = self.table.words(keys), range(len(keys))
+        else:
+            column = self.table.get_many(np.array(keys, dtype=np.uint64))
+            words, undecided = column.tolist(), self._undecided(provider, name, rows, keys, column, latest)
+        for index in undecided:
             type_, occurred, key, table_word = rows.types[index], rows.times[index], keys[index], words[index]
             if type_ is None:
                 batch.tally.ignore(provider, name)
@@ -239,15 +207,14 @@ class Staging:
             emitted += 1
         return emitted
 
-    def _undecided(self, provider: str, name: str, rows: Rows, keys: list[int], words: list[int],
+    def _undecided(self, provider: str, name: str, rows: Rows, keys: list[int], column: np.ndarray,
                    latest: float) -> Iterable[int]:
-        """The rows `observe` must look at one by one. A page (at least `DedupTable.FEW` rows) drops
-        at once, counted, the rows plainly within the caps and not near the skew whose table word
-        already holds their type's once-bit (`once_seen`, decide's first rule) and whose key no
-        staged batch has touched (a staged expiry deletes it): a re-sweep's duplicates."""
-        if len(keys) < self.table.FEW:
-            return range(len(keys))
-        seen = once_seen(np.fromiter(words, dtype=np.uint64, count=len(words)), rows.types)
+        """The rows of a page (at least `DedupTable.FEW` rows) `observe` must look at one by one,
+        given the table's words of their keys (`column`). The page drops at once, counted, the rows
+        plainly within the caps and not near the skew whose table word already holds their type's
+        once-bit (`once_seen`, decide's first rule) and whose key no staged batch has touched (a
+        staged expiry deletes it): a re-sweep's duplicates."""
+        seen = once_seen(column, rows.types)
         seen &= np.fromiter(rows.plain, dtype=bool, count=len(keys))
         seen &= np.fromiter(rows.times, dtype=np.int64, count=len(keys)) <= latest
         overlays = [b.overlay for b in (self.batch, self.inflight) if b is not None and b.overlay]
@@ -459,19 +426,3 @@ class Staging:
     def close(self, exc: Exception) -> None:
         fail_waiters(self.batch, exc)
         self.batch = Batch()
-
-
-def fail_waiters(batch: Batch, exc: Exception) -> None:
-    for fut in batch.waiters:
-        if not fut.done():
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved: a poller that already left must not warn
-
-
-def merge_off_loop(build: Callable[[], Callable[[], None]]) -> asyncio.Future:
-    """A table merge (worker.dedup `merge_job`) with its copying in a thread, where numpy lets go of
-    the GIL: the event loop is held only to install the new columns (bench `dedup`: the longest
-    stall of a merge at 10M entries, on the loop and off it)."""
-    future = asyncio.get_running_loop().run_in_executor(None, build)
-    future.add_done_callback(lambda done: None if done.cancelled() else done.result()())
-    return future

@@ -1,6 +1,6 @@
 """One shard batch as one Kafka transaction, and what can be known of one whose commit failed.
 
-`send_and_commit` writes a batch (worker.staging.Batch: events, `_state` records, dead letters, the
+`send_and_commit` writes a batch (worker.batch.Batch: events, `_state` records, dead letters, the
 `_raw` offset) in one transaction. aiokafka commits whatever became of the records: before EndTxn
 it waits for every batch to be done *or failed* (MessageAccumulator.flush_for_commit), so a record
 the broker refused, or a batch that expired while its partition had no leader, would be missing
@@ -25,11 +25,11 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, ProducerFenced
 
+from worker.batch import Batch
 from worker.config import KafkaConfig
 from worker.emit import Topics, batch_with, kafka_error_type, outcome_not_news, partition_of
 from worker.errors import CommitOutcomeUnknown
 from worker.kafka_tls import client_kwargs
-from worker.staging import Batch
 
 if TYPE_CHECKING:
     from aiokafka.producer.message_accumulator import BatchBuilder  # what producer.create_batch() gives
