@@ -10,6 +10,7 @@ transaction has committed.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import re
 from collections import Counter as _Counter
@@ -362,8 +363,13 @@ def recipient_domain(key: bytes | None) -> str:
     letters, digits and `-`, at least two, at most 253 characters)."""
     if not key or (at := key.rfind(b"@")) < 0:
         return OTHER_DOMAIN
+    return _domain_name(key[at + 1:])
+
+
+@functools.lru_cache(maxsize=4096)   # a campaign's events share a few domains: each read once
+def _domain_name(part: bytes) -> str:
     try:
-        domain = key[at + 1:].decode("utf-8").lower()
+        domain = part.decode("utf-8").lower()
     except UnicodeDecodeError:
         return OTHER_DOMAIN
     if len(domain) > MAX_DOMAIN_CHARS or not _DOMAIN_NAME.fullmatch(domain):
