@@ -126,7 +126,7 @@ def test_the_same_writes_give_the_same_table_either_way(background, monkeypatch)
 
 
 async def test_a_shard_merge_runs_off_the_loop_and_installs_on_it():
-    from worker.batch import merge_off_loop
+    from worker.staging import merge_off_loop
 
     t = table_with({1: 1})
     for k in range(2, 6):

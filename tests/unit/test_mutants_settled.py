@@ -10,10 +10,10 @@ import asyncio
 import orjson
 
 from tests.unit.test_mutants_staging import staging
-from worker.batch import merge_off_loop
 from worker.dedup import DedupTable
 from worker.poll.ids import IdPlan, IdTracker, Tracked
 from worker.poll.settled import SettledIds
+from worker.staging import merge_off_loop
 from worker.state import Restored, id_key
 
 NOW = 1_700_000_000.0

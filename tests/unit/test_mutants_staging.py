@@ -15,7 +15,6 @@ import pytest
 
 from tests.integration.harness import worker_config
 from worker import raw
-from worker.batch import Batch
 from worker.config import parse_config
 from worker.deadletter import DeadLetter
 from worker.dedup import email_key
@@ -24,7 +23,7 @@ from worker.poll.ids import Tracked
 from worker.poll.sink import IdChange
 from worker.providers import sendcloud
 from worker.providers.base import PollQuery
-from worker.staging import Staging, retention_secs
+from worker.staging import Batch, Staging, retention_secs
 from worker.state import Restored
 
 NOW = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
