@@ -1,5 +1,8 @@
-"""One JSON line per unit of work (poll, webhook, transaction, error). Never secrets, never bodies:
-callers pass only bounded fields (provider, account, counts, durations, error types)."""
+"""JSON log lines: one per unit of work that did not go as planned (a poll call or a webhook that
+failed or was refused, an error) and, at debug level, one per unit that did (a successful poll call,
+a webhook answered 200: at a provider's blast rate a line each would be most of the log and of the
+CPU; they are counted in the metrics at every level). Never secrets, never bodies: callers pass only
+bounded fields (provider, account, counts, durations, error types)."""
 
 from __future__ import annotations
 
