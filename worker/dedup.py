@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -208,6 +208,31 @@ class DedupTable:
             self._live -= 1
             self._recent[key] = 0
             self._merge_if_due()
+
+    def apply(self, writes: Mapping[int, int | None]) -> None:
+        """Many writes at once, each a `put` (a word) or a `delete` (None): a committed batch's
+        overlay. Which keys are present is read in one vectorised step (`get_many`) instead of one
+        `get` each; a merge that falls due is run once, after all of them."""
+        if len(writes) < self.FEW:
+            for key, word in writes.items():
+                if word is None:
+                    self.delete(key)
+                else:
+                    self.put(key, word)
+            return
+        present = self.get_many(np.fromiter(writes, dtype=np.uint64, count=len(writes))).tolist()
+        for (key, word), had in zip(writes.items(), present, strict=True):
+            if word is None:
+                if had:
+                    self._live -= 1
+                    self._recent[key] = 0
+                continue
+            if not word:
+                raise ValueError("a state word is never 0")
+            if not had:
+                self._live += 1
+            self._recent[key] = word
+        self._merge_if_due()
 
     def _merge_if_due(self) -> None:
         if len(self._recent) >= (self.BACKLOG * self._merge_at if self.background else self._merge_at):

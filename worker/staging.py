@@ -396,12 +396,8 @@ class Staging:
 
     def committed(self, batch: Batch, now: float) -> None:
         self.inflight = None
-        for table, words in ((self.table, batch.overlay), (self.replays, batch.replays)):
-            for key, word in words.items():
-                if word is None:
-                    table.delete(key)
-                else:
-                    table.put(key, word)
+        self.table.apply(batch.overlay)
+        self.replays.apply(batch.replays)
         for change in batch.learned.values():
             self.trackers[change.account].apply_write(change.email_id, change.tracked, now)
         batch.tally.publish()
