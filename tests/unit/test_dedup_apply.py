@@ -71,9 +71,9 @@ def test_apply_of_many_is_put_and_delete_one_by_one():
 
 
 def test_apply_refuses_a_zero_word_as_put_does():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^a state word is never 0$"):
         DedupTable().apply({1: 5, 2: 0, 3: 7, 4: 9})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^a state word is never 0$"):
         DedupTable().apply({2: 0})
 
 
