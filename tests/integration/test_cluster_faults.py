@@ -170,5 +170,5 @@ async def test_a_three_broker_cluster_losing_leaders_and_stopping_loses_and_doub
     answered = sum((s.totals.statuses for s in world.senders), start=type(world.senders[0].totals.statuses)())
     assert answered[503] > 0, f"no webhook was answered 503 while nothing could be written: {dict(answered)}"
     assert set(answered) <= {200, 503, 0}, f"webhook answers {dict(answered)}"   # 0: no answer in 3 s
-    assert actual == expected, diff(expected, actual) + "\n" + worker.log_tail()
+    assert actual == expected, diff(expected, actual, events=events) + "\n" + worker.log_tail()
     assert not check_against_truth(sim, names, cutoff, events)

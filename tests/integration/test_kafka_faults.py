@@ -151,7 +151,7 @@ async def test_a_broker_frozen_mid_commit_loses_and_doubles_nothing(tmp_path, to
     assert all(status == 200 for _, status in probes.health), [h for h in probes.health if h[1] != 200][:5]
     assert failed + slow >= 1, "no freeze caught a transaction in flight"
     assert world.failed == 0, "a webhook ran out of retries"
-    assert actual == expected, diff(expected, actual) + "\n" + worker.log_tail()
+    assert actual == expected, diff(expected, actual, events=events) + "\n" + worker.log_tail()
     assert not check_against_truth(sim, names, cutoff, events, sources=frozenset({"webhook"}))
 
 

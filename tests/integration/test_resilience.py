@@ -121,7 +121,7 @@ async def test_kill_dash_nine_at_random_moments_loses_and_doubles_nothing(kafka_
           f"{sum(s.totals.retries for s in world.senders)}, polls {sum(sim.stats(n)['calls'] for n in names)}")
     assert worker.starts - 1 >= kills_wanted
     assert world.failed == 0, "a webhook ran out of retries"
-    assert actual == expected, diff(expected, actual) + "\n" + worker.log_tail()
+    assert actual == expected, diff(expected, actual, events=events) + "\n" + worker.log_tail()
     problems = check_against_truth(sim, names, cutoff, events)
     assert not problems, "\n".join(problems[:20])
 
@@ -205,7 +205,7 @@ async def test_replicas_split_shards_and_take_over_without_loss(kafka_bootstrap,
     actual, events = observed(records)
     print("\nlayouts (shards, polled accounts) per replica:\n  " + "\n  ".join(map(str, layouts)))
     assert world.failed == 0
-    assert actual == expected, diff(expected, actual)
+    assert actual == expected, diff(expected, actual, events=events)
     problems = check_against_truth(sim, names, cutoff, events)
     assert not problems, "\n".join(problems[:20])
 
@@ -298,6 +298,6 @@ async def test_webhook_only_kill_dash_nine_while_records_are_in_flight_loses_not
           f"{sum(actual.values())} events, webhook retries {sum(s.totals.retries for s in world.senders)}")
     assert len(landed) >= in_flight_kills_wanted, f"only {len(landed)} of {kills} kills landed in flight"
     assert world.failed == 0, "a webhook ran out of retries"
-    assert actual == expected, diff(expected, actual) + "\n" + worker.log_tail()
+    assert actual == expected, diff(expected, actual, events=events) + "\n" + worker.log_tail()
     problems = check_against_truth(sim, names, cutoff, events, sources=frozenset({"webhook"}))
     assert not problems, "\n".join(problems[:20])

@@ -141,7 +141,7 @@ async def test_upgrade_and_rollback_between_releases_lose_and_double_nothing(tmp
     assert world.failed == 0, "a webhook ran out of retries"
     assert service.no_endpoint == 0, "the Service had no ready endpoint during the rollout"
     assert sum(owned.values()) == SHARDS, f"shards owned by the new pods: {owned}"
-    assert actual == expected, diff(expected, actual)
+    assert actual == expected, diff(expected, actual, events=events)
     assert [i for i, n in event_ids.items() if n > 1] == []
     assert not check_against_truth(sim, names, cutoff, events)
     assert resent.delivered > 0 and resent.failed == 0 and repolled > 0

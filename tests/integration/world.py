@@ -114,11 +114,20 @@ def observed(records: list) -> tuple[collections.Counter, list[dict]]:
     return collections.Counter((e["account"], e["email_id"], e["type"]) for e in events), events
 
 
-def diff(expected: collections.Counter, actual: collections.Counter, limit: int = 8) -> str:
+def diff(expected: collections.Counter, actual: collections.Counter, limit: int = 8,
+         events: list[dict] | None = None) -> str:
+    """What is missing and what is extra; with `events`, each extra one's records (its event id,
+    source and times tell a record written twice from two decisions)."""
     missing = expected - actual
     extra = actual - expected
-    return (f"missing {sum(missing.values())}: {list(missing.items())[:limit]}\n"
-            f"extra/duplicated {sum(extra.values())}: {list(extra.items())[:limit]}")
+    out = (f"missing {sum(missing.values())}: {list(missing.items())[:limit]}\n"
+           f"extra/duplicated {sum(extra.values())}: {list(extra.items())[:limit]}")
+    for key in list(extra)[:limit] if events else ():
+        for e in events or ():
+            if (e["account"], e["email_id"], e["type"]) == key:
+                out += (f"\n  {key}: event_id {e['event_id']}, source {e['source']}, occurred_at "
+                        f"{e['occurred_at']}, observed_at {e['observed_at']}, status {e['provider_status']!r}")
+    return out
 
 
 async def publish_sent(bootstrap: str, topic: str, sim, names: list[str], until: float, done: set | None = None) -> int:
