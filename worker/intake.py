@@ -222,7 +222,7 @@ class RawWriter:
                 await fut
         except BaseException as exc:   # refused, timed out or cancelled by the caller's deadline
             self.failed_at = time.monotonic()
-            for fut in sent:           # the first failure is the one raised; the others are not news
+            for fut in sent:           # the failure raised is the first in turn; the others are not news
                 fut.add_done_callback(outcome_not_news)
             if self._renew is not None and broken(producer, exc):
                 self._replace(producer)
