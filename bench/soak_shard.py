@@ -82,10 +82,10 @@ class _ShardView:
 class _Sink(ShardSink):
     """The shard's own poll sink, its staging of a page timed."""
 
-    def observe(self, observations, observed_at):
+    def observe(self, observations, observed_at, page=None):
         started = time.perf_counter()
         try:
-            return super().observe(observations, observed_at)
+            return super().observe(observations, observed_at, page)
         finally:
             self.shard.harness._span("stage a poll page", started)
 

@@ -10,7 +10,9 @@ same wrk command (threads, connections, duration) measures:
   ceiling of one Python process serving these requests on this machine;
 - the worker (a real `python -m worker run` process, one SendCloud account, webhooks only,
   production defaults) with 1 replica, and with 2 replicas sharing the port with
-  `http.reuse_port: true` (one consumer group, the shards split between them).
+  `http.reuse_port: true` (one consumer group, the shards split between them); and 2 replicas
+  with 2 shards and the account spread over both (`accounts[].spread: 2`, one shard each), so
+  that both replicas decide its webhooks, not only the owner of its one shard.
 
 Per worker set-up and mix: accepted webhooks/s (wrk's 2xx count / its duration), p50/p99 latency
 (wrk's, over every answer), end-to-end committed events/s (the run's events, read back
@@ -267,7 +269,7 @@ async def per_process(url: str, replicas: int, timeout: float = 10.0, want_metri
     return found
 
 
-async def replicas_ready(url: str, workers: list[WorkerProcess], timeout: float = 90.0) -> None:
+async def replicas_ready(url: str, workers: list[WorkerProcess], shards: int, timeout: float = 90.0) -> None:
     """Every replica ready, its shards restored, and the shards split between them (no overlap)."""
     import aiohttp
 
@@ -283,7 +285,7 @@ async def replicas_ready(url: str, workers: list[WorkerProcess], timeout: float 
             owned = sorted(p for ident in seen for p in ident)
             ok = all(s.get("ready") and s.get("group", {}).get("restored") for s, _ in seen.values())
             last = f"{len(seen)} replicas answering, shards {sorted(seen)}"
-            if len(seen) == len(workers) and ok and owned == list(range(SHARDS)):
+            if len(seen) == len(workers) and ok and owned == list(range(shards)):
                 return
         except (aiohttp.ClientError, ValueError) as exc:
             last = repr(exc)
@@ -322,14 +324,15 @@ async def settle(tail: EventTail, want: dict[str, int], seen: set[str], since: f
 
 
 async def worker_setup(bootstrap: str, workdir: Path, replicas: int, secs: int, per_thread: int, warm_secs: int,
-                       mixes: list[str], profile: bool, timeout: float = 120.0) -> dict:
+                       mixes: list[str], profile: bool, spread: int = 1, shards: int = SHARDS,
+                       timeout: float = 120.0) -> dict:
     from worker.config import parse_config
     from worker.emit import Topics, ensure_topics
 
     account = {"name": ACCOUNT, "provider": "sendcloud", "poll": {"enabled": False},
-               "webhook": {"app_key_env": "BENCH_APP_KEY"}}
+               "webhook": {"app_key_env": "BENCH_APP_KEY"}, "spread": spread}
     prefix = f"bench-wrk-{uuid.uuid4().hex[:8]}"
-    data = worker_config(bootstrap, prefix, [account], shards=SHARDS)
+    data = worker_config(bootstrap, prefix, [account], shards=shards)
     if replicas > 1:
         data["http"]["reuse_port"] = True
     config = parse_config(data, ENV)
@@ -342,11 +345,11 @@ async def worker_setup(bootstrap: str, workdir: Path, replicas: int, secs: int, 
                for i in range(replicas)]
     base = workers[0].url
     url = f"{base}/webhooks/sendcloud/{ACCOUNT}"
-    out: dict = {"replicas": replicas, "runs": []}
+    out: dict = {"replicas": replicas, "spread": spread, "runs": []}
     try:
         for wp in workers:
             wp.start()
-        await replicas_ready(base, workers)
+        await replicas_ready(base, workers, shards)
         # warm-up: connections, the producer's metadata, the shards' first transactions
         files = workdir / f"r{replicas}-warm"
         parts = slices(f"r{replicas}warm", "deliver", per_thread // 4)
@@ -407,9 +410,9 @@ async def measure(bootstrap: str, secs: int, warm_secs: int, per_thread: int, se
     workdir = Path(tempfile.mkdtemp(prefix="esw-bench-wrk-"))
     out: dict = {"bare": await bare_ceiling(workdir, secs, per_thread), "setups": []}
     say(f"wrk: bare aiohttp {out['bare']['ok'] / out['bare']['secs']:,.0f} req/s")
-    for replicas, mixes in setups:
+    for replicas, mixes, *spread in setups:
         out["setups"].append(await worker_setup(bootstrap, workdir, replicas, secs, per_thread, warm_secs, mixes,
-                                                profile))
+                                                profile, *spread))
     shutil.rmtree(workdir, ignore_errors=True)  # kept when something failed: the worker logs are there
     return out
 
@@ -429,11 +432,14 @@ def ms(us: float) -> float:
 def run(ctx) -> list[dict]:
     wrk_binary()    # fails here, with the message, when wrk is missing
     if ctx.quick:
-        secs, warm, per_thread, setups = 2, 1, 8_000, [[1, ["deliver", "opens"]], [2, ["dups"]]]
+        secs, warm, per_thread = 2, 1, 8_000
+        setups = [[1, ["deliver", "opens"]], [2, ["dups"]], [2, ["deliver"], 2, 2]]
     else:
-        secs, warm, per_thread, setups = 8, 2, 40_000, [[1, list(MIXES)], [2, list(MIXES)]]
+        secs, warm, per_thread = 8, 2, 40_000
+        setups = [[1, list(MIXES)], [2, list(MIXES)], [2, list(MIXES), 2, 2]]
     say(f"wrk: -t{THREADS} -c{CONNECTIONS} -d{secs}s; bare aiohttp, then the worker with "
-        + " and ".join(f"{r} replica(s) ({', '.join(m)})" for r, m in setups))
+        + " and ".join(f"{s[0]} replica(s) ({', '.join(s[1])})" + (f", spread {s[2]} of {s[3]} shards" if s[2:] else "")
+                       for s in setups))
     r = run_child("wrk:measure", {"bootstrap": ctx.bootstrap, "secs": secs, "warm_secs": warm,
                                   "per_thread": per_thread, "setups": setups, "profile": ctx.profile}, timeout=600)
     bare = r["bare"]
@@ -446,7 +452,7 @@ def run(ctx) -> list[dict]:
     ]
     for setup in r["setups"]:
         n = setup["replicas"]
-        label = f"{n} replica" + ("s" if n > 1 else "")
+        label = f"{n} replica" + ("s" if n > 1 else "") + (f", spread {setup['spread']}" if setup["spread"] > 1 else "")
         for run_ in setup["runs"]:
             w, sent, mix = run_["wrk"], run_["sent"], run_["mix"]
             rate = w["ok"] / w["secs"]

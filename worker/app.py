@@ -125,7 +125,8 @@ def config_metrics(config: Config) -> None:
     for account in config.accounts:
         metrics.account_webhooks(account.provider.value, account.name, account.webhook.enabled)
     for placed in ShardMap.from_config(config).placements:
-        metrics.account_shard(placed.provider, placed.account, placed.shard)
+        if placed.home:   # a spread account's other shards are in /status and check-config
+            metrics.account_shard(placed.provider, placed.account, placed.shard)
     metrics.deliverability_domains(config.deliverability_domains)
 
 

@@ -1,8 +1,8 @@
 """A shard transaction's unit: the `Batch` of writes staging builds (worker.staging) and the shard
 commits (worker.transaction), and the helpers of its commit protocol.
 
-A batch holds what one transaction writes (events, `_state` records, dead letters, the `_raw`
-offset) and what memory changes once it commits (dedup and replay words in its overlays, the id
+A batch holds what one transaction writes (events, `_state` records, dead letters, copies of a
+spread account's polled pages for its other shards' `_raw` partitions, the `_raw` offset) and what memory changes once it commits (dedup and replay words in its overlays, the id
 changes it learned, its tally); futures waiting for it resolve then, or fail with it.
 """
 
@@ -37,6 +37,7 @@ class Batch:
     events: list[EventRecord] = attrs.field(factory=list)
     state: list[StateWrite] = attrs.field(factory=list)
     dead: list[DeadLetter] = attrs.field(factory=list)
+    forwarded: list[tuple[int, bytes, bytes]] = attrs.field(factory=list)  # `_raw` (shard, key, value): page copies
     overlay: dict[int, int | None] = attrs.field(factory=dict)    # dedup words decided here; None: deleted
     replays: dict[int, int | None] = attrs.field(factory=dict)    # replay words (worker.replays); None: deleted
     learned: dict[tuple[str, str], IdChange] = attrs.field(factory=dict)  # by (account, id): applied after the commit
@@ -47,12 +48,14 @@ class Batch:
 
     @property
     def quiet(self) -> bool:
-        """Whether nobody downstream waits for this batch: no events, dead letters or `_raw` records."""
-        return not (self.events or self.dead) and self.raw_offset is None
+        """Whether nobody downstream waits for this batch: no events, dead letters or `_raw` records
+        (read or forwarded)."""
+        return not (self.events or self.dead or self.forwarded) and self.raw_offset is None
 
     @property
     def empty(self) -> bool:
-        return not (self.events or self.state or self.dead or self.raw_offset is not None or self.waiters)
+        return not (self.events or self.state or self.dead or self.forwarded or self.raw_offset is not None
+                    or self.waiters)
 
 
 def fail_waiters(batch: Batch, exc: Exception) -> None:

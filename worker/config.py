@@ -108,6 +108,7 @@ class AccountConfig:
     context: AccountContext        # what the provider module sees (secrets resolved); built once
     webhook: WebhookConfig
     poll: PollConfig
+    spread: int = default("accounts", "spread")   # shards deciding its emails (worker.emit shard_of_email)
 
 
 @attrs.frozen
@@ -248,6 +249,8 @@ class _Builder:
 
         sent_topic = (data.get("inputs") or {}).get("sent_topic")
         resolved = [self.gap_driven(a, sent_topic, i) for i, a in accounts]
+        for i, account in zip((i for i, _ in accounts), resolved, strict=True):
+            self.check_spread(account, kafka.shards, f"accounts[{i}].spread")
 
         # Only what the file gives is passed: every other value is the schema's default.
         top = {"emit_raw": data.get("emit_raw"),
@@ -312,7 +315,8 @@ class _Builder:
         hook = {key: hook_raw[key] for key in ("enabled", "replay_window_secs") if key in hook_raw}
         tokens = tuple(v for v in (values.get("path_token"), values.get("previous_path_token")) if v)
         return AccountConfig(name=raw["name"], provider=provider, context=context,
-                             webhook=WebhookConfig(path_tokens=tokens, **hook), poll=poll)
+                             webhook=WebhookConfig(path_tokens=tokens, **hook), poll=poll,
+                             **({"spread": raw["spread"]} if "spread" in raw else {}))
 
     def credentials(self, sections: Mapping[str, Mapping[str, Any]], path: str) -> dict[str, str]:
         """Every credential the account's sections give, secrets resolved (names as in `Need`)."""
@@ -373,6 +377,20 @@ class _Builder:
             self.problems.append(f"{path}: needs poll.enabled (it is a way of polling)")
         on = bool(able and sent_topic is not None and account.poll.enabled and (asked is None or asked))
         return attrs.evolve(account, poll=attrs.evolve(account.poll, gap_driven=on))
+
+    def check_spread(self, account: AccountConfig, shards: int, path: str) -> None:
+        """An account on several shards: at most one per shard, and only where every status of an
+        email can be routed by its id. A tracked id (id polling, gap-driven polling) lives on one
+        shard with the account's id poller, so those accounts stay on one."""
+        if account.spread == 1:
+            return
+        if account.spread > shards:
+            self.problems.append(f"{path}: {account.spread} is more than kafka.shards ({shards})")
+        if get_module(account.provider).DEFAULTS.polling == "ids":
+            self.problems.append(f"{path}: {account.provider.value} is polled by email id; it cannot be spread")
+        elif account.poll.gap_driven:
+            self.problems.append(f"{path}: needs poll.gap_driven: false (gap-driven polling keeps its ids on one "
+                                 "shard)")
 
     def check_poll(self, poll: PollConfig, retention_days: int, path: str, provider: Provider) -> None:
         if poll.interval_min_secs < poll.cache_ttl_secs:

@@ -4,7 +4,8 @@ Output events go to `<prefix>.<type>`, keyed by the lower-cased recipient. Inter
 `<prefix>._raw` (worker.raw records, key `provider/account`), `<prefix>._state` (worker.state:
 the compacted changelog of dedup entries, poll cursors and tracked ids), `<prefix>._dead_letter`
 (worker.deadletter). `_raw` and `_state` share the partition count P = `kafka.shards`, so an
-account's shard has one number in both. Keyed records go where Kafka's default partitioner puts
+account's shard has one number in both (an account with `spread` > 1 has several: an email's
+records all go to the one `shard_of_email` names). Keyed records go where Kafka's default partitioner puts
 them (`partition_of`: the Java client's murmur2), whichever producer writes them.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import struct
+import zlib
 from typing import Any
 
 import attrs
@@ -103,8 +105,26 @@ def account_key(provider: str, account: str) -> bytes:
 @functools.cache   # one entry per configured account: murmur2 in pure Python is not free
 def shard_of(provider: str, account: str, shards: int) -> int:
     """The shard (partition of `_raw` and `_state`) that owns an account: Kafka's default
-    partitioner (murmur2 of the key), as any producer of `_raw` would choose it."""
+    partitioner (murmur2 of the key), as any producer of `_raw` would choose it. For an account
+    spread over several shards (`accounts[].spread`) this is its home: where it is polled."""
     return partition_of(account_key(provider, account), shards)
+
+
+def shards_of(provider: str, account: str, spread: int, shards: int) -> tuple[int, ...]:
+    """Every shard an account's emails are decided on: its home and the `spread - 1` shards after
+    it (wrapping), so that `spread` <= `shards` shards are always distinct."""
+    home = shard_of(provider, account, shards)
+    return tuple((home + k) % shards for k in range(spread))
+
+
+def shard_of_email(provider: str, account: str, email_id: str, spread: int, shards: int) -> int:
+    """The shard that decides one email of an account: every status of it, from a webhook or a
+    poll, on any replica, so that its dedup entry lives in one place. An account of `spread` 1 has
+    one shard; else the email's CRC-32 (of its UTF-8 id) modulo `spread` picks one of `shards_of`."""
+    home = shard_of(provider, account, shards)
+    if spread == 1:
+        return home
+    return (home + zlib.crc32(email_id.encode("utf-8", "surrogatepass")) % spread) % shards
 
 
 def event_record(topics: Topics, event: StatusEvent) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:

@@ -4,6 +4,9 @@ Assigned partitions are paused, then each is opened in its own task: its produce
 previous owner, `_state` is restored, the consumer is positioned at the group's committed offset,
 the partition resumes and the shard's pollers start. Revoked partitions stop their pollers and
 commit or abort the open batch before the rebalance completes (aiokafka awaits the listener).
+
+A shard holds the accounts placed on it; an account spread over several shards (`accounts[].spread`)
+is on each of them and polled only from its home (worker.emit `shards_of`, `shard_of`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from aiokafka.errors import KafkaError
 from worker import metrics
 from worker.assign import sticky_assignor
 from worker.config import AccountConfig, Config
-from worker.emit import Topics, kafka_error_type, shard_of
+from worker.emit import Topics, kafka_error_type, shard_of, shards_of
 from worker.errors import KAFKA, TIMEOUT, ShardClosed, error_type_of
 from worker.kafka_tls import client_kwargs
 from worker.poll.fetch import Fetcher
@@ -65,8 +68,9 @@ class ShardManager(ConsumerRebalanceListener):
         self.clock = clock
         self.topics = Topics.from_config(config.kafka)
         self.by_shard: dict[int, list[AccountConfig]] = {}
-        for account in config.accounts:
-            self.by_shard.setdefault(shard_of(account.provider.value, account.name, config.kafka.shards), []).append(account)
+        for account in config.accounts:   # a spread account on each of its shards; polled from its home
+            for p in shards_of(account.provider.value, account.name, account.spread, config.kafka.shards):
+                self.by_shard.setdefault(p, []).append(account)
         self.shards: dict[int, Shard] = {}
         self.opening: dict[int, asyncio.Task] = {}
         # restores at a time: each peaks at several times its shard's steady memory
@@ -230,7 +234,8 @@ class ShardManager(ConsumerRebalanceListener):
         shard = self.shards[p]
         runners = [PollRunner(a, Fetcher(a, self.session, self.limiters[a.name], self.clock), shard.schedules[a.name],
                               shard.sink(a), clock=self.clock, gaps=shard.gaps.get(a.name))
-                   for a in self.by_shard.get(p, []) if a.poll.enabled]
+                   for a in self.by_shard.get(p, [])
+                   if a.poll.enabled and shard_of(a.provider.value, a.name, self.config.kafka.shards) == p]
         self.runners[p] = runners
         self.pollers[p] = [asyncio.create_task(r.run(), name=f"poll-{r.account.name}") for r in runners]
 
@@ -291,8 +296,12 @@ class ShardManager(ConsumerRebalanceListener):
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=100, max_records=self.config.kafka.batch_max_records)
-                for tp, records in batches.items():
-                    await self._hand_over(tp, records)
+                # each shard's generation now, before any await: a rewind while a fetch is handed
+                # over makes the rest of it stale (the consumer drops what it fetched before a seek)
+                fetched = [(tp, records, shard.generation) for tp, records in batches.items()
+                           if (shard := self.shards.get(tp.partition)) is not None]
+                for tp, records, generation in fetched:
+                    await self._hand_over(tp, records, generation)
                 self._backpressure(high)
                 self._lag()
             except asyncio.CancelledError:
@@ -303,7 +312,7 @@ class ShardManager(ConsumerRebalanceListener):
                 metrics.error("consume", kind)
                 await asyncio.sleep(1.0)
 
-    async def _hand_over(self, tp: TopicPartition, records: list) -> None:
+    async def _hand_over(self, tp: TopicPartition, records: list, generation: int) -> None:
         """Stage a fetch into its shard HAND_OVER_STEP records at a time, letting the loop run each
         time HAND_OVER_BUDGET_SECS have passed; stop where the shard stops taking (its breaker, a
         rewind, a close)."""
@@ -317,7 +326,7 @@ class ShardManager(ConsumerRebalanceListener):
             if shard is None or shard.closed:
                 return  # revoked while in flight; the next owner reads them again
             try:
-                taken = shard.process_raw(part)
+                taken = shard.process_raw(part, generation)
             except ShardClosed:
                 return  # closed under us: a reopen or the next owner reads them again
             except Exception:

@@ -1,7 +1,10 @@
 """The one writer of `_raw`, used by the webhook receiver, the sent-message feed, the backfill and
-the dead-letter replay; and the caps every record passes on its way in.
+the dead-letter replay; and the caps every record passes on its way in. (A shard's transaction
+also carries the copies of a spread account's polled pages for its other shards, worker.staging:
+encoded and routed by `admit` here too.)
 
-A record goes to the `_raw` partition of its account's shard, keyed `provider/account`, and
+A record goes to the `_raw` partition of its account's shard (or of its email's, for an account
+spread over several: the caller routes it, `Admitted.shard`), keyed `provider/account`, and
 `write` returns only once the broker acknowledged every record (acks=all, idempotent producer):
 whoever answers a provider or commits an input offset does so after `write` returned. Input that
 cannot become a `_raw` record goes to the dead-letter topic in the same call, so the caller has one
@@ -47,9 +50,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 
 from worker import metrics, raw
-from worker.config import KafkaConfig
+from worker.config import AccountConfig, KafkaConfig
 from worker.deadletter import DeadLetter
-from worker.emit import Topics, account_key, batch_with, outcome_not_news, shard_of
+from worker.emit import Topics, account_key, batch_with, outcome_not_news, shard_of, shard_of_email
 from worker.errors import FieldTooLong, MalformedPayload, ProducerBroken, RecordTooLarge
 from worker.model import Observation
 
@@ -67,21 +70,54 @@ BREAKING = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, P
 
 @attrs.frozen
 class Admitted:
-    """A record that passed the caps, with its encoded value."""
+    """A record that passed the caps, with its encoded value and its shard when that is not its
+    account's home (a spread account's email: worker.emit `shard_of_email`)."""
 
     record: raw.RawRecord
     value: bytes
+    shard: int | None = None
 
 
-def admit(record: raw.RawRecord) -> Admitted:
-    """The record encoded, or the Unusable reason it cannot enter `_raw`."""
+def admit(record: raw.RawRecord, shard: int | None = None) -> Admitted:
+    """The record encoded, or the Unusable reason it cannot enter `_raw`. A poll page's copy for
+    one shard of a spread account goes to that shard."""
+    if shard is None and isinstance(record, raw.PollPageRecord):
+        shard = record.shard
     try:
         value = raw.encode(record)
     except TypeError as exc:   # orjson: nesting too deep, or not JSON at all
         raise MalformedPayload("record cannot be encoded") from exc
     if len(value) > MAX_RECORD_BYTES:
         raise RecordTooLarge(f"record of {len(value)} bytes")
-    return Admitted(record, value)
+    return Admitted(record, value, shard)
+
+
+def routed(admitted: Admitted, account: AccountConfig, observations: Sequence[Observation], shards: int) -> Admitted:
+    """A webhook record of a spread account, sent to the shard of its email (the first
+    observation's: a provider's record reports one email); any other record as it is."""
+    if account.spread == 1 or not observations:
+        return admitted
+    return attrs.evolve(admitted, shard=shard_of_email(account.provider.value, account.name, observations[0].email_id,
+                                                       account.spread, shards))
+
+
+def page_copies(page: raw.PollPageRecord, account: AccountConfig, observations: Sequence[Observation], shard: int,
+                shards: int) -> tuple[list[Observation], list[Admitted]]:
+    """A spread account's polled page on `shard`: the rows this shard decides, and the page's
+    copies for every other shard that decides some of them. A copy (`page.shard` set) is never
+    copied again. Raises the Unusable reason when a copy cannot enter `_raw`."""
+    provider, name = account.provider.value, account.name
+    own: list[Observation] = []
+    others: set[int] = set()
+    for obs in observations:
+        target = shard_of_email(provider, name, obs.email_id, account.spread, shards)
+        if target == shard:
+            own.append(obs)
+        else:
+            others.add(target)
+    if page.shard is not None:
+        return own, []
+    return own, [admit(attrs.evolve(page, shard=target)) for target in sorted(others)]
 
 
 def check_fields(observations: Iterable[Observation]) -> None:
@@ -213,8 +249,8 @@ class RawWriter:
         try:
             for item in admitted:
                 provider, account = item.record.provider.value, item.record.account
-                sent.append(self._gathered.add(shard_of(provider, account, self.shards),
-                                               account_key(provider, account), item.value))
+                shard = shard_of(provider, account, self.shards) if item.shard is None else item.shard
+                sent.append(self._gathered.add(shard, account_key(provider, account), item.value))
             for letter in dead:
                 sent.append(await producer.send(self.topics.dead_letter, letter.body, key=letter.key,
                                                 headers=letter.headers))

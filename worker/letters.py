@@ -20,8 +20,8 @@ import orjson
 from worker import raw
 from worker.config import AccountConfig, Config
 from worker.errors import MalformedPayload, UnknownAccount, WorkerError
-from worker.intake import Admitted, admit, check_fields
-from worker.model import Provider, rfc3339
+from worker.intake import Admitted, admit, check_fields, routed
+from worker.model import Observation, Provider, rfc3339
 from worker.providers import get_module
 from worker.providers.base import WebhookRequest
 
@@ -104,8 +104,8 @@ def resolve(config: Config, letter: Letter) -> Outcome:
     try:
         if letter.part == "raw":
             record = raw.decode(letter.value)
-            _check(_account(config, record.provider, record.account), record)
-            return Outcome((admit(record),))
+            account = _account(config, record.provider, record.account)
+            return Outcome((routed(admit(record), account, _check(account, record), config.kafka.shards),))
         if letter.part == "sent":
             sent = raw.SentMessage.from_feed(letter.value, letter.received_at)
             account = _account(config, sent.provider, sent.account)
@@ -119,10 +119,11 @@ def resolve(config: Config, letter: Letter) -> Outcome:
             record = orjson.loads(letter.value)
             if not isinstance(record, dict):
                 raise MalformedPayload("a record dead letter that is not a JSON object")
-            return _webhook(account, [record], letter.received_at)
+            return _webhook(account, [record], letter.received_at, config.kafka.shards)
         # a whole body; it was verified when received (its headers are gone, the signed ones kept)
         req = WebhookRequest(body=letter.value, content_type=letter.content_type, headers=letter.request_headers)
-        return _webhook(account, get_module(account.provider).split_webhook(req), letter.received_at)
+        return _webhook(account, get_module(account.provider).split_webhook(req), letter.received_at,
+                        config.kafka.shards)
     except WorkerError as exc:
         return Outcome(unusable=(exc.error_type,))
     except (KeyError, TypeError, ValueError):   # orjson's JSONDecodeError, or a provider module's bug
@@ -139,25 +140,30 @@ def _account(config: Config, provider: Provider | str, name: str) -> AccountConf
     return account
 
 
-def _check(account: AccountConfig, record: raw.RawRecord) -> None:
-    """Raise what the shard would dead-letter the record for."""
+def _check(account: AccountConfig, record: raw.RawRecord) -> Sequence[Observation]:
+    """Raise what the shard would dead-letter the record for; a webhook record's observations."""
     module = get_module(account.provider)
     if isinstance(record, raw.WebhookRecord):
-        check_fields(module.webhook_observations(account.context, dict(record.record)))
-    elif isinstance(record, raw.PollPageRecord):
+        observations = module.webhook_observations(account.context, dict(record.record))
+        check_fields(observations)
+        return observations
+    if isinstance(record, raw.PollPageRecord):
         module.parse_poll_response(account.context, record.query, record.status, record.headers, record.body,
                                    record.received_at)
+    return ()
 
 
-def _webhook(account: AccountConfig, split: Sequence[dict[str, Any]], received_at: datetime) -> Outcome:
+def _webhook(account: AccountConfig, split: Sequence[dict[str, Any]], received_at: datetime, shards: int) -> Outcome:
     """Split webhook records as the receiver keeps them: those the provider module reads now."""
     module = get_module(account.provider)
     records: list[Admitted] = []
     unusable: list[str] = []
     for record in split:
         try:
-            check_fields(module.webhook_observations(account.context, record))
-            records.append(admit(raw.WebhookRecord(account.provider, account.name, received_at, record)))
+            observations = module.webhook_observations(account.context, record)
+            check_fields(observations)
+            records.append(routed(admit(raw.WebhookRecord(account.provider, account.name, received_at, record)),
+                                  account, observations, shards))
         except WorkerError as exc:
             unusable.append(exc.error_type)
         except (KeyError, TypeError, ValueError):

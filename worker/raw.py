@@ -1,14 +1,17 @@
 """The `_raw` envelope: one typed class per record kind, one codec, one version check.
 
-Every record a shard processes arrives through `<prefix>._raw`, keyed `provider/account` (so it
-lands on the partition, and so the shard, that owns the account):
+Every record a shard processes arrives through `<prefix>._raw`, keyed `provider/account`, on the
+partition of the shard that owns the account (for an account spread over several shards, the one
+that owns the record's email: worker.emit `shard_of_email`):
 
     WebhookRecord   one status record split from a verified webhook body (kind "webhook")
     SentMessage     a message the sending service reported as sent (kind "sent")
-    PollPageRecord  a status-API answer fetched by the backfill (kind "poll_page")
+    PollPageRecord  a status-API answer fetched by the backfill (kind "poll_page"), or a copy of a
+                    spread account's polled page for another of its shards (`shard` set)
 
 Value: JSON `{"v": 1, "kind", "provider", "account", "received_at": epoch ms, ...fields}`. A
-webhook record may carry `replay` (added after the first release, which ignores it).
+webhook record may carry `replay` (added after the first release, which ignores it); a poll page
+`shard` (written only for an account with `spread` > 1, a config key older releases refuse).
 `decode` refuses what it cannot read with a typed error (`BadRawRecord`, `UnknownRawVersion`),
 never a crash: the shard dead-letters it and goes on. Only worker.intake writes `_raw`.
 
@@ -102,6 +105,7 @@ class PollPageRecord:
     status: int
     headers: Mapping[str, str]
     body: bytes
+    shard: int | None = None      # a spread account's copy for this shard: only its rows are decided there
 
     def _fields(self) -> dict[str, Any]:
         q = self.query
@@ -109,6 +113,8 @@ class PollPageRecord:
             "query": {"send_date": q.send_date.isoformat() if q.send_date else None,
                       "status": q.status.value if q.status else None, "offset": q.offset, "limit": q.limit},
             "status": self.status, "headers": dict(self.headers)}
+        if self.shard is not None:
+            out["shard"] = self.shard
         try:
             out["body"] = self.body.decode("utf-8")
         except UnicodeDecodeError:
@@ -125,10 +131,12 @@ class PollPageRecord:
         headers = d.get("headers") or {}
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise TypeError("headers")
-        status = d["status"]
+        status, shard = d["status"], d.get("shard")
         if not isinstance(status, int) or isinstance(status, bool):
             raise TypeError("status")
-        return cls(**head, query=query, status=status, headers=headers, body=body)
+        if shard is not None and (not isinstance(shard, int) or isinstance(shard, bool) or shard < 0):
+            raise TypeError("shard")
+        return cls(**head, query=query, status=status, headers=headers, body=body, shard=shard)
 
 
 RawRecord = WebhookRecord | SentMessage | PollPageRecord

@@ -8,11 +8,19 @@ and only once every record of it is acknowledged. A failed transaction
 leaves memory exactly as committed (the staging drops the batch) and the `_raw` position is
 rewound to the last commit; a fenced producer closes the shard. A commit whose outcome is
 unknown is settled by the group's committed `_raw` offset (`_settle`), or the shard is restored.
+
+A shard decides the emails of its accounts that are routed to it: all of them for an account on one
+shard; for a spread account (`accounts[].spread`), those whose id `shard_of_email` gives this shard.
+Its home polls it and forwards each page's other rows, as copies of the page, to their shards in
+the same transaction (worker.staging `observe_page`). Those transactions leave markers in `_raw`
+that a read_committed consumer skips, so a fetch may start past `next_offset`: staleness is told by
+the shard's `generation`, new at each rewind and restore, not by offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,6 +55,8 @@ COMMIT_BACKOFF_SECS = 0.5
 QUIET_LINGER_SECS = 0.5
 EXPIRY_CHUNK = 10_000   # tombstones of one kind per transaction, at most
 EXPIRY_SLICE = 1_000    # ... staged this many at a time (~1-2 ms), the event loop running between
+# Shard generations, unique in the process: a shard opened again never reuses its predecessor's.
+_GENERATIONS = itertools.count(1)
 
 
 class Shard:
@@ -65,6 +75,7 @@ class Shard:
         self.gaps: dict[str, IdTracker] = {}          # gap-driven accounts: their sent emails
         self.committed_offset: int | None = None
         self.next_offset: int | None = None      # the `_raw` offset the shard takes next (see process_raw)
+        self.generation = 0                       # new at each rewind or resume: older fetches are stale
         self.breaker = Breaker()
         self._batch_first: int | None = None     # first `_raw` offset in the open batch
         self.closed = False
@@ -96,7 +107,7 @@ class Shard:
         started = time.monotonic()
         restored = await read_partition(self.config.kafka, self.topics.state, self.partition)
         now = self.clock().timestamp()
-        staging = Staging(self.config, self.accounts, restored, now)
+        staging = Staging(self.config, self.accounts, restored, now, self.partition)
         self.schedules = {a.name: DateWindowScheduler.for_account(a, restored.cursors.get(a.name, {}))
                           if get_module(a.provider).DEFAULTS.polling == "date" else staging.trackers[a.name]
                           for a in self.accounts}
@@ -132,17 +143,20 @@ class Shard:
 
     # -- input ----------------------------------------------------------------------------------
 
-    def process_raw(self, records: Sequence[Any]) -> int:
+    def process_raw(self, records: Sequence[Any], generation: int) -> int:
         """Stage `_raw` records (in offset order) into the open batch; returns how many were taken
-        (the caller seeks back to the first one not taken). While the breaker isolates records,
-        one record per batch, and a record it judged poisonous goes to the dead-letter topic."""
+        (the caller seeks back to the first one not taken). `generation`: the shard's when the
+        consumer returned them. While the breaker isolates records, one record per batch, and a
+        record it judged poisonous goes to the dead-letter topic."""
         staging = self._open()
         if not records:
             return 0
-        if self.next_offset is not None and records[0].offset != self.next_offset:
+        if generation != self.generation or (self.next_offset is not None and records[0].offset < self.next_offset):
             # Records fetched before a rewind (or past a failed batch while it was being recovered):
             # staging them would commit the `_raw` offset past records that never committed. The
-            # caller seeks to `next_offset`.
+            # caller seeks to `next_offset`. Records of this generation may start past it: the
+            # consumer skips transaction markers and aborted records (a spread account's page
+            # copies are written in shards' transactions), so offsets have gaps.
             return 0
         if self.breaker.isolating:
             if self._batch_first is not None:
@@ -167,8 +181,9 @@ class Shard:
 
     def resume_at(self, offset: int) -> None:
         """Where `_raw` consumption goes on: the committed offset (after a restore, a rewind or a
-        rebalance); records that do not start there are refused by process_raw."""
+        rebalance); records fetched before are refused by process_raw."""
         self.committed_offset = self.next_offset = offset
+        self.generation = next(_GENERATIONS)
 
     def sink(self, account: AccountConfig) -> ShardSink:
         return ShardSink(self, account)
@@ -314,6 +329,7 @@ class Shard:
     def _rewind(self) -> None:
         if self.committed_offset is not None:
             self.next_offset = self.committed_offset
+            self.generation = next(_GENERATIONS)
             if self.on_rewind:
                 self.on_rewind(self.partition, self.committed_offset)
 
@@ -414,9 +430,11 @@ class ShardSink:
         self.shard = shard
         self.account = account
 
-    def observe(self, observations: Sequence[Observation], observed_at: datetime) -> int:
+    def observe(self, observations: Sequence[Observation], observed_at: datetime,
+                page: PollPageRecord | None = None) -> int:
         staging = self.shard._open()
-        emitted = staging.observe(self.account, observations, Source.POLL, observed_at)
+        emitted = (staging.observe(self.account, observations, Source.POLL, observed_at) if page is None
+                   else staging.observe_page(self.account, page, observations, observed_at))
         if self.account.poll.gap_driven:
             staging.learn(self.account, observations, observed_at, Source.POLL)   # a swept row may settle a gap
         staging.batch.size += max(1, len(observations))

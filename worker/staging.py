@@ -2,7 +2,7 @@
 
 No Kafka and no clock here: the shard (worker.shards) owns the producer and decides when to
 commit; this module turns `_raw` records and poll results into a `Batch` (worker.batch) of writes (events,
-`_state` records, dead letters, the `_raw` offset) and keeps the in-memory state (dedup table,
+`_state` records, dead letters, page copies for a spread account's other shards, the `_raw` offset) and keeps the in-memory state (dedup table,
 tracked ids) exactly as committed:
 
 - A batch's dedup decisions live in its `overlay` until it commits; lookups see the open batch,
@@ -38,7 +38,7 @@ from worker.dedup import (
     once_seen,
     word_expired,
 )
-from worker.emit import Topics, event_record
+from worker.emit import Topics, account_key, event_record
 from worker.errors import (
     EventTooLarge,
     FieldTooLong,
@@ -47,8 +47,10 @@ from worker.errors import (
     PoisonRecord,
     ReplayedSignature,
     UnknownAccount,
+    Unusable,
     WorkerError,
 )
+from worker.intake import page_copies
 from worker.model import MAX_EVENT_BYTES, MAX_ID_CHARS, EventType, Observation, Rows, Source, StatusEvent
 from worker.poll.ids import IdTracker, Tracked
 from worker.poll.sink import IdChange, StateChange
@@ -69,8 +71,10 @@ def retention_secs(config: Config, account: AccountConfig) -> float:
 
 
 class Staging:
-    def __init__(self, config: Config, accounts: Iterable[AccountConfig], restored: Restored, now: float) -> None:
+    def __init__(self, config: Config, accounts: Iterable[AccountConfig], restored: Restored, now: float,
+                 partition: int = 0) -> None:
         self.topics = Topics.from_config(config.kafka)
+        self.partition, self.shards = partition, config.kafka.shards   # which emails of a spread account are ours
         self.emit_raw = config.emit_raw
         self.tolerance = config.dedup.tolerance_secs
         self.accounts = {(a.provider, a.name): a for a in accounts}
@@ -124,9 +128,10 @@ class Staging:
             else:
                 page = module.parse_poll_response(account.context, record.query, record.status, record.headers,
                                                   record.body, record.received_at)
-                if page.rejected:   # the page, whole, for its unreadable rows; the others still count
+                if page.rejected and record.shard is None:   # the page, whole, for its unreadable rows (a
+                    # copy's were set aside where it was polled); the others still count
                     self.dead_letter(provider, name, page.rejected[0].reason, value or b"", now)
-                self.observe(account, page.observations, Source.POLL, record.received_at)
+                self.observe_page(account, record, page.observations, record.received_at)
         except WorkerError as exc:
             self.dead_letter(provider, name, exc.error_type, value or b"", now)
         except (KeyError, TypeError, ValueError):
@@ -151,6 +156,22 @@ class Staging:
     def dead_letter(self, provider: str, account: str, reason: str, value: bytes, now: datetime) -> None:
         self.batch.dead.append(DeadLetter(provider, account, reason, "shard", "raw", value, "application/json", now))
         self.batch.tally.dead_letter(provider, account, reason)
+
+    def observe_page(self, account: AccountConfig, page: raw.PollPageRecord, observations: Sequence[Observation],
+                     observed_at: datetime) -> int:
+        """A polled page's rows through `observe`. A spread account's page decides here only the
+        rows of emails this shard owns, and the shard that polled it forwards it, in this batch,
+        to each other shard that owns some of its rows (worker.intake `page_copies`)."""
+        if account.spread == 1:
+            return self.observe(account, observations, Source.POLL, observed_at)
+        try:
+            own, copies = page_copies(page, account, observations, self.partition, self.shards)
+        except Unusable as exc:   # a copy Kafka would refuse: the page is kept whole, undecided
+            self.dead_letter(account.provider.value, account.name, exc.error_type, raw.encode(page), observed_at)
+            return 0
+        self.batch.forwarded.extend((c.shard, account_key(account.provider.value, account.name), c.value)
+                                    for c in copies if c.shard is not None)
+        return self.observe(account, own, Source.POLL, observed_at)
 
     def observe(self, account: AccountConfig, observations: Sequence[Observation], source: Source,
                 observed_at: datetime) -> int:

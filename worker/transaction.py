@@ -1,7 +1,7 @@
 """One shard batch as one Kafka transaction, and what can be known of one whose commit failed.
 
-`send_and_commit` writes a batch (worker.batch.Batch: events, `_state` records, dead letters, the
-`_raw` offset) in one transaction. aiokafka commits whatever became of the records: before EndTxn
+`send_and_commit` writes a batch (worker.batch.Batch: events, `_state` records, dead letters,
+forwarded `_raw` records, the `_raw` offset) in one transaction. aiokafka commits whatever became of the records: before EndTxn
 it waits for every batch to be done *or failed* (MessageAccumulator.flush_for_commit), so a record
 the broker refused, or a batch that expired while its partition had no leader, would be missing
 from a transaction that commits with its `_state` writes and `_raw` offset, lost for good. So
@@ -58,6 +58,8 @@ async def send_and_commit(producer: AIOKafkaProducer, batch: Batch, topics: Topi
             await records.add(topics.state, state_key, state_value, partition=raw_tp.partition)
         for letter in batch.dead:
             await records.add(topics.dead_letter, letter.key, letter.body, letter.headers)
+        for shard, key, value in batch.forwarded:
+            await records.add(topics.raw, key, value, partition=shard)
         await records.send()
         if batch.raw_offset is not None:
             await producer.send_offsets_to_transaction({raw_tp: batch.raw_offset}, kafka.group_id)

@@ -31,7 +31,7 @@ from worker import metrics
 from worker.config import AccountConfig, Config
 from worker.deadletter import DeadLetter, signed_headers
 from worker.errors import KAFKA, TIMEOUT, BadSignature, MalformedPayload, TooManyRecords, Unusable, error_type_of
-from worker.intake import Admitted, RawWriter, admit, check_fields
+from worker.intake import Admitted, RawWriter, admit, check_fields, routed
 from worker.model import Provider
 from worker.providers import get_module
 from worker.providers.base import WebhookRequest
@@ -238,7 +238,7 @@ class WebhookReceiver:
             if not observations:   # an open, a click, a request: no status to decide, nothing to learn
                 ignored += 1
                 continue
-            records.append(admitted)
+            records.append(routed(admitted, account, observations, self.config.kafka.shards))
         if ignored:
             metrics.ignored(provider, name, ignored)
         return records, dead

@@ -53,6 +53,7 @@ READ = {
     ("metrics", "deliverability_domains"): lambda c: c.deliverability_domains,
     ("accounts", "base_url"): lambda c: None,          # null: the provider's host (checked below)
     ("accounts", "region"): lambda c: c.accounts[0].context.region,
+    ("accounts", "spread"): lambda c: c.accounts[0].spread,
     ("accounts", "webhook", "enabled"): lambda c: c.accounts[0].webhook.enabled,
     ("accounts", "webhook", "replay_window_secs"): lambda c: c.accounts[0].webhook.replay_window_secs,
     ("accounts", "poll", "enabled"): lambda c: c.accounts[0].poll.enabled,

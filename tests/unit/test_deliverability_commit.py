@@ -69,7 +69,7 @@ def settle(monkeypatch, shard: Shard, name: str, answer: bool) -> None:
 
 async def test_a_committed_batch_counts_once(shard, monkeypatch):
     transaction(monkeypatch, None)
-    assert shard.process_raw(records()) == 121
+    assert shard.process_raw(records(), shard.generation) == 121
     await shard.commit()
     assert (value("gmail.com"), value("other")) == (120.0, 1.0)
     await shard.commit()                                   # an empty batch: nothing more
@@ -80,14 +80,14 @@ async def test_a_failed_batch_counts_nothing_and_its_replay_counts_once(shard, m
     before = emitted()
     transaction(monkeypatch, CommitOutcomeUnknown("timeout"))
     settle(monkeypatch, shard, "_settle", False)           # the group's offset says: not applied
-    shard.process_raw(records())
+    shard.process_raw(records(), shard.generation)
     with pytest.raises(CommitFailed):
         await shard.commit()
     assert (value("gmail.com"), value("other")) == (None, None)
     assert emitted() == before                              # the same rule as esw_events_emitted_total
     assert shard.next_offset == 40                          # rewound: the batch is read again
     transaction(monkeypatch, None)
-    assert shard.process_raw(records()) == 121
+    assert shard.process_raw(records(), shard.generation) == 121
     await shard.commit()
     assert (value("gmail.com"), value("other")) == (120.0, 1.0)
     assert emitted() == before + 121
@@ -96,7 +96,7 @@ async def test_a_failed_batch_counts_nothing_and_its_replay_counts_once(shard, m
 async def test_a_commit_in_doubt_that_was_applied_counts_once(shard, monkeypatch):
     transaction(monkeypatch, CommitOutcomeUnknown("timeout"))
     settle(monkeypatch, shard, "_settle", True)
-    shard.process_raw(records())
+    shard.process_raw(records(), shard.generation)
     await shard.commit()
     assert (value("gmail.com"), value("other")) == (120.0, 1.0)
 
@@ -105,7 +105,7 @@ async def test_a_commit_in_doubt_that_was_applied_counts_once(shard, monkeypatch
 async def test_a_fenced_commit_counts_only_if_it_had_landed(shard, monkeypatch, landed, gmail, other):
     transaction(monkeypatch, ProducerFenced())
     settle(monkeypatch, shard, "_landed", landed)
-    shard.process_raw(records())
+    shard.process_raw(records(), shard.generation)
     with pytest.raises(Fenced):
         await shard.commit()
     assert (value("gmail.com"), value("other")) == (gmail, other)

@@ -48,7 +48,7 @@ async def hand_over_watched(manager: ShardManager, fetched: list, between=None) 
     task = asyncio.ensure_future(other())
     await asyncio.sleep(0)
     try:
-        await manager._hand_over(TP, fetched)
+        await manager._hand_over(TP, fetched, manager.shards[0].generation)
     finally:
         task.cancel()
     return seen

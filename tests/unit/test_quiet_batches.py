@@ -98,7 +98,7 @@ async def test_raw_records_joining_a_quiet_batch_end_its_wait(monkeypatch):
                 break
             await asyncio.sleep(0.01)
         assert shard._lingering
-        shard.process_raw([SimpleNamespace(offset=0, value=webhook(deliver("m2$b@x.test")))])
+        shard.process_raw([SimpleNamespace(offset=0, value=webhook(deliver("m2$b@x.test")))], shard.generation)
     assert await committed_after(shard, act) >= LINGER - 0.01
 
 
@@ -106,7 +106,7 @@ async def test_raw_records_alone_wait_the_linger_only(monkeypatch):
     shard = make_shard(monkeypatch, FAR)
 
     async def act():
-        shard.process_raw([SimpleNamespace(offset=0, value=webhook(deliver("m3$b@x.test")))])
+        shard.process_raw([SimpleNamespace(offset=0, value=webhook(deliver("m3$b@x.test")))], shard.generation)
     assert await committed_after(shard, act) >= LINGER - 0.01
 
 

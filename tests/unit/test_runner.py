@@ -57,7 +57,7 @@ class FakeSink:
     def reject(self, page, reason) -> None:
         self.rejected.append((page, reason))
 
-    def observe(self, observations, observed_at) -> int:
+    def observe(self, observations, observed_at, page=None) -> int:
         self.observed.append(list(observations))
         return self.emitted
 

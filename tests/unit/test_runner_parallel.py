@@ -86,7 +86,7 @@ class BatchingSink:
     _waiters: list = attrs.field(factory=list)
     _task: asyncio.Task | None = None
 
-    def observe(self, observations, observed_at) -> int:
+    def observe(self, observations, observed_at, page=None) -> int:
         self._open[0].extend(o.email_id for o in observations)
         return len(observations)
 

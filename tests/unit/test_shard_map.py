@@ -180,17 +180,17 @@ async def test_status_lists_every_account_with_its_shard_and_whether_this_replic
     app = build_app(cfg)
     # before the group is joined (no manager yet): nothing is owned here
     assert (await status(app))["accounts"] == [
-        {"provider": "sendcloud", "account": "sc", "shard": 1, "owned_here": False},
-        {"provider": "sendcloud", "account": "sc-poll", "shard": 3, "owned_here": False},
-        {"provider": "tencent_ses", "account": "tx", "shard": 0, "owned_here": False},
+        {"provider": "sendcloud", "account": "sc", "shard": 1, "home": True, "owned_here": False},
+        {"provider": "sendcloud", "account": "sc-poll", "shard": 3, "home": True, "owned_here": False},
+        {"provider": "tencent_ses", "account": "tx", "shard": 0, "home": True, "owned_here": False},
     ]
     manager = ShardManager(cfg, session=None)  # type: ignore[arg-type]   # no shard opens here
     app[MANAGER] = manager
     manager.assigned = {0, 3, 5}
     assert (await status(app))["accounts"] == [
-        {"provider": "sendcloud", "account": "sc", "shard": 1, "owned_here": False},
-        {"provider": "sendcloud", "account": "sc-poll", "shard": 3, "owned_here": True},
-        {"provider": "tencent_ses", "account": "tx", "shard": 0, "owned_here": True},
+        {"provider": "sendcloud", "account": "sc", "shard": 1, "home": True, "owned_here": False},
+        {"provider": "sendcloud", "account": "sc-poll", "shard": 3, "home": True, "owned_here": True},
+        {"provider": "tencent_ses", "account": "tx", "shard": 0, "home": True, "owned_here": True},
     ]
 
 

@@ -264,7 +264,7 @@ class PollRunner:
                 staged = []
                 while (item := ready.pop(cursor.offset, None)) is not None:
                     self._reject(item)
-                    emitted = self.sink.observe(item.fetched.page.observations, item.at)
+                    emitted = self.sink.observe(item.fetched.page.observations, item.at, self._record(item))
                     # timed now, not when fetched: a sweep ends after the last of its calls
                     cursor = sched.after_page(wid, item.fetched.page, emitted, now, base=cursor)
                     staged.append(item)
@@ -346,14 +346,16 @@ class PollRunner:
             retry(UNEXPECTED_BACKOFF_SECS)
             raise
 
+    def _record(self, item: _Page) -> PollPageRecord:
+        f = item.fetched
+        return PollPageRecord(self.account.provider, self.account.name, item.at, item.query, f.status, f.headers,
+                              f.body)
+
     def _reject(self, item: _Page) -> None:
         """A page with unreadable rows goes whole to the dead-letter topic, in the batch of its
         readable rows."""
         if item.fetched.page.rejected:
-            f = item.fetched
-            record = PollPageRecord(self.account.provider, self.account.name, item.at, item.query, f.status,
-                                    f.headers, f.body)
-            self.sink.reject(record, f.page.rejected[0].reason)
+            self.sink.reject(self._record(item), item.fetched.page.rejected[0].reason)
 
     async def _failure(self, exc: BaseException, retry: Callable[[float], None]) -> None:
         self.last_error = fetch_error_type(exc)

@@ -9,7 +9,8 @@ the shard's open batch through a `PollSink`, and learns the outcome from an awai
 
 `observe` and `persist` called one after the other, with no await between them, land in the same
 batch, so a cursor never commits without the events of its page, nor the events without it.
-A page with rows that could not be read is handed to `reject` (before `observe`, in the same
+A date window's page comes with its record (`page`): a spread account's rows of other shards are
+forwarded to them in the same batch. A page with rows that could not be read is handed to `reject` (before `observe`, in the same
 batch): it goes whole to the dead-letter topic, replayable, while its readable rows are emitted and
 the cursor moves on. `persist`'s awaitable raises CommitFailed (nothing of the batch committed: try the page again
 later, nothing advanced) or ShardClosed (the shard left this replica: stop). The shard encodes
@@ -52,7 +53,8 @@ StateChange = CursorChange | IdChange
 
 
 class PollSink(Protocol):
-    def observe(self, observations: Sequence[Observation], observed_at: datetime) -> int: ...
+    def observe(self, observations: Sequence[Observation], observed_at: datetime,
+                page: PollPageRecord | None = None) -> int: ...
 
     def persist(self, changes: Sequence[StateChange]) -> Awaitable[None]: ...
 
