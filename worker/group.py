@@ -230,12 +230,15 @@ class ShardManager(ConsumerRebalanceListener):
         self._consumer.resume(TopicPartition(self.topics.raw, p))
         self._count()
 
+    def homed(self, p: int) -> list[AccountConfig]:
+        """The accounts shard `p` polls: those whose home it is (a spread account is on others too)."""
+        return [a for a in self.by_shard.get(p, []) if shard_of(a.provider.value, a.name, self.config.kafka.shards) == p]
+
     def _start_pollers(self, p: int) -> None:
         shard = self.shards[p]
         runners = [PollRunner(a, Fetcher(a, self.session, self.limiters[a.name], self.clock), shard.schedules[a.name],
                               shard.sink(a), clock=self.clock, gaps=shard.gaps.get(a.name))
-                   for a in self.by_shard.get(p, [])
-                   if a.poll.enabled and shard_of(a.provider.value, a.name, self.config.kafka.shards) == p]
+                   for a in self.homed(p) if a.poll.enabled]
         self.runners[p] = runners
         self.pollers[p] = [asyncio.create_task(r.run(), name=f"poll-{r.account.name}") for r in runners]
 
@@ -267,7 +270,7 @@ class ShardManager(ConsumerRebalanceListener):
         self.positions.pop(p, None)
         self._count()
         metrics.shard_released(p)
-        metrics.accounts_released((a.provider.value, a.name) for a in self.by_shard.get(p, []))
+        metrics.accounts_released((a.provider.value, a.name) for a in self.homed(p))
 
     def _rewind(self, p: int, offset: int) -> None:
         with contextlib.suppress(Exception):

@@ -262,3 +262,17 @@ def test_a_replayed_webhook_record_of_a_spread_account_goes_to_its_emails_shard(
                     content_type="application/json", received_at=RECEIVED, request_headers={}, value=value)
     [admitted] = resolve(cfg, letter).records
     assert admitted.shard == 1
+
+
+def test_the_group_puts_a_spread_account_on_each_of_its_shards_and_polls_it_from_home():
+    from worker.group import ShardManager
+
+    cfg = config(account(spread=3), account(name="single"))
+    manager = ShardManager(cfg, session=None)  # type: ignore[arg-type]   # no shard opens here
+    spread, single = cfg.accounts
+    # "single" on 12 shards: murmur2("sendcloud/single") as Kafka's Java client gives it
+    home_single = next(p for p, accts in manager.by_shard.items() if single in accts)
+    assert {p for p, accts in manager.by_shard.items() if spread in accts} == {11, 0, 1}
+    assert [a.name for a in manager.homed(11)] == ["cn-main"] + (["single"] if home_single == 11 else [])
+    assert spread not in manager.homed(0) and spread not in manager.homed(1)
+    assert single in manager.homed(home_single)
