@@ -54,7 +54,7 @@ from worker.config import AccountConfig, KafkaConfig
 from worker.deadletter import DeadLetter
 from worker.emit import Topics, account_key, batch_with, outcome_not_news, shard_of, shard_of_email
 from worker.errors import FieldTooLong, MalformedPayload, ProducerBroken, RecordTooLarge
-from worker.model import Observation
+from worker.model import Observation, Rows
 
 if TYPE_CHECKING:
     from aiokafka.producer.message_accumulator import BatchBuilder  # what producer.create_batch() gives
@@ -79,9 +79,9 @@ class Admitted:
 
 
 def admit(record: raw.RawRecord, shard: int | None = None) -> Admitted:
-    """The record encoded, or the Unusable reason it cannot enter `_raw`. A poll page's copy for
-    one shard of a spread account goes to that shard."""
-    if shard is None and isinstance(record, raw.PollPageRecord):
+    """The record encoded, or the Unusable reason it cannot enter `_raw`. A record forwarded to
+    one shard of a spread account (a page's copy, a checked webhook record) goes to that shard."""
+    if shard is None and not isinstance(record, raw.SentMessage):
         shard = record.shard
     try:
         value = raw.encode(record)
@@ -93,12 +93,15 @@ def admit(record: raw.RawRecord, shard: int | None = None) -> Admitted:
 
 
 def routed(admitted: Admitted, account: AccountConfig, observations: Sequence[Observation], shards: int) -> Admitted:
-    """A webhook record of a spread account, sent to the shard of its email (the first
-    observation's: a provider's record reports one email); any other record as it is."""
-    if account.spread == 1 or not observations:
+    """A webhook record of a spread account, sent to the shard of its replay key when it has one
+    (that shard checks the key, then forwards the record to its email's: worker.staging), else of
+    its email (the first observation's: a provider's record reports one email); any other record
+    as it is. A signature is checked on one shard whatever email a reused one claims."""
+    record = admitted.record
+    if account.spread == 1 or not observations or not isinstance(record, raw.WebhookRecord) or record.shard is not None:
         return admitted
-    return attrs.evolve(admitted, shard=shard_of_email(account.provider.value, account.name, observations[0].email_id,
-                                                       account.spread, shards))
+    by = record.replay if record.replay is not None else observations[0].email_id
+    return attrs.evolve(admitted, shard=shard_of_email(account.provider.value, account.name, by, account.spread, shards))
 
 
 def page_copies(page: raw.PollPageRecord, account: AccountConfig, observations: Sequence[Observation], shard: int,
@@ -107,12 +110,13 @@ def page_copies(page: raw.PollPageRecord, account: AccountConfig, observations: 
     copies for every other shard that decides some of them. A copy (`page.shard` set) is never
     copied again. Raises the Unusable reason when a copy cannot enter `_raw`."""
     provider, name = account.provider.value, account.name
+    rows = Rows.of(observations)   # the ids read as a column: only this shard's rows are built
     own: list[Observation] = []
     others: set[int] = set()
-    for obs in observations:
-        target = shard_of_email(provider, name, obs.email_id, account.spread, shards)
+    for i, email_id in enumerate(rows.email_ids):
+        target = shard_of_email(provider, name, email_id, account.spread, shards)
         if target == shard:
-            own.append(obs)
+            own.append(rows[i])
         else:
             others.add(target)
     if page.shard is not None:

@@ -4,14 +4,17 @@ Every record a shard processes arrives through `<prefix>._raw`, keyed `provider/
 partition of the shard that owns the account (for an account spread over several shards, the one
 that owns the record's email: worker.emit `shard_of_email`):
 
-    WebhookRecord   one status record split from a verified webhook body (kind "webhook")
+    WebhookRecord   one status record split from a verified webhook body (kind "webhook"); with
+                    `shard` set, a spread account's record forwarded to its email's shard by the
+                    shard that checked its replay key
     SentMessage     a message the sending service reported as sent (kind "sent")
     PollPageRecord  a status-API answer fetched by the backfill (kind "poll_page"), or a copy of a
                     spread account's polled page for another of its shards (`shard` set)
 
 Value: JSON `{"v": 1, "kind", "provider", "account", "received_at": epoch ms, ...fields}`. A
-webhook record may carry `replay` (added after the first release, which ignores it); a poll page
-`shard` (written only for an account with `spread` > 1, a config key older releases refuse).
+webhook record may carry `replay` (added after the first release, which ignores it); a webhook
+record or a poll page `shard` (written only for an account with `spread` > 1, a config key older
+releases refuse).
 `decode` refuses what it cannot read with a typed error (`BadRawRecord`, `UnknownRawVersion`),
 never a crash: the shard dead-letters it and goes on. Only worker.intake writes `_raw`.
 
@@ -48,16 +51,22 @@ class WebhookRecord:
     received_at: datetime
     record: Mapping[str, Any]            # what the provider module's split_webhook returned
     replay: str | None = None            # the provider module's replay_key: a reused signature's name
+    shard: int | None = None             # forwarded to its email's shard, its replay key checked already
 
     def _fields(self) -> dict[str, Any]:
-        return {"record": self.record} if self.replay is None else {"record": self.record, "replay": self.replay}
+        out: dict[str, Any] = {"record": self.record}
+        if self.replay is not None:
+            out["replay"] = self.replay
+        if self.shard is not None:
+            out["shard"] = self.shard
+        return out
 
     @classmethod
     def _from(cls, head: dict[str, Any], d: dict[str, Any]) -> WebhookRecord:
         record, replay = d["record"], d.get("replay")
         if not isinstance(record, dict) or not (replay is None or isinstance(replay, str)):
             raise TypeError("record")
-        return cls(**head, record=record, replay=replay)
+        return cls(**head, record=record, replay=replay, shard=_shard(d))
 
 
 @attrs.frozen
@@ -131,12 +140,18 @@ class PollPageRecord:
         headers = d.get("headers") or {}
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise TypeError("headers")
-        status, shard = d["status"], d.get("shard")
+        status = d["status"]
         if not isinstance(status, int) or isinstance(status, bool):
             raise TypeError("status")
-        if shard is not None and (not isinstance(shard, int) or isinstance(shard, bool) or shard < 0):
-            raise TypeError("shard")
-        return cls(**head, query=query, status=status, headers=headers, body=body, shard=shard)
+        return cls(**head, query=query, status=status, headers=headers, body=body, shard=_shard(d))
+
+
+def _shard(d: dict[str, Any]) -> int | None:
+    """A forwarded record's shard (a spread account's: worker.intake `routed`, `page_copies`)."""
+    shard = d.get("shard")
+    if shard is not None and (not isinstance(shard, int) or isinstance(shard, bool) or shard < 0):
+        raise TypeError("shard")
+    return shard
 
 
 RawRecord = WebhookRecord | SentMessage | PollPageRecord

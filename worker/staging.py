@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import attrs
 import numpy as np
 import orjson
 
@@ -38,7 +39,7 @@ from worker.dedup import (
     once_seen,
     word_expired,
 )
-from worker.emit import Topics, account_key, event_record
+from worker.emit import Topics, account_key, event_record, shard_of_email
 from worker.errors import (
     EventTooLarge,
     FieldTooLong,
@@ -50,7 +51,7 @@ from worker.errors import (
     Unusable,
     WorkerError,
 )
-from worker.intake import page_copies
+from worker.intake import Admitted, admit, page_copies
 from worker.model import MAX_EVENT_BYTES, MAX_ID_CHARS, EventType, Observation, Rows, Source, StatusEvent
 from worker.poll.ids import IdTracker, Tracked
 from worker.poll.sink import IdChange, StateChange
@@ -114,9 +115,15 @@ class Staging:
                 raise UnknownAccount("no such account on this shard")
             module = get_module(record.provider)
             if isinstance(record, raw.WebhookRecord):
-                if record.replay is not None and self._replayed(record):
+                if record.replay is not None and record.shard is None and self._replayed(record):
                     raise ReplayedSignature("a signature seen before with another record")
                 observations = Rows.of(module.webhook_observations(account.context, dict(record.record)))
+                if account.spread > 1 and record.shard is None and observations:
+                    # routed by its replay key (worker.intake `routed`): checked here, decided by its email's shard
+                    target = shard_of_email(provider, name, observations.email_ids[0], account.spread, self.shards)
+                    if target != self.partition:
+                        self._forward(account, [admit(attrs.evolve(record, shard=target))])
+                        return
                 self.learn(account, observations, record.received_at, Source.WEBHOOK)
                 self.observe(account, observations, Source.WEBHOOK, record.received_at)
             elif isinstance(record, raw.SentMessage):
@@ -169,9 +176,13 @@ class Staging:
         except Unusable as exc:   # a copy Kafka would refuse: the page is kept whole, undecided
             self.dead_letter(account.provider.value, account.name, exc.error_type, raw.encode(page), observed_at)
             return 0
-        self.batch.forwarded.extend((c.shard, account_key(account.provider.value, account.name), c.value)
-                                    for c in copies if c.shard is not None)
+        self._forward(account, copies)
         return self.observe(account, own, Source.POLL, observed_at)
+
+    def _forward(self, account: AccountConfig, records: Sequence[Admitted]) -> None:
+        """Records for other shards of a spread account, written to `_raw` with this batch."""
+        key = account_key(account.provider.value, account.name)
+        self.batch.forwarded.extend((r.shard, key, r.value) for r in records if r.shard is not None)
 
     def observe(self, account: AccountConfig, observations: Sequence[Observation], source: Source,
                 observed_at: datetime) -> int:

@@ -4,8 +4,8 @@ Two replicas share six shards; four accounts are each spread over three shards (
 polling), UniSender stays on one. One replica is killed (-9) and started again while webhooks and
 polls flow. Afterwards every status change is in Kafka exactly once and true to the simulator, and
 `_raw` shows the spread at work: each spread account's webhook records on all three of its shards,
-and copies of its polled pages, each on the shard it names, forwarded in the polling shard's
-transactions."""
+copies of its polled pages, each on the shard it names, forwarded in the polling shard's
+transactions, and webhook records with a replay key forwarded by the shard that checked the key."""
 
 from __future__ import annotations
 
@@ -76,15 +76,18 @@ async def test_an_account_spread_over_three_shards_on_two_replicas_loses_and_dou
     actual, events = observed(records)
     webhook_shards: dict[str, set[int]] = collections.defaultdict(set)
     copies: collections.Counter = collections.Counter()
+    checked: collections.Counter = collections.Counter()    # webhook records forwarded after their replay check
     for r in raw_records:
         value = orjson.loads(r.value)
+        if "shard" in value:
+            assert value["shard"] == r.partition, f"a forwarded {value['kind']} on a shard it does not name"
         if value["kind"] == "webhook":
             webhook_shards[value["account"]].add(r.partition)
+            checked[value["account"]] += "shard" in value
         elif value["kind"] == "poll_page" and "shard" in value:
-            assert value["shard"] == r.partition, "a page copy on a shard it does not name"
             copies[value["account"]] += 1
     print(f"\nspread test: {sum(expected.values())} changes, {sum(actual.values())} events; webhook records "
-          f"by shard {dict(webhook_shards)}; page copies {dict(copies)}")
+          f"by shard {dict(webhook_shards)}; page copies {dict(copies)}; webhook records forwarded {dict(checked)}")
     assert world.failed == 0, "a webhook ran out of retries"
     assert actual == expected, diff(expected, actual, events=events)
     problems = check_against_truth(sim, names, cutoff, events)
@@ -95,3 +98,6 @@ async def test_an_account_spread_over_three_shards_on_two_replicas_loses_and_dou
         else:
             assert webhook_shards[acct.name] == set(shards_of(acct.provider.value, acct.name, SPREAD, SHARDS))
             assert copies[acct.name] > 0, f"{acct.name}: no polled page was forwarded"
+    # signed with a replay key (worker.intake `routed`): checked on the key's shard, then forwarded
+    assert all(checked[n] > 0 for n in ("sendcloud-r", "aurora-sendcloud-r", "engagelab-r")), checked
+    assert checked["tencent-ses-r"] == 0 and checked["unisender-r"] == 0, checked

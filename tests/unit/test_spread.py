@@ -276,3 +276,67 @@ def test_the_group_puts_a_spread_account_on_each_of_its_shards_and_polls_it_from
     assert [a.name for a in manager.homed(11)] == ["cn-main"] + (["single"] if home_single == 11 else [])
     assert spread not in manager.homed(0) and spread not in manager.homed(1)
     assert single in manager.homed(home_single)
+
+
+# -- webhook records with a replay key: checked on one shard, decided on their email's ---------------
+
+
+def sc_record(email_id: str) -> dict:   # bounced a minute before it was received (RECEIVED, 07:00 UTC)
+    return {"event": "soft_bounce", "emailId": email_id, "recipient": "bob@example.com",
+            "timestamp": "1793602740000", "subStat": "503", "subStatDesc": "421 4.4.2 connection timed out"}
+
+
+def webhook_value(email_id: str, replay: str | None, shard: int | None = None) -> bytes:
+    return raw.encode(raw.WebhookRecord(Provider.SENDCLOUD, "cn-main", RECEIVED, sc_record(email_id), replay, shard))
+
+
+def test_a_webhook_record_with_a_replay_key_is_routed_by_the_key_not_the_email():
+    spread = config(account(spread=3)).accounts[0]
+    record = admit(raw.WebhookRecord(Provider.SENDCLOUD, "cn-main", RECEIVED, sc_record(FOX), "123456789"))
+    assert routed(record, spread, [obs(FOX)], 12).shard == 1            # the key's shard; the email's is 0
+    forwarded = admit(raw.WebhookRecord(Provider.SENDCLOUD, "cn-main", RECEIVED, sc_record(FOX), "123456789", 0))
+    assert forwarded.shard == 0 and routed(forwarded, spread, [obs(FOX)], 12).shard == 0
+
+
+def test_a_forwarded_webhook_record_keeps_its_shard_through_the_codec_and_a_bad_one_is_refused():
+    record = raw.decode(webhook_value(FOX, "sig", 0))
+    assert record.shard == 0 and orjson.loads(webhook_value(FOX, "sig", 0))["shard"] == 0
+    assert b'"shard"' not in webhook_value(FOX, "sig")
+    value = orjson.loads(webhook_value(FOX, "sig"))
+    value["shard"] = "0"
+    with pytest.raises(BadRawRecord):
+        raw.decode(orjson.dumps(value))
+
+
+def test_the_replay_keys_shard_checks_the_key_and_forwards_the_record_to_its_emails_shard():
+    st = staging_at(1)
+    st.stage_raw([SimpleNamespace(offset=4, value=webhook_value(FOX, "123456789"))], NOW)
+    assert st.batch.events == [] and st.batch.dead == []
+    [(shard, key, value)] = st.batch.forwarded
+    assert (shard, key) == (0, b"sendcloud/cn-main")
+    assert raw.decode(value) == raw.WebhookRecord(Provider.SENDCLOUD, "cn-main", RECEIVED, sc_record(FOX),
+                                                  "123456789", 0)
+    assert len(st.batch.replays) == 1                    # the signature is remembered here, with this batch
+
+
+def test_a_reused_signature_claiming_another_email_is_refused_on_the_keys_shard():
+    st = staging_at(1)
+    st.stage_raw([SimpleNamespace(offset=4, value=webhook_value(FOX, "123456789"))], NOW)
+    forged = webhook_value("a", "123456789")              # its email's shard (11) never saw the signature
+    st.stage_raw([SimpleNamespace(offset=5, value=forged)], NOW)
+    assert [d.reason for d in st.batch.dead] == ["replayed_signature"]
+    assert len(st.batch.forwarded) == 1 and st.batch.events == []
+
+
+def test_a_record_whose_email_is_on_the_keys_shard_is_decided_there():
+    st = staging_at(1)
+    st.stage_raw([SimpleNamespace(offset=4, value=webhook_value("123456789", "123456789"))], NOW)
+    assert len(st.batch.events) == 1 and st.batch.forwarded == []
+
+
+def test_the_emails_shard_decides_a_forwarded_record_without_checking_the_key_again():
+    st = staging_at(0)
+    st.stage_raw([SimpleNamespace(offset=4, value=webhook_value("a", "123456789"))], NOW)   # key seen here
+    assert [shard for shard, _, _ in st.batch.forwarded] == [11]
+    st.stage_raw([SimpleNamespace(offset=5, value=webhook_value(FOX, "123456789", 0))], NOW)
+    assert len(st.batch.events) == 1 and st.batch.dead == []
