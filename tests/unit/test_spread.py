@@ -340,3 +340,32 @@ def test_the_emails_shard_decides_a_forwarded_record_without_checking_the_key_ag
     assert [shard for shard, _, _ in st.batch.forwarded] == [11]
     st.stage_raw([SimpleNamespace(offset=5, value=webhook_value(FOX, "123456789", 0))], NOW)
     assert len(st.batch.events) == 1 and st.batch.dead == []
+
+
+# -- spread 2, and records that arrive where their account is not at home ---------------------------
+# Spread 2 over 12 shards from home 11: CRC-32 mod 2 is the value's parity. 0x414FA339 (FOX) and
+# 0xE8B7BE43 ("a") are odd: shard 0; 0xCBF43926 ("123456789") is even: shard 11.
+
+
+def test_spread_two_decides_even_crcs_at_home_and_forwards_odd_ones():
+    st = staging_at(11, config(account(spread=2)))
+    acct = st.accounts[(Provider.SENDCLOUD, "cn-main")]
+    assert st.observe_page(acct, page("x"), [obs(FOX), obs("123456789"), obs("a")], NOW) == 1
+    assert [shard for shard, _, _ in st.batch.forwarded] == [0]
+    st.stage_raw([SimpleNamespace(offset=4, value=webhook_value(FOX, "123456789"))], NOW)   # key: shard 11
+    assert [shard for shard, _, _ in st.batch.forwarded] == [0, 0]
+
+
+def test_a_staging_outside_a_shard_stands_for_shard_zero():
+    cfg = config(account(spread=3))
+    st = Staging(cfg, cfg.accounts, Restored.empty(), NOW_TS)          # a bench's or a test's staging
+    assert st.observe_page(cfg.accounts[0], page("x"), [obs(FOX), obs("123456789")], NOW) == 1   # FOX: shard 0
+    assert [shard for shard, _, _ in st.batch.forwarded] == [1]
+
+
+def test_a_record_of_an_account_on_one_shard_is_decided_wherever_it_lands():
+    # A replica whose configuration names another shard count (a rollout) may route a record elsewhere:
+    # it is decided where it lands, never sent on, whatever its replay key.
+    st = staging_at(5, config(account()))
+    st.stage_raw([SimpleNamespace(offset=4, value=webhook_value(FOX, "123456789"))], NOW)
+    assert len(st.batch.events) == 1 and st.batch.forwarded == []
