@@ -53,7 +53,7 @@ from worker import metrics, raw
 from worker.config import AccountConfig, KafkaConfig
 from worker.deadletter import DeadLetter
 from worker.emit import Topics, account_key, batch_with, outcome_not_news, shard_of, shard_of_email
-from worker.errors import FieldTooLong, MalformedPayload, ProducerBroken, RecordTooLarge
+from worker.errors import FieldTooLong, MalformedPayload, ProducerBroken, RecordTooLarge, Unusable
 from worker.model import Observation, Rows
 
 if TYPE_CHECKING:
@@ -105,10 +105,10 @@ def routed(admitted: Admitted, account: AccountConfig, observations: Sequence[Ob
 
 
 def page_copies(page: raw.PollPageRecord, account: AccountConfig, observations: Sequence[Observation], shard: int,
-                shards: int) -> tuple[list[Observation], list[Admitted]]:
-    """A spread account's polled page on `shard`: the rows this shard decides, and the page's
-    copies for every other shard that decides some of them. A copy (`page.shard` set) is never
-    copied again. Raises the Unusable reason when a copy cannot enter `_raw`."""
+                shards: int) -> tuple[list[Observation], list[Admitted], str | None]:
+    """A spread account's polled page on `shard`: the rows this shard decides, the page's copies
+    for every other shard that decides some of them, and the Unusable reason when the copies
+    cannot enter `_raw` (then there are none). A copy (`page.shard` set) is never copied again."""
     provider, name = account.provider.value, account.name
     rows = Rows.of(observations)   # the ids read as a column: only this shard's rows are built
     own: list[Observation] = []
@@ -120,8 +120,11 @@ def page_copies(page: raw.PollPageRecord, account: AccountConfig, observations: 
         else:
             others.add(target)
     if page.shard is not None:
-        return own, []
-    return own, [admit(attrs.evolve(page, shard=target)) for target in sorted(others)]
+        return own, [], None
+    try:
+        return own, [admit(attrs.evolve(page, shard=target)) for target in sorted(others)], None
+    except Unusable as exc:
+        return own, [], exc.error_type
 
 
 def check_fields(observations: Iterable[Observation]) -> None:

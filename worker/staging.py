@@ -48,7 +48,6 @@ from worker.errors import (
     PoisonRecord,
     ReplayedSignature,
     UnknownAccount,
-    Unusable,
     WorkerError,
 )
 from worker.intake import Admitted, admit, page_copies
@@ -171,11 +170,9 @@ class Staging:
         to each other shard that owns some of its rows (worker.intake `page_copies`)."""
         if account.spread == 1:
             return self.observe(account, observations, Source.POLL, observed_at)
-        try:
-            own, copies = page_copies(page, account, observations, self.partition, self.shards)
-        except Unusable as exc:   # a copy Kafka would refuse: the page is kept whole, undecided
-            self.dead_letter(account.provider.value, account.name, exc.error_type, raw.encode(page), observed_at)
-            return 0
+        own, copies, unusable = page_copies(page, account, observations, self.partition, self.shards)
+        if unusable is not None:   # copies Kafka would refuse: the page kept whole for the other shards' rows
+            self.dead_letter(account.provider.value, account.name, unusable, raw.encode(page), observed_at)
         self._forward(account, copies)
         return self.observe(account, own, Source.POLL, observed_at)
 

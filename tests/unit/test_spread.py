@@ -163,22 +163,22 @@ def test_a_webhook_record_of_a_spread_account_is_routed_by_its_email_and_others_
 def test_the_polling_shard_keeps_its_rows_and_copies_the_page_once_for_each_other_shard():
     spread = config(account(spread=3)).accounts[0]
     rows = [obs("a"), obs("123456789"), obs(FOX), obs("123456789")]
-    own, copies = page_copies(page("x"), spread, rows, 11, 12)
-    assert [o.email_id for o in own] == ["a"]
+    own, copies, unusable = page_copies(page("x"), spread, rows, 11, 12)
+    assert [o.email_id for o in own] == ["a"] and unusable is None
     assert [(c.shard, c.record.shard) for c in copies] == [(0, 0), (1, 1)]
-    own, copies = page_copies(page("x"), spread, rows, 1, 12)        # the backfill's page at another
+    own, copies, _ = page_copies(page("x"), spread, rows, 1, 12)     # the backfill's page at another
     assert [o.email_id for o in own] == ["123456789", "123456789"] and [c.shard for c in copies] == [0, 11]
 
 
 def test_a_copy_is_never_copied_again():
     spread = config(account(spread=3)).accounts[0]
-    own, copies = page_copies(page("x", shard=0), spread, [obs("a"), obs(FOX)], 0, 12)
+    own, copies, _ = page_copies(page("x", shard=0), spread, [obs("a"), obs(FOX)], 0, 12)
     assert [o.email_id for o in own] == [FOX] and copies == []
 
 
 def test_a_page_whose_rows_are_all_at_home_is_not_copied():
     spread = config(account(spread=3)).accounts[0]
-    own, copies = page_copies(page("x"), spread, [obs("a")], 11, 12)
+    own, copies, _ = page_copies(page("x"), spread, [obs("a")], 11, 12)
     assert len(own) == 1 and copies == []
 
 
@@ -226,11 +226,11 @@ def test_a_single_shard_account_decides_every_row_and_forwards_nothing():
     assert st.batch.forwarded == []
 
 
-def test_a_copy_too_large_for_raw_keeps_the_page_whole_in_the_dead_letter_topic():
+def test_a_copy_too_large_for_raw_keeps_the_page_whole_in_the_dead_letter_topic_and_home_rows_still_count():
     st = staging_at(11)
     big = page("a", FOX, "x" * 300_000)
     emitted = st.observe_page(st.accounts[(Provider.SENDCLOUD, "cn-main")], big, [obs("a"), obs(FOX)], NOW)
-    assert emitted == 0 and st.batch.events == [] and st.batch.forwarded == []
+    assert emitted == 1 and len(st.batch.events) == 1 and st.batch.forwarded == []   # "a" is home's (11)
     assert st.batch.dead == [DeadLetter("sendcloud", "cn-main", "record_too_large", "shard", "raw", raw.encode(big),
                                         "application/json", NOW)]
 
