@@ -92,7 +92,7 @@ async def measure(bootstrap: str, n: int, spread: int = 1) -> dict:
     tail = EventTail(bootstrap, topics.outputs)
     await tail.start()
     workdir = Path(tempfile.mkdtemp(prefix="esw-bench-shard-"))
-    replicas = 1 if spread == 1 else spread
+    replicas = spread                          # one worker per shard of the account
     if replicas > 1:
         data["http"]["reuse_port"] = True     # the replicas share the (unused) webhook port
     workers = [WorkerProcess(data, ENV, workdir / f"w{i}") for i in range(replicas)]
