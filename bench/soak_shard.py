@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from worker.shards import ShardSink
+from worker.shardsink import ShardSink
 
 NONE_LEN = 0xFFFFFFFF
 LAG_INTERVAL = 0.01          # the lag sampler sleeps this long and notes how late it woke
@@ -64,18 +64,18 @@ class LagSampler:
 
 
 class _ShardView:
-    """What worker.shards.ShardSink asks of its shard, answered by the harness."""
+    """What worker.shardsink.ShardSink asks of its shard, answered by the harness."""
 
     def __init__(self, harness: Harness) -> None:
         self.harness = harness
 
-    def _open(self):
+    def open_staging(self):
         return self.harness.staging
 
     def clock(self) -> datetime:
         return self.harness.clock.now()
 
-    def _nudge(self, now: bool = False) -> None:
+    def nudge(self, now: bool = False) -> None:
         self.harness.nudge()
 
 
@@ -240,10 +240,10 @@ class Harness:
                     break
 
     async def expire(self) -> None:
-        """The shard's expiry pass (worker.shards `Shard.expire`) step by step: every table's recent
+        """The shard's expiry pass (worker.expiry `expire`) step by step: every table's recent
         writes merged in a thread, the scan's snapshots on the loop, the scan in a thread, hashed ids dropped and tombstones staged a slice at a
         time, EXPIRY_CHUNK per commit."""
-        from worker.shards import EXPIRY_CHUNK, EXPIRY_SLICE
+        from worker.expiry import EXPIRY_CHUNK, EXPIRY_SLICE
 
         while self.clock.t >= self.next_expiry:
             now = self.next_expiry

@@ -27,11 +27,13 @@ from worker.assign import sticky_assignor
 from worker.config import AccountConfig, Config
 from worker.emit import Topics, kafka_error_type, shard_of, shards_of
 from worker.errors import KAFKA, TIMEOUT, ShardClosed, error_type_of
+from worker.expiry import expire
 from worker.kafka_tls import client_kwargs
 from worker.poll.fetch import Fetcher
 from worker.poll.limiter import AdaptiveLimiter
 from worker.poll.runner import PollRunner
 from worker.shards import Shard
+from worker.shardsink import ShardSink
 
 log = logging.getLogger("worker.group")
 
@@ -237,7 +239,7 @@ class ShardManager(ConsumerRebalanceListener):
     def _start_pollers(self, p: int) -> None:
         shard = self.shards[p]
         runners = [PollRunner(a, Fetcher(a, self.session, self.limiters[a.name], self.clock), shard.schedules[a.name],
-                              shard.sink(a), clock=self.clock, gaps=shard.gaps.get(a.name))
+                              ShardSink(shard, a), clock=self.clock, gaps=shard.gaps.get(a.name))
                    for a in self.homed(p) if a.poll.enabled]
         self.runners[p] = runners
         self.pollers[p] = [asyncio.create_task(r.run(), name=f"poll-{r.account.name}") for r in runners]
@@ -400,7 +402,7 @@ class ShardManager(ConsumerRebalanceListener):
             await asyncio.sleep(EXPIRY_EVERY_SECS)
             for shard in list(self.shards.values()):
                 try:
-                    expired = await shard.expire()
+                    expired = await expire(shard)
                 except Exception as exc:  # noqa: BLE001 - retried at the next round
                     log.warning("expiry failed", extra={"shard": shard.partition, "error_type": error_type_of(exc)})
                     continue

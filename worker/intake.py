@@ -54,7 +54,8 @@ from worker.config import AccountConfig, KafkaConfig
 from worker.deadletter import DeadLetter
 from worker.emit import Topics, account_key, batch_with, outcome_not_news, shard_of, shard_of_email
 from worker.errors import FieldTooLong, MalformedPayload, ProducerBroken, RecordTooLarge, Unusable
-from worker.model import Observation, Rows
+from worker.model import Observation
+from worker.rows import Rows
 
 if TYPE_CHECKING:
     from aiokafka.producer.message_accumulator import BatchBuilder  # what producer.create_batch() gives

@@ -23,25 +23,22 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
-from worker import metrics, raw
+from worker import metrics
 from worker.batch import Batch
 from worker.breaker import Breaker
 from worker.config import AccountConfig, Config
 from worker.emit import Topics, about_a_record, kafka_error_type, producer_settings
 from worker.errors import CommitFailed, CommitOutcomeUnknown, Fenced, ShardClosed
-from worker.model import Observation, Source
 from worker.poll.ids import IdTracker
 from worker.poll.scheduler import DateWindowScheduler
-from worker.poll.sink import IdChange, StateChange
 from worker.providers import get_module
-from worker.raw import PollPageRecord
 from worker.staging import Staging
 from worker.state import read_partition, release_freed_memory
 from worker.transaction import Unacknowledged, offset_covers, send_and_commit
@@ -53,8 +50,6 @@ COMMIT_BACKOFF_SECS = 0.5
 # this long to fill, not `batch_linger_ms`: nobody downstream waits for it, and a transaction costs
 # the worker ~1.5 ms of CPU (bench quota, re-sweep). Output joining it, or a full batch, ends the wait.
 QUIET_LINGER_SECS = 0.5
-EXPIRY_CHUNK = 10_000   # tombstones of one kind per transaction, at most
-EXPIRY_SLICE = 1_000    # ... staged this many at a time (~1-2 ms), the event loop running between
 # Shard generations, unique in the process: a shard opened again never reuses its predecessor's.
 _GENERATIONS = itertools.count(1)
 
@@ -148,7 +143,7 @@ class Shard:
         (the caller seeks back to the first one not taken). `generation`: the shard's when the
         consumer returned them. While the breaker isolates records, one record per batch, and a
         record it judged poisonous goes to the dead-letter topic."""
-        staging = self._open()
+        staging = self.open_staging()
         if not records:
             return 0
         if generation != self.generation or (self.next_offset is not None and records[0].offset < self.next_offset):
@@ -170,13 +165,13 @@ class Shard:
                 staging.stage_raw([record], self.clock())
             self._batch_first = record.offset
             self.next_offset = record.offset + 1
-            self._nudge(now=True)
+            self.nudge(now=True)
             return 1
         if self._batch_first is None:
             self._batch_first = records[0].offset
         staging.stage_raw(records, self.clock())
         self.next_offset = records[-1].offset + 1
-        self._nudge()
+        self.nudge()
         return len(records)
 
     def resume_at(self, offset: int) -> None:
@@ -185,15 +180,13 @@ class Shard:
         self.committed_offset = self.next_offset = offset
         self.generation = next(_GENERATIONS)
 
-    def sink(self, account: AccountConfig) -> ShardSink:
-        return ShardSink(self, account)
-
-    def _open(self) -> Staging:
+    def open_staging(self) -> Staging:
+        """The staging, or ShardClosed once the shard is closed (a poll runner still running then)."""
         if self.closed or self.staging is None:
             raise ShardClosed(f"shard {self.partition} closed")
         return self.staging
 
-    def _nudge(self, now: bool = False) -> None:
+    def nudge(self, now: bool = False) -> None:
         self._wake.set()
         if (now or (self.staging is not None and self.staging.batch.size >= self.config.kafka.batch_max_records)
                 or (self._lingering and not self._quiet)):
@@ -222,7 +215,7 @@ class Shard:
 
     async def _linger(self, linger: float) -> None:
         """Until the open batch is full, or `linger` after its first record; QUIET_LINGER_SECS for a
-        batch that is still quiet then (state alone), unless output joins it meanwhile (`_nudge`)."""
+        batch that is still quiet then (state alone), unless output joins it meanwhile (`nudge`)."""
         try:
             await asyncio.wait_for(self._full.wait(), linger)
             return
@@ -244,7 +237,7 @@ class Shard:
 
     async def commit(self) -> None:
         async with self._commit_lock:
-            staging = self._open()
+            staging = self.open_staging()
             batch = staging.take()
             first, self._batch_first = self._batch_first, None
             self._wake.clear()
@@ -380,40 +373,6 @@ class Shard:
             raise ShardClosed("commit outcome unknown: restoring the shard")
         return landed
 
-    # -- expiry ---------------------------------------------------------------------------------
-
-    async def expire(self) -> int:
-        """Tombstone dedup entries whose email left every window, tracked ids that aged out and
-        replay keys past their window, at most EXPIRY_CHUNK of a kind per transaction (a pass after
-        downtime can hold days of them); forget final ids kept by hash that aged out. The event
-        loop is never held for long (issue 15): every table's recent writes are merged in a thread
-        first (hourly, then, whatever their number), the scan runs in a thread over snapshots
-        (Staging.expiry_job), and tombstones are staged EXPIRY_SLICE at a time with the loop
-        running between slices, each key re-checked against what is staged by then."""
-        await asyncio.gather(*self._open().merge_off_loop(every=True))
-        now = self.clock().timestamp()
-        found = await asyncio.get_running_loop().run_in_executor(None, self._open().expiry_job(now))
-        for account, hashed in found.hashed.items():
-            for start in range(0, len(hashed), EXPIRY_SLICE):
-                self._open().drop_hashed(account, hashed[start:start + EXPIRY_SLICE])
-                await asyncio.sleep(0)
-        for start in range(0, max(len(found.keys), len(found.ids), len(found.replays)), EXPIRY_CHUNK):
-            part = slice(start, start + EXPIRY_CHUNK)
-            await self._tombstone(found.keys[part], found.ids[part], found.replays[part], now)
-        return len(found.keys) + len(found.ids) + len(found.replays)
-
-    async def _tombstone(self, keys: Sequence[int], ids: Sequence[IdChange], replays: Sequence[int],
-                         now: float) -> None:
-        """One chunk of tombstones, staged a slice at a time, committed before this returns."""
-        waiters: list[Awaitable[None]] = []
-        for start in range(0, max(len(keys), len(ids), len(replays)), EXPIRY_SLICE):
-            if waiters:
-                await asyncio.sleep(0)
-            part = slice(start, start + EXPIRY_SLICE)
-            waiters.append(self._open().stage_deletions(keys[part], ids[part], replays[part], now=now))
-        self._nudge()
-        await asyncio.gather(*waiters)
-
     def snapshot(self) -> dict[str, Any]:
         staging = self.staging
         return {"shard": self.partition, "restored": self.restored,
@@ -421,37 +380,3 @@ class Shard:
                 "restore_secs": round(self.restore_secs, 3), "committed_offset": self.committed_offset,
                 "backlog": self.backlog, "accounts": sorted(f"{a.provider.value}/{a.name}" for a in self.accounts),
                 "tracked_ids": {name: len(t) for name, t in (staging.trackers.items() if staging else ())}}
-
-
-class ShardSink:
-    """A poll runner's way into its shard (worker.poll.sink.PollSink)."""
-
-    def __init__(self, shard: Shard, account: AccountConfig) -> None:
-        self.shard = shard
-        self.account = account
-
-    def observe(self, observations: Sequence[Observation], observed_at: datetime,
-                page: PollPageRecord | None = None) -> int:
-        staging = self.shard._open()
-        emitted = (staging.observe(self.account, observations, Source.POLL, observed_at) if page is None
-                   else staging.observe_page(self.account, page, observations, observed_at))
-        if self.account.poll.gap_driven:
-            staging.learn(self.account, observations, observed_at, Source.POLL)   # a swept row may settle a gap
-        staging.batch.size += max(1, len(observations))
-        return emitted
-
-    def reject(self, page: PollPageRecord, reason: str) -> None:
-        self.shard._open().dead_letter(self.account.provider.value, self.account.name, reason, raw.encode(page),
-                                       self.shard.clock())
-
-    def persist(self, changes: Sequence[StateChange]) -> Awaitable[None]:
-        staging = self.shard._open()
-        done = staging.persist(changes)
-        # A batch with output (events, dead letters, `_raw` records) commits as soon as the
-        # committer is free: consumers wait for it (pages that arrive meanwhile join the next
-        # batch). One of state alone (a re-sweep's cursors, checks that found nothing new) waits
-        # to fill (QUIET_LINGER_SECS, or `batch_max_records` rows read), so a re-sweep commits ~10
-        # pages a transaction, not one: the transaction was most of the CPU of a duplicate row
-        # (bench quota, re-sweep). The window's next pages are fetched meanwhile (up to `ahead`).
-        self.shard._nudge(now=not staging.batch.quiet)
-        return done

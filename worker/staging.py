@@ -51,11 +51,12 @@ from worker.errors import (
     WorkerError,
 )
 from worker.intake import Admitted, admit, page_copies
-from worker.model import MAX_EVENT_BYTES, MAX_ID_CHARS, EventType, Observation, Rows, Source, StatusEvent
+from worker.model import MAX_EVENT_BYTES, MAX_ID_CHARS, EventType, Observation, Source, StatusEvent
 from worker.poll.ids import IdTracker, Tracked
 from worker.poll.sink import IdChange, StateChange
 from worker.providers import get_module
 from worker.replays import digest_of, record_digest, replay_table_key, replay_word
+from worker.rows import Rows
 from worker.state import REPLAY, Restored, change_write, dedup_write
 
 # A status dated more than this after it was received is not trusted (clocks drift, not by more).
@@ -184,7 +185,7 @@ class Staging:
     def observe(self, account: AccountConfig, observations: Sequence[Observation], source: Source,
                 observed_at: datetime) -> int:
         """Stage observations through dedup; return how many become events. Decided on the rows'
-        columns (worker.model `Rows`): an observation is built only for a row that becomes an event
+        columns (worker.rows `Rows`): an observation is built only for a row that becomes an event
         or may be unusable (not plainly within the caps, or dated near or past the skew)."""
         emitted = 0
         provider, name = account.provider.value, account.name

@@ -17,6 +17,7 @@ from worker.poll.ids import Tracked
 from worker.poll.scheduler import Cursor
 from worker.poll.sink import CursorChange, IdChange
 from worker.shards import Shard
+from worker.shardsink import ShardSink
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -42,10 +43,10 @@ async def test_a_new_owner_restores_exactly_what_was_committed_and_fences_the_ol
     await first.start()
     assert len(first.staging.table) == 0
     cursor = Cursor(interval=600, offset=300, in_sweep=True, started_at=5.0)
-    sink = first.sink(sc)
+    sink = ShardSink(first, sc)
     assert sink.observe([obs(i) for i in range(50)], T0) == 50
     done = sink.persist([CursorChange("sc", "2026-11-01|invalid", cursor)])
-    first.sink(uni).persist([IdChange("uni", "777", Tracked("u@example.com", T0.timestamp(), "ok_sent")),
+    ShardSink(first, uni).persist([IdChange("uni", "777", Tracked("u@example.com", T0.timestamp(), "ok_sent")),
                              IdChange("uni", "778", Tracked("v@example.com", T0.timestamp(), "ok_sent")),
                              IdChange("uni", "778", Tracked("v@example.com", T0.timestamp(), "ok_delivered", True)),
                              IdChange("uni", "x-9", Tracked("w@example.com", T0.timestamp(), "ok_delivered", True))])
@@ -67,8 +68,8 @@ async def test_a_new_owner_restores_exactly_what_was_committed_and_fences_the_ol
     assert uni_ids.learn("778", "v@example.com", T0.timestamp(), None, False, late) is False
     assert uni_ids.learn("x-9", "w@example.com", T0.timestamp(), None, False, late) is False
     # the restored table de-duplicates: the same 50 deliveries again emit nothing
-    assert second.sink(sc).observe([obs(i, at=T0 + timedelta(seconds=3)) for i in range(50)], T0) == 0
-    again = second.sink(sc).persist([])
+    assert ShardSink(second, sc).observe([obs(i, at=T0 + timedelta(seconds=3)) for i in range(50)], T0) == 0
+    again = ShardSink(second, sc).persist([])
     assert second.staging.batch.tally.drops[("sendcloud", "sc", "duplicate")] == 50
     await second.commit()
     await again
@@ -137,7 +138,8 @@ async def test_aged_out_tracked_ids_are_tombstoned_a_chunk_per_transaction(kafka
     transaction, as dedup keys do (they went in one, 2026-12-03), and a new owner restores none."""
     import asyncio
 
-    import worker.shards as shards
+    import worker.expiry as expiry
+    from worker.expiry import expire
 
     cfg = config(kafka_bootstrap, topic_prefix)
     await ensure_topics(cfg.kafka)
@@ -145,7 +147,7 @@ async def test_aged_out_tracked_ids_are_tombstoned_a_chunk_per_transaction(kafka
     shard = Shard(0, cfg, list(cfg.accounts))
     await shard.start()
     sent = (T0 - timedelta(days=31)).timestamp()         # id_max_age_days is 30
-    done = shard.sink(uni).persist([IdChange("uni", f"old{i}", Tracked(f"r{i}@example.com", sent, "ok_sent"))
+    done = ShardSink(shard, uni).persist([IdChange("uni", f"old{i}", Tracked(f"r{i}@example.com", sent, "ok_sent"))
                                     for i in range(25)]
                                    + [IdChange("uni", "young", Tracked("y@example.com", T0.timestamp(), "ok_sent"))])
     await shard.commit()
@@ -154,7 +156,7 @@ async def test_aged_out_tracked_ids_are_tombstoned_a_chunk_per_transaction(kafka
     shard = Shard(0, cfg, list(cfg.accounts))            # a persisted id reaches a tracker by restore
     await shard.start()
     assert len(shard.schedules["uni"].ids) == 26
-    monkeypatch.setattr(shards, "EXPIRY_CHUNK", 10)
+    monkeypatch.setattr(expiry, "EXPIRY_CHUNK", 10)
     shard.clock = lambda: T0
     staged: list[int] = []
     stage = shard.staging.stage_deletions
@@ -166,7 +168,7 @@ async def test_aged_out_tracked_ids_are_tombstoned_a_chunk_per_transaction(kafka
     shard.staging.stage_deletions = counted
     runner = asyncio.create_task(shard.run())
     try:
-        assert await asyncio.wait_for(shard.expire(), 30) == 25
+        assert await asyncio.wait_for(expire(shard), 30) == 25
     finally:
         await shard.close(commit=True)
         await runner

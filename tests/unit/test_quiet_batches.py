@@ -23,6 +23,7 @@ from worker.model import EventType, Observation
 from worker.poll.scheduler import Cursor
 from worker.poll.sink import CursorChange
 from worker.shards import Shard
+from worker.shardsink import ShardSink
 from worker.staging import Staging
 from worker.state import Restored
 
@@ -74,7 +75,7 @@ async def test_a_batch_of_state_alone_waits_the_quiet_linger(monkeypatch):
     shard = make_shard(monkeypatch, quiet)
 
     async def act():
-        shard.sink(SC).persist([cursor_change()])
+        ShardSink(shard, SC).persist([cursor_change()])
     assert await committed_after(shard, act) >= quiet - 0.01
 
 
@@ -82,7 +83,7 @@ async def test_a_batch_with_events_commits_at_once(monkeypatch):
     shard = make_shard(monkeypatch, FAR, linger_ms=int(FAR * 1000))
 
     async def act():
-        sink = shard.sink(SC)
+        sink = ShardSink(shard, SC)
         assert sink.observe([delivered("m1$b@x.test")], NOW) == 1
         sink.persist([cursor_change()])
     assert await committed_after(shard, act) < GIVEN
@@ -92,7 +93,7 @@ async def test_raw_records_joining_a_quiet_batch_end_its_wait(monkeypatch):
     shard = make_shard(monkeypatch, FAR)
 
     async def act():
-        shard.sink(SC).persist([cursor_change()])
+        ShardSink(shard, SC).persist([cursor_change()])
         for _ in range(200):               # until the quiet wait has begun (after the linger)
             if shard._lingering:
                 break
@@ -115,5 +116,5 @@ async def test_a_full_quiet_batch_commits_at_once(monkeypatch):
 
     async def act():
         shard.staging.batch.size = CONFIG.kafka.batch_max_records
-        shard.sink(SC).persist([cursor_change()])
+        ShardSink(shard, SC).persist([cursor_change()])
     assert await committed_after(shard, act) < GIVEN

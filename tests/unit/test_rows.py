@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from tests.unit.test_mutants_staging import NOW, SC, staging
-from worker.model import EventType, Observation, Reason, Rows, Source, plainly_within_caps
+from worker.model import EventType, Observation, Reason, Source, plainly_within_caps
 from worker.providers import sendcloud
 from worker.providers.base import PollQuery
+from worker.rows import Rows
 
 T0 = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)      # 1_793_599_200
 T0_TS = 1_793_599_200

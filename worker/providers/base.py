@@ -160,7 +160,7 @@ class HttpRequest:
 
 @attrs.frozen(slots=True)
 class PollPage:
-    observations: Sequence[Observation]       # a tuple, or `Rows` (built when asked for: worker.model)
+    observations: Sequence[Observation]       # a tuple, or `Rows` (built when asked for: worker.rows)
     rows: int                                 # records in the page, emitted or not
     next_offset: int | None                   # None: this was the last page
     total: int | None = None

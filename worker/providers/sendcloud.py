@@ -22,7 +22,7 @@ from worker.errors import (
     Retriable,
     Throttled,
 )
-from worker.model import EventType, Observation, Provider, Rows, plainly_within_caps
+from worker.model import EventType, Observation, Provider, plainly_within_caps
 from worker.providers import _sendcloud_family as family
 from worker.providers import _sendcloud_webhooks as webhooks
 from worker.providers._answers import BAD_INPUT, read_answer, read_rows
@@ -40,6 +40,7 @@ from worker.providers.base import (
     load_json,
     local_epoch,
 )
+from worker.rows import Rows
 
 NAME = Provider.SENDCLOUD
 
@@ -243,7 +244,7 @@ _MESSAGE_TYPES = {str, _NONE}
 
 def _poll_rows(edition: Edition, acct: AccountContext, records: list[Any]) -> tuple[Rows, tuple[RejectedRow, ...]]:
     """The page's readable rows, each built into its observation only when asked for (a re-sweep's
-    duplicates never are: worker.model `Rows`), and the unreadable ones.
+    duplicates never are: worker.rows `Rows`), and the unreadable ones.
 
     A page whose rows all hold plain values of the documented types is read column by column, each
     distinct time text and each distinct (status, sub-status, message) read once (issue 14: a

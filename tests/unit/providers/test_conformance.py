@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from tests.support import golden_events, validate_event
 from worker import errors
 from worker.errors import MalformedPayload, PollError, ProviderError, Retriable, Throttled, WebhookError
-from worker.model import EventType, Observation, Provider, Rows, Source, StatusEvent, parse_rfc3339
+from worker.model import EventType, Observation, Provider, Source, StatusEvent, parse_rfc3339
 from worker.providers import all_modules, base, get_module
 from worker.providers.base import (
     AccountContext,
@@ -49,6 +49,7 @@ from worker.providers.base import (
     ProviderDefaults,
     WebhookRequest,
 )
+from worker.rows import Rows
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 PROVIDERS: list[Provider] = list(all_modules())

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from tests.unit.providers.test_sendcloud import NOW, account, answer, row
-from worker.model import EventType, Reason, Rows
+from worker.model import EventType, Reason
 from worker.providers import aurora_sendcloud, base, sendcloud
 from worker.providers.base import PollQuery, RejectedRow, local_epoch, naive_epoch
+from worker.rows import Rows
 
 ACCT = account()
 
