@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import aiohttp
@@ -26,8 +26,9 @@ from worker import metrics
 from worker.assign import sticky_assignor
 from worker.config import AccountConfig, Config
 from worker.emit import Topics, kafka_error_type, shard_of, shards_of
-from worker.errors import KAFKA, TIMEOUT, ShardClosed, error_type_of
+from worker.errors import KAFKA, ShardClosed, error_type_of
 from worker.expiry import expire
+from worker.grouplag import measure_periodically
 from worker.kafka_tls import client_kwargs
 from worker.poll.fetch import Fetcher
 from worker.poll.limiter import AdaptiveLimiter
@@ -38,28 +39,11 @@ from worker.shardsink import ShardSink
 log = logging.getLogger("worker.group")
 
 EXPIRY_EVERY_SECS = 3600.0
-# How often every replica measures the group's lag of every _raw partition (esw_raw_group_lag), and
-# how long one measurement may take: a slower one (a rebalance, a coordinator moving) is skipped.
-GROUP_LAG_EVERY_SECS = 15.0
-GROUP_LAG_TIMEOUT_SECS = 10.0
 # `_raw` records are staged HAND_OVER_STEP at a time; the loop runs again once HAND_OVER_BUDGET_SECS
 # have passed. A record costs 40-120 µs to stage, so fixed slices of 128 held the loop 8-15 ms; a
 # callback ready meanwhile waits for this slice and the next (asyncio runs the task's step first).
 HAND_OVER_STEP = 8
 HAND_OVER_BUDGET_SECS = 0.003
-
-
-def group_lag(committed: Mapping[int, int | None], beginnings: Mapping[int, int],
-              ends: Mapping[int, int]) -> dict[int, int]:
-    """Records of each partition of `ends` between the group's committed offset and the end (the
-    last stable offset under read_committed). With nothing committed yet, or a committed offset
-    retention has deleted since, from the beginning offset: where the consumer starts then too."""
-    lags = {}
-    for p, end in ends.items():
-        done = committed.get(p)
-        start = beginnings[p] if done is None else max(done, beginnings[p])
-        lags[p] = max(0, end - start)
-    return lags
 
 
 class ShardManager(ConsumerRebalanceListener):
@@ -142,7 +126,8 @@ class ShardManager(ConsumerRebalanceListener):
         self._consumer.subscribe([self.topics.raw], listener=self)
         self._loop_task = asyncio.create_task(self._consume(), name="raw-consumer")
         self._expiry_task = asyncio.create_task(self._expire_periodically(), name="dedup-expiry")
-        self._group_lag_task = asyncio.create_task(self._measure_group_lag_periodically(), name="raw-group-lag")
+        self._group_lag_task = asyncio.create_task(
+            measure_periodically(self._consumer, self.topics.raw, self.config.kafka.shards), name="raw-group-lag")
 
     async def stop(self) -> None:
         """Graceful: stop pollers, commit what is open, leave the group."""
@@ -364,38 +349,6 @@ class ShardManager(ConsumerRebalanceListener):
             position = self.positions.get(p, shard.committed_offset)
             if highwater is not None and position is not None:
                 metrics.raw_lag(p, max(0, highwater - position))
-
-    async def _measure_group_lag_periodically(self) -> None:
-        """esw_raw_group_lag, every GROUP_LAG_EVERY_SECS: the lag of every shard whoever owns it (if
-        anyone), so an alert still sees a shard whose owner is gone or stuck re-opening it. A
-        measurement that times out (a rebalance, a coordinator moving, Kafka down: that one is
-        EswKafkaUnreachable's) is skipped at debug level and not counted; any other failure is
-        counted as a `consume` error. Either way the last values stay until the next measurement."""
-        while True:
-            try:
-                lags = await asyncio.wait_for(self._measure_group_lag(), GROUP_LAG_TIMEOUT_SECS)
-            except Exception as exc:  # noqa: BLE001 - measured again at the next round
-                kind = kafka_error_type(exc)
-                if kind == TIMEOUT:
-                    log.debug("group lag not measured", extra={"error_type": kind})
-                else:
-                    log.warning("group lag not measured", extra={"error_type": kind})
-                    metrics.error("consume", kind)
-            else:
-                metrics.raw_group_lag(lags)
-            await asyncio.sleep(GROUP_LAG_EVERY_SECS)
-
-    async def _measure_group_lag(self) -> dict[int, int]:
-        """Whatever this replica owns: the group's committed offset of every partition (any member
-        may read them; one small OffsetFetch each, concurrently, as aiokafka asks for one at a time),
-        then their beginning and end offsets (one ListOffsets per leader each)."""
-        tps = [TopicPartition(self.topics.raw, p) for p in range(self.config.kafka.shards)]
-        committed = await asyncio.gather(*(self._consumer.committed(tp) for tp in tps))
-        beginnings = await self._consumer.beginning_offsets(tps)
-        ends = await self._consumer.end_offsets(tps)
-        return group_lag({tp.partition: c for tp, c in zip(tps, committed, strict=True)},
-                         {tp.partition: o for tp, o in beginnings.items()},
-                         {tp.partition: o for tp, o in ends.items()})
 
     async def _expire_periodically(self) -> None:
         while True:

@@ -18,7 +18,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from tests.integration.harness import worker_config
 from tests.integration.test_webhooks import ENV, accounts
-from worker import group, metrics
+from worker import grouplag, metrics
 from worker.assign import sticky_assignor
 from worker.config import parse_config
 from worker.emit import Topics, ensure_topics
@@ -42,7 +42,7 @@ async def until(what, timeout: float, *state) -> None:
 
 
 async def test_a_replica_reports_the_lag_of_a_shard_it_does_not_own(kafka_bootstrap, topic_prefix, monkeypatch):
-    monkeypatch.setattr(group, "GROUP_LAG_EVERY_SECS", 0.5)
+    monkeypatch.setattr(grouplag, "GROUP_LAG_EVERY_SECS", 0.5)
     config = parse_config(worker_config(kafka_bootstrap, topic_prefix, accounts(), shards=2), ENV)
     await ensure_topics(config.kafka)
     raw = Topics.from_config(config.kafka).raw

@@ -1,11 +1,11 @@
-"""worker.group.group_lag: the records of each `_raw` partition the group has not committed yet."""
+"""worker.grouplag.group_lag: the records of each `_raw` partition the group has not committed yet."""
 
 from __future__ import annotations
 
 import pytest
 
 from worker import metrics
-from worker.group import group_lag
+from worker.grouplag import group_lag
 
 
 @pytest.mark.parametrize(("committed", "beginning", "end", "lag"), [
