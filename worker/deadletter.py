@@ -21,6 +21,7 @@ The key is `provider/account`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
@@ -74,8 +75,14 @@ class DeadLetter:
         ]
 
 
+_HEX_HMAC = re.compile(r"[0-9a-fA-F]{64}")   # a bare HMAC-SHA256, not a credential
+
+
 def signed_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, bytes], ...]:
-    """The request headers a provider signs with (EngageLab's X-WebHook-*), kept with a dead
-    letter so the body can be re-posted and verified again. Never logged."""
+    """The request headers a provider signs with (EngageLab's X-WebHook-*, or the bare hex HMAC
+    its older page put in `Authorization`), kept with a dead letter so the body can be re-posted
+    and verified again. Never logged. An `Authorization` header holding anything else (a scheme
+    and a credential, as a proxy may add) is not kept."""
     return tuple((name, value.encode("utf-8", "surrogateescape")) for name, value in headers
-                 if name.startswith("x-webhook-"))
+                 if name.startswith("x-webhook-") or (name == "authorization" and _HEX_HMAC.fullmatch(value)))
+

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import orjson
@@ -34,7 +35,7 @@ from worker.errors import KAFKA, TIMEOUT, BadSignature, MalformedPayload, TooMan
 from worker.intake import Admitted, RawWriter, admit, check_fields, routed
 from worker.model import Provider
 from worker.providers import get_module
-from worker.providers.base import WebhookRequest
+from worker.providers.base import URL_CHECK, ProviderModule, WebhookRequest
 from worker.raw import WebhookRecord
 
 log = logging.getLogger("worker.webhooks")
@@ -183,6 +184,8 @@ class WebhookReceiver:
         except BadSignature as exc:
             outcome["error_type"] = exc.error_type
             return 401
+        if outcome["verified"] == URL_CHECK:   # the provider tests the URL: nothing to write
+            return 200
         records, dead = self._split(account, req, now)
         outcome["records"] = len(records)
         outcome["dead_letters"] = len(dead)
@@ -225,6 +228,9 @@ class WebhookReceiver:
             except MalformedPayload as exc:   # not encodable: nothing of it can be written alone
                 return whole_body(exc.error_type)
             except Unusable as exc:   # over the record size cap: that record alone, as JSON
+                if _silent(module, account, record):   # an inbound mail (`route`): nothing to keep
+                    ignored += 1
+                    continue
                 dead.append(DeadLetter(provider, name, exc.error_type, "webhook", "record", orjson.dumps(record),
                                        "application/json", now))
                 continue
@@ -242,6 +248,14 @@ class WebhookReceiver:
         if ignored:
             metrics.ignored(provider, name, ignored)
         return records, dead
+
+
+def _silent(module: ProviderModule, account: AccountConfig, record: Any) -> bool:
+    """A readable record that holds no status (an open, a click, an inbound mail)."""
+    try:
+        return not module.webhook_observations(account.context, record)
+    except (MalformedPayload, Unusable):
+        return False
 
 
 _OK = orjson.dumps({"code": 200, "message": "ok"})

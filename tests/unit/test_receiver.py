@@ -304,3 +304,71 @@ async def test_a_200_is_logged_at_debug_level_and_any_other_answer_at_info(clien
     assert (await c.post("/webhooks/sendcloud/sc", data=sendcloud("deliver", "m2$a@x.test"), headers=FORM)).status == 200
     [line] = [r for r in caplog.records if r.name == "worker.webhooks"]
     assert (line.levelno, line.status, line.records) == (logging.DEBUG, 200, 1)
+
+
+# -- what outside evidence showed real traffic does (2026-12-06 audit; tests/fixtures/PUBLIC_SOURCES.md)
+
+
+def engagelab_headers(ts: str = TS_MS) -> dict:
+    sig = hmac.new(ENV["E"].encode(), ts.encode(), hashlib.sha256).hexdigest()
+    return {**JSON, "X-WebHook-Timestamp": ts, "X-WebHook-Signature": sig}
+
+
+@pytest.mark.parametrize(("body", "headers"), [
+    (b"", {}),
+    (b"{}", {"Content-Type": "application/json"}),
+    (b'{"test": "url"}', {"Content-Type": "application/json"}),
+    (b"foo=bar", FORM),
+])
+async def test_sendclouds_unsigned_url_test_post_gets_200_and_writes_nothing(client, body, headers):
+    """SendCloud tests a webhook URL when it is configured: GET and POST must answer 200
+    (PROVIDERS.md 2.5). An unsigned POST naming no event is that test, not a webhook."""
+    c, writer = client
+    r = await c.post("/webhooks/sendcloud/sc", data=body, headers=headers)
+    assert r.status == 200 and writer.writes == []
+
+
+async def test_an_unsigned_post_naming_an_event_is_still_refused(client):
+    c, writer = client
+    body = urllib.parse.urlencode({"event": "deliver", "emailId": "m1$a@x.test", "recipient": "a@x.test"}).encode()
+    r = await c.post("/webhooks/sendcloud/sc", data=body, headers=FORM)
+    assert r.status == 401 and writer.writes == []
+
+
+async def test_an_engagelab_batch_with_one_callback_of_an_unknown_shape_loses_only_that_one(client):
+    c, writer = client
+    good = {"server": "email", "itime": int(TS_MS), "to": "a@x.test",
+            "status": {"message_status": "delivered", "status_data": {"email_id": "m10$a@x.test"}}}
+    odd = {"server": "email", "itime": int(TS_MS), "nothing": "here"}
+    r = await c.post("/webhooks/engagelab/el", data=orjson.dumps([good, odd]), headers=engagelab_headers())
+    assert r.status == 200
+    [(records, [letter])] = writer.writes
+    assert [a.record.record for a in records] == [good]
+    assert (letter.reason, letter.part, orjson.loads(letter.body)) == ("malformed", "record", odd)
+
+
+async def test_an_inbound_mail_over_the_record_cap_is_ignored_not_dead_lettered(tight):
+    """An EngageLab `route` (inbound mail) carries no status: however big, it is dropped and
+    counted, as an open is; it used to be dead-lettered as record_too_large (mail content in the
+    dead-letter topic)."""
+    c, writer = tight
+    route = {"server": "email", "itime": int(TS_MS), "to": "a@x.test",
+             "response": {"event": "route", "response_data": {"email_id": "m11$a@x.test", "content": "x" * 300_000}}}
+    before = metrics.IGNORED.labels("engagelab", "el")._value.get()
+    r = await c.post("/webhooks/engagelab/el", data=orjson.dumps(route), headers=engagelab_headers())
+    assert r.status == 200 and writer.writes == []
+    assert metrics.IGNORED.labels("engagelab", "el")._value.get() == before + 1
+
+
+async def test_tencent_opens_and_clicks_are_dropped_at_the_edge(client):
+    """Tencent opens, clicks and `processed` carry no status: counted as ignored, never written to
+    `_raw`, and an open without its bulkId is not dead-lettered (nothing of it would be kept)."""
+    c, writer = client
+    before = metrics.IGNORED.labels("tencent_ses", "tx")._value.get()
+    body = orjson.dumps([{"event": "open", "email": "a@x.test", "bulkId": "b1", "timestamp": 1793606400},
+                         {"event": "click", "email": "a@x.test", "bulkId": "b1", "timestamp": 1793606400,
+                          "link": "https://x.test"},
+                         {"event": "processed", "email": "a@x.test", "timestamp": 1793606400}])
+    r = await c.post(f"/webhooks/tencent_ses/tx/{ENV['T']}", data=body, headers=JSON)
+    assert r.status == 200 and writer.writes == []
+    assert metrics.IGNORED.labels("tencent_ses", "tx")._value.get() == before + 3

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from worker.errors import BadSignature, MalformedPayload
 from worker.model import EventType, Observation, Provider
 from worker.providers import _sendcloud_family as family
-from worker.providers.base import AccountContext, WebhookRequest, as_text, epoch_time, load_json
+from worker.providers.base import URL_CHECK, AccountContext, WebhookRequest, as_text, epoch_time, load_json
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -37,12 +37,18 @@ class Edition(Protocol):
 def check_signature(
     edition: Edition, acct: AccountContext, req: WebhookRequest, now: datetime, replay_window_secs: float
 ) -> str:
-    """HMAC-SHA256(app key, timestamp + token) as lowercase hex, against every key in rotation."""
+    """HMAC-SHA256(app key, timestamp + token) as lowercase hex, against every key in rotation.
+    A POST with no signature field and no event this edition knows (empty, `{}`, a test object) is
+    SendCloud's test of the URL, which must answer 200 (PROVIDERS.md 2.5): URL_CHECK."""
+    if not req.body.strip():
+        return URL_CHECK
     try:
         fields = _body_fields(edition, req)
     except MalformedPayload as exc:
         raise BadSignature("no signature fields in an unreadable body") from exc
     timestamp, token, signature = (as_text(fields.get(k)) for k in ("timestamp", "token", "signature"))
+    if timestamp is None and token is None and signature is None and as_text(fields.get("event")) not in edition.events:
+        return URL_CHECK
     if timestamp is None or token is None or signature is None:
         raise BadSignature("timestamp, token or signature missing")
     if not acct.webhook_keys:

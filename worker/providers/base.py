@@ -16,7 +16,8 @@ exposes, at module level:
     replay_key(req, record) -> str | None      what a captured signature would be reused as
 
 `verify_webhook` checks against every key of `acct.webhook_keys` (several during a rotation) and
-returns the name of the variant that matched. `split_webhook` turns one verified body into JSON-serialisable raw records (one per status);
+returns the name of the variant that matched, or `URL_CHECK` for a provider's test of the URL
+(answered 200, nothing written). `split_webhook` turns one verified body into JSON-serialisable raw records (one per status);
 those records are what the receiver writes to `_raw`, and `webhook_observations` is later run
 on each of them by the shard that owns the account.
 """
@@ -192,6 +193,11 @@ class WebhookRequest:
 # -- the module protocol ------------------------------------------------------------------------
 
 
+# What `verify_webhook` returns for an unsigned POST that only tests the URL (SendCloud's: "the URL
+# must answer GET and POST with 200", PROVIDERS.md 2.5): the receiver answers 200 and writes nothing.
+URL_CHECK = "url-check"
+
+
 class ProviderModule(Protocol):
     NAME: Provider
     DEFAULTS: ProviderDefaults
@@ -223,7 +229,9 @@ class ProviderModule(Protocol):
 
 # -- shared helpers -----------------------------------------------------------------------------
 
-_SMTP_CODE = re.compile(r"(?<!\d)([245]\d\d)(?!\d)")
+# A reply code stands alone: not within a longer number, nor a part of a dotted number such as an
+# IP address in the text (`mx3.qq.com[183.3.225.42] said: 550 ...`: 550, not 225).
+_SMTP_CODE = re.compile(r"(?<![\d.])([245]\d\d)(?!\d|\.\d)")
 _ENHANCED = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])")
 
 

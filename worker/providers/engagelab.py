@@ -84,12 +84,10 @@ EVENTS: dict[str, EventType | None] = {
 }
 
 # The sub-status field of invalid/soft-bounce callbacks is unverified: the SendCloud lineage
-# suggests `sub_stat`, the status API says `sub_status`, SendCloud webhooks say `substat`.
-SUB_STATUS_FIELDS = ("sub_stat", "sub_status", "substat")
-SUB_STATUS_DESC_FIELDS = ("sub_stat_desc", "sub_status_desc", "substatdesc")
-
-# Not implemented: an older zh_CN page signed with one `Authorization` header, but
-# PROVIDERS.md records neither its format nor its algorithm, and the current pages replaced it.
+# suggests `sub_stat`, the status API says `sub_status`, SendCloud webhooks say `substat` (and a
+# production SendCloud receiver binds `subStat`, issue 13): every spelling is read.
+SUB_STATUS_FIELDS = ("sub_stat", "sub_status", "substat", "subStat", "subStatus")
+SUB_STATUS_DESC_FIELDS = ("sub_stat_desc", "sub_status_desc", "substatdesc", "subStatDesc", "subStatusDesc")
 
 
 def build_poll_request(acct: AccountContext, query: PollQuery, now: datetime) -> HttpRequest:
@@ -196,18 +194,44 @@ def _candidates(
                 yield "hmac-sha256", family.hmac_sha256(key, itime), itime
 
 
+def _legacy_candidates(req: WebhookRequest, keys: Sequence[str]) -> Iterator[tuple[str, str, Any]]:
+    """The older zh_CN payload page's scheme: one `Authorization` header holding the hex
+    HMAC-SHA256 of the body's `itime`, keyed with the app key (tests/fixtures/engagelab/README.md)."""
+    itime = as_text(_itime(req.body))
+    if itime is not None:
+        for key in keys:
+            yield "hmac-sha256-authorization", family.hmac_sha256(key, itime), itime
+
+
+def _signature(req: WebhookRequest) -> str | None:
+    """The signature a callback carries: X-WebHook-Signature, or the older page's `Authorization`
+    header when no X-WebHook-* header came."""
+    if "x-webhook-signature" in req.headers or "x-webhook-timestamp" in req.headers:
+        return req.headers.get("x-webhook-signature")
+    return req.headers.get("authorization")
+
+
 def verify_webhook(acct: AccountContext, req: WebhookRequest, now: datetime, replay_window_secs: float) -> str:
     """Check X-WebHook-Signature; the docs disagree on the scheme, so by default accept both
-    (the account's `signature` option narrows it)."""
+    (the account's `signature` option narrows it). A callback without X-WebHook-* headers may be
+    signed the older page's way, in `Authorization` (an HMAC scheme)."""
     keys = acct.webhook_keys
     signature_scheme = acct.option(OPTIONS, "signature")
     timestamp = req.headers.get("x-webhook-timestamp")
-    signature = req.headers.get("x-webhook-signature")
-    if not timestamp or not signature:
+    signature = _signature(req)
+    legacy = timestamp is None and "x-webhook-signature" not in req.headers
+    if not signature or not (timestamp or legacy):
         raise BadSignature("X-WebHook-Timestamp or X-WebHook-Signature missing")
     if not keys:
         raise BadSignature("no webhook key configured")
-    match = family.first_match(_candidates(req, keys, signature_scheme, timestamp), signature)
+    if legacy:
+        if signature_scheme == "md5":
+            raise BadSignature("an Authorization-header signature is HMAC; the account accepts md5 only")
+        candidates = _legacy_candidates(req, keys)
+    else:
+        assert timestamp is not None
+        candidates = _candidates(req, keys, signature_scheme, timestamp)
+    match = family.first_match(candidates, signature)
     if match is None:
         raise BadSignature("signature does not match any key or scheme")
     variant, signed_at = match
@@ -216,25 +240,35 @@ def verify_webhook(acct: AccountContext, req: WebhookRequest, now: datetime, rep
 
 
 def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
-    """One callback per body; a JSON array of callbacks is accepted too."""
+    """One callback per body; a JSON array of callbacks is accepted too. In an array, only that each
+    is an object is checked here: each callback is read by `webhook_observations`, which the
+    receiver runs per record, so one of an unknown shape is dead-lettered alone, not with its
+    neighbours. A lone callback of an unknown shape is the whole body's dead letter (its bytes and
+    signed headers kept for a replay)."""
     data = load_json(req.body)
-    records = [data] if isinstance(data, dict) else data
-    if not isinstance(records, list) or not records:
-        raise MalformedPayload("engagelab: webhook body is not a JSON object")
-    for record in records:
-        if not isinstance(record, dict) or _envelope(record) is None:
+    if isinstance(data, dict):
+        if _envelope(data) is None:
             raise MalformedPayload("engagelab: webhook body is neither a status nor a response callback")
-    return records
+        return [data]
+    if not isinstance(data, list) or not data or not all(isinstance(r, dict) for r in data):
+        raise MalformedPayload("engagelab: webhook body is not a JSON object or an array of them")
+    return data
 
 
 def _envelope(record: dict[str, Any]) -> tuple[Any, Any] | None:
     """(event, data) of a callback: `status.message_status` + `status_data` (status callbacks),
-    `response.event` + `response_data` (engagement), or, as some public receivers read engagement
-    callbacks, a top-level `event` with `response_data` beside it or the ids on the record itself
-    (issue 13: both shapes accepted). None when it is none of these."""
+    `response.event` + `response_data` (engagement), or, as some public receivers read them, the
+    same without the wrapping object: a top-level `message_status` with `status_data` beside it, a
+    top-level `event` with `response_data` beside it or the ids on the record itself (issue 13:
+    every shape accepted; tests/fixtures/engagelab/README.md). None when it is none of these."""
     status, response = record.get("status"), record.get("response")
     if isinstance(status, dict):
         return status.get("message_status"), status.get("status_data")
+    if isinstance(record.get("message_status"), str):
+        # A status callback without its `status` object; a public receiver's test callbacks of this
+        # shape carry the ids beside `status_data`, not in it: both are read.
+        data = record.get("status_data")
+        return record["message_status"], {**record, **data} if isinstance(data, dict) else record
     if isinstance(response, dict):
         return response.get("event"), response.get("response_data")
     if isinstance(record.get("event"), str):
@@ -253,8 +287,7 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
             return []
         if not isinstance(data, dict):
             raise MalformedPayload("engagelab: callback without status_data/response_data")
-        # The per-recipient id is `email_id`; the top-level-event shape carries it as `message_id`.
-        email_id = family.first_text(data, ("email_id",)) or _per_recipient(data.get("message_id"))
+        email_id, itime = _identity(record, data)
         if email_id is None:
             raise KeyError("email_id")
         # `to` is documented on the envelope; the id itself ends in `$<recipient>` when it is absent.
@@ -271,7 +304,8 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
             if sub_status is None:
                 sub_status = family.first_present(data, SUB_STATUS_FIELDS)
         message = family.first_text(detail, ("message",)) or family.first_text(data, ("message", *SUB_STATUS_DESC_FIELDS))
-        itime = record["itime"] if "itime" in record else data["time"]
+        if itime is None:
+            raise KeyError("itime")
         return [
             family.observation(
                 acct,
@@ -288,6 +322,16 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
         ]
 
 
+def _identity(record: dict[str, Any], data: Any) -> tuple[str | None, Any]:
+    """(email id, event time) of a callback: the per-recipient id is `email_id`, which the
+    top-level-event shape carries as `message_id`; the time is the envelope's `itime`, else the
+    data's `time`."""
+    if not isinstance(data, dict):
+        return None, record.get("itime")
+    email_id = family.first_text(data, ("email_id",)) or _per_recipient(data.get("message_id"))
+    return email_id, record["itime"] if "itime" in record else data.get("time")
+
+
 def _per_recipient(value: Any) -> str | None:
     """A `message_id` in the per-recipient form `<message id><index>$<recipient>`, else None."""
     return value if isinstance(value, str) and "$" in value else None
@@ -300,9 +344,9 @@ def replay_key(req: WebhookRequest, record: dict[str, Any]) -> str | None:
     sub-status, another address) is then a replay; a forged callback for another email, event or
     time cannot be told from a genuine one (docs/runbook.md#webhook-security). Callbacks that are
     never emitted (requests, opens, clicks) are not keyed: forging one changes nothing."""
-    signature = req.headers.get("x-webhook-signature")
+    signature = _signature(req)
     event, data = _envelope(record) or (None, None)
-    email_id = data.get("email_id") if isinstance(data, dict) else None
     if not signature or not isinstance(event, str) or EVENTS.get(event) is None:
         return None
-    return f"{signature.lower()}|{email_id}|{event}|{record.get('itime')}"
+    email_id, itime = _identity(record, data)   # what the observation is made of
+    return f"{signature.lower()}|{email_id}|{event}|{itime}"

@@ -330,14 +330,19 @@ def _get_ci(record: Mapping[str, Any], name: str) -> Any:
     return None
 
 
-def _fields(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields an event needs, checked; MalformedPayload when one is missing or mistyped."""
+def _event_name(record: Mapping[str, Any]) -> str:
+    """`event`, else the name of the 2025 docs' numeric `eventid`; MalformedPayload with neither."""
     event = record.get("event")
     if not isinstance(event, str) or not event:
         event_id = as_int(record.get("eventid"), max_digits=5)
         if event_id is None:
             raise MalformedPayload("tencent_ses event lacks event and eventid")
         event = EVENT_IDS.get(event_id, f"eventid:{event_id}")
+    return event
+
+
+def _fields(record: Mapping[str, Any], event: str) -> dict[str, Any]:
+    """The fields an event needs, checked; MalformedPayload when one is missing or mistyped."""
     email, bulk_id = record.get("email"), _get_ci(record, "bulkId")
     if not isinstance(email, str) or not email or not isinstance(bulk_id, str) or not bulk_id:
         raise MalformedPayload("tencent_ses event lacks email or bulkId")
@@ -379,9 +384,15 @@ def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
 
 
 def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
-    """One observation per event, non-emitted ones (processed, open, click) included."""
-    fields = _fields(record)
-    event, smtp = fields["event"], parse_smtp(fields["reason"])
+    """One observation per status event; none for an event that carries no status (processed,
+    delivering, open, click, or one these tables do not know), as every provider module answers
+    for its opens and clicks: the receiver counts it (esw_ignored_statuses_total) and writes
+    nothing to `_raw`, whatever its other fields hold."""
+    event = _event_name(record)
+    if event != "bounce" and EVENTS.get(event, UNKNOWN_EVENT)[0] is None:
+        return []
+    fields = _fields(record, event)
+    smtp = parse_smtp(fields["reason"])
     if event == "bounce":
         entry = BOUNCE_TYPES.get(fields["bounce_type"] or "")
         if entry is None:

@@ -41,10 +41,9 @@ def test_lowercase_bulkid_alone_is_read() -> None:
 
 
 def test_eventid_as_five_digit_string_is_an_unknown_event() -> None:
+    """Read (not malformed), and unknown: no status, so no observation (as an open or a click)."""
     record = {"eventid": "12345", "email": "a@b.c", "bulkId": "m", "timestamp": 1654064683}
-    (obs,) = tencent_ses.webhook_observations(ACCT, record)
-    assert obs.provider_status == "eventid:12345"
-    assert (obs.type, obs.reason, obs.final) == (None, None, False)
+    assert tencent_ses.webhook_observations(ACCT, record) == []
 
 
 def test_eventid_as_short_digit_string_maps_like_the_number() -> None:
@@ -90,9 +89,10 @@ def test_untyped_bounce_goes_by_reply_class(reason: str, expected_type: EventTyp
 
 
 def test_webhook_observation_keeps_the_record_as_raw() -> None:
-    record = {"event": "open", "email": "a@b.c", "bulkId": "m-9", "timestamp": 1654064683, "extra": [1, 2]}
+    record = {"event": "delivered", "email": "a@b.c", "bulkId": "m-9", "timestamp": 1654064683, "extra": [1, 2]}
     (obs,) = tencent_ses.webhook_observations(ACCT, record)
-    assert obs.raw == {"event": "open", "email": "a@b.c", "bulkId": "m-9", "timestamp": 1654064683, "extra": [1, 2]}
+    assert obs.raw == {"event": "delivered", "email": "a@b.c", "bulkId": "m-9", "timestamp": 1654064683,
+                       "extra": [1, 2]}
 
 
 def test_bounce_type_is_a_sub_status_only_of_bounces() -> None:

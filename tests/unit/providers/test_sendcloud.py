@@ -468,7 +468,6 @@ def test_replay_window(timestamp: str, ok: bool) -> None:
 
 @pytest.mark.parametrize(("body", "content_type"), [
     (b"\xff\xfeevent=deliver", sendcloud_webhooks.FORM), (b'{"event": ', "application/json"), (b"[1, 2]", "application/json"),
-    (b"", ""),
 ])
 def test_unreadable_bodies_cannot_be_verified(body: bytes, content_type: str) -> None:
     with pytest.raises(BadSignature):

@@ -1,0 +1,175 @@
+"""Shapes of real provider traffic that an audit against public evidence (2026-12-06) found the
+adapters refusing or misreading; each expectation is written from the source named beside it
+(tests/fixtures/PUBLIC_SOURCES.md has the citations)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.support import hook_acct
+from worker.deadletter import signed_headers
+from worker.errors import BadSignature, MalformedPayload
+from worker.model import EventType, Provider, Reason, Scope, Smtp
+from worker.providers import aurora_sendcloud, engagelab, sendcloud, tencent_ses
+from worker.providers.base import URL_CHECK, AccountContext, WebhookRequest, parse_smtp
+
+SECRET = "my_app_secret"
+NOW = datetime(2023, 2, 17, 6, 40, tzinfo=UTC)
+ITIME = 1676615713250                                 # 2023-02-17T06:35:13.250Z
+MESSAGE_ID = "1676615711309_104117_18546_8821.sc-10_43_7_16-inbound"
+
+
+def account() -> AccountContext:
+    return AccountContext(name="acct", provider=Provider.ENGAGELAB, base_url="http://x", api_user="u", api_key="k")
+
+
+def hmac_hex(message: str, key: str = SECRET) -> str:
+    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+# -- EngageLab -------------------------------------------------------------------------------------
+
+
+def top_level_unsubscribe(index: int, recipient: str) -> dict[str, Any]:
+    """The top-level-event shape of a public receiver's test callbacks (issue 13's fixture
+    webhook_public_top_level_event_unsubscribe): the id only as `response_data.message_id`, no itime."""
+    return {"event": "unsubscribe", "response_data": {"server": "email", "message_id": f"{MESSAGE_ID}{index}${recipient}",
+                                                      "to": recipient, "time": ITIME + index}}
+
+
+def test_callbacks_of_one_instant_for_two_emails_have_different_replay_keys() -> None:
+    """The signature covers only the timestamp, so the key must name the callback. For this shape
+    it named neither the id nor the time (`sig|None|unsubscribe|None`): the second genuine
+    unsubscribe of the batch was dead-lettered as a replay."""
+    req = WebhookRequest(b"[]", "application/json", {"x-webhook-signature": "ab" * 16, "x-webhook-timestamp": "1"})
+    a = engagelab.replay_key(req, top_level_unsubscribe(0, "a@x.test"))
+    b = engagelab.replay_key(req, top_level_unsubscribe(1, "b@x.test"))
+    assert a == f"{'ab' * 16}|{MESSAGE_ID}0$a@x.test|unsubscribe|{ITIME}"
+    assert b == f"{'ab' * 16}|{MESSAGE_ID}1$b@x.test|unsubscribe|{ITIME + 1}"
+
+
+def test_a_status_callback_without_its_status_object_is_read() -> None:
+    """tony-amt/EDM's controller reads `webhookData.message_status` as its "old format"; its test
+    callbacks put the ids beside `status_data`, not in it."""
+    inside = {"message_status": "delivered", "status_data": {"email_id": f"{MESSAGE_ID}0$a@x.test"}, "itime": ITIME}
+    beside = {"message_status": "soft_bounce", "status_data": {"message": "soft bounce"}, "to": "b@x.test",
+              "email_id": f"{MESSAGE_ID}1$b@x.test", "itime": ITIME}
+    (d,) = engagelab.webhook_observations(account(), inside)
+    (s,) = engagelab.webhook_observations(account(), beside)
+    assert (d.type, d.email_id, d.recipient, d.occurred_at) == (
+        EventType.DELIVERED, f"{MESSAGE_ID}0$a@x.test", "a@x.test", datetime(2023, 2, 17, 6, 35, 13, 250000, tzinfo=UTC))
+    assert (s.type, s.email_id, s.recipient, s.provider_message) == (
+        EventType.SOFT_BOUNCE, f"{MESSAGE_ID}1$b@x.test", "b@x.test", "soft bounce")
+
+
+def test_in_an_array_a_callback_of_an_unknown_shape_is_left_to_be_dead_lettered_alone() -> None:
+    good = {"itime": ITIME, "status": {"message_status": "delivered", "status_data": {"email_id": f"{MESSAGE_ID}0$a@x.test"}}}
+    odd = {"itime": ITIME, "nothing": "here"}
+    assert engagelab.split_webhook(WebhookRequest(orjson.dumps([good, odd]), "application/json")) == [good, odd]
+    with pytest.raises(MalformedPayload):
+        engagelab.webhook_observations(account(), odd)
+
+
+@pytest.mark.parametrize("field", ["subStat", "subStatus"])
+def test_a_camel_case_sub_status_is_read(field: str) -> None:
+    record = {"itime": ITIME, "to": "a@x.test",
+              "status": {"message_status": "invalid_email",
+                         "status_data": {"email_id": f"{MESSAGE_ID}0$a@x.test", field: 406}}}
+    (obs,) = engagelab.webhook_observations(account(), record)
+    assert (obs.type, obs.reason, obs.scope, obs.provider_sub_status) == (
+        EventType.INVALID, Reason.UNKNOWN_USER, Scope.RECIPIENT, "406")
+
+
+def legacy(signature: str, itime: int = ITIME) -> WebhookRequest:
+    body = orjson.dumps({"itime": itime, "status": {"message_status": "sent", "status_data": {}}})
+    return WebhookRequest(body, "application/json; charset=utf-8", {"authorization": signature})
+
+
+def test_the_older_pages_authorization_header_is_verified() -> None:
+    """The older zh_CN webhook page: one `Authorization` header, the hex HMAC-SHA256 of `itime`
+    keyed with the app key. By hand: HMAC-SHA256("my_app_secret", "1676615713250")."""
+    expected = hmac_hex(str(ITIME))
+    assert engagelab.verify_webhook(hook_acct(Provider.ENGAGELAB, (SECRET,)), legacy(expected), NOW, 259200) \
+        == "hmac-sha256-authorization"
+    assert engagelab.verify_webhook(hook_acct(Provider.ENGAGELAB, ("old", SECRET)), legacy(expected.upper()), NOW,
+                                    259200) == "hmac-sha256-authorization"
+
+
+@pytest.mark.parametrize(("req", "options"), [
+    (legacy(hmac_hex(str(ITIME), "wrong")), {}),
+    (legacy(hmac_hex(str(ITIME))), {"signature": "md5"}),            # the account narrowed it to md5
+    (legacy(hmac_hex(str(ITIME - 3 * 86400 * 1000 - 60_000)), ITIME - 3 * 86400 * 1000 - 60_000), {}),   # too old
+    (WebhookRequest(b"{}", "application/json", {"authorization": hmac_hex(str(ITIME))}), {}),   # no itime
+    (WebhookRequest(legacy("x").body, "application/json",
+                    {"authorization": hmac_hex(str(ITIME)), "x-webhook-timestamp": str(ITIME)}), {}),
+])
+def test_an_authorization_header_that_does_not_verify_is_refused(req: WebhookRequest, options: dict) -> None:
+    with pytest.raises(BadSignature):
+        engagelab.verify_webhook(hook_acct(Provider.ENGAGELAB, (SECRET,), **options), req, NOW, 259200)
+
+
+def test_a_dead_letter_keeps_a_bare_hmac_authorization_but_never_a_credential() -> None:
+    mac = "0f" * 32
+    assert signed_headers([("authorization", mac), ("x-webhook-timestamp", "1"), ("content-type", "a/b")]) == (
+        ("authorization", mac.encode()), ("x-webhook-timestamp", b"1"))
+    assert signed_headers([("authorization", "Basic dXNlcjpwYXNz")]) == ()
+    assert signed_headers([("authorization", "Bearer " + mac)]) == ()
+
+
+# -- Tencent Cloud SES -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("record", [
+    {"event": "open", "email": "a@x.test", "bulkId": "b1", "timestamp": 1654064683},
+    {"event": "click", "email": "a@x.test", "bulkId": "b1", "timestamp": 1654064683, "link": "https://x.test"},
+    {"event": "processed", "email": "a@x.test", "timestamp": 1654064683},       # no bulkId: nothing to keep anyway
+    {"eventid": 4, "email": "a@x.test"},                                         # open, by its 2025 id
+])
+def test_tencent_events_without_a_status_observe_nothing(record: dict[str, Any]) -> None:
+    assert tencent_ses.webhook_observations(hook_acct(Provider.TENCENT_SES), record) == []
+
+
+# -- SMTP replies -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # Postfix's form, with the receiving host's address (QQ's MX in the SendCloud docs' example)
+    ("host mx3.qq.com[183.3.225.42] said: 550 Mailbox not found", Smtp(550, None)),
+    ("220.181.12.11 said: 451 4.7.1 greylisted, try later", Smtp(451, "4.7.1")),
+    ("connect to 10.250.1.2:25: timed out", None),
+    ("550.", Smtp(550, None)),
+    ("smtp;550 5.1.1 <a@x.test>: Recipient address rejected", Smtp(550, "5.1.1")),
+])
+def test_a_reply_code_is_not_read_out_of_an_ip_address(text: str, expected: Smtp | None) -> None:
+    assert parse_smtp(text) == expected
+
+
+# -- SendCloud and Aurora: the URL test -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", [sendcloud, aurora_sendcloud])
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"", ""), (b"  ", "application/json"), (b"{}", "application/json"), (b'{"test": "url"}', "application/json"),
+    (b"foo=bar", "application/x-www-form-urlencoded"), (b'{"event": "ping"}', "application/json"),
+])
+def test_an_unsigned_post_naming_no_known_event_is_the_url_test(module, body: bytes, content_type: str) -> None:
+    acct = hook_acct(module.NAME, ("key",))
+    assert module.verify_webhook(acct, WebhookRequest(body, content_type), NOW, 259200) == URL_CHECK
+
+
+@pytest.mark.parametrize(("module", "body"), [
+    (sendcloud, b"event=deliver&emailId=m%24a%40x.test"),
+    (aurora_sendcloud, b"event=delivered&emailId=m%24a%40x.test"),
+    (sendcloud, b"event=deliver&timestamp=1&emailId=m"),                  # one signature field: a broken signature
+    (sendcloud, b"token=t&emailId=m"),
+])
+def test_an_unsigned_post_naming_an_event_or_half_signed_is_refused(module, body: bytes) -> None:
+    with pytest.raises(BadSignature):
+        module.verify_webhook(hook_acct(module.NAME, ("key",)), WebhookRequest(body, "application/x-www-form-urlencoded"),
+                              NOW, 259200)
