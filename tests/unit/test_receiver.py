@@ -372,3 +372,15 @@ async def test_tencent_opens_and_clicks_are_dropped_at_the_edge(client):
     r = await c.post(f"/webhooks/tencent_ses/tx/{ENV['T']}", data=body, headers=JSON)
     assert r.status == 200 and writer.writes == []
     assert metrics.IGNORED.labels("tencent_ses", "tx")._value.get() == before + 3
+
+
+async def test_a_signed_form_with_a_gbk_field_is_dead_lettered_whole_with_200(client):
+    c, writer = client
+    token = "t" * 50
+    sig = hmac.new(ENV["K"].encode(), (TS_MS + token).encode(), hashlib.sha256).hexdigest()
+    body = (b"event=deliver&emailId=m1%24a%40x.test&subject=" + "退信".encode("gbk")
+            + f"&timestamp={TS_MS}&token={token}&signature={sig}".encode())
+    r = await c.post("/webhooks/sendcloud/sc", data=body, headers=FORM)
+    assert r.status == 200
+    [([], [letter])] = writer.writes
+    assert (letter.reason, letter.part, letter.body) == ("malformed", "body", body)

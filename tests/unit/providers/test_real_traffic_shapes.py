@@ -173,3 +173,22 @@ def test_an_unsigned_post_naming_an_event_or_half_signed_is_refused(module, body
     with pytest.raises(BadSignature):
         module.verify_webhook(hook_acct(module.NAME, ("key",)), WebhookRequest(body, "application/x-www-form-urlencoded"),
                               NOW, 259200)
+
+
+def gbk_form(key: str = "key") -> bytes:
+    """A signed SendCloud form whose subject is GBK, not UTF-8 (the signed fields are ASCII)."""
+    timestamp, token = "1676615713", "t" * 50
+    signature = hmac_hex(timestamp + token, key)
+    return (b"event=deliver&emailId=m%24a%40x.test&recipient=a%40x.test&subject=" + "退信".encode("gbk")
+            + f"&timestamp={timestamp}&token={token}&signature={signature}".encode())
+
+
+def test_a_signed_form_with_a_field_that_is_not_utf8_verifies_and_is_unusable() -> None:
+    """Signed but unreadable: an authentic body, so a dead letter with 200 (DESIGN 6), not a 401
+    that SendCloud would retry and then give up on."""
+    req = WebhookRequest(gbk_form(), "application/x-www-form-urlencoded")
+    assert sendcloud.verify_webhook(hook_acct(Provider.SENDCLOUD, ("key",)), req, NOW, 259200) == "hmac-sha256"
+    with pytest.raises(MalformedPayload):
+        sendcloud.split_webhook(req)
+    with pytest.raises(BadSignature):
+        sendcloud.verify_webhook(hook_acct(Provider.SENDCLOUD, ("other",)), req, NOW, 259200)
