@@ -411,7 +411,8 @@ def local_time(value: Any, tz: tzinfo, *, layout: str | None = None) -> datetime
 
 
 def offset_time(value: Any) -> datetime:
-    """ISO 8601 with an offset, colon or not (`2022-11-10T15:39:01+0800`), as UTC."""
+    """ISO 8601 with an offset, colon or not (`2022-11-10T15:39:01+0800`), fractions of a second
+    and `Z` included, as UTC. Without an offset it is refused (ValueError): never guessed."""
     if not isinstance(value, str):
         raise TypeError("offset time")
-    return _plausible(utc(datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")))
+    return _plausible(utc(datetime.fromisoformat(value)))

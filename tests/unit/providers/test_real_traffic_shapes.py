@@ -17,7 +17,7 @@ from worker.deadletter import signed_headers
 from worker.errors import BadSignature, MalformedPayload
 from worker.model import EventType, Provider, Reason, Scope, Smtp
 from worker.providers import aurora_sendcloud, engagelab, sendcloud, tencent_ses
-from worker.providers.base import URL_CHECK, AccountContext, WebhookRequest, parse_smtp
+from worker.providers.base import URL_CHECK, AccountContext, PollQuery, WebhookRequest, parse_smtp
 
 SECRET = "my_app_secret"
 NOW = datetime(2023, 2, 17, 6, 40, tzinfo=UTC)
@@ -192,3 +192,25 @@ def test_a_signed_form_with_a_field_that_is_not_utf8_verifies_and_is_unusable() 
         sendcloud.split_webhook(req)
     with pytest.raises(BadSignature):
         sendcloud.verify_webhook(hook_acct(Provider.SENDCLOUD, ("other",)), req, NOW, 259200)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2022-11-10T15:39:01+0800", datetime(2022, 11, 10, 7, 39, 1, tzinfo=UTC)),             # the seed's form
+    ("2022-11-10T15:39:01.250+08:00", datetime(2022, 11, 10, 7, 39, 1, 250000, tzinfo=UTC)),
+    ("2022-11-10T07:39:01Z", datetime(2022, 11, 10, 7, 39, 1, tzinfo=UTC)),
+])
+def test_an_engagelab_row_time_with_a_fraction_or_z_is_read(text: str, expected: datetime) -> None:
+    row = {"email_id": f"{MESSAGE_ID}0$a@x.test", "email": "a@x.test", "status": 1, "sub_status": None,
+           "request_time": "2022-11-10T15:39:00+0800", "update_time": text}
+    page = engagelab.parse_poll_response(account(), PollQuery(), 200, {},
+                                         orjson.dumps({"result": [row], "total": "1", "count": 1}), NOW)
+    assert [o.occurred_at for o in page.observations] == [expected] and page.rejected == ()
+
+
+def test_an_engagelab_row_time_without_an_offset_is_rejected_not_guessed() -> None:
+    row = {"email_id": f"{MESSAGE_ID}0$a@x.test", "email": "a@x.test", "status": 1, "sub_status": None,
+           "request_time": "2022-11-10T15:39:00+0800", "update_time": "2022-11-10T15:39:01"}
+    page = engagelab.parse_poll_response(account(), PollQuery(), 200, {},
+                                         orjson.dumps({"result": [row], "total": "1", "count": 1}), NOW)
+    assert list(page.observations) == []
+    assert len(page.rejected) == 1
