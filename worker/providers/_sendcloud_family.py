@@ -201,7 +201,7 @@ def classify(acct: AccountContext, base: EventType | None, sub_status: Any, mess
     type, the sub-status (as `as_int` reads it) and the message text, so a page may reuse it for rows
     that share the three."""
     smtp = parse_smtp(message)
-    return (*settle(*outcome(base, sub_status, acct), smtp), smtp)
+    return (*settle(*outcome(base, sub_status, acct), smtp, message), smtp)
 
 
 def observation(

@@ -7,7 +7,9 @@ to `settle` with the SMTP reply it reported. The rule:
 1. A row whose scope is `provider` (the provider did not send: its own list, a drop, a skip) is
    kept whatever the SMTP text says: that text is older evidence, not this send's.
 2. Otherwise SMTP evidence (RFC 3463 enhanced code: its subject.detail, then its subject; then the
-   basic reply code) sets `scope` and `reason`; the provider's `type` is kept.
+   basic reply code; then, when the codes say nothing, a reply text that names the failure, such
+   as "user unknown" or "mailbox full": Chinese mailbox providers often answer with a bare 550)
+   sets `scope` and `reason`; the provider's `type` is kept.
 3. The invariant: `invalid` ("stop mailing this address") only with scope recipient, domain or
    provider. A permanent failure whose evidence points at the sender, the content, the receiving
    side's policy or nothing becomes a soft bounce the provider will not retry (`final: true`).
@@ -16,6 +18,8 @@ Pure data and functions; provider modules import it, nothing here imports them.
 """
 
 from __future__ import annotations
+
+import re
 
 from worker.model import EventType, Reason, Scope, Smtp
 
@@ -59,6 +63,32 @@ SMTP_BASIC: dict[int | None, Evidence] = {
     553: (Reason.BAD_ADDRESS, Scope.RECIPIENT),            # mailbox name not allowed
 }
 
+# Reply texts that name what failed, for replies whose codes say nothing (a bare 550, 5.0.0): QQ's
+# "550 Mailbox not found", 163's "550 User not found", Postfix's "User unknown in virtual mailbox
+# table". Only phrases with one meaning; "mailbox unavailable" (RFC 5321's text for 550, also sent
+# for policy refusals) is not one. Matched case-insensitively, as whole words.
+TEXT_EVIDENCE: tuple[tuple[Evidence, tuple[str, ...]], ...] = (
+    ((Reason.UNKNOWN_USER, Scope.RECIPIENT), (
+        "user unknown", "unknown user", "no such user", "user not found", "user does not exist",
+        "recipient unknown", "unknown recipient", "no such recipient", "recipient not found",
+        "recipient does not exist", "invalid recipient", "mailbox not found", "no such mailbox",
+        "mailbox does not exist", "mailbox unknown", "address does not exist", "account does not exist",
+        "recipient is not exist", "user is not exist", "mailbox is not exist", "address is not exist",
+        "用户不存在", "收件人不存在", "邮箱不存在", "账户不存在", "帐户不存在", "地址不存在")),
+    ((Reason.MAILBOX_DISABLED, Scope.RECIPIENT), (
+        "account disabled", "account is disabled", "account has been disabled", "mailbox disabled",
+        "mailbox is disabled", "mailbox has been disabled")),
+    ((Reason.MAILBOX_FULL, Scope.RECIPIENT), (
+        "mailbox full", "mailbox is full", "over quota", "quota exceeded", "exceeded storage", "邮箱已满",
+        "邮箱空间不足")),
+    ((Reason.DOMAIN_INVALID, Scope.DOMAIN), (
+        "domain not found", "no such domain", "domain does not exist", "host not found", "no mx record",
+        "域名不存在")),
+)
+_TEXT_PATTERNS = tuple(
+    (evidence, re.compile("|".join(rf"(?<!\w){re.escape(p)}(?!\w)" for p in phrases), re.IGNORECASE))
+    for evidence, phrases in TEXT_EVIDENCE)
+
 # The scope a reason stands for when a provider's row names none (every Reason has one).
 REASON_SCOPE: dict[Reason, Scope] = {
     Reason.UNKNOWN_USER: Scope.RECIPIENT,
@@ -95,15 +125,26 @@ def smtp_evidence(smtp: Smtp | None) -> Evidence | None:
     return SMTP_BASIC.get(smtp.code)
 
 
+def text_evidence(text: str | None) -> Evidence | None:
+    """What a reply text names (TEXT_EVIDENCE), or None; the first kind in the table wins."""
+    if not text:
+        return None
+    for evidence, pattern in _TEXT_PATTERNS:
+        if pattern.search(text):
+            return evidence
+    return None
+
+
 def settle(type_: EventType | None, reason: Reason | None, scope: Scope | None,
-           smtp: Smtp | None) -> tuple[EventType | None, Reason | None, Scope | None]:
-    """(type, reason, scope) of a provider's row once the SMTP evidence and the invariant are applied
-    (the module docstring's rule). Rows that are not failures pass through unchanged."""
+           smtp: Smtp | None, text: str | None = None) -> tuple[EventType | None, Reason | None, Scope | None]:
+    """(type, reason, scope) of a provider's row once the SMTP evidence (its codes, then `text`, the
+    reply it came in) and the invariant are applied (the module docstring's rule). Rows that are
+    not failures pass through unchanged."""
     if type_ not in FAILURES:
         return type_, reason, scope
     scope = scope or REASON_SCOPE[reason or Reason.OTHER]
     if scope is not Scope.PROVIDER:
-        evidence = smtp_evidence(smtp)
+        evidence = smtp_evidence(smtp) or text_evidence(text)
         if evidence is not None:
             reason, scope = evidence
     if type_ is EventType.INVALID and scope not in INVALID_SCOPES:

@@ -105,12 +105,12 @@ CREDENTIALS = Credentials(
 # -- mapping (the tables are in tencent_ses_tables) ----------------------------------------------
 
 
-def _resolve(entry: Entry, smtp: Smtp | None,
-             acct: AccountContext) -> tuple[EventType | None, Reason | None, bool, Scope | None]:
-    """Type, reason, finality and scope of a table entry with the SMTP evidence applied
-    (worker.providers.classify)."""
+def _resolve(entry: Entry, smtp: Smtp | None, acct: AccountContext,
+             text: str | None) -> tuple[EventType | None, Reason | None, bool, Scope | None]:
+    """Type, reason, finality and scope of a table entry with the SMTP evidence (`smtp`, read from
+    the reply `text`) applied (worker.providers.classify)."""
     type_, reason, final = entry[:3]
-    settled, reason, scope = settle(resolve(type_, acct), reason, entry[3] if len(entry) > 3 else None, smtp)
+    settled, reason, scope = settle(resolve(type_, acct), reason, entry[3] if len(entry) > 3 else None, smtp, text)
     return settled, reason, final, scope
 
 
@@ -228,7 +228,7 @@ def _row_observations(acct: AccountContext, row: Any, now: datetime) -> list[Obs
         entry = SEND_STATUSES.get(send_status, UNKNOWN_SEND_STATUS)
     else:
         entry = DELIVER_STATUSES.get(deliver_status, UNKNOWN_DELIVER_STATUS)
-    type_, reason, final, scope = _resolve(entry, smtp, acct)
+    type_, reason, final, scope = _resolve(entry, smtp, acct, message)
 
     email_id = f"{message_id}:{recipient.lower()}"
     common: dict[str, Any] = {
@@ -400,7 +400,7 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
             entry = BOUNCE_TYPES["hard_bounce"] if hard else UNKNOWN_BOUNCE
     else:
         entry = EVENTS.get(event, UNKNOWN_EVENT)
-    type_, reason, final, scope = _resolve(entry, smtp, acct)
+    type_, reason, final, scope = _resolve(entry, smtp, acct, fields["reason"])
     return [
         Observation(
             email_id=f"{fields['bulk_id']}:{fields['email'].lower()}",

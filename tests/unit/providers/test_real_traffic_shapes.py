@@ -18,6 +18,7 @@ from worker.errors import BadSignature, MalformedPayload
 from worker.model import EventType, Provider, Reason, Scope, Smtp
 from worker.providers import aurora_sendcloud, engagelab, sendcloud, tencent_ses
 from worker.providers.base import URL_CHECK, AccountContext, PollQuery, WebhookRequest, parse_smtp
+from worker.providers.classify import settle, text_evidence
 
 SECRET = "my_app_secret"
 NOW = datetime(2023, 2, 17, 6, 40, tzinfo=UTC)
@@ -214,3 +215,47 @@ def test_an_engagelab_row_time_without_an_offset_is_rejected_not_guessed() -> No
                                          orjson.dumps({"result": [row], "total": "1", "count": 1}), NOW)
     assert list(page.observations) == []
     assert len(page.rejected) == 1
+
+
+# -- reply texts that name the failure (a bare 550 from QQ, 163, ...) --------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("550 Mailbox not found. http://service.mail.qq.com/cgi-bin/help?subtype=1&&id=20022&&no=1000728",
+     (Reason.UNKNOWN_USER, Scope.RECIPIENT)),                                      # QQ, as SendCloud's docs quote it
+    ("550 User not found: old@163.com", (Reason.UNKNOWN_USER, Scope.RECIPIENT)),
+    ("550 5.1.1 <a@x.test>: Recipient address rejected: User unknown in virtual mailbox table",
+     (Reason.UNKNOWN_USER, Scope.RECIPIENT)),
+    ("550 收件人不存在", (Reason.UNKNOWN_USER, Scope.RECIPIENT)),
+    ("550 5.1.1 recipient is not exist", (Reason.UNKNOWN_USER, Scope.RECIPIENT)),
+    ("452 Mailbox is FULL", (Reason.MAILBOX_FULL, Scope.RECIPIENT)),
+    ("550 The account has been disabled", (Reason.MAILBOX_DISABLED, Scope.RECIPIENT)),
+    ("5.0.0 Host not found", (Reason.DOMAIN_INVALID, Scope.DOMAIN)),
+    ("550 Mailbox unavailable", None),                        # RFC 5321's catch-all text
+    ("550 rejected", None),
+    ("550 superuser unknownness", None),                      # not whole words
+    ("", None),
+])
+def test_reply_texts_that_name_the_failure(text: str, expected) -> None:
+    assert text_evidence(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("550 Mailbox not found", (EventType.INVALID, Reason.UNKNOWN_USER, Scope.RECIPIENT)),
+    ("554 5.7.1 user unknown", (EventType.SOFT_BOUNCE, Reason.POLICY_REJECTED, Scope.POLICY)),   # the code says first
+    ("550 rejected", (EventType.SOFT_BOUNCE, Reason.OTHER, Scope.UNKNOWN)),
+])
+def test_a_hard_class_failure_is_invalid_only_when_its_reply_is_about_the_address(text: str, expected) -> None:
+    assert settle(EventType.INVALID, Reason.OTHER, Scope.UNKNOWN, parse_smtp(text), text) == expected
+
+
+def test_a_provider_refusal_is_kept_whatever_the_text() -> None:
+    assert settle(EventType.SOFT_BOUNCE, Reason.SUPPRESSED, Scope.PROVIDER, parse_smtp("550 user unknown"),
+                  "550 user unknown") == (EventType.SOFT_BOUNCE, Reason.SUPPRESSED, Scope.PROVIDER)
+
+
+def test_a_tencent_hard_bounce_from_qq_suppresses_the_address() -> None:
+    record = {"event": "bounce", "bounceType": "hard_bounce", "email": "a@qq.com", "bulkId": "b1",
+              "timestamp": 1654064683, "reason": "550 Mailbox not found. http://service.mail.qq.com/cgi-bin/help"}
+    (obs,) = tencent_ses.webhook_observations(hook_acct(Provider.TENCENT_SES), record)
+    assert (obs.type, obs.reason, obs.scope, obs.final) == (EventType.INVALID, Reason.UNKNOWN_USER, Scope.RECIPIENT, True)

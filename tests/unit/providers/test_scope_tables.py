@@ -298,7 +298,9 @@ TC_EVENTS = {
     ("dropped", "", "550 5.1.1 recipient is not exist"): (SOFT, "suppressed", "provider", True),
     ("bounce", "hard_bounce", "551 5.1.1 recipient is not exist"): (INV, "unknown_user", "recipient", True),
     ("bounce", "hard", "550 5.1.2 bad destination system"): (INV, "domain_invalid", "domain", True),
-    ("bounce", "hard_bounce", "550 User unknown"): (SOFT, "other", "unknown", True),
+    ("bounce", "hard_bounce", "550 User unknown"): (INV, "unknown_user", "recipient", True),   # the text says it
+    ("bounce", "hard_bounce", "550 rejected"): (SOFT, "other", "unknown", True),              # nothing says what
+    ("bounce", "hard_bounce", "550 Mailbox unavailable"): (SOFT, "other", "unknown", True),   # RFC 5321's catch-all
     ("bounce", "hard_bounce", "554 5.7.1 message refused"): (SOFT, "policy_rejected", "policy", True),
     ("bounce", "soft_bounce", ""): (SOFT, "other", "unknown", True),
     ("bounce", "soft", "452 4.2.2 mailbox full"): (SOFT, "mailbox_full", "recipient", True),

@@ -226,8 +226,9 @@ def test_bounce_type_mapping(bounce_type) -> None:
 
 
 # 5xx is the hard class: invalid only when the SMTP evidence is about the recipient or domain
-# (docs/mapping.md); a bare 550 says nothing, so "550 no such user" is a soft bounce.
-@pytest.mark.parametrize("reason, expected", [("550 5.1.1 x", I), ("550 no such user", S), ("452 4.2.2 x", S), ("x", S)])
+# (docs/mapping.md); a bare 550 says nothing, but "no such user" in its text does; "550 rejected" says nothing.
+@pytest.mark.parametrize("reason, expected", [("550 5.1.1 x", I), ("550 no such user", I), ("550 rejected", S),
+                                              ("452 4.2.2 x", S), ("x", S)])
 def test_bounce_without_type_goes_by_smtp_class(reason: str, expected: EventType) -> None:
     record = {"event": "bounce", "email": "a@b.c", "bulkId": "m", "timestamp": 1654064683, "reason": reason}
     assert tencent_ses.webhook_observations(ACCT, record)[0].type == expected
