@@ -66,7 +66,7 @@ SMTP_BASIC: dict[int | None, Evidence] = {
 # Reply texts that name what failed, for replies whose codes say nothing (a bare 550, 5.0.0): QQ's
 # "550 Mailbox not found", 163's "550 User not found", Postfix's "User unknown in virtual mailbox
 # table". Only phrases with one meaning; "mailbox unavailable" (RFC 5321's text for 550, also sent
-# for policy refusals) is not one. Matched case-insensitively, as whole words.
+# for policy refusals) is not one. Matched case-insensitively, English ones as whole words.
 TEXT_EVIDENCE: tuple[tuple[Evidence, tuple[str, ...]], ...] = (
     ((Reason.UNKNOWN_USER, Scope.RECIPIENT), (
         "user unknown", "unknown user", "no such user", "user not found", "user does not exist",
@@ -85,8 +85,9 @@ TEXT_EVIDENCE: tuple[tuple[Evidence, tuple[str, ...]], ...] = (
         "domain not found", "no such domain", "domain does not exist", "host not found", "no mx record",
         "域名不存在")),
 )
-_TEXT_PATTERNS = tuple(
-    (evidence, re.compile("|".join(rf"(?<!\w){re.escape(p)}(?!\w)" for p in phrases), re.IGNORECASE))
+_TEXT_PATTERNS = tuple(   # whole words in English; Chinese has no word boundaries ("该用户不存在")
+    (evidence, re.compile("|".join(rf"(?<!\w){re.escape(p)}(?!\w)" if p.isascii() else re.escape(p) for p in phrases),
+                          re.IGNORECASE))
     for evidence, phrases in TEXT_EVIDENCE)
 
 # The scope a reason stands for when a provider's row names none (every Reason has one).

@@ -227,6 +227,7 @@ def test_an_engagelab_row_time_without_an_offset_is_rejected_not_guessed() -> No
     ("550 5.1.1 <a@x.test>: Recipient address rejected: User unknown in virtual mailbox table",
      (Reason.UNKNOWN_USER, Scope.RECIPIENT)),
     ("550 收件人不存在", (Reason.UNKNOWN_USER, Scope.RECIPIENT)),
+    ("550 该用户不存在", (Reason.UNKNOWN_USER, Scope.RECIPIENT)),                    # no spaces in Chinese
     ("550 5.1.1 recipient is not exist", (Reason.UNKNOWN_USER, Scope.RECIPIENT)),
     ("452 Mailbox is FULL", (Reason.MAILBOX_FULL, Scope.RECIPIENT)),
     ("550 The account has been disabled", (Reason.MAILBOX_DISABLED, Scope.RECIPIENT)),
