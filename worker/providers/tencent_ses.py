@@ -46,7 +46,6 @@ from worker.providers.tencent_ses_tables import (
     UNKNOWN_BOUNCE,
     UNKNOWN_DELIVER_STATUS,
     UNKNOWN_ERROR,
-    UNKNOWN_EVENT,
     UNKNOWN_SEND_STATUS,
     Entry,
 )
@@ -384,14 +383,17 @@ def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
 
 
 def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
-    """One observation per status event; none for an event that carries no status (processed,
-    delivering, open, click, or one these tables do not know), as every provider module answers
-    for its opens and clicks: the receiver counts it (esw_ignored_statuses_total) and writes
-    nothing to `_raw`, whatever its other fields hold."""
+    """One observation per status event; none for an event that carries no status, as every
+    provider module answers for its opens and clicks: the receiver counts it
+    (esw_ignored_statuses_total) and writes nothing to `_raw`. A documented one (processed,
+    delivering, open, click) whatever its other fields hold; one these tables do not know once its
+    fields read (else it is malformed, as any broken event)."""
     event = _event_name(record)
-    if event != "bounce" and EVENTS.get(event, UNKNOWN_EVENT)[0] is None:
+    if event in EVENTS and EVENTS[event][0] is None:
         return []
     fields = _fields(record, event)
+    if event != "bounce" and event not in EVENTS:
+        return []
     smtp = parse_smtp(fields["reason"])
     if event == "bounce":
         entry = BOUNCE_TYPES.get(fields["bounce_type"] or "")
@@ -399,7 +401,7 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
             hard = smtp is not None and ((smtp.code or 0) // 100 == 5 or (smtp.enhanced or "").startswith("5."))
             entry = BOUNCE_TYPES["hard_bounce"] if hard else UNKNOWN_BOUNCE
     else:
-        entry = EVENTS.get(event, UNKNOWN_EVENT)
+        entry = EVENTS[event]
     type_, reason, final, scope = _resolve(entry, smtp, acct, fields["reason"])
     return [
         Observation(

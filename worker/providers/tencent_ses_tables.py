@@ -63,7 +63,8 @@ DELIVER_STATUSES: dict[int, Entry] = {
 }
 UNKNOWN_DELIVER_STATUS: Entry = (None, None, False)
 
-# Webhook events (doc 39492); `processed` is the older doc's name, `delivering` seed 004's.
+# Webhook events (doc 39492); `processed` is the older doc's name, `delivering` seed 004's. An event
+# not in this table observes nothing once its fields read (worker.providers.tencent_ses).
 EVENTS: dict[str, Entry] = {
     "processed": (None, None, False),
     "delivering": (None, None, False),
@@ -75,7 +76,6 @@ EVENTS: dict[str, Entry] = {
     "spamreport": (EventType.COMPLAINT, None, True),
     "unsubscribe": (EventType.UNSUBSCRIBED, Reason.UNSUBSCRIBED, True),
 }
-UNKNOWN_EVENT: Entry = (None, None, False)
 
 # `bounce` splits on bounceType: the 2021 doc says soft/hard, later ones soft_bounce/hard_bounce. A
 # bounce is the ESP's answer after Tencent's attempts (a deferral is the retrying state): final.

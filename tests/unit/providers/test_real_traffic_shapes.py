@@ -136,6 +136,14 @@ def test_tencent_events_without_a_status_observe_nothing(record: dict[str, Any])
     assert tencent_ses.webhook_observations(hook_acct(Provider.TENCENT_SES), record) == []
 
 
+def test_a_tencent_event_it_does_not_know_is_ignored_once_its_fields_read() -> None:
+    acct = hook_acct(Provider.TENCENT_SES)
+    assert tencent_ses.webhook_observations(acct, {"event": "teleport", "email": "a@x.test", "bulkId": "b1",
+                                                   "timestamp": 1654064683}) == []
+    with pytest.raises(MalformedPayload):   # a record of another provider, say: not Tencent's at all
+        tencent_ses.webhook_observations(acct, {"event": "deliver", "emailId": "e1$a@x.test"})
+
+
 # -- SMTP replies -------------------------------------------------------------------------------------
 
 
