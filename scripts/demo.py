@@ -187,7 +187,10 @@ async def main(args: argparse.Namespace) -> int:
     log = open(RUN / "worker.log", "ab")
     worker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "worker", "run", "--config", str(config_path), cwd=ROOT,
-        env={**os.environ, **demo_worker_env()}, stdout=log, stderr=asyncio.subprocess.STDOUT)
+        # the demo's own broker: a KAFKA_BOOTSTRAP_SERVERS in the caller's environment would override
+        # the config's (worker.config) and send the worker to another cluster
+        env={**os.environ, **demo_worker_env(), "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
+        stdout=log, stderr=asyncio.subprocess.STDOUT)
     print(f"worker on http://127.0.0.1:{port} (/status, /metrics); simulator at {sim_url}", flush=True)
 
     stop = asyncio.Event()
