@@ -196,7 +196,7 @@ def _candidates(
 
 def _legacy_candidates(req: WebhookRequest, keys: Sequence[str]) -> Iterator[tuple[str, str, Any]]:
     """The older zh_CN payload page's scheme: one `Authorization` header holding the hex
-    HMAC-SHA256 of the body's `itime`, keyed with the app key (tests/fixtures/engagelab/README.md)."""
+    HMAC-SHA256 of the body's `itime`, keyed with the app key (tests/fixtures/PUBLIC_SOURCES.md)."""
     itime = as_text(_itime(req.body))
     if itime is not None:
         for key in keys:
@@ -260,7 +260,7 @@ def _envelope(record: dict[str, Any]) -> tuple[Any, Any] | None:
     `response.event` + `response_data` (engagement), or, as some public receivers read them, the
     same without the wrapping object: a top-level `message_status` with `status_data` beside it, a
     top-level `event` with `response_data` beside it or the ids on the record itself (issue 13:
-    every shape accepted; tests/fixtures/engagelab/README.md). None when it is none of these."""
+    every shape accepted; tests/fixtures/PUBLIC_SOURCES.md). None when it is none of these."""
     status, response = record.get("status"), record.get("response")
     if isinstance(status, dict):
         return status.get("message_status"), status.get("status_data")
