@@ -326,8 +326,7 @@ def _identity(record: dict[str, Any], data: Any) -> tuple[str | None, Any]:
     """(email id, event time) of a callback: the per-recipient id is `email_id`, which the
     top-level-event shape carries as `message_id`; the time is the envelope's `itime`, else the
     data's `time`."""
-    if not isinstance(data, dict):
-        return None, record.get("itime")
+    data = data if isinstance(data, dict) else {}
     email_id = family.first_text(data, ("email_id",)) or _per_recipient(data.get("message_id"))
     return email_id, record["itime"] if "itime" in record else data.get("time")
 

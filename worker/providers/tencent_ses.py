@@ -340,7 +340,7 @@ def _event_name(record: Mapping[str, Any]) -> str:
     return event
 
 
-def _fields(record: Mapping[str, Any], event: str) -> dict[str, Any]:
+def _fields(record: Mapping[str, Any]) -> dict[str, Any]:
     """The fields an event needs, checked; MalformedPayload when one is missing or mistyped."""
     email, bulk_id = record.get("email"), _get_ci(record, "bulkId")
     if not isinstance(email, str) or not email or not isinstance(bulk_id, str) or not bulk_id:
@@ -357,7 +357,6 @@ def _fields(record: Mapping[str, Any], event: str) -> dict[str, Any]:
         sent_at = None  # optional and informational: a bad one is not worth the whole event
     reason, bounce_type = record.get("reason"), record.get("bounceType")
     return {
-        "event": event,
         "email": email,
         "bulk_id": bulk_id,
         "occurred_at": occurred_at,
@@ -391,7 +390,7 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
     event = _event_name(record)
     if event in EVENTS and EVENTS[event][0] is None:
         return []
-    fields = _fields(record, event)
+    fields = _fields(record)
     if event != "bounce" and event not in EVENTS:
         return []
     smtp = parse_smtp(fields["reason"])

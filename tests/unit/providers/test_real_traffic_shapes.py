@@ -268,3 +268,41 @@ def test_a_tencent_hard_bounce_from_qq_suppresses_the_address() -> None:
               "timestamp": 1654064683, "reason": "550 Mailbox not found. http://service.mail.qq.com/cgi-bin/help"}
     (obs,) = tencent_ses.webhook_observations(hook_acct(Provider.TENCENT_SES), record)
     assert (obs.type, obs.reason, obs.scope, obs.final) == (EventType.INVALID, Reason.UNKNOWN_USER, Scope.RECIPIENT, True)
+
+
+def test_a_polled_tencent_refusal_whose_reply_text_names_the_mailbox_is_invalid() -> None:
+    """DeliverStatus 3 ("refused by the ESP, usually a non-existent address") with QQ's bare reply."""
+    row = {"MessageId": "m-1", "ToEmailAddress": "a@qq.com", "SendStatus": 0, "DeliverStatus": 3,
+           "DeliverMessage": "550 Mailbox not found.", "RequestTime": 1700000000, "DeliverTime": 1700000005}
+    body = orjson.dumps({"Response": {"EmailStatusList": [row], "RequestId": "r"}})
+    page = tencent_ses.parse_poll_response(hook_acct(Provider.TENCENT_SES), PollQuery(), 200, {}, body, NOW)
+    [obs] = page.observations
+    assert (obs.type, obs.reason, obs.scope, obs.final) == (EventType.INVALID, Reason.UNKNOWN_USER, Scope.RECIPIENT, True)
+
+
+def test_a_status_callback_without_status_data_is_read_from_the_record_itself() -> None:
+    record = {"message_status": "delivered", "email_id": f"{MESSAGE_ID}2$c@x.test", "itime": ITIME}
+    (obs,) = engagelab.webhook_observations(account(), record)
+    assert (obs.type, obs.email_id, obs.recipient) == (EventType.DELIVERED, f"{MESSAGE_ID}2$c@x.test", "c@x.test")
+
+
+def test_the_older_scheme_is_taken_only_without_any_x_webhook_header() -> None:
+    """X-WebHook-Signature without its timestamp is the current scheme, broken: not the older one,
+    even when it holds the HMAC of the body's itime."""
+    req = WebhookRequest(legacy("x").body, "application/json", {"x-webhook-signature": hmac_hex(str(ITIME))})
+    with pytest.raises(BadSignature):
+        engagelab.verify_webhook(hook_acct(Provider.ENGAGELAB, (SECRET,)), req, NOW, 259200)
+
+
+def test_a_replay_key_of_a_callback_whose_data_is_not_an_object_names_no_email() -> None:
+    req = WebhookRequest(b"{}", "application/json", {"x-webhook-signature": "ab" * 16, "x-webhook-timestamp": "1"})
+    record = {"itime": ITIME, "status": {"message_status": "delivered", "status_data": "x"}}
+    assert engagelab.replay_key(req, record) == f"{'ab' * 16}|None|delivered|{ITIME}"
+
+
+def test_a_tencent_bounce_without_a_type_and_a_500_that_names_the_mailbox_is_invalid() -> None:
+    """No bounceType: a 5xx reply is the hard class, and its text says what failed."""
+    record = {"event": "bounce", "email": "a@x.test", "bulkId": "b1", "timestamp": 1654064683,
+              "reason": "500 user unknown"}
+    (obs,) = tencent_ses.webhook_observations(hook_acct(Provider.TENCENT_SES), record)
+    assert (obs.type, obs.reason, obs.scope) == (EventType.INVALID, Reason.UNKNOWN_USER, Scope.RECIPIENT)
