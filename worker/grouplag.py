@@ -55,9 +55,10 @@ async def measure_periodically(consumer: AIOKafkaConsumer, topic: str, shards: i
             metrics.raw_group_lag(lags)
         await asyncio.sleep(GROUP_LAG_EVERY_SECS)
 
+
 async def measure(consumer: AIOKafkaConsumer, topic: str, shards: int) -> dict[int, int]:
-    """Whatever this replica owns: the group's committed offset of every partition (any member
-    may read them; one small OffsetFetch each, concurrently, as aiokafka asks for one at a time),
+    """Every partition, whoever owns it: the group's committed offset of each (any member may
+    read them; one small OffsetFetch each, concurrently, as aiokafka asks for one at a time),
     then their beginning and end offsets (one ListOffsets per leader each)."""
     tps = [TopicPartition(topic, p) for p in range(shards)]
     committed = await asyncio.gather(*(consumer.committed(tp) for tp in tps))

@@ -36,8 +36,8 @@ class ShardSink:
         return emitted
 
     def reject(self, page: PollPageRecord, reason: str) -> None:
-        self.shard.open_staging().dead_letter(self.account.provider.value, self.account.name, reason, raw.encode(page),
-                                       self.shard.clock())
+        self.shard.open_staging().dead_letter(self.account.provider.value, self.account.name, reason,
+                                              raw.encode(page), self.shard.clock())
 
     def persist(self, changes: Sequence[StateChange]) -> Awaitable[None]:
         staging = self.shard.open_staging()
