@@ -306,3 +306,11 @@ def test_a_tencent_bounce_without_a_type_and_a_500_that_names_the_mailbox_is_inv
               "reason": "500 user unknown"}
     (obs,) = tencent_ses.webhook_observations(hook_acct(Provider.TENCENT_SES), record)
     assert (obs.type, obs.reason, obs.scope) == (EventType.INVALID, Reason.UNKNOWN_USER, Scope.RECIPIENT)
+
+
+def test_a_sendcloud_family_row_of_the_invalid_class_whose_text_names_the_mailbox_is_invalid() -> None:
+    """Sub-status 409 ("other": scope unknown) with QQ's bare reply: the text is the evidence."""
+    from worker.providers import _sendcloud_family as family
+    acct = AccountContext(name="acct", provider=Provider.SENDCLOUD, base_url="http://x", api_user="u", api_key="k")
+    type_, reason, scope, smtp = family.classify(acct, EventType.INVALID, 409, "550 Mailbox not found")
+    assert (type_, reason, scope, smtp) == (EventType.INVALID, Reason.UNKNOWN_USER, Scope.RECIPIENT, Smtp(550, None))
