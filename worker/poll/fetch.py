@@ -10,6 +10,13 @@ Egress: the proxy the environment names for a host (docs/configuration.md, "Egre
 per host, as aiohttp's `trust_env` reads it (`egress`), and passed with each call; the session does
 not trust the environment itself, which would read the proxy variables and `~/.netrc` (in a thread)
 again on every call: ~8 % of the worker's CPU on a re-sweep (bench quota, py-spy).
+
+POST refused. SendCloud, Aurora and UniSender document their status APIs for GET and POST, and the
+worker posts a form by default (the API key stays out of URLs and so out of proxy and access logs).
+An API that answers that POST with 405 Method Not Allowed (Aurora's current pages show GET alone) is
+asked again at once with GET, the form's fields in the query, and every later call of the account
+goes as GET: one WARNING line says so, naming no secret. Without this every window would be parked
+as a bad request for as long as the worker runs.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable
 from datetime import datetime
 
@@ -34,14 +42,16 @@ from yarl import URL
 
 from worker import metrics
 from worker.config import AccountConfig
-from worker.errors import TRANSPORT, PollError, Retriable, Throttled, WorkerError, error_type_of
+from worker.errors import TRANSPORT, BadRequest, PollError, Retriable, Throttled, WorkerError, error_type_of
 from worker.poll.limiter import AdaptiveLimiter
 from worker.providers import get_module
-from worker.providers.base import PollPage, PollQuery
+from worker.providers.base import HttpRequest, PollPage, PollQuery
 
 log = logging.getLogger("worker.poll")
 
 TRANSIENT = (Retriable, aiohttp.ClientError, asyncio.TimeoutError)
+FORM = "application/x-www-form-urlencoded"
+METHOD_NOT_ALLOWED = 405
 
 
 def fetch_error_type(exc: BaseException) -> str:
@@ -55,6 +65,19 @@ def fetch_error_type(exc: BaseException) -> str:
 
 
 Egress = tuple[URL | None, aiohttp.BasicAuth | None]
+
+
+def as_get(request: HttpRequest) -> HttpRequest | None:
+    """The same call as GET, the form's fields after the URL's parameters in the query, for a POST
+    of an urlencoded form; None for any other request (a JSON POST has no GET twin)."""
+    if request.method != "POST" or request.body is None:
+        return None
+    kinds = [v.split(";", 1)[0].strip().lower() for k, v in request.headers if k.lower() == "content-type"]
+    if kinds != [FORM]:
+        return None
+    fields = urllib.parse.parse_qsl(request.body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+    headers = tuple((k, v) for k, v in request.headers if k.lower() != "content-type")
+    return HttpRequest("GET", request.url, params=request.params + tuple(fields), headers=headers)
 
 
 def egress(url: str) -> Egress:
@@ -88,6 +111,7 @@ class Fetcher:
         self.labels = (account.provider.value, account.name)
         self.rtt: float | None = None     # seconds a call takes, moving average (worker.poll.runner)
         self._egress: dict[str, Egress] = {}   # by origin (scheme, host and port)
+        self.post_refused = False         # the API answered a form POST with 405: GET from then on
 
     async def fetch(self, query: PollQuery) -> Fetched:
         p = self.account.poll
@@ -103,9 +127,20 @@ class Fetcher:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call(self, query: PollQuery) -> Fetched:
+        fetched = await self._attempt(query)
+        if fetched is None:   # the API refused the POST: again at once, as GET (its own token)
+            fetched = await self._attempt(query)
+        assert fetched is not None, "a GET is never refused as a POST is"
+        return fetched
+
+    async def _attempt(self, query: PollQuery) -> Fetched | None:
+        """One call: the page, or None when the API refused a form POST (405), which turns this
+        account's calls into GETs."""
         asked_at = await self.limiter.acquire()
         metrics.poll_rate(*self.labels, self.limiter.rate)
         request = self.module.build_poll_request(self.ctx, query, self.clock())
+        if self.post_refused:
+            request = as_get(request) or request
         origin = "/".join(request.url.split("/", 3)[:3])     # scheme://host:port
         if origin not in self._egress:
             self._egress[origin] = egress(request.url)
@@ -121,6 +156,14 @@ class Fetcher:
                 body = await response.read()
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 status = response.status
+            if status == METHOD_NOT_ALLOWED and as_get(request) is not None:   # a form POST refused
+                if not self.post_refused:   # (calls in flight together may each be refused: one line)
+                    self.post_refused = True
+                    log.warning("the status API refused POST (HTTP 405); this account's calls go as GET from now "
+                                "on, with its credentials in the query string",
+                                extra={"provider": self.labels[0], "account": self.labels[1]})
+                outcome = BadRequest.error_type
+                return None
             took = time.monotonic() - started
             self.rtt = took if self.rtt is None else self.RTT_WEIGHT * took + (1 - self.RTT_WEIGHT) * self.rtt
             page = self.module.parse_poll_response(self.ctx, query, status, headers, body, self.clock())
