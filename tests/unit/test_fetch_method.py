@@ -17,6 +17,7 @@ from aiohttp import web
 from tests.integration.harness import worker_config
 from worker.config import parse_config
 from worker.errors import BadRequest
+from worker.metrics import REGISTRY
 from worker.poll.fetch import Fetcher, as_get
 from worker.poll.limiter import AdaptiveLimiter
 from worker.providers.base import HttpRequest, PollQuery
@@ -78,6 +79,12 @@ async def test_a_post_refused_with_405_is_asked_again_as_get_and_later_calls_go_
         {"name": "acct", "provider": provider, "base_url": f"http://127.0.0.1:{port}", "webhook": {"enabled": False},
          "poll": {"retry_attempts": 1}, **fields}]), {"K": KEY})
     caplog.set_level(logging.DEBUG, logger="worker.poll")
+    labels = {"provider": provider, "account": "acct"}
+
+    def calls(outcome: str) -> float:
+        return REGISTRY.get_sample_value("esw_poll_requests_total", {**labels, "outcome": outcome}) or 0.0
+
+    before = calls("ok"), calls("bad_request")
     try:
         async with aiohttp.ClientSession() as session:
             fetcher = Fetcher(config.accounts[0], session, AdaptiveLimiter(100.0), lambda: NOW)
@@ -94,7 +101,8 @@ async def test_a_post_refused_with_405_is_asked_again_as_get_and_later_calls_go_
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "405" in warnings[0].getMessage()
     polls = [r.outcome for r in caplog.records if r.getMessage() == "poll"]
-    assert polls == ["bad_request", "ok", "ok"]
+    assert polls == ["ok", "ok"]           # the refused POST is no failed call (bad_request alerts)
+    assert (calls("ok") - before[0], calls("bad_request") - before[1]) == (2, 0)
     for record in caplog.records:   # the key is in the URL now: never in a log line
         assert KEY not in record.getMessage() and KEY not in repr(record.__dict__)
 

@@ -42,7 +42,7 @@ from yarl import URL
 
 from worker import metrics
 from worker.config import AccountConfig
-from worker.errors import TRANSPORT, BadRequest, PollError, Retriable, Throttled, WorkerError, error_type_of
+from worker.errors import TRANSPORT, PollError, Retriable, Throttled, WorkerError, error_type_of
 from worker.poll.limiter import AdaptiveLimiter
 from worker.providers import get_module
 from worker.providers.base import HttpRequest, PollPage, PollQuery
@@ -146,7 +146,7 @@ class Fetcher:
             self._egress[origin] = egress(request.url)
         proxy, proxy_auth = self._egress[origin]
         started = time.monotonic()
-        outcome = TRANSPORT
+        outcome: str | None = TRANSPORT
         try:
             async with self.session.request(
                 request.method, request.url, params=list(request.params) or None, headers=dict(request.headers),
@@ -162,7 +162,7 @@ class Fetcher:
                     log.warning("the status API refused POST (HTTP 405); this account's calls go as GET from now "
                                 "on, with its credentials in the query string",
                                 extra={"provider": self.labels[0], "account": self.labels[1]})
-                outcome = BadRequest.error_type
+                outcome = None     # not a failed call (no bad_request: that one alerts): the GET follows
                 return None
             took = time.monotonic() - started
             self.rtt = took if self.rtt is None else self.RTT_WEIGHT * took + (1 - self.RTT_WEIGHT) * self.rtt
@@ -178,12 +178,17 @@ class Fetcher:
             outcome = exc.error_type
             raise
         finally:
-            metrics.poll_request(*self.labels, outcome)
-            # a call that went well is counted (esw_poll_requests_total); logged only at debug level:
-            # at the quota, a line per call would be most of the log
-            log.log(logging.DEBUG if outcome == "ok" else logging.INFO, "poll",
-                    extra={"provider": self.labels[0], "account": self.labels[1], "outcome": outcome,
-                           "send_date": str(query.send_date) if query.send_date else None,
-                           "status_filter": query.status.value if query.status else None,
-                           "offset": query.offset, "ids": len(query.email_ids),
-                           "ms": round((time.monotonic() - started) * 1000, 1)})
+            if outcome is not None:
+                self._counted(query, outcome, started)
+
+    def _counted(self, query: PollQuery, outcome: str, started: float) -> None:
+        """The call in esw_poll_requests_total and its `poll` log line."""
+        metrics.poll_request(*self.labels, outcome)
+        # a call that went well is counted (esw_poll_requests_total); logged only at debug level:
+        # at the quota, a line per call would be most of the log
+        log.log(logging.DEBUG if outcome == "ok" else logging.INFO, "poll",
+                extra={"provider": self.labels[0], "account": self.labels[1], "outcome": outcome,
+                       "send_date": str(query.send_date) if query.send_date else None,
+                       "status_filter": query.status.value if query.status else None,
+                       "offset": query.offset, "ids": len(query.email_ids),
+                       "ms": round((time.monotonic() - started) * 1000, 1)})
