@@ -20,13 +20,9 @@ EXIT_CONFIG = 2
 def _load(path: str) -> Config:
     """The configuration, with its TLS files loaded too (a bad path or PEM is a problem like any
     other, reported by check-config and before anything starts)."""
-    config = load_config(path, dict(os.environ))
     from worker.kafka_tls import tls_problems
 
-    problems = tls_problems(config.kafka)
-    if problems:
-        raise ConfigError(problems)
-    return config
+    return load_config(path, dict(os.environ), checks=lambda config: tls_problems(config.kafka))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -1,141 +1,46 @@
 """The configuration (DESIGN.md 7a): YAML, validated against schemas/config.v1.json, frozen.
 
 `load_config` reports every problem at once as `ConfigError.problems`, each naming the key path.
-Secrets are resolved here, once, from the environment variables and files the config names; no
-message ever contains a secret's value.
+Secrets are resolved once, from the environment variables and files the config names
+(worker.configbuild); no message ever contains a secret's value. The frozen classes live in
+worker.configtypes and are imported from here.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping
+import copy
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
 import jsonschema
 import yaml
 
+from worker.configbuild import Builder
+from worker.configtypes import (
+    INTERVAL_MIN_WITHOUT_CACHE_SECS,
+    AccountConfig,
+    Config,
+    DedupConfig,
+    HttpConfig,
+    KafkaConfig,
+    PollConfig,
+    WebhookConfig,
+)
 from worker.errors import ConfigError
-from worker.model import EventType, Provider
-from worker.providers import get_module
-from worker.providers.base import AccountContext, Credentials, Need, ProviderDefaults
-from worker.schema import default, load_schema
+from worker.schema import load_schema
 
-# Sweeps of a provider without a result cache are at least this far apart by default (a minute:
-# the quota window of every provider).
-INTERVAL_MIN_WITHOUT_CACHE_SECS = 60.0
-
-
-# -- the frozen configuration -------------------------------------------------------------------
-
-
-@attrs.frozen
-class KafkaConfig:
-    bootstrap_servers: str
-    topic_prefix: str = default("kafka", "topic_prefix")
-    shards: int = default("kafka", "shards")
-    group_id: str = default("kafka", "group_id")
-    replication_factor: int = default("kafka", "replication_factor")
-    output_partitions: int = default("kafka", "output_partitions")
-    # aiokafka's security settings, secrets resolved, and the TLS files (worker.kafka_tls)
-    security: Mapping[str, str] = attrs.field(factory=dict, repr=False)
-    produce_timeout_secs: float = default("kafka", "produce_timeout_secs")
-    transaction_timeout_secs: float = default("kafka", "transaction_timeout_secs")
-    batch_max_records: int = default("kafka", "batch_max_records")
-    batch_linger_ms: int = default("kafka", "batch_linger_ms")
-    session_timeout_ms: int = default("kafka", "session_timeout_ms")
-    restore_concurrency: int = default("kafka", "restore_concurrency")
-
-
-@attrs.frozen
-class HttpConfig:
-    host: str = default("http", "host")
-    port: int = default("http", "port")
-    max_body_bytes: int = default("http", "max_body_bytes")
-    ack_timeout_secs: float = default("http", "ack_timeout_secs")
-    body_read_timeout_secs: float = default("http", "body_read_timeout_secs")
-    max_records_per_body: int = default("http", "max_records_per_body")
-    max_concurrent_requests: int = default("http", "max_concurrent_requests")
-    max_inflight_body_bytes: int = default("http", "max_inflight_body_bytes")
-    reuse_port: bool = default("http", "reuse_port")
-
-
-@attrs.frozen
-class DedupConfig:
-    tolerance_secs: float = default("dedup", "tolerance_secs")
-    webhook_horizon_days: int = default("dedup", "webhook_horizon_days")
-
-
-@attrs.frozen
-class WebhookConfig:
-    enabled: bool = default("accounts", "webhook", "enabled")
-    path_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)   # current first, then the previous
-    replay_window_secs: float = default("accounts", "webhook", "replay_window_secs")
-
-
-@attrs.frozen
-class PollConfig:
-    quota_per_minute: int                     # default: the provider's (ProviderDefaults)
-    cache_ttl_secs: float                     # default: the provider's
-    interval_min_secs: float                  # default: the cache TTL, or a minute without one
-    enabled: bool = default("accounts", "poll", "enabled")
-    quota_share: float = default("accounts", "poll", "quota_share")
-    lookback_days: int = default("accounts", "poll", "lookback_days")
-    interval_max_secs: float = default("accounts", "poll", "interval_max_secs")
-    quota_window_secs: float = default("accounts", "poll", "quota_window_secs")
-    request_timeout_secs: float = default("accounts", "poll", "request_timeout_secs")
-    retry_attempts: int = default("accounts", "poll", "retry_attempts")
-    retry_max_secs: float = default("accounts", "poll", "retry_max_secs")
-    id_max_age_days: int = default("accounts", "poll", "id_max_age_days")
-    id_delivered_watch_hours: float = default("accounts", "poll", "id_delivered_watch_hours")
-    max_in_flight: int = default("accounts", "poll", "max_in_flight")
-    id_min_recheck_secs: float = default("accounts", "poll", "id_min_recheck_secs")
-    gap_driven: bool | None = None            # None until resolved: on when a sent feed is configured
-    gap_after_secs: float = default("accounts", "poll", "gap_after_secs")
-    safety_sweep_secs: float = default("accounts", "poll", "safety_sweep_secs")
-
-    @property
-    def calls_per_second(self) -> float:
-        """The limiter's ceiling: the configured share of the quota."""
-        return self.quota_per_minute * self.quota_share / self.quota_window_secs
-
-
-@attrs.frozen
-class AccountConfig:
-    name: str
-    provider: Provider
-    context: AccountContext        # what the provider module sees (secrets resolved); built once
-    webhook: WebhookConfig
-    poll: PollConfig
-    spread: int = default("accounts", "spread")   # shards deciding its emails (worker.emit shard_of_email)
-
-
-@attrs.frozen
-class Config:
-    kafka: KafkaConfig
-    http: HttpConfig
-    dedup: DedupConfig
-    accounts: tuple[AccountConfig, ...]
-    emit_raw: bool = default("emit_raw")
-    sent_topic: str | None = default("inputs", "sent_topic")
-    shutdown_grace_secs: float = default("shutdown", "grace_secs")
-    log_level: str = default("logging", "level")
-    deliverability_domains: int = default("metrics", "deliverability_domains")
-
-    def account(self, provider: Provider | str, name: str) -> AccountConfig | None:
-        return self._by_key.get((Provider(provider), name))
-
-    @functools.cached_property
-    def _by_key(self) -> dict[tuple[Provider, str], AccountConfig]:
-        return {(a.provider, a.name): a for a in self.accounts}
+__all__ = ["INTERVAL_MIN_WITHOUT_CACHE_SECS", "AccountConfig", "Config", "DedupConfig", "HttpConfig", "KafkaConfig",
+           "PollConfig", "WebhookConfig", "load_config", "load_schema", "parse_config", "schema_problems"]
 
 
 # -- loading ------------------------------------------------------------------------------------
 
 
-def load_config(path: str | Path, env: Mapping[str, str]) -> Config:
-    """Read, validate and resolve a config file. Raises ConfigError listing every problem."""
+def load_config(path: str | Path, env: Mapping[str, str],
+                checks: Callable[[Config], list[str]] | None = None) -> Config:
+    """Read, validate and resolve a config file. Raises ConfigError listing every problem
+    (`checks`: more problems of the resolved config, as `parse_config` takes them)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -146,27 +51,83 @@ def load_config(path: str | Path, env: Mapping[str, str]) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError([f"{path}: {where}not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
-    return parse_config(data, env)
+    return parse_config(data, env, checks)
 
 
-def parse_config(data: Any, env: Mapping[str, str]) -> Config:
-    problems = schema_problems(data)
-    if problems:
-        # Semantic checks assume the schema's shape; report the shape problems alone.
+def parse_config(data: Any, env: Mapping[str, str], checks: Callable[[Config], list[str]] | None = None) -> Config:
+    """The resolved config, or ConfigError naming every problem at once: the schema's, then the
+    resolving ones (unset variables, unreadable files, missing credentials, repeated names...) of
+    every part the schema found sound, then `checks` of the result (the TLS files: worker.__main__).
+    Parts with schema problems are left out of the later checks (`_sound`): those assume the shape."""
+    errors = _schema_errors(data)
+    problems = [f"{_path(err.absolute_path)}: {_schema_message(err)}" for err in errors]
+    builder = Builder(env)
+    config: Config | None = None
+    if isinstance(data, dict):
+        try:
+            config = builder.build(_sound(data, errors) if errors else data)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            if not errors:
+                raise   # a shape the schema accepts and the builder cannot read: a bug, not a problem
+    problems += [p for p in builder.problems if p not in problems]
+    if config is not None and checks is not None:
+        problems += checks(config)
+    if problems or config is None:
         raise ConfigError(problems)
-    builder = _Builder(env)
-    config = builder.build(data)
-    if builder.problems:
-        raise ConfigError(builder.problems)
     return config
 
 
 def schema_problems(data: Any) -> list[str]:
+    return [f"{_path(err.absolute_path)}: {_schema_message(err)}" for err in _schema_errors(data)]
+
+
+def _schema_errors(data: Any) -> list[jsonschema.ValidationError]:
     validator = jsonschema.Draft202012Validator(load_schema("config.v1.json"))
-    problems = []
-    for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
-        problems.append(f"{_path(err.absolute_path)}: {_schema_message(err)}")
-    return problems
+    return sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+
+
+_PLACEHOLDER_KAFKA = {"bootstrap_servers": "placeholder:9092"}   # lets accounts be checked without a kafka section
+
+
+def _sound(data: dict, errors: list[jsonschema.ValidationError]) -> dict:
+    """A copy of `data` without what the schema refused: an unknown key removed, a bad value removed
+    (its default applies), an account with a problem of its own left out (None in its place, so the
+    others keep their index in the messages), a missing `kafka` section replaced by a placeholder."""
+    out = copy.deepcopy(data)
+    for err in errors:
+        parts = list(err.absolute_path)
+        if err.validator == "additionalProperties":
+            node = _at(out, parts)
+            if isinstance(node, dict):
+                for key in set(node) - set(err.schema.get("properties", {})):
+                    node.pop(key, None)
+            continue
+        if len(parts) >= 2 and parts[0] == "accounts" and isinstance(parts[1], int):
+            parts = parts[:2]    # an account with any problem is not resolved at all
+        if not parts:
+            continue
+        parent = _at(out, parts[:-1])
+        if isinstance(parent, dict):
+            parent.pop(parts[-1], None)
+        elif isinstance(parent, list) and isinstance(parts[-1], int) and parts[-1] < len(parent):
+            parent[parts[-1]] = None
+    kafka = out.get("kafka")
+    if not isinstance(kafka, dict):
+        kafka = out["kafka"] = {}
+    if "bootstrap_servers" not in kafka:
+        kafka.update(_PLACEHOLDER_KAFKA)
+    if not isinstance(out.get("accounts"), list):
+        out["accounts"] = []
+    return out
+
+
+def _at(node: Any, parts: list) -> Any:
+    for part in parts:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
 
 
 def _path(parts) -> str:
@@ -197,237 +158,3 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
     if err.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength"):
         return f"violates {err.validator} {err.validator_value}"
     return f"is invalid ({err.validator})"
-
-
-class _Builder:
-    """Turns schema-valid data into frozen config, collecting semantic problems as it goes."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def secret(self, section: Mapping[str, Any], name: str, path: str) -> str | None:
-        env_key, file_key = f"{name}_env", f"{name}_file"
-        if env_key in section and file_key in section:
-            self.problems.append(f"{path}: give {env_key} or {file_key}, not both")
-            return None
-        if env_key in section:
-            value = self.env.get(section[env_key], "")
-            if not value.strip():
-                self.problems.append(f"{path}.{env_key}: environment variable {section[env_key]} is not set or empty")
-                return None
-            return value.strip()
-        if file_key in section:
-            try:
-                value = Path(section[file_key]).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                self.problems.append(f"{path}.{file_key}: cannot read {section[file_key]}: {exc.strerror}")
-                return None
-            if not value:
-                self.problems.append(f"{path}.{file_key}: {section[file_key]} is empty")
-                return None
-            return value
-        return None
-
-    def build(self, data: Mapping[str, Any]) -> Config:
-        k = dict(data["kafka"])
-        security = self.security(dict(k.pop("security", {}) or {}))
-        if self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
-            k["bootstrap_servers"] = self.env["KAFKA_BOOTSTRAP_SERVERS"]
-        kafka = KafkaConfig(security=security, **k)
-
-        accounts = []
-        seen: dict[str, int] = {}
-        for i, raw in enumerate(data.get("accounts") or []):
-            path = f"accounts[{i}]"
-            if raw["name"] in seen:
-                self.problems.append(f"{path}.name: {raw['name']!r} is already used by accounts[{seen[raw['name']]}]")
-            seen.setdefault(raw["name"], i)
-            account = self.account(raw, path)
-            if account is not None:
-                accounts.append((i, account))
-
-        sent_topic = (data.get("inputs") or {}).get("sent_topic")
-        resolved = [self.gap_driven(a, sent_topic, i) for i, a in accounts]
-        for i, account in zip((i for i, _ in accounts), resolved, strict=True):
-            self.check_spread(account, kafka.shards, f"accounts[{i}].spread")
-
-        # Only what the file gives is passed: every other value is the schema's default.
-        top = {"emit_raw": data.get("emit_raw"),
-               "sent_topic": sent_topic,
-               "shutdown_grace_secs": (data.get("shutdown") or {}).get("grace_secs"),
-               "log_level": (data.get("logging") or {}).get("level"),
-               "deliverability_domains": (data.get("metrics") or {}).get("deliverability_domains")}
-        return Config(kafka=kafka, http=HttpConfig(**(data.get("http") or {})),
-                      dedup=DedupConfig(**(data.get("dedup") or {})), accounts=tuple(resolved),
-                      **{key: v for key, v in top.items() if v is not None})
-
-    def security(self, given: dict[str, Any]) -> dict[str, str]:
-        """The `kafka.security` settings with their secrets resolved (worker.kafka_tls turns the
-        TLS files into the context aiokafka takes, and check-config loads them)."""
-        path, protocol = "kafka.security", given.get("security_protocol", "PLAINTEXT")
-        out = {key: v for key, v in given.items() if not key.endswith(("_env", "_file")) or (key.startswith("ssl_")
-               and key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"))}
-        for secret in ("sasl_plain_password", "ssl_key_password"):
-            value = self.secret(given, secret, path)
-            if value is not None:
-                out[secret] = value
-        if protocol.startswith("SASL_"):
-            for need in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
-                if need not in given and not _has_secret(given, need):
-                    self.problems.append(f"{path}: {protocol} needs {need}" + ("_env or _file" if "pass" in need else ""))
-        tls_files = sorted(k for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile") if k in given)
-        if tls_files and not protocol.endswith("SSL"):
-            self.problems.append(f"{path}: {', '.join(tls_files)} set but security_protocol is {protocol} "
-                                 "(use SSL or SASL_SSL for TLS)")
-        if ("ssl_certfile" in given) != ("ssl_keyfile" in given):
-            self.problems.append(f"{path}: mutual TLS needs both ssl_certfile and ssl_keyfile")
-        return out
-
-    def account(self, raw: Mapping[str, Any], path: str) -> AccountConfig | None:
-        provider = Provider(raw["provider"])
-        module = get_module(provider)
-        defaults = module.DEFAULTS
-        sections = {"credentials": raw.get("credentials") or {}, "webhook": raw.get("webhook") or {}}
-        poll_raw = dict(raw.get("poll") or {})
-        hook_raw = dict(sections["webhook"])
-        poll = PollConfig(**_poll_fields(poll_raw, defaults))
-        hook_on = hook_raw.get("enabled", default("accounts", "webhook", "enabled"))
-        before = len(self.problems)
-
-        values = self.credentials(sections, path)
-        self.require(module.CREDENTIALS, sections, values, path, provider, poll.enabled, hook_on)
-        self.check_options(raw.get("options") or {}, module.OPTIONS, f"{path}.options", provider)
-        self.check_poll(poll, defaults.retention_days, f"{path}.poll", provider)
-        if len(self.problems) > before:
-            return None
-
-        keys = tuple(v for v in (values.get("app_key"), values.get("previous_app_key")) if v)
-        fallback = module.CREDENTIALS.webhook_key_fallback
-        if not keys and fallback and values.get(fallback):
-            keys = (values[fallback],)  # the provider signs webhooks with this credential
-        context = AccountContext(
-            name=raw["name"], provider=provider, base_url=(raw.get("base_url") or defaults.base_url).rstrip("/"),
-            api_user=values.get("api_user"), api_key=values.get("api_key"), secret_id=values.get("secret_id"),
-            secret_key=values.get("secret_key"), region=raw.get("region"),
-            sender_rejection=SENDER_REJECTION[raw.get("sender_rejection", default("accounts", "sender_rejection"))],
-            webhook_keys=keys, options=dict(raw.get("options") or {}))
-        hook = {key: hook_raw[key] for key in ("enabled", "replay_window_secs") if key in hook_raw}
-        tokens = tuple(v for v in (values.get("path_token"), values.get("previous_path_token")) if v)
-        return AccountConfig(name=raw["name"], provider=provider, context=context,
-                             webhook=WebhookConfig(path_tokens=tokens, **hook), poll=poll,
-                             **({"spread": raw["spread"]} if "spread" in raw else {}))
-
-    def credentials(self, sections: Mapping[str, Mapping[str, Any]], path: str) -> dict[str, str]:
-        """Every credential the account's sections give, secrets resolved (names as in `Need`)."""
-        values: dict[str, str] = {}
-        for section, names in CREDENTIAL_FIELDS.items():
-            given = sections[section]
-            for name in names:
-                where = f"{path}.{section}"
-                forms = [k for k in (name, f"{name}_env", f"{name}_file") if k in given]
-                if name in given and len(forms) > 1:
-                    self.problems.append(f"{where}: give {name}, {name}_env or {name}_file, only one")
-                    continue
-                value = given[name] if name in given else self.secret(given, name, where)
-                if value:
-                    values[name] = value
-        return values
-
-    def require(self, spec: Credentials, sections: Mapping[str, Mapping[str, Any]], values: Mapping[str, str],
-                path: str, provider: Provider, poll_on: bool, hook_on: bool) -> None:
-        """The provider's `CREDENTIALS`, checked against what the account gives."""
-        needs = [*spec.always, *(spec.poll if poll_on else ()), *(spec.webhook if hook_on else ())]
-        for need in needs:
-            given = sections[need.section]
-            if not (need.plain and need.name in given) and not _has_secret(given, need.name):
-                self.problems.append(f"{path}: {provider.value} needs {_describe(need)} ({need.why})")
-        for need in [*spec.always, *spec.poll, *spec.webhook]:
-            if not need.min_length:
-                continue
-            for name in (need.name, f"previous_{need.name}"):
-                value = values.get(name)
-                if value is not None and len(value) < need.min_length:
-                    self.problems.append(f"{path}.{need.section}: a {need.name.replace('_', ' ')} must be at "
-                                         f"least {need.min_length} characters")
-
-    def check_options(self, options: Mapping[str, Any], known: Mapping[str, Any], path: str,
-                      provider: Provider) -> None:
-        for name, value in options.items():
-            spec = known.get(name)
-            if spec is None:
-                names = ", ".join(sorted(known)) or "none"
-                self.problems.append(f"{path}.{name}: unknown option for {provider.value} (known: {names})")
-            elif value not in spec.choices:
-                self.problems.append(f"{path}.{name}: must be one of {', '.join(spec.choices)}")
-
-    def gap_driven(self, account: AccountConfig, sent_topic: str | None, i: int) -> AccountConfig:
-        """Resolve `poll.gap_driven`: on by default where a sent feed exists, the account polls and
-        its provider's status API takes email ids on a date-window account (worker.poll.ids)."""
-        defaults = get_module(account.provider).DEFAULTS
-        able = defaults.polling == "date" and defaults.id_batch > 0
-        asked = account.poll.gap_driven
-        path = f"accounts[{i}].poll.gap_driven"
-        if asked and not able:
-            self.problems.append(f"{path}: {account.provider.value} cannot be polled by email id"
-                                 + (" (it is polled by id already)" if defaults.polling == "ids" else ""))
-        elif asked and sent_topic is None:
-            self.problems.append(f"{path}: needs inputs.sent_topic (the sent emails are what it polls)")
-        elif asked and not account.poll.enabled:
-            self.problems.append(f"{path}: needs poll.enabled (it is a way of polling)")
-        on = bool(able and sent_topic is not None and account.poll.enabled and (asked is None or asked))
-        return attrs.evolve(account, poll=attrs.evolve(account.poll, gap_driven=on))
-
-    def check_spread(self, account: AccountConfig, shards: int, path: str) -> None:
-        """An account on several shards: at most one per shard, and only where every status of an
-        email can be routed by its id. A tracked id (id polling, gap-driven polling) lives on one
-        shard with the account's id poller, so those accounts stay on one."""
-        if account.spread == 1:
-            return
-        if account.spread > shards:
-            self.problems.append(f"{path}: {account.spread} is more than kafka.shards ({shards})")
-        if get_module(account.provider).DEFAULTS.polling == "ids":
-            self.problems.append(f"{path}: {account.provider.value} is polled by email id; it cannot be spread")
-        elif account.poll.gap_driven:
-            self.problems.append(f"{path}: needs poll.gap_driven: false (gap-driven polling keeps its ids on one "
-                                 "shard)")
-
-    def check_poll(self, poll: PollConfig, retention_days: int, path: str, provider: Provider) -> None:
-        if poll.interval_min_secs < poll.cache_ttl_secs:
-            self.problems.append(f"{path}.interval_min_secs: below the provider's cache TTL ({poll.cache_ttl_secs:g} s); "
-                                 "such sweeps would only return cached results")
-        if poll.interval_max_secs < poll.interval_min_secs:
-            self.problems.append(f"{path}.interval_max_secs: smaller than interval_min_secs ({poll.interval_min_secs:g})")
-        if poll.lookback_days > retention_days:
-            self.problems.append(f"{path}.lookback_days: {provider.value} keeps statuses for {retention_days} days only")
-
-
-# The credentials an account may give, by section (the schema allows each as <name>_env/_file;
-# api_user and secret_id may also be inline). What each provider requires is its CREDENTIALS.
-CREDENTIAL_FIELDS: dict[str, tuple[str, ...]] = {
-    "credentials": ("api_user", "api_key", "secret_id", "secret_key"),
-    "webhook": ("app_key", "previous_app_key", "path_token", "previous_path_token"),
-}
-
-# `invalid` is accepted as before but means `soft_bounce`: a rejection of the sender never makes an
-# address invalid (the scope invariant, worker.providers.classify; docs/configuration.md).
-SENDER_REJECTION = {"documented": None, "invalid": EventType.SOFT_BOUNCE, "soft_bounce": EventType.SOFT_BOUNCE}
-
-
-def _poll_fields(poll_raw: Mapping[str, Any], defaults: ProviderDefaults) -> dict[str, Any]:
-    """The account's poll settings; the three whose default is the provider's filled in here."""
-    fields = dict(poll_raw)
-    fields.setdefault("quota_per_minute", defaults.quota_per_minute)
-    fields.setdefault("cache_ttl_secs", defaults.cache_ttl_secs)
-    fields.setdefault("interval_min_secs", fields["cache_ttl_secs"] or INTERVAL_MIN_WITHOUT_CACHE_SECS)
-    return fields
-
-
-def _describe(need: Need) -> str:
-    if need.plain:
-        return f"{need.section}.{need.name}"
-    return f"{need.section}.{need.name}_env or {need.name}_file"
-
-
-def _has_secret(section: Mapping[str, Any], name: str) -> bool:
-    return f"{name}_env" in section or f"{name}_file" in section

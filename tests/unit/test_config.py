@@ -199,3 +199,59 @@ def test_check_config_cli_exit_codes_and_never_prints_secrets(tmp_path, keyfile,
     assert "2 problem(s)" in out.err
     assert "kafka.shards" in out.err and "accounts[0].credentials" in out.err
     assert SECRET not in out.err + out.out
+
+
+def test_schema_resolving_and_tls_problems_are_reported_together(tmp_path, monkeypatch, capsys):
+    """A file with problems of every stage names them all in one run: the schema's, the resolving
+    ones of the parts the schema found sound, and the TLS files' (DESIGN 7a: every problem at once).
+    An account the schema refused is left out of the later checks; the others keep their index."""
+    for name in ("UNSET_A", "UNSET_B", "UNSET_C"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "mixed.yaml"
+    path.write_text(textwrap.dedent(f"""
+        kafka:
+          bootstrap_servers: "127.0.0.1:9092"
+          shards: 0
+          security: {{security_protocol: SSL, ssl_cafile: "{tmp_path / 'no-ca.pem'}"}}
+        http: {{bogus: 1}}
+        accounts:
+          - name: a
+            provider: sendcloud
+            credentials: {{api_user: u, api_key_env: UNSET_A}}
+            webhook: {{app_key_env: UNSET_B}}
+          - name: b
+            provider: nosuch
+            credentials: {{api_key_env: UNSET_C}}
+          - name: a
+            provider: engagelab
+            credentials: {{api_user: u, api_key_env: UNSET_C}}
+            webhook: {{enabled: false}}
+    """))
+    assert main(["check-config", "--config", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"{path}: 8 problem(s)",
+        "  accounts[1].provider: must be one of engagelab, sendcloud, aurora_sendcloud, unisender, tencent_ses",
+        "  http: unknown key(s) bogus",
+        "  kafka.shards: violates minimum 1",
+        "  accounts[0].credentials.api_key_env: environment variable UNSET_A is not set or empty",
+        "  accounts[0].webhook.app_key_env: environment variable UNSET_B is not set or empty",
+        "  accounts[2].name: 'a' is already used by accounts[0]",
+        "  accounts[2].credentials.api_key_env: environment variable UNSET_C is not set or empty",
+        f"  kafka.security: cannot load the TLS files (ssl_cafile={tmp_path / 'no-ca.pem'}): No such file or directory",
+    ]
+
+
+@pytest.mark.parametrize(("data", "problems"), [
+    ({"accounts": [{"name": "a", "provider": "unisender", "credentials": {"api_key_env": "NOPE"}}]},
+     ["(top level): missing required key(s) kafka",
+      "accounts[0].credentials.api_key_env: environment variable NOPE is not set or empty"]),
+    ({"kafka": "k:9092", "accounts": [{"name": "a", "provider": "unisender", "credentials": {"api_key_env": "NOPE"}}]},
+     ["kafka: must be of type object",
+      "accounts[0].credentials.api_key_env: environment variable NOPE is not set or empty"]),
+    ({"kafka": {"bootstrap_servers": "k:9092"}, "accounts": "all"}, ["accounts: must be of type array"]),
+    (["kafka"], ["(top level): must be of type object"]),
+    (None, ["(top level): must be of type object"]),
+], ids=["no-kafka", "kafka-not-a-map", "accounts-not-a-list", "a-list", "empty-file"])
+def test_a_broken_shape_still_lets_the_sound_parts_be_checked(data, problems):
+    assert _problems(data, {}) == problems

@@ -112,7 +112,7 @@ UNKNOWN_SUB_STATUS = {
 }
 # The sender-side rows (PROVIDERS.md 2.4 "configurable (sender-side)") under each policy. A
 # rejection of the sender never makes an address invalid (docs/mapping.md): `sender_rejection: invalid`
-# now means soft_bounce too (worker.config.SENDER_REJECTION), and even an account context that
+# now means soft_bounce too (worker.configbuild.SENDER_REJECTION), and even an account context that
 # asks for invalid gets a soft bounce (the scope invariant: scope sender/content).
 SENDER_SIDE_FAMILY = {
     (405, "documented"): (SOFT, R.SENDER_REJECTED, False),

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from worker.config import SENDER_REJECTION
+from worker.configbuild import SENDER_REJECTION
 from worker.model import EventType, Observation, Provider, Reason, Scope, Source, StatusEvent
 from worker.providers import _sendcloud_family as family
 from worker.providers import get_module
