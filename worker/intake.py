@@ -24,6 +24,12 @@ of one `producer.send` each (issue 16: the per-record path of aiokafka was the l
 webhook's CPU). A write still returns only when the broker acknowledged the batches holding its
 records; dead letters (rare, large) keep `producer.send`.
 
+A write may be bounded (`within`, the receiver's `http.ack_timeout_secs`): its records' futures
+then fail with TimeoutError once the bound has passed, checked by one task every DEADLINE_TICK_SECS
+for all writes under way (`Deadlines`), so a webhook pays a queue append for its bound, not a timer
+of its own (asyncio.timeout: ~7 µs a request, with its timer handle and the task's cancellation).
+A write with dead letters, whose sends may themselves wait for metadata, is bounded as a whole.
+
 A broken producer is replaced. aiokafka's idempotent producer numbers each batch per partition
 when it takes the batch for sending, and keeps the number when it then gives the batch up (a
 batch that waited out its timeout for a partition without a leader, as when every broker of the
@@ -62,6 +68,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("worker.intake")
 
+DEADLINE_TICK_SECS = 0.05    # how late past its bound a bounded write may fail at most
 MAX_RECORD_BYTES = 262_144    # a poll page of 100 long rows fits; an event built from a record stays far below 1 MiB
 RENEW_BACKOFF_SECS = 1.0      # between attempts to start a replacement producer while Kafka is away
 
@@ -228,6 +235,37 @@ class Gathered:
                 self._idle.set()
 
 
+class Deadlines:
+    """Futures to fail with TimeoutError at their deadline, in the order their writes began. Every
+    bound is the same span from the time it is added (one caller, one setting), so deadlines come
+    in order: a tick looks only at the front of the queue. The task runs while something waits."""
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[float, list[asyncio.Future]]] = deque()
+        self._task: asyncio.Task | None = None
+
+    def add(self, within: float, futures: list[asyncio.Future]) -> None:
+        self._queue.append((time.monotonic() + within, futures))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="raw-write-deadlines")
+
+    async def _run(self) -> None:
+        queue = self._queue
+        while queue:
+            await asyncio.sleep(DEADLINE_TICK_SECS)
+            now = time.monotonic()
+            while queue and (queue[0][0] <= now or all(f.done() for f in queue[0][1])):
+                for fut in queue.popleft()[1]:
+                    if not fut.done():
+                        fut.set_exception(TimeoutError())
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
 class RawWriter:
     """Writes to `_raw` and the dead-letter topic with one producer at a time. With `renew` (a
     factory of unstarted producers) a broken producer is replaced; without it (the replay's
@@ -244,11 +282,18 @@ class RawWriter:
         self._renew = renew
         self._renewal: asyncio.Task | None = None
         self._gathered = Gathered(producer, self.topics.raw)
+        self._deadlines = Deadlines()
 
-    async def write(self, records: Sequence[raw.RawRecord | Admitted] = (), dead: Sequence[DeadLetter] = ()) -> None:
-        """Send every record and dead letter; return when all are acknowledged (raise otherwise).
+    async def write(self, records: Sequence[raw.RawRecord | Admitted] = (), dead: Sequence[DeadLetter] = (),
+                    within: float | None = None) -> None:
+        """Send every record and dead letter; return when all are acknowledged (raise otherwise:
+        TimeoutError when not acknowledged `within` seconds, give or take DEADLINE_TICK_SECS).
         Records not admitted yet are admitted here; one that fails the caps raises its Unusable
-        error before anything is sent (callers that expect such input admit it themselves)."""
+        error before anything is sent (callers that expect such input admit it themselves).
+        Every bounded write of one writer must use the same `within` (see `Deadlines`)."""
+        if within is not None and dead:   # a dead letter's send may wait before it gives a future
+            async with asyncio.timeout(within):
+                return await self.write(records, dead)
         admitted = [r if isinstance(r, Admitted) else admit(r) for r in records]
         producer = self.producer
         if self._gathered.producer is not producer:   # replaced: the old one's batches finish on their own
@@ -259,6 +304,8 @@ class RawWriter:
                 provider, account = item.record.provider.value, item.record.account
                 shard = shard_of(provider, account, self.shards) if item.shard is None else item.shard
                 sent.append(self._gathered.add(shard, account_key(provider, account), item.value))
+            if within is not None:
+                self._deadlines.add(within, sent)
             for letter in dead:
                 sent.append(await producer.send(self.topics.dead_letter, letter.body, key=letter.key,
                                                 headers=letter.headers))
@@ -308,6 +355,7 @@ class RawWriter:
             self._renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewal
+        await self._deadlines.stop()
         bound = self.timeout if bound_secs is None else bound_secs
         deadline = time.monotonic() + bound
         with contextlib.suppress(TimeoutError):   # the gathered batches first: the producer holds the rest

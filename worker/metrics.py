@@ -145,7 +145,14 @@ def account_shard(provider: str, account: str, shard: int) -> None:
 
 
 def webhook_answered(provider: str, account: str, status: int) -> None:
-    WEBHOOK_REQUESTS.labels(provider, account, str(status)).inc()
+    _answered(provider, account, status).inc()
+
+
+@functools.lru_cache(maxsize=1024)   # configured accounts (or "unknown") x the few statuses answered
+def _answered(provider: str, account: str, status: int) -> Counter:
+    """The request counter's child of one label set, looked up once (`labels()` costs ~1.4 µs a
+    webhook; the child's `inc` 0.7)."""
+    return WEBHOOK_REQUESTS.labels(provider, account, str(status))
 
 
 SHED_REASONS = frozenset({"requests", "bytes"})

@@ -41,9 +41,12 @@ class FakeWriter:
     fail: BaseException | None = None
     delay: float = 0.0
     writes: list = attrs.field(factory=list)
+    bounds: list = attrs.field(factory=list)
 
-    async def write(self, records=(), dead=()):
-        await asyncio.sleep(self.delay)
+    async def write(self, records=(), dead=(), within=None):
+        self.bounds.append(within)
+        async with asyncio.timeout(within):     # the bound the real writer keeps (worker.intake.Deadlines)
+            await asyncio.sleep(self.delay)
         if self.fail is not None:
             raise self.fail
         for letter in dead:
@@ -152,6 +155,13 @@ async def test_kafka_trouble_is_503_and_bugs_are_500(client, fail, delay, status
     r = await c.post("/webhooks/sendcloud/sc", data=sendcloud("deliver", "m1$a@x.test"), headers=FORM)
     assert r.status == status
     assert metrics.WEBHOOK_REQUESTS.labels("sendcloud", "sc", str(status))._value.get() == before + 1
+    assert writer.bounds == [0.3]        # the write is bounded by http.ack_timeout_secs
+
+
+async def test_a_write_is_bounded_by_the_ack_timeout_also_with_dead_letters(client):
+    c, writer = client
+    r = await c.post("/webhooks/sendcloud/sc", data=sendcloud("teleport", "m1$a@x.test"), headers=FORM)
+    assert r.status == 200 and writer.writes[0][1] and writer.bounds == [0.3]   # unknown event: a dead letter
 
 
 async def test_get_probes_answer_200_for_known_accounts(client):
