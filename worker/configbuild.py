@@ -171,6 +171,11 @@ class Builder:
             given = sections[need.section]
             if not (need.plain and need.name in given) and not _has_secret(given, need.name):
                 self.problems.append(f"{path}: {provider.value} needs {_describe(need)} ({need.why})")
+        fallback = spec.webhook_key_fallback   # signs webhooks when no webhook.app_key is given
+        if hook_on and fallback and not _has_secret(sections["credentials"], fallback) \
+                and not _has_secret(sections["webhook"], "app_key"):
+            self.problems.append(f"{path}: {provider.value} needs credentials.{fallback}_env or {fallback}_file, or "
+                                 "webhook.app_key_env or app_key_file (to verify webhooks)")
         for need in [*spec.always, *spec.poll, *spec.webhook]:
             if not need.min_length:
                 continue

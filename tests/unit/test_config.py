@@ -255,3 +255,30 @@ def test_schema_resolving_and_tls_problems_are_reported_together(tmp_path, monke
 ], ids=["no-kafka", "kafka-not-a-map", "accounts-not-a-list", "a-list", "empty-file"])
 def test_a_broken_shape_still_lets_the_sound_parts_be_checked(data, problems):
     assert _problems(data, {}) == problems
+
+
+def _uni(**account) -> dict:
+    return {"kafka": {"bootstrap_servers": "k:9092"}, "accounts": [{"name": "u", "provider": "unisender", **account}]}
+
+
+UNI_HOOK_NEEDS = ("accounts[0]: unisender needs credentials.api_key_env or api_key_file, or webhook.app_key_env or "
+                  "app_key_file (to verify webhooks)")
+
+
+@pytest.mark.parametrize(("account", "problems"), [
+    ({"poll": {"enabled": False}, "webhook": {"enabled": False}}, []),                       # nothing on: nothing needed
+    ({"poll": {"enabled": False}, "webhook": {"app_key_env": "UNI_HOOK"}}, []),              # webhooks signed with it
+    ({"poll": {"enabled": False}, "credentials": {"api_key_env": "UNI_API"}}, []),           # ... or with the API key
+    ({"poll": {"enabled": False}}, [UNI_HOOK_NEEDS]),
+    ({"webhook": {"app_key_env": "UNI_HOOK"}},
+     ["accounts[0]: unisender needs credentials.api_key_env or api_key_file (for polling)"]),
+    ({}, ["accounts[0]: unisender needs credentials.api_key_env or api_key_file (for polling)", UNI_HOOK_NEEDS]),
+], ids=["all-off", "hook-key", "api-key-signs", "hook-without-key", "poll-without-key", "none"])
+def test_unisender_needs_its_api_key_for_polling_and_a_key_for_webhooks(account, problems):
+    env = {"UNI_HOOK": "hook-key", "UNI_API": "api-key"}
+    if problems:
+        assert _problems(_uni(**account), env) == problems
+    else:
+        [acct] = parse_config(_uni(**account), env).accounts
+        assert acct.context.webhook_keys == (("hook-key",) if "UNI_HOOK" in str(account) else
+                                             ("api-key",) if "UNI_API" in str(account) else ())

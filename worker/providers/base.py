@@ -230,9 +230,10 @@ class ProviderModule(Protocol):
 # -- shared helpers -----------------------------------------------------------------------------
 
 # A reply code stands alone: not within a longer number, nor a part of a dotted number such as an
-# IP address in the text (`mx3.qq.com[183.3.225.42] said: 550 ...`: 550, not 225).
-_SMTP_CODE = re.compile(r"(?<![\d.])([245]\d\d)(?!\d|\.\d)")
-_ENHANCED = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])")
+# IP address in the text (`mx3.qq.com[183.3.225.42] said: 550 ...`: 550, not 225). ASCII digits
+# only: `\d` would take `4.١.١` (Arabic-Indic digits), which the event schema's pattern refuses.
+_SMTP_CODE = re.compile(r"(?<![\d.])([245]\d\d)(?!\d|\.\d)", re.ASCII)
+_ENHANCED = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])", re.ASCII)
 
 
 def parse_smtp(text: str | None) -> Smtp | None:

@@ -160,12 +160,25 @@ def _poll_observation(acct: AccountContext, record: Any) -> Observation:
         recipient=recipient,
         base=STATUSES.get(code) if code is not None else None,
         sub_status=record.get("sub_status"),
-        occurred_at=offset_time(record.get("update_time") or request_time),
+        occurred_at=_row_time(record.get("update_time") or request_time),
         provider_status=family.required_text(record, "status"),
         message=family.first_text(record, ("response_message", "sub_status_desc")),
         record=record,
-        sent_at=offset_time(request_time) if request_time else None,
+        sent_at=_row_time(request_time) if request_time else None,
     )
+
+
+def _row_time(value: Any) -> datetime:
+    """A row's time: ISO 8601 with an offset, as the email_status page shows (`2022-11-10T15:39:01+0800`),
+    or without one in the API's zone, UTC+8, as its general-rules page shows a list answer's times
+    (`"create_time": "2022-11-14 14:27:48"`). TypeError or ValueError when it is neither."""
+    try:
+        return offset_time(value)
+    except ValueError:
+        naive = datetime.fromisoformat(value)   # not ISO 8601 at all: its own ValueError
+        if naive.tzinfo is not None:            # an offset, but an implausible time
+            raise
+        return offset_time(naive.replace(tzinfo=DEFAULTS.tz).isoformat())
 
 
 # -- webhooks -----------------------------------------------------------------------------------

@@ -102,7 +102,9 @@ ERROR_CODES: dict[int, type[PollError]] = {
     50000: Throttled,      # interface frequency limited
     501: Retriable,        # server exception
     40005: FatalConfig,    # authentication failed (on Aurora also: the wrong region)
+    40301: FatalConfig,    # 用户不存在: the user does not exist (sendcloud2013/sendcloud_docs email_v2)
     6001: FatalConfig,     # no permission
+    40000: Retriable,      # duplicate request (sendcloud.net/doc/en/email_v2): asked again later, not parked
 }
 
 @attrs.frozen

@@ -78,9 +78,10 @@ OPTIONS: dict[str, Option] = {
     ),
 }
 
-# The API key both polls and signs webhooks (when no webhook.app_key is given).
+# The API key polls, and signs webhooks when no webhook.app_key is given (worker.configbuild asks
+# for one of the two when webhooks are on).
 CREDENTIALS = Credentials(
-    always=(Need("credentials", "api_key", "for polling and webhook auth"),),
+    poll=(Need("credentials", "api_key", "for polling"),),
     webhook_key_fallback="api_key",
 )
 

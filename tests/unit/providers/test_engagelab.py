@@ -202,9 +202,22 @@ def test_a_row_without_update_time_uses_the_request_time() -> None:
     assert one(row(update_time=None)).occurred_at == datetime(2022, 11, 10, 7, 39, 1, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(("text", "utc"), [
+    # Without an offset: the API's zone, UTC+8, as EngageLab's general-rules page shows a list
+    # answer's times (`"create_time": "2022-11-14 14:27:48"`; tests/fixtures/PUBLIC_SOURCES.md).
+    ("2022-11-10 17:34:16", datetime(2022, 11, 10, 9, 34, 16, tzinfo=UTC)),
+    ("2022-11-10T17:34:16", datetime(2022, 11, 10, 9, 34, 16, tzinfo=UTC)),
+    ("2024-01-01 07:59:59", datetime(2023, 12, 31, 23, 59, 59, tzinfo=UTC)),   # day boundary
+    ("2022-11-10 17:34:16.250", datetime(2022, 11, 10, 9, 34, 16, 250000, tzinfo=UTC)),
+])
+def test_times_without_an_offset_are_read_in_utc_plus_8(text: str, utc: datetime) -> None:
+    observation = one(row(update_time=text, request_time=text))
+    assert (observation.occurred_at, observation.sent_at) == (utc, utc)
+
+
 @pytest.mark.parametrize("broken", [
-    {"update_time": "2022-11-10 17:34:16"}, {"update_time": "2022-11-10T17:34:16"}, {"email_id": None},
-    {"status": None}, {"request_time": 1668065941}, {"update_time": None, "request_time": None},
+    {"update_time": "2022-11-10 25:34:16"}, {"update_time": "10/11/2022 17:34"}, {"update_time": "1899-11-10 17:34:16"},
+    {"email_id": None}, {"status": None}, {"request_time": 1668065941}, {"update_time": None, "request_time": None},
 ])
 def test_malformed_rows_are_rejected(broken: dict[str, Any]) -> None:
     page = parse(answer(row(**broken)))

@@ -159,6 +159,36 @@ def test_a_reply_code_is_not_read_out_of_an_ip_address(text: str, expected: Smtp
     assert parse_smtp(text) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # Arabic-Indic (U+0661) and fullwidth (U+FF11) digits are digits to `\d`, not to the event
+    # schema's `smtp.enhanced` pattern ([0-9]) or to a reply code
+    ("450 4.\u0661.\u0661 mailbox unavailable", Smtp(450, None)),
+    ("5\u0665\u0660 5.1.1 user unknown", Smtp(None, "5.1.1")),
+    ("\uff15\uff15\uff10 \uff15.\uff11.\uff11 no such user", None),
+    ("4.7.\u0661\u0661 451 greylisted", Smtp(451, None)),
+])
+def test_only_ascii_digits_make_a_reply_code(text: str, expected: Smtp | None) -> None:
+    assert parse_smtp(text) == expected
+
+
+def test_a_soft_bounce_with_other_digits_in_its_reply_becomes_a_schema_valid_event() -> None:
+    import jsonschema
+
+    from worker.model import Source, StatusEvent
+    from worker.schema import load_schema
+    row = {"emailId": f"{MESSAGE_ID}0$a@x.test", "apiUser": "u", "recipients": "a@x.test", "status": "软退信",
+           "modifiedTime": "2022-11-10 15:39:01", "requestTime": "2022-11-10 15:39:00",
+           "sendLog": "450 4.\u0661.\u0661 mailbox unavailable", "subStat": "", "subStatDesc": ""}
+    body = orjson.dumps({"result": True, "statusCode": 200, "message": "ok",
+                         "info": {"total": "1", "voListSize": 1, "voList": [row]}})
+    acct = AccountContext(name="acct", provider=Provider.SENDCLOUD, base_url="http://x", api_user="u", api_key="k")
+    [obs] = sendcloud.parse_poll_response(acct, PollQuery(), 200, {}, body, NOW).observations
+    event = StatusEvent.from_observation(obs, provider=Provider.SENDCLOUD, account="acct", source=Source.POLL,
+                                         observed_at=NOW)
+    jsonschema.validate(orjson.loads(event.encode()), load_schema("status-event.v1.json"))
+    assert obs.smtp == Smtp(450, None)
+
+
 # -- SendCloud and Aurora: the URL test -----------------------------------------------------------------
 
 
@@ -216,13 +246,16 @@ def test_an_engagelab_row_time_with_a_fraction_or_z_is_read(text: str, expected:
     assert [o.occurred_at for o in page.observations] == [expected] and page.rejected == ()
 
 
-def test_an_engagelab_row_time_without_an_offset_is_rejected_not_guessed() -> None:
+def test_an_engagelab_row_time_without_an_offset_is_read_in_utc_plus_8() -> None:
+    """EngageLab's general-rules page shows a list answer's times without an offset
+    (`"create_time": "2022-11-14 14:27:48"`), its email_status page with one: both are read, the
+    first in the API's zone (UTC+8), not refused."""
     row = {"email_id": f"{MESSAGE_ID}0$a@x.test", "email": "a@x.test", "status": 1, "sub_status": None,
-           "request_time": "2022-11-10T15:39:00+0800", "update_time": "2022-11-10T15:39:01"}
+           "request_time": "2022-11-10T15:39:00+0800", "update_time": "2022-11-14 14:27:48"}
     page = engagelab.parse_poll_response(account(), PollQuery(), 200, {},
                                          orjson.dumps({"result": [row], "total": "1", "count": 1}), NOW)
-    assert list(page.observations) == []
-    assert len(page.rejected) == 1
+    assert [o.occurred_at for o in page.observations] == [datetime(2022, 11, 14, 6, 27, 48, tzinfo=UTC)]
+    assert page.rejected == ()
 
 
 # -- reply texts that name the failure (a bare 550 from QQ, 163, ...) --------------------------------

@@ -54,8 +54,8 @@ def test_engagelab_a_bad_row_is_rejected_and_its_neighbours_count() -> None:
     el_row(1, email_id={"id": 1}),
     el_row(1, status=None),
     el_row(1, status=[1]),
-    el_row(1, update_time="2022-11-10 17:34:16"),           # no offset
-    el_row(1, update_time="2022-11-10T17:34:16"),
+    el_row(1, update_time="2022-11-10 25:34:16"),           # no such hour
+    el_row(1, update_time="10/11/2022 17:34"),              # not ISO 8601
     el_row(1, update_time=None, request_time=None),          # no time at all
     el_row(1, request_time=1668065941),                      # a number, not the documented text
     el_row(1, email="", email_id=f"{EL_MID}1"),              # no address and none in the id

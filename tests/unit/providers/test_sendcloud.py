@@ -323,7 +323,9 @@ def coded(code: int | str, key: str = "statusCode") -> bytes:
     (coded(501), Retriable),
     (coded(40005), FatalConfig),
     (coded(6001), FatalConfig),
-    *[(coded(code), BadRequest) for code in (40000, 40001, 40002, 40003, 40004, 40006, 40007, 40008, 40010,
+    (coded(40301), FatalConfig),                        # 用户不存在: the account's user does not exist
+    (coded(40000), Retriable),                          # duplicate request: asked again later
+    *[(coded(code), BadRequest) for code in (40001, 40002, 40003, 40004, 40006, 40007, 40008, 40010,
                                              40011, 40012, 40014, 40015, 40016)],
     (coded(12345), Retriable),                          # undocumented: retry, do not stop
     (b'{"result": true, "statusCode": 200}', Retriable),

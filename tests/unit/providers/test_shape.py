@@ -66,7 +66,7 @@ EXPECTED_CREDENTIALS = {
     Provider.ENGAGELAB: SENDCLOUD_LINEAGE,
     Provider.SENDCLOUD: SENDCLOUD_LINEAGE,
     Provider.AURORA_SENDCLOUD: SENDCLOUD_LINEAGE,
-    Provider.UNISENDER: Credentials(always=(Need("credentials", "api_key", "for polling and webhook auth"),),
+    Provider.UNISENDER: Credentials(poll=(Need("credentials", "api_key", "for polling"),),
                                     webhook_key_fallback="api_key"),
     Provider.TENCENT_SES: Credentials(
         poll=(Need("credentials", "secret_id", "for polling", plain=True),
