@@ -9,6 +9,7 @@ worker.configtypes and are imported from here.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -57,20 +58,23 @@ def load_config(path: str | Path, env: Mapping[str, str],
 def parse_config(data: Any, env: Mapping[str, str], checks: Callable[[Config], list[str]] | None = None) -> Config:
     """The resolved config, or ConfigError naming every problem at once: the schema's, then the
     resolving ones (unset variables, unreadable files, missing credentials, repeated names...) of
-    every part the schema found sound, then `checks` of the result (the TLS files: worker.__main__).
-    Parts with schema problems are left out of the later checks (`_sound`): those assume the shape."""
+    every part the schema found sound, then `checks` of the result (the TLS files: worker.__main__;
+    not while `kafka.security` has a problem of its own, whose TLS settings are then not the file's).
+    Parts with schema problems are left out of the later checks (`_sound`): those assume the shape,
+    and a problem they would find in a value the schema refused says nothing new."""
     errors = _schema_errors(data)
     problems = [f"{_path(err.absolute_path)}: {_schema_message(err)}" for err in errors]
     builder = Builder(env)
     config: Config | None = None
     if isinstance(data, dict):
+        sound, refused = _sound(data, errors) if errors else (data, [])
         try:
-            config = builder.build(_sound(data, errors) if errors else data)
+            config = builder.build(sound)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             if not errors:
                 raise   # a shape the schema accepts and the builder cannot read: a bug, not a problem
-    problems += [p for p in builder.problems if p not in problems]
-    if config is not None and checks is not None:
+        problems += [p for p in builder.problems if p not in problems and not _names_any(p, refused)]
+    if config is not None and checks is not None and not any(p.startswith("kafka.security") for p in problems):
         problems += checks(config)
     if problems or config is None:
         raise ConfigError(problems)
@@ -89,28 +93,33 @@ def _schema_errors(data: Any) -> list[jsonschema.ValidationError]:
 _PLACEHOLDER_KAFKA = {"bootstrap_servers": "placeholder:9092"}   # lets accounts be checked without a kafka section
 
 
-def _sound(data: dict, errors: list[jsonschema.ValidationError]) -> dict:
-    """A copy of `data` without what the schema refused: an unknown key removed, a bad value removed
-    (its default applies), an account with a problem of its own left out (None in its place, so the
-    others keep their index in the messages), a missing `kafka` section replaced by a placeholder."""
+def _sound(data: dict, errors: list[jsonschema.ValidationError]) -> tuple[dict, list[str]]:
+    """A copy of `data` without what the schema refused, and the key paths of the values removed:
+    an account with any problem of its own is left out whole (None in its place, so the others keep
+    their index in the messages); elsewhere an unknown key is removed, a bad value is removed (its
+    default applies: a later problem naming that key is not reported), and a missing required key
+    is filled in where the checks need one (`kafka.bootstrap_servers`, `accounts`)."""
     out = copy.deepcopy(data)
+    refused: list[str] = []
     for err in errors:
         parts = list(err.absolute_path)
+        if len(parts) >= 2 and parts[0] == "accounts" and isinstance(parts[1], int):
+            accounts = out.get("accounts")
+            if isinstance(accounts, list) and parts[1] < len(accounts):
+                accounts[parts[1]] = None
+            continue
+        if err.validator == "required":
+            continue
         if err.validator == "additionalProperties":
             node = _at(out, parts)
             if isinstance(node, dict):
                 for key in set(node) - set(err.schema.get("properties", {})):
                     node.pop(key, None)
             continue
-        if len(parts) >= 2 and parts[0] == "accounts" and isinstance(parts[1], int):
-            parts = parts[:2]    # an account with any problem is not resolved at all
-        if not parts:
-            continue
-        parent = _at(out, parts[:-1])
+        parent = _at(out, parts[:-1]) if parts else None
         if isinstance(parent, dict):
             parent.pop(parts[-1], None)
-        elif isinstance(parent, list) and isinstance(parts[-1], int) and parts[-1] < len(parent):
-            parent[parts[-1]] = None
+            refused.append(_path(parts))
     kafka = out.get("kafka")
     if not isinstance(kafka, dict):
         kafka = out["kafka"] = {}
@@ -118,7 +127,12 @@ def _sound(data: dict, errors: list[jsonschema.ValidationError]) -> dict:
         kafka.update(_PLACEHOLDER_KAFKA)
     if not isinstance(out.get("accounts"), list):
         out["accounts"] = []
-    return out
+    return out, refused
+
+
+def _names_any(problem: str, paths: list[str]) -> bool:
+    """Whether a problem names one of these key paths (or a key under one)."""
+    return any(re.search(rf"(?<![\w.]){re.escape(path)}(?!\w)", problem) for path in paths)
 
 
 def _at(node: Any, parts: list) -> Any:
@@ -141,7 +155,8 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
     # jsonschema's messages quote the offending instance; that instance may be a secret someone
     # pasted inline, so rebuild the common messages without it.
     if err.validator == "additionalProperties":
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        # YAML keys may be numbers or null: named as text
+        extra = sorted(str(k) for k in set(err.instance) - set(err.schema.get("properties", {})))
         hint = ""
         if any(not k.endswith(("_env", "_file")) and f"{k}_env" in err.schema.get("properties", {}) for k in extra):
             hint = " (secrets are given as <name>_env or <name>_file, never inline)"

@@ -50,6 +50,9 @@ class Builder:
             except OSError as exc:
                 self.problems.append(f"{path}.{file_key}: cannot read {section[file_key]}: {exc.strerror}")
                 return None
+            except ValueError:   # a NUL byte in the path; or not UTF-8
+                self.problems.append(f"{path}.{file_key}: cannot read {section[file_key]!r}: not a path to a UTF-8 file")
+                return None
             if not value:
                 self.problems.append(f"{path}.{file_key}: {section[file_key]} is empty")
                 return None

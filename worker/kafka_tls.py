@@ -27,10 +27,17 @@ def client_kwargs(kafka: KafkaConfig) -> dict[str, Any]:
     return {"bootstrap_servers": kafka.bootstrap_servers, **settings}
 
 
+def _no_password() -> bytes:
+    """An encrypted key without a configured password fails to load (ssl.SSLError) instead of
+    OpenSSL asking for the passphrase on the terminal (check-config would wait for ever)."""
+    return b""
+
+
 @functools.cache
 def _context(cafile: str | None, certfile: str | None, keyfile: str | None, password: str | None) -> ssl.SSLContext:
     # without a CA file the system's trusted CAs are used (managed clusters have public certificates)
-    return create_ssl_context(cafile=cafile, certfile=certfile, keyfile=keyfile, password=password)
+    return create_ssl_context(cafile=cafile, certfile=certfile, keyfile=keyfile,
+                              password=password if password is not None else _no_password)
 
 
 def tls_problems(kafka: KafkaConfig) -> list[str]:

@@ -41,6 +41,9 @@ from worker.raw import WebhookRecord
 log = logging.getLogger("worker.webhooks")
 
 RETRY_AFTER_SECS = 5   # what a 503 asks the provider to wait
+# A body that cannot be read: the client went away, or its Content-Encoding does not decode
+# (aiohttp's parser sets RequestPayloadError on the body stream).
+UNREADABLE = (OSError, aiohttp.ClientError, web.RequestPayloadError)
 
 
 class WebhookReceiver:
@@ -163,8 +166,8 @@ class WebhookReceiver:
                 refused = self._hold(len(body), held)
                 if refused is not None:
                     return refused
-        except (OSError, aiohttp.ClientError):
-            return 400          # the client went away before its body arrived: nothing to answer
+        except UNREADABLE:
+            return 400          # the client went away before its body arrived, or it cannot be decoded
         return bytes(body)
 
     def _arrived(self, request: web.Request, held: list[int]) -> bytes | int:
@@ -172,7 +175,7 @@ class WebhookReceiver:
         buffer in one piece, with no wait and no copy."""
         try:
             body = request.content.read_nowait(-1)
-        except (OSError, aiohttp.ClientError):
+        except UNREADABLE:
             return 400
         refused = self._hold(len(body), held)
         return body if refused is None else refused

@@ -282,3 +282,38 @@ def test_unisender_needs_its_api_key_for_polling_and_a_key_for_webhooks(account,
         [acct] = parse_config(_uni(**account), env).accounts
         assert acct.context.webhook_keys == (("hook-key",) if "UNI_HOOK" in str(account) else
                                              ("api-key",) if "UNI_API" in str(account) else ())
+
+
+def _off(**account) -> dict:
+    return {"name": "a", "provider": "sendcloud", "poll": {"enabled": False}, "webhook": {"enabled": False}, **account}
+
+
+@pytest.mark.parametrize(("data", "problems"), [
+    # a missing key is filled in, not the section around it dropped: kafka.shards 20 still counts
+    ({"kafka": {"shards": 20}, "accounts": [_off(spread=15)]}, ["kafka: missing required key(s) bootstrap_servers"]),
+    ({"kafka": {"shards": 4}, "accounts": [_off(spread=8)]},
+     ["kafka: missing required key(s) bootstrap_servers", "accounts[0].spread: 8 is more than kafka.shards (4)"]),
+    ({"kafka": {"security": {"security_protocol": "SASL_SSL"}}, "accounts": []},
+     ["kafka: missing required key(s) bootstrap_servers", "kafka.security: SASL_SSL needs sasl_mechanism",
+      "kafka.security: SASL_SSL needs sasl_plain_username",
+      "kafka.security: SASL_SSL needs sasl_plain_password_env or _file"]),
+    # a refused value is not checked again with its default in its place
+    ({"kafka": {"bootstrap_servers": "k:1", "shards": 2000}, "accounts": [_off(spread=20)]},
+     ["kafka.shards: violates maximum 1000"]),
+    ({"kafka": {"bootstrap_servers": "k:1"}, "inputs": {"sent_topic": 5},
+      "accounts": [_off(credentials={"api_user": "u", "api_key_env": "X"}, poll={"gap_driven": True})]},
+     ["inputs.sent_topic: must be of type ['string', 'null']"]),
+    # an account with a problem of its own is left out whole: its typo does not turn into another problem
+    ({"kafka": {"bootstrap_servers": "k:1"}, "accounts": [{"name": "a", "provider": "sendcloud",
+                                                           "webhok": {"enabled": False}, "poll": {"enabled": False}}]},
+     ["accounts[0]: unknown key(s) webhok"]),
+    # keys YAML reads as numbers or null, a NUL byte in a path: problems, not crashes
+    ({"kafka": {1: "x", "y": "z", "bootstrap_servers": "k:1"}, "accounts": []}, ["kafka: unknown key(s) 1, y"]),
+    ({None: 1, "kafka": {"bootstrap_servers": "k:1"}, "accounts": []}, ["(top level): unknown key(s) None"]),
+    ({"kafka": {"bootstrap_servers": "k:1"}, "accounts": [_off(credentials={"api_user": "u", "api_key_file": "/tmp/a\x00b"},
+                                                               poll={"enabled": True})]},
+     ["accounts[0].credentials.api_key_file: cannot read '/tmp/a\\x00b': not a path to a UTF-8 file"]),
+], ids=["missing-bootstrap-keeps-shards", "missing-bootstrap-spread-too-wide", "missing-bootstrap-keeps-security",
+        "refused-shards", "refused-sent-topic", "account-typo", "number-key", "null-key", "nul-in-path"])
+def test_what_the_schema_refused_is_named_once_and_nothing_is_made_up(data, problems):
+    assert _problems(data, {"X": "x"}) == problems

@@ -126,6 +126,13 @@ async def test_a_get_refused_with_405_is_a_bad_request_and_not_retried_as_post()
     assert [method for method, _ in server.seen] == ["GET"]
 
 
+def test_as_get_reads_a_utf8_form_as_its_text():
+    post = HttpRequest("POST", "https://api.example/x",
+                       headers=(("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8"),),
+                       body=b"labelName=%E4%B8%AD%E6%96%87")
+    assert as_get(post) == HttpRequest("GET", "https://api.example/x", params=(("labelName", "中文"),))
+
+
 def test_as_get_moves_a_forms_fields_into_the_query_after_the_urls_own():
     post = HttpRequest("POST", "https://api.example/x", params=(("a", "1"),),
                        headers=(("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"), ("X-Id", "7")),
@@ -141,6 +148,14 @@ def test_as_get_moves_a_forms_fields_into_the_query_after_the_urls_own():
     HttpRequest("POST", "https://api.example/x", body=b"a=1"),                       # no content type: not a form
     HttpRequest("GET", "https://api.example/x", params=(("a", "1"),)),
     HttpRequest("POST", "https://api.example/x", headers=(("Content-Type", "application/x-www-form-urlencoded"),)),
-], ids=["json", "untyped", "get", "no-body"])
+    HttpRequest("POST", "https://api.example/x", headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+                body=b"label=\xc3\xa9"),                                             # not what urlencode makes
+    HttpRequest("POST", "https://api.example/x", headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+                body=b"flag&a=1"),                                                     # a field without "="
+    HttpRequest("POST", "https://api.example/x", headers=(("Content-Type", "application/x-www-form-urlencoded"),),
+                body=b"a=%FF"),                                                        # not UTF-8 once decoded
+    HttpRequest("POST", "https://api.example/x",
+                headers=(("Content-Type", "application/x-www-form-urlencoded; charset=gbk"),), body=b"a=1"),
+], ids=["json", "untyped", "get", "no-body", "raw-utf8", "bare-field", "percent-ff", "gbk"])
 def test_only_a_form_post_has_a_get_twin(request_):
     assert as_get(request_) is None

@@ -102,3 +102,35 @@ def test_check_config_reports_a_bad_pem_and_exits_2(pki, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "cannot load the TLS files (ssl_cafile=" in proc.stderr and "broken.pem" in proc.stderr
+
+
+def _check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """check-config as a container runs it: no terminal (a session of its own), nothing on stdin."""
+    import os
+    return subprocess.run([sys.executable, "-m", "worker", "check-config", "--config", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          start_new_session=True, env={**os.environ, **(env or {})})
+
+
+def test_an_encrypted_key_without_a_password_is_a_problem_never_a_passphrase_prompt(pki, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": "k:9093", "security": {
+        "security_protocol": "SSL", "ssl_cafile": str(pki / "ca.pem"), "ssl_certfile": str(pki / "client.pem"),
+        "ssl_keyfile": str(pki / "client-enc.key")}}, "accounts": []}))
+    proc = _check_config(path)
+    assert proc.returncode == 2
+    assert "pass phrase" not in (proc.stdout + proc.stderr).lower()      # OpenSSL did not ask anyone
+    assert proc.stderr.splitlines()[1].startswith("  kafka.security: cannot load the TLS files (ssl_cafile=")
+
+
+def test_an_unset_key_password_is_named_alone_not_as_a_tls_file_problem(pki, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": "k:9093", "security": {
+        "security_protocol": "SSL", "ssl_cafile": str(pki / "ca.pem"), "ssl_certfile": str(pki / "client.pem"),
+        "ssl_keyfile": str(pki / "client-enc.key"), "ssl_key_password_env": "ESW_TEST_UNSET_PW"}},
+        "accounts": []}))
+    proc = _check_config(path, {"ESW_TEST_UNSET_PW": ""})
+    assert proc.returncode == 2
+    assert "pass phrase" not in (proc.stdout + proc.stderr).lower()
+    assert proc.stderr.splitlines()[1:] == [
+        "  kafka.security.ssl_key_password_env: environment variable ESW_TEST_UNSET_PW is not set or empty"]

@@ -394,3 +394,14 @@ async def test_a_signed_form_with_a_gbk_field_is_dead_lettered_whole_with_200(cl
     assert r.status == 200
     [([], [letter])] = writer.writes
     assert (letter.reason, letter.part, letter.body) == ("malformed", "body", body)
+
+
+async def test_a_body_whose_content_encoding_does_not_decode_is_400_not_500(client):
+    c, writer = client
+    import gzip
+    good = gzip.compress(sendcloud("deliver", "m1$a@x.test"))
+    r = await c.post("/webhooks/sendcloud/sc", data=good, headers={**FORM, "Content-Encoding": "gzip"})
+    assert r.status == 200 and len(writer.writes) == 1            # a gzip body that decodes is read as usual
+    r = await c.post("/webhooks/sendcloud/sc", data=b"\x1f\x8b\x08\x00not gzip at all",
+                     headers={**FORM, "Content-Encoding": "gzip"})
+    assert r.status == 400 and len(writer.writes) == 1

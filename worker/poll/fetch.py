@@ -72,10 +72,14 @@ def as_get(request: HttpRequest) -> HttpRequest | None:
     of an urlencoded form; None for any other request (a JSON POST has no GET twin)."""
     if request.method != "POST" or request.body is None:
         return None
-    kinds = [v.split(";", 1)[0].strip().lower() for k, v in request.headers if k.lower() == "content-type"]
-    if kinds != [FORM]:
+    kinds = [v.lower().replace(" ", "") for k, v in request.headers if k.lower() == "content-type"]
+    if kinds not in ([FORM], [f"{FORM};charset=utf-8"]):   # a form in another charset: no safe twin
         return None
-    fields = urllib.parse.parse_qsl(request.body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+    try:
+        text = request.body.decode("ascii")   # what urlencode makes: any other byte is no form of ours
+        fields = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
+    except (UnicodeError, ValueError):
+        return None
     headers = tuple((k, v) for k, v in request.headers if k.lower() != "content-type")
     return HttpRequest("GET", request.url, params=request.params + tuple(fields), headers=headers)
 
