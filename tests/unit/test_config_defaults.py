@@ -108,4 +108,4 @@ def test_provider_dependent_defaults_come_from_the_provider():
     assert (sc.poll.quota_per_minute, sc.poll.cache_ttl_secs, sc.poll.interval_min_secs) == (3000, 600, 600)
     assert (tx.poll.quota_per_minute, tx.poll.cache_ttl_secs, tx.poll.interval_min_secs) == (1200, 0, 60.0)
     assert sc.context.base_url == "https://api.sendcloud.net"
-    assert tx.context.base_url == "https://ses.intl.tencentcloudapi.com"
+    assert tx.context.base_url == "https://ses.tencentcloudapi.com"

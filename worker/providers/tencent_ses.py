@@ -62,12 +62,13 @@ def sent_email_id(email_id: str, recipient: str) -> str:
 
 # Hosts: ses.tencentcloudapi.com (China site, nearest region), ses.intl.tencentcloudapi.com
 # (international site), ses.<region>.tencentcloudapi.com (pinned). The international page of
-# GetSendEmailStatus (seed 004) names ses.intl.tencentcloudapi.com and only ap-singapore, and the
-# international SDK defaults to that root domain since 2025: the defaults are that site's host and
-# region (DEFAULT_REGION). A China-site account sets both: base_url https://ses.tencentcloudapi.com
-# and its region (ap-guangzhou or ap-hongkong, unconfirmed).
+# GetSendEmailStatus (seed 004) names ses.intl.tencentcloudapi.com and only ap-singapore (the
+# default region, DEFAULT_REGION), and the international SDK defaults to that root domain since
+# 2025. The default host stays the China site's nearest-region one, which the international SDK
+# used until then: a China-site account configured with only its region (as the docs said) keeps
+# its host; an international account may set base_url https://ses.intl.tencentcloudapi.com.
 DEFAULTS = ProviderDefaults(
-    base_url="https://ses.intl.tencentcloudapi.com",
+    base_url="https://ses.tencentcloudapi.com",
     quota_per_minute=1200,  # "20 requests per second" for this API (seed 004)
     cache_ttl_secs=0,  # none documented
     # RequestDate's day boundary is undocumented; UTC+8 is presumed (also Singapore's offset).

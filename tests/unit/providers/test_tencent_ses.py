@@ -397,7 +397,7 @@ def test_build_poll_request_needs_credentials_and_an_aware_now() -> None:
 def test_defaults() -> None:
     d = tencent_ses.DEFAULTS
     assert (d.base_url, d.quota_per_minute, d.cache_ttl_secs, d.retention_days, d.page_limit, d.polling) == (
-        "https://ses.intl.tencentcloudapi.com", 1200, 0, 30, 100, "date"   # the host of seed 004's region
+        "https://ses.tencentcloudapi.com", 1200, 0, 30, 100, "date"   # kept for configs that set only a region
     )
     assert d.status_filters == () and d.max_window_days == 1
     assert d.tz.utcoffset(None).total_seconds() == 8 * 3600
