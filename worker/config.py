@@ -63,7 +63,7 @@ def parse_config(data: Any, env: Mapping[str, str], checks: Callable[[Config], l
     Parts with schema problems are left out of the later checks (`_sound`): those assume the shape,
     and a problem they would find in a value the schema refused says nothing new."""
     errors = _schema_errors(data)
-    problems = [f"{_path(err.absolute_path)}: {_schema_message(err)}" for err in errors]
+    problems = [_described(err) for err in errors]
     builder = Builder(env)
     config: Config | None = None
     if isinstance(data, dict):
@@ -82,7 +82,11 @@ def parse_config(data: Any, env: Mapping[str, str], checks: Callable[[Config], l
 
 
 def schema_problems(data: Any) -> list[str]:
-    return [f"{_path(err.absolute_path)}: {_schema_message(err)}" for err in _schema_errors(data)]
+    return [_described(err) for err in _schema_errors(data)]
+
+
+def _described(err: jsonschema.ValidationError) -> str:
+    return f"{_path(err.absolute_path)}: {_schema_message(err)}"
 
 
 def _schema_errors(data: Any) -> list[jsonschema.ValidationError]:
