@@ -8,6 +8,10 @@ same wrk command (threads, connections, duration) measures:
 
 - *bare*: a minimal aiohttp app in a child process that reads the body and answers 200: the
   ceiling of one Python process serving these requests on this machine;
+- *floor*: bench/floor_app.py in a child process, the worker's path with nothing but its stack in
+  it (aiohttp, the HMAC, the form, an idempotent produce, a read_committed consume and one
+  transaction per batch of events): the least CPU per webhook any worker of this design and stack
+  spends here, so the worker's own share is what it costs above the floor;
 - the worker (a real `python -m worker run` process, one SendCloud account, webhooks only,
   production defaults) with 1 replica, and with 2 replicas sharing the port with
   `http.reuse_port: true` (one consumer group, the shards split between them); and 2 replicas
@@ -244,6 +248,56 @@ async def bare_ceiling(workdir: Path, secs: int, per_thread: int) -> dict:
             proc.kill()
 
 
+async def floor(bootstrap: str, workdir: Path, secs: int, per_thread: int, timeout: float = 60.0) -> dict:
+    """The same wrk run against bench/floor_app.py (the edge and the shard with nothing but aiohttp,
+    the HMAC, the form and aiokafka in them): accepted/s, and its CPU per webhook from wrk's start to
+    the last record its shard half committed."""
+    import aiohttp
+
+    port = free_port()
+    prefix = f"bench-floor-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.floor_app", str(port), bootstrap, prefix, ENV["BENCH_APP_KEY"]],
+                            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+                            cwd=Path(__file__).resolve().parent.parent)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async def done() -> int:
+                async with session.get(f"{base}/done") as r:
+                    return (await r.json())["done"]
+
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    start = await done()
+                    break
+                except aiohttp.ClientError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("the floor app did not start") from None
+                    await asyncio.sleep(0.2)
+            prefix_files = workdir / "floor"
+            write_slices(prefix_files, slices("floor", "deliver", per_thread))
+            w, cpu, _, t1 = await run_wrk(f"{base}/webhooks/sendcloud/{ACCOUNT}", prefix_files, secs,
+                                          {"floor": proc.pid, "broker": _broker_pid()})
+            committed, last_change = await done(), time.monotonic()
+            cpu.mark()
+            while committed - start < w["ok"] and time.monotonic() - last_change < 2 and time.monotonic() - t1 < timeout:
+                await asyncio.sleep(0.05)
+                now_done = await done()
+                if now_done != committed:
+                    committed, last_change = now_done, time.monotonic()
+                    cpu.mark()
+            shares = cpu.stop()
+        return {**w, "cpu": shares, "floor_cpu": cpu.secs.get("floor"), "committed": committed - start}
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        if proc.poll() is None:
+            proc.kill()
+        await delete_topics(bootstrap, prefix)
+
+
 # -- the worker's replicas ------------------------------------------------------------------------
 
 
@@ -410,6 +464,9 @@ async def measure(bootstrap: str, secs: int, warm_secs: int, per_thread: int, se
     workdir = Path(tempfile.mkdtemp(prefix="esw-bench-wrk-"))
     out: dict = {"bare": await bare_ceiling(workdir, secs, per_thread), "setups": []}
     say(f"wrk: bare aiohttp {out['bare']['ok'] / out['bare']['secs']:,.0f} req/s")
+    out["floor"] = await floor(bootstrap, workdir, secs, per_thread)
+    say(f"wrk: floor pipeline {out['floor']['ok'] / out['floor']['secs']:,.0f} req/s, "
+        f"{out['floor']['committed']:,} committed")
     for replicas, mixes, *spread in setups:
         out["setups"].append(await worker_setup(bootstrap, workdir, replicas, secs, per_thread, warm_secs, mixes,
                                                 profile, *spread))
@@ -437,7 +494,7 @@ def run(ctx) -> list[dict]:
     else:
         secs, warm, per_thread = 8, 2, 40_000
         setups = [[1, list(MIXES)], [2, list(MIXES)], [2, list(MIXES), 2, 2]]
-    say(f"wrk: -t{THREADS} -c{CONNECTIONS} -d{secs}s; bare aiohttp, then the worker with "
+    say(f"wrk: -t{THREADS} -c{CONNECTIONS} -d{secs}s; bare aiohttp, the floor pipeline, then the worker with "
         + " and ".join(f"{s[0]} replica(s) ({', '.join(s[1])})" + (f", spread {s[2]} of {s[3]} shards" if s[2:] else "")
                        for s in setups))
     r = run_child("wrk:measure", {"bootstrap": ctx.bootstrap, "secs": secs, "warm_secs": warm,
@@ -449,6 +506,22 @@ def run(ctx) -> list[dict]:
         row(NAME, "bare aiohttp ceiling (1 process)", ceiling, "req/s",
             f"{bare['ok']:,} × 2xx in {bare['secs']:.1f} s; p50 {ms(bare['p50_us']):.1f} ms, p99 "
             f"{ms(bare['p99_us']):.1f} ms; {shape}; {cpu_note(bare['cpu'])}"),
+    ]
+    fl = r["floor"]
+    fl_rate = fl["ok"] / fl["secs"]
+    fl_us = fl["floor_cpu"] / max(1, fl["ok"]) * 1e6
+    rows += [
+        row(NAME, "floor pipeline: accepted webhooks/s (1 process)", fl_rate, "req/s",
+            f"{fl['ok']:,} × 2xx in {fl['secs']:.1f} s, {fl['committed']:,} committed end to end; p99 "
+            f"{ms(fl['p99_us']):.1f} ms; bench/floor_app.py; {cpu_note(fl['cpu'])}"),
+        row(NAME, "floor pipeline: CPU per webhook", fl_us, "µs",
+            "aiohttp, HMAC, form, aiokafka produce + consume + transaction: a lower bound on the worker's"),
+        row(NAME, "floor pipeline / bare ceiling", fl_rate / ceiling, "ratio",
+            f"{fl_rate:,.0f} req/s against {ceiling:,.0f}"),
+        check(NAME, "floor pipeline committed what it accepted",
+              fl["ok"] <= fl["committed"] <= fl["ok"] + CONNECTIONS and not fl["status"],
+              f"{fl['committed']:,} committed, {fl['ok']:,} answered 2xx (at most {CONNECTIONS} more in flight at "
+              f"wrk's stop); not 2xx {fl['status']}"),
     ]
     for setup in r["setups"]:
         n = setup["replicas"]

@@ -1,0 +1,121 @@
+"""The floor under issue 16's targets: the least an exactly-once webhook pipeline does in this stack.
+
+`python -m bench.floor_app PORT BOOTSTRAP PREFIX APP_KEY` serves, in one process on asyncio's loop
+as the worker does, the two halves of the worker's webhook path with nothing else in them:
+
+- the edge: an aiohttp handler that reads the body, reads the form (`urllib.parse.parse_qsl`),
+  checks SendCloud's HMAC-SHA256 over timestamp + token, writes the body to `<PREFIX>.in` with an
+  idempotent acks=all producer (the worker's own batching, `worker.intake.Gathered`, one partition),
+  and answers 200 once the broker acknowledged it;
+- the shard: a read_committed consumer of `<PREFIX>.in` and a transactional producer; per batch of
+  records, one transaction that writes one small JSON event per record to `<PREFIX>.out` (the form
+  read again, as the shard reads a `_raw` record) and the consumer's offset.
+
+No dedup, no replay check, no caps, no metrics, no dead letters, no provider classification: what
+is left is aiohttp, the HMAC, the form, and aiokafka's produce, consume and transaction. Its CPU per
+webhook is a lower bound on the worker's in the same run (bench/wrk.py `floor`). GET /done answers
+how many records the shard half has committed. With FLOOR_UVLOOP set it runs on uvloop (not a
+dependency of the project: install it beside, e.g. `pip install --target DIR uvloop` and
+PYTHONPATH=DIR), to see what another event loop would change of the floor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import sys
+import urllib.parse
+
+import orjson
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from worker.emit import batch_with
+from worker.intake import Gathered
+
+BATCH_RECORDS = 500     # records a shard transaction takes at most (the worker's getmany bound is alike)
+
+
+async def serve(port: int, bootstrap: str, prefix: str, app_key: str) -> None:
+    topic_in, topic_out, group = f"{prefix}.in", f"{prefix}.out", f"{prefix}-group"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic_in, 1, 1), NewTopic(topic_out, 1, 1)])
+    finally:
+        await admin.close()
+    edge = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    shard = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                             transactional_id=f"{prefix}-tx")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                isolation_level="read_committed", auto_offset_reset="earliest")
+    await edge.start()
+    await shard.start()
+    await consumer.start()
+    tp = TopicPartition(topic_in, 0)
+    consumer.assign([tp])
+    gathered = Gathered(edge, topic_in)
+    key = app_key.encode()
+    done = 0
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        fields = dict(urllib.parse.parse_qsl(body.decode()))
+        signed = (fields.get("timestamp", "") + fields.get("token", "")).encode()
+        if not hmac.compare_digest(hmac.new(key, signed, hashlib.sha256).hexdigest(), fields.get("signature", "")):
+            return web.Response(status=401)
+        await gathered.add(0, b"floor", body)
+        return web.Response(text="ok")
+
+    async def count(request: web.Request) -> web.Response:
+        return web.json_response({"done": done})
+
+    async def decide() -> None:
+        nonlocal done
+        while True:
+            got = await consumer.getmany(tp, timeout_ms=100, max_records=BATCH_RECORDS)
+            records = got.get(tp)
+            if not records:
+                continue
+            async with shard.transaction():
+                builder, sent = None, []
+                for record in records:
+                    fields = dict(urllib.parse.parse_qsl(record.value.decode()))
+                    event = orjson.dumps({"email_id": fields["emailId"], "recipient": fields["recipient"],
+                                          "type": "delivered", "at": fields["timestamp"]})
+                    if builder is None or builder.append(timestamp=None, key=None, value=event, headers=[]) is None:
+                        if builder is not None:
+                            builder.close()
+                            sent.append(await shard.send_batch(builder, topic_out, partition=0))
+                        builder = batch_with(shard, None, event, [])
+                builder.close()
+                sent.append(await shard.send_batch(builder, topic_out, partition=0))
+                await asyncio.gather(*sent)
+                await shard.send_offsets_to_transaction({tp: records[-1].offset + 1}, group)
+            done += len(records)
+
+    task = asyncio.create_task(decide())
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", hook)
+    app.router.add_get("/done", count)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await task
+    finally:
+        await runner.cleanup()
+        await consumer.stop()
+        await shard.stop()
+        await edge.stop()
+
+
+if __name__ == "__main__":
+    if os.environ.get("FLOOR_UVLOOP"):
+        import uvloop
+        uvloop.run(serve(int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]))
+    else:
+        asyncio.run(serve(int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]))
