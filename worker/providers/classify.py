@@ -13,6 +13,11 @@ to `settle` with the SMTP reply it reported. The rule:
 3. The invariant: `invalid` ("stop mailing this address") only with scope recipient, domain or
    provider. A permanent failure whose evidence points at the sender, the content, the receiving
    side's policy or nothing becomes a soft bounce the provider will not retry (`final: true`).
+4. And only for a failure that is not temporary: an `invalid` (not the provider's own refusal)
+   whose SMTP reply is of class 4 (RFC 3463's enhanced code, else RFC 5321's basic code: "421 4.4.1
+   no answer from host", "452 4.2.2 over quota") or whose reason is `mailbox_full` (RFC 3463 X.2.2
+   is a persistent transient condition, whatever its class: the mailbox may empty) is a final soft
+   bounce too (docs/consumers.md: `invalid` means gone for good, a full mailbox is temporary).
 
 Pure data and functions; provider modules import it, nothing here imports them.
 """
@@ -111,6 +116,8 @@ REASON_SCOPE: dict[Reason, Scope] = {
 
 # The scopes an `invalid` may have: evidence about the address, or the provider's own refusal.
 INVALID_SCOPES = frozenset({Scope.RECIPIENT, Scope.DOMAIN, Scope.PROVIDER})
+# Reasons that name a temporary condition of a lasting address (rule 4).
+TEMPORARY_REASONS = frozenset({Reason.MAILBOX_FULL})
 FAILURES = frozenset({EventType.INVALID, EventType.SOFT_BOUNCE})
 
 
@@ -136,6 +143,16 @@ def text_evidence(text: str | None) -> Evidence | None:
     return None
 
 
+def temporary(smtp: Smtp | None) -> bool:
+    """Whether an SMTP reply says its failure is temporary: class 4 in its enhanced code, or, with
+    none, a 4yz basic code."""
+    if smtp is None:
+        return False
+    if smtp.enhanced is not None:
+        return smtp.enhanced.startswith("4.")
+    return smtp.code is not None and 400 <= smtp.code < 500
+
+
 def settle(type_: EventType | None, reason: Reason | None, scope: Scope | None,
            smtp: Smtp | None, text: str | None = None) -> tuple[EventType | None, Reason | None, Scope | None]:
     """(type, reason, scope) of a provider's row once the SMTP evidence (its codes, then `text`, the
@@ -148,6 +165,8 @@ def settle(type_: EventType | None, reason: Reason | None, scope: Scope | None,
         evidence = smtp_evidence(smtp) or text_evidence(text)
         if evidence is not None:
             reason, scope = evidence
+        if type_ is EventType.INVALID and (reason in TEMPORARY_REASONS or temporary(smtp)):
+            type_ = EventType.SOFT_BOUNCE
     if type_ is EventType.INVALID and scope not in INVALID_SCOPES:
         type_ = EventType.SOFT_BOUNCE
     return type_, reason, scope

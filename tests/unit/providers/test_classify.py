@@ -74,6 +74,20 @@ RULE = [
     # ...unless an invalid's evidence is not about the address: a final soft bounce
     ((INV, R.UNKNOWN_USER, S.RECIPIENT, "554 5.7.1 x"), (SOFT, R.POLICY_REJECTED, S.POLICY)),
     ((INV, R.BAD_ADDRESS, S.RECIPIENT, "550 5.7.26 x"), (SOFT, R.SENDER_REJECTED, S.SENDER)),
+    # ...or the failure is temporary (a reply of class 4, or a full mailbox): a final soft bounce
+    ((INV, R.OTHER, S.UNKNOWN, "552 5.2.2 mailbox full"), (SOFT, R.MAILBOX_FULL, S.RECIPIENT)),
+    ((INV, R.OTHER, S.UNKNOWN, "552 requested action aborted: exceeded storage allocation"),
+     (SOFT, R.MAILBOX_FULL, S.RECIPIENT)),
+    ((INV, R.MAILBOX_FULL, None, None), (SOFT, R.MAILBOX_FULL, S.RECIPIENT)),
+    ((INV, R.UNKNOWN_USER, S.RECIPIENT, "450 4.1.1 x"), (SOFT, R.UNKNOWN_USER, S.RECIPIENT)),
+    ((INV, R.OTHER, S.UNKNOWN, "421 4.4.1 no answer from host"), (SOFT, R.SERVER_UNREACHABLE, S.DOMAIN)),
+    ((INV, R.BAD_ADDRESS, S.RECIPIENT, "452 too many recipients"), (SOFT, R.BAD_ADDRESS, S.RECIPIENT)),
+    ((INV, R.BAD_ADDRESS, S.RECIPIENT, "550 4.1.3 x"), (SOFT, R.BAD_ADDRESS, S.RECIPIENT)),   # enhanced class wins
+    ((INV, R.UNKNOWN_USER, S.RECIPIENT, "450 5.1.1 x"), (INV, R.UNKNOWN_USER, S.RECIPIENT)),
+    ((INV, R.UNKNOWN_USER, S.RECIPIENT, "250 2.1.5 ok"), (INV, R.BAD_ADDRESS, S.RECIPIENT)),   # subject 1; class 2
+    ((SOFT, R.OTHER, S.UNKNOWN, "552 5.2.2 mailbox full"), (SOFT, R.MAILBOX_FULL, S.RECIPIENT)),
+    # ...but not the provider's own refusal (rule 1)
+    ((INV, R.SUPPRESSED, S.PROVIDER, "452 4.2.2 over quota"), (INV, R.SUPPRESSED, S.PROVIDER)),
     # no evidence in the text: the row stands
     ((INV, R.BAD_ADDRESS, S.RECIPIENT, "550 no"), (INV, R.BAD_ADDRESS, S.RECIPIENT)),
     # the provider's own refusal is kept whatever the text says
@@ -97,3 +111,26 @@ def test_every_reason_stands_for_a_scope() -> None:
     from worker.providers.classify import REASON_SCOPE
     assert set(REASON_SCOPE) == set(Reason)
     assert settle(INV, R.UNSUBSCRIBED, None, None) == (INV, R.UNSUBSCRIBED, S.PROVIDER)
+
+
+# reply -> temporary (RFC 3463: the enhanced code's class; RFC 5321: a 4yz basic code without one)
+TEMPORARY = {
+    "452 4.2.2 over quota": True,
+    "421 try again later": True,
+    "4.7.1 greylisted": True,
+    "499 odd": True,
+    "550 4.1.1 x": True,
+    "450 5.1.1 x": False,
+    "550 5.1.1 x": False,
+    "552 mailbox full": False,
+    "500 syntax": False,
+    "250 2.0.0 ok": False,
+    "no code": False,
+}
+
+
+@pytest.mark.parametrize("reply", list(TEMPORARY))
+def test_temporary(reply) -> None:
+    from worker.providers.classify import temporary
+    assert temporary(parse_smtp(reply)) is TEMPORARY[reply]
+    assert temporary(None) is False

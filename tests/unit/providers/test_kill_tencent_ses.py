@@ -69,7 +69,7 @@ def test_eventid_string_longer_than_five_digits_is_malformed(eventid: str) -> No
     "reason, expected_type, expected_final",
     [
         ("553 mailbox name not allowed", EventType.INVALID, True),   # 5xx code alone, recipient evidence
-        ("552 mailbox full", EventType.INVALID, True),
+        ("552 mailbox full", EventType.SOFT_BOUNCE, True),       # full: temporary, never invalid
         ("5.1.1 user unknown", EventType.INVALID, True),             # enhanced code alone
         ("501 syntax error in parameters", EventType.SOFT_BOUNCE, True),  # hard class, no evidence
         ("500 command unrecognized", EventType.SOFT_BOUNCE, True),

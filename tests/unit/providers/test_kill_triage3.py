@@ -56,9 +56,14 @@ def test_tencent_a_soft_bounce_type_keeps_its_type_whatever_the_reply_class() ->
                                                                Scope.RECIPIENT, False)
 
 
-def test_tencent_a_hard_bounce_type_stays_invalid_on_a_4xx_reply() -> None:
+def test_tencent_a_hard_bounce_type_stays_invalid_on_a_5xx_reply() -> None:
+    [obs] = tc({"event": "bounce", "bounceType": "hard_bounce", "reason": "550 5.2.1 mailbox disabled"})
+    assert (obs.type, obs.reason, obs.scope) == (EventType.INVALID, Reason.MAILBOX_DISABLED, Scope.RECIPIENT)
+
+
+def test_tencent_a_hard_bounce_on_a_4xx_reply_is_a_final_soft_bounce() -> None:
     [obs] = tc({"event": "bounce", "bounceType": "hard_bounce", "reason": "452 4.2.2 mailbox full"})
-    assert (obs.type, obs.reason, obs.scope) == (EventType.INVALID, Reason.MAILBOX_FULL, Scope.RECIPIENT)
+    assert (obs.type, obs.reason, obs.scope) == (EventType.SOFT_BOUNCE, Reason.MAILBOX_FULL, Scope.RECIPIENT)
 
 
 @pytest.mark.parametrize("bounce_type", ["", 3, None])

@@ -633,7 +633,7 @@ TENCENT_DELIVER_STATUSES = [
     (3, "", (SOFT, R.OTHER, True)),                                         # no evidence: not invalid
     (3, "550 5.1.1 recipient is not exist", (INVALID, R.UNKNOWN_USER, True)),
     (3, "550 5.1.2 domain not found", (INVALID, R.DOMAIN_INVALID, True)),
-    (3, "552 5.2.2 mailbox full", (INVALID, R.MAILBOX_FULL, True)),
+    (3, "552 5.2.2 mailbox full", (SOFT, R.MAILBOX_FULL, True)),          # full: temporary (rule 4), never invalid
     (8, "", (SOFT, R.DEFERRED, False)),                                     # delayed, Tencent retries
     (8, "421 4.4.2 connection timed out", (SOFT, R.SERVER_UNREACHABLE, False)),
     (5, "", (None, None, False)),                                           # not in the SDK list
@@ -776,7 +776,6 @@ TENCENT_HARD_BOUNCE_SMTP = {
     "556 5.1.10 recipient domain has a null MX": R.DOMAIN_INVALID,
     "553 5.1.3 bad destination mailbox address syntax": R.BAD_ADDRESS,
     "550 5.2.1 mailbox disabled": R.MAILBOX_DISABLED,
-    "552 5.2.2 mailbox full": R.MAILBOX_FULL,
 }
 
 
@@ -784,6 +783,16 @@ TENCENT_HARD_BOUNCE_SMTP = {
 def test_tencent_webhook_hard_bounce_reason_from_enhanced_code(reason_text) -> None:
     obs = only(tc_webhook({"event": "bounce", "bounceType": "hard_bounce", "reason": reason_text}))
     assert (obs.type, obs.reason, obs.final) == (INVALID, TENCENT_HARD_BOUNCE_SMTP[reason_text], True)
+
+
+@pytest.mark.parametrize("reason_text", ["552 5.2.2 mailbox full", "452 4.2.2 over quota", "550 mailbox is full",
+                                         "421 4.4.1 no answer from host"])
+def test_tencent_webhook_hard_bounce_that_is_temporary_is_a_final_soft_bounce(reason_text) -> None:
+    """A full mailbox (X.2.2, or the words) or a class-4 reply is not an address gone for good
+    (docs/consumers.md: `invalid`), whatever bounceType says: a final soft bounce."""
+    obs = only(tc_webhook({"event": "bounce", "bounceType": "hard_bounce", "reason": reason_text}))
+    expected = R.SERVER_UNREACHABLE if "4.4.1" in reason_text else R.MAILBOX_FULL
+    assert (obs.type, obs.reason, obs.final) == (SOFT, expected, True)
 
 
 TENCENT_WEBHOOK_X7 = {

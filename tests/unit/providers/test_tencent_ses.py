@@ -166,7 +166,7 @@ def test_deliver_status_mapping(code: int) -> None:
         (2, "550 5.1.1 user unknown", (S, R.SUPPRESSED)),
         (3, "550 5.1.2 bad destination system", (I, R.DOMAIN_INVALID)),
         (3, "550 5.2.1 mailbox disabled", (I, R.MAILBOX_DISABLED)),
-        (3, "552 5.2.2 mailbox full", (I, R.MAILBOX_FULL)),
+        (3, "552 5.2.2 mailbox full", (S, R.MAILBOX_FULL)),   # full: temporary, never invalid
         (3, "550 mailbox unavailable", (S, R.OTHER)),        # basic 550 alone is no evidence
         (8, "452 4.2.2 over quota", (S, R.MAILBOX_FULL)),
         (8, "421 4.7.0 greylisted", (S, R.POLICY_REJECTED)),  # X.7.0: policy, still a retrying soft bounce
