@@ -196,11 +196,17 @@ def outcome(base: EventType | None, sub_status: Any,
 Classified = tuple[EventType | None, Reason | None, Scope | None, Smtp | None]
 
 
-def classify(acct: AccountContext, base: EventType | None, sub_status: Any, message: str | None) -> Classified:
+def classify(acct: AccountContext, base: EventType | None, sub_status: Any, message: str | None,
+             known: bool = True) -> Classified:
     """Type, reason, scope and SMTP evidence of a row: a function of the account, the status's own
     type, the sub-status (as `as_int` reads it) and the message text, so a page may reuse it for rows
-    that share the three."""
+    that share the three. `known`: whether the row's status is one the provider module knows. The
+    sub-status refines a failure, or a status not known; a known status that is not a failure (a
+    delivered row, or a pending one: the provider still retrying, its last attempt's code beside it)
+    is what it says, whatever sub-status comes with it (docs/mapping.md)."""
     smtp = parse_smtp(message)
+    if known and base not in FAILURES:
+        sub_status = None
     return (*settle(*outcome(base, sub_status, acct), smtp, message), smtp)
 
 
@@ -218,9 +224,11 @@ def observation(
     message_id: str | None = None,
     sent_at: datetime | None = None,
     classified: Classified | None = None,
+    known: bool = True,
 ) -> Observation:
-    """A row's observation; `classified`: what `classify` gave for its base, sub-status and message."""
-    type_, reason, scope, smtp = classified or classify(acct, base, sub_status, message)
+    """A row's observation; `classified`: what `classify` gave for its base, sub-status and message
+    (and `known`, whether its status is one the module knows)."""
+    type_, reason, scope, smtp = classified or classify(acct, base, sub_status, message, known)
     return Observation(
         email_id=email_id,
         recipient=recipient,

@@ -160,6 +160,7 @@ def _poll_observation(acct: AccountContext, record: Any) -> Observation:
         recipient=recipient,
         base=STATUSES.get(code) if code is not None else None,
         sub_status=record.get("sub_status"),
+        known=code in STATUSES,
         occurred_at=_row_time(record.get("update_time") or request_time),
         provider_status=family.required_text(record, "status"),
         message=family.first_text(record, ("response_message", "sub_status_desc")),

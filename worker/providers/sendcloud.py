@@ -197,13 +197,20 @@ def _error_of(envelope: Any) -> PollError | None:
     return Retriable(f"statusCode {code}")
 
 
-def _status_type(edition: Edition, text: str) -> EventType | None:
-    """The type a status string names, by prefix (`无效邮件-地址不存在`, `Soft Bounce`)."""
+def _status_type(edition: Edition, text: str) -> tuple[EventType | None, bool]:
+    """The type a status string names, by prefix (`无效邮件-地址不存在`, `Soft Bounce`), and whether
+    the edition knows it (None and False for a word it does not: its sub-status decides)."""
     key = text.strip().casefold().replace("_", " ").replace("-", " ")
     for prefix, type_ in edition.statuses.items():
         if key.startswith(prefix):
-            return type_
-    return None
+            return type_, True
+    return None, False
+
+
+def _classified(acct: AccountContext, edition: Edition, status: str, sub_status: Any,
+                message: str | None) -> family.Classified:
+    type_, known = _status_type(edition, status)
+    return family.classify(acct, type_, sub_status, message, known)
 
 
 class _Row(NamedTuple):
@@ -285,7 +292,7 @@ def _columns(edition: Edition, acct: AccountContext, records: list[Any]) -> _Col
     except BAD_INPUT:
         return None
     keys = list(zip(statuses, sub_statuses, messages, strict=True))
-    memo = {key: family.classify(acct, _status_type(edition, key[0]), key[1], key[2]) for key in set(keys)}
+    memo = {key: _classified(acct, edition, *key) for key in set(keys)}
     return _Columns(records, email_ids, recipients, statuses, sub_statuses, messages, list(map(memo.__getitem__, keys)),
                     list(map(epochs.__getitem__, occurs)), requests, epochs)
 
@@ -319,7 +326,7 @@ def _columns_row_by_row(edition: Edition, acct: AccountContext,
         key = (status, as_int(sub_status), message)
         classified = memo.get(key)
         if classified is None:
-            classified = memo[key] = family.classify(acct, _status_type(edition, status), sub_status, message)
+            classified = memo[key] = _classified(acct, edition, status, sub_status, message)
         return (_Row(record, email_id, recipient, status, sub_status, occurred, request_time, message, classified),)
 
     read_ok, rejected = read_rows(records, read)

@@ -461,3 +461,21 @@ def test_itime_in_seconds_or_milliseconds(itime: Any, utc: datetime) -> None:
 def test_malformed_callbacks(record: dict[str, Any]) -> None:
     with pytest.raises(MalformedPayload):
         engagelab.webhook_observations(account(), record)
+
+
+# (status, sub_status) -> type: 18 is EngageLab retrying (its last attempt's code may be beside it)
+# and 1 delivered, whatever the sub-status; a failure or a status code not documented goes by its
+# sub-status (docs/mapping.md).
+@pytest.mark.parametrize(("status", "sub", "expected"), [
+    (18, 503, None),
+    (18, 406, None),
+    (1, 406, EventType.DELIVERED),
+    (4, 406, EventType.INVALID),
+    (5, 503, EventType.SOFT_BOUNCE),
+    (4, 503, EventType.SOFT_BOUNCE),
+    (7, 406, EventType.INVALID),
+    (7, None, None),
+])
+def test_a_sub_status_refines_only_a_failure_or_an_unknown_status(status, sub, expected) -> None:
+    obs = one(row(status=status, sub_status=sub, response_message="550 rejected"))
+    assert obs.type is expected

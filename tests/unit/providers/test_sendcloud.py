@@ -32,7 +32,7 @@ from worker.errors import (
 from worker.model import EventType, Provider, Reason
 from worker.providers import _sendcloud_family as family
 from worker.providers import _sendcloud_webhooks as sendcloud_webhooks
-from worker.providers import sendcloud
+from worker.providers import aurora_sendcloud, sendcloud
 from worker.providers.base import AccountContext, HttpRequest, PollQuery, RejectedRow, WebhookRequest
 
 # 17:00 UTC on Jan 1 is already Jan 2 in China.
@@ -670,3 +670,38 @@ def test_splitting_leaves_the_shared_parse_as_read() -> None:
     [record] = sendcloud.split_webhook(req)
     assert record["emailIds"] == ["a", "b"]
     assert req.parsed["sendcloud"]["emailIds"] == '["a", "b"]'   # decoded in the record, not in the parse
+
+
+# -- a sub-status beside a status that is not a failure (docs/mapping.md) --------------------------
+
+# (module, status word, subStatus) -> the row's type: the sub-status refines a failure or a word the
+# edition does not know; a delivered or pending row is what its status says.
+STATUS_BESIDE_SUB = [
+    (sendcloud, "请求中", "503", None),           # pending, the last attempt's code beside it: no event yet
+    (sendcloud, "请求中", "406", None),
+    (sendcloud, "送达", "406", EventType.DELIVERED),
+    (sendcloud, "投递成功", "509", EventType.DELIVERED),
+    (sendcloud, "无效邮件", "406", EventType.INVALID),
+    (sendcloud, "软退信", "406", EventType.INVALID),     # a failure: its sub-status decides, as before
+    (sendcloud, "无效邮件", "503", EventType.SOFT_BOUNCE),
+    (sendcloud, "退信", "406", EventType.INVALID),       # a word the edition does not know: the sub-status rescues it
+    (sendcloud, "退信", None, None),
+    (aurora_sendcloud, "sending", "503", None),
+    (aurora_sendcloud, "request", "406", None),
+    (aurora_sendcloud, "delivered", "406", EventType.DELIVERED),
+    (aurora_sendcloud, "invalid", "406", EventType.INVALID),
+    (aurora_sendcloud, "bounced", "503", EventType.SOFT_BOUNCE),
+]
+
+
+@pytest.mark.parametrize(("module", "status", "sub", "expected"), STATUS_BESIDE_SUB)
+@pytest.mark.parametrize("by_rows", [False, True])
+def test_a_sub_status_refines_only_a_failure_or_an_unknown_status(module, status, sub, expected, by_rows) -> None:
+    rows = [row(status=status, subStatus=sub, sendLog="550 rejected")]   # a reply that is no evidence
+    if by_rows:   # a message that is not text: the page is read row by row, not by columns
+        rows.append(row(emailId="1704160800000_15_23357_8937.sc-10_10_126_221-inbound1$bob@qq.com",
+                        recipients="bob@qq.com", sendLog=5))
+    page = parse(answer(*rows), module=module)
+    assert not page.rejected
+    assert page.observations[0].type is expected
+    assert page.observations[0].provider_sub_status == sub
