@@ -148,6 +148,10 @@ def _check(account: AccountConfig, record: raw.RawRecord) -> Sequence[Observatio
         check_fields(observations)
         return observations
     if isinstance(record, raw.PollPageRecord):
+        if module.DEFAULTS.polling == "ids":
+            # checkEmail answers carry no address and no time: the id tracker read the page against
+            # what it had asked and staged when it fetched it, which a shard reading `_raw` cannot
+            raise MalformedPayload("an id-polled status page cannot be replayed")
         module.parse_poll_response(account.context, record.query, record.status, record.headers, record.body,
                                    record.received_at)
     return ()
