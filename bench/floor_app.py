@@ -8,13 +8,14 @@ as the worker does, the two halves of the worker's webhook path with nothing els
   idempotent acks=all producer (the worker's own batching, `worker.intake.Gathered`, one partition),
   and answers 200 once the broker acknowledged it;
 - the shard: a read_committed consumer of `<PREFIX>.in` and a transactional producer; per batch of
-  records, one transaction that writes one small JSON event per record to `<PREFIX>.out` (the form
-  read again, as the shard reads a `_raw` record) and the consumer's offset.
+  records (up to 1,000, gathered for 75 ms after the first, the worker's `kafka.batch_max_records`
+  and `batch_linger_ms`), one transaction that writes one small JSON event per record to
+  `<PREFIX>.out` (the form read again, as the shard reads a `_raw` record) and the consumer's offset.
 
 No dedup, no replay check, no caps, no metrics, no dead letters, no provider classification: what
 is left is aiohttp, the HMAC, the form, and aiokafka's produce, consume and transaction. Its CPU per
 webhook is a lower bound on the worker's in the same run (bench/wrk.py `floor`). GET /done answers
-how many records the shard half has committed. With FLOOR_UVLOOP set it runs on uvloop (not a
+how many records the shard half has committed, and in how many transactions. With FLOOR_UVLOOP set it runs on uvloop (not a
 dependency of the project: install it beside, e.g. `pip install --target DIR uvloop` and
 PYTHONPATH=DIR), to see what another event loop would change of the floor.
 """
@@ -26,6 +27,7 @@ import hashlib
 import hmac
 import os
 import sys
+import time
 import urllib.parse
 
 import orjson
@@ -36,7 +38,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from worker.emit import batch_with
 from worker.intake import Gathered
 
-BATCH_RECORDS = 500     # records a shard transaction takes at most (the worker's getmany bound is alike)
+# A shard transaction as the worker's (its defaults, schemas/config.v1.json): up to BATCH_RECORDS
+# records, gathered for LINGER_SECS after the first one.
+BATCH_RECORDS = 1000
+LINGER_SECS = 0.075
 
 
 async def serve(port: int, bootstrap: str, prefix: str, app_key: str) -> None:
@@ -59,7 +64,7 @@ async def serve(port: int, bootstrap: str, prefix: str, app_key: str) -> None:
     consumer.assign([tp])
     gathered = Gathered(edge, topic_in)
     key = app_key.encode()
-    done = 0
+    done = transactions = 0
 
     async def hook(request: web.Request) -> web.Response:
         body = await request.read()
@@ -71,15 +76,23 @@ async def serve(port: int, bootstrap: str, prefix: str, app_key: str) -> None:
         return web.Response(text="ok")
 
     async def count(request: web.Request) -> web.Response:
-        return web.json_response({"done": done})
+        return web.json_response({"done": done, "transactions": transactions})
+
+    async def batch() -> list:
+        """Records for one transaction: the first that come, then more for LINGER_SECS."""
+        records: list = []
+        while not records:
+            records = (await consumer.getmany(tp, timeout_ms=100, max_records=BATCH_RECORDS)).get(tp, [])
+        until = time.monotonic() + LINGER_SECS
+        while len(records) < BATCH_RECORDS and (left := until - time.monotonic()) > 0:
+            more = await consumer.getmany(tp, timeout_ms=int(left * 1000) + 1, max_records=BATCH_RECORDS - len(records))
+            records += more.get(tp, [])
+        return records
 
     async def decide() -> None:
-        nonlocal done
+        nonlocal done, transactions
         while True:
-            got = await consumer.getmany(tp, timeout_ms=100, max_records=BATCH_RECORDS)
-            records = got.get(tp)
-            if not records:
-                continue
+            records = await batch()
             async with shard.transaction():
                 builder, sent = None, []
                 for record in records:
@@ -96,6 +109,7 @@ async def serve(port: int, bootstrap: str, prefix: str, app_key: str) -> None:
                 await asyncio.gather(*sent)
                 await shard.send_offsets_to_transaction({tp: records[-1].offset + 1}, group)
             done += len(records)
+            transactions += 1
 
     task = asyncio.create_task(decide())
     app = web.Application()
