@@ -188,27 +188,6 @@ def decode(value: bytes | None) -> RawRecord:
         raise BadRawRecord(f"{kind.KIND} record: {detail}") from None
 
 
-def named(value: bytes | None) -> tuple[str, str] | None:
-    """The provider and account a record's envelope names, whatever its version or kind (a dead
-    letter's headers for a record this release cannot read), or None when it names none."""
-    try:
-        d = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(d, dict) and isinstance(d.get("provider"), str) and isinstance(d.get("account"), str):
-        return d["provider"], d["account"]
-    return None
-
-
-def media_type(value: bytes | None) -> str:
-    """The content type of a `_raw` value as it is kept in a dead letter: JSON, or bytes."""
-    try:
-        orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        return "application/octet-stream"
-    return "application/json"
-
-
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError("text")

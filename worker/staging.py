@@ -140,8 +140,6 @@ class Staging:
                     self.dead_letter(provider, name, page.rejected[0].reason, value or b"", now)
                 self.observe_page(account, record, page.observations, record.received_at)
         except WorkerError as exc:
-            if provider == UNKNOWN:   # not read (a later version's record, say): named by its envelope
-                provider, name = self._names(value)
             self.dead_letter(provider, name, exc.error_type, value or b"", now)
         except (KeyError, TypeError, ValueError):
             # A provider module let an untyped error out (a bug): the record is kept, not lost.
@@ -163,17 +161,8 @@ class Staging:
         return False
 
     def dead_letter(self, provider: str, account: str, reason: str, value: bytes, now: datetime) -> None:
-        self.batch.dead.append(DeadLetter(provider, account, reason, "shard", "raw", value, raw.media_type(value), now))
+        self.batch.dead.append(DeadLetter(provider, account, reason, "shard", "raw", value, "application/json", now))
         self.batch.tally.dead_letter(provider, account, reason)
-
-    def _names(self, value: bytes | None) -> tuple[str, str]:
-        """The provider and account of a `_raw` value this release cannot read, when its envelope
-        names an account of this shard (`unknown` otherwise: a dead letter's headers name only
-        what the configuration knows)."""
-        found = raw.named(value)
-        if found is not None and any(p.value == found[0] and a == found[1] for p, a in self.accounts):
-            return found
-        return UNKNOWN, UNKNOWN
 
     def observe_page(self, account: AccountConfig, page: raw.PollPageRecord, observations: Sequence[Observation],
                      observed_at: datetime) -> int:
@@ -293,11 +282,12 @@ class Staging:
 
     def stage_poison(self, record: Any, now: datetime) -> None:
         """A `_raw` record the breaker set aside (worker.breaker): to the dead-letter topic as it is."""
+        provider, name = UNKNOWN, UNKNOWN
         try:
             decoded = raw.decode(record.value)
             provider, name = decoded.provider.value, decoded.account
         except WorkerError:
-            provider, name = self._names(record.value)
+            pass
         self.dead_letter(provider, name, PoisonRecord.error_type, record.value or b"", now)
         self.batch.raw_offset = record.offset + 1
         self.batch.size += 1

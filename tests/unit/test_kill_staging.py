@@ -162,7 +162,7 @@ async def test_a_poisoned_record_without_a_value_is_set_aside_empty_and_counted_
     st.stage_raw(records(b"garbage"), NOW)                     # size 1
     st.stage_poison(SimpleNamespace(offset=11, value=None), NOW)
     assert st.batch.dead[1:] == [DeadLetter("unknown", "unknown", "poison_record", "shard", "raw", b"",
-                                            "application/octet-stream", NOW)]   # empty: not JSON
+                                            "application/json", NOW)]
     assert (st.batch.size, st.batch.raw_offset) == (2, 12)
 
 

