@@ -241,11 +241,16 @@ async def bare_ceiling(workdir: Path, secs: int, per_thread: int) -> dict:
         shares = cpu.stop()
         return {**w, "cpu": shares, "bare_cpu": cpu.secs.get("bare")}
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        if proc.poll() is None:
-            proc.kill()
+        end_child(proc)
+
+
+def end_child(proc: subprocess.Popen) -> None:
+    """Stop a child app: SIGTERM, then SIGKILL when it has not exited within 10 s."""
+    proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+    if proc.poll() is None:
+        proc.kill()
 
 
 async def floor(bootstrap: str, workdir: Path, secs: int, warm_secs: int, per_thread: int,
@@ -306,11 +311,7 @@ async def floor(bootstrap: str, workdir: Path, secs: int, warm_secs: int, per_th
         return {**w, "cpu": shares, "floor_cpu": cpu.secs.get("floor"), "committed": committed - start,
                 "transactions": transactions}
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        if proc.poll() is None:
-            proc.kill()
+        end_child(proc)
         await delete_topics(bootstrap, prefix)
 
 
