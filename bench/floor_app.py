@@ -10,7 +10,8 @@ as the worker does, the two halves of the worker's webhook path with nothing els
 - the shard: a read_committed consumer of `<PREFIX>.in` and a transactional producer; per batch of
   records (up to 1,000, gathered for 75 ms after the first, the worker's `kafka.batch_max_records`
   and `batch_linger_ms`), one transaction that writes one small JSON event per record to
-  `<PREFIX>.out` (the form read again, as the shard reads a `_raw` record) and the consumer's offset.
+  `<PREFIX>.out` (the form read again, as the shard reads a `_raw` record; the worker's batching of a
+  transaction's records, `worker.transaction.Batches`) and the consumer's offset.
 
 No dedup, no replay check, no caps, no metrics, no dead letters, no provider classification: what
 is left is aiohttp, the HMAC, the form, and aiokafka's produce, consume and transaction. Its CPU per
@@ -35,8 +36,8 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from worker.emit import batch_with
 from worker.intake import Gathered
+from worker.transaction import Batches
 
 # A shard transaction as the worker's (its defaults, schemas/config.v1.json): up to BATCH_RECORDS
 # records, gathered for LINGER_SECS after the first one.
@@ -94,19 +95,14 @@ async def serve(port: int, bootstrap: str, prefix: str, app_key: str) -> None:
         while True:
             records = await batch()
             async with shard.transaction():
-                builder, sent = None, []
+                events = Batches(shard)   # the worker's own batching of a transaction's records
                 for record in records:
                     fields = dict(urllib.parse.parse_qsl(record.value.decode()))
                     event = orjson.dumps({"email_id": fields["emailId"], "recipient": fields["recipient"],
                                           "type": "delivered", "at": fields["timestamp"]})
-                    if builder is None or builder.append(timestamp=None, key=None, value=event, headers=[]) is None:
-                        if builder is not None:
-                            builder.close()
-                            sent.append(await shard.send_batch(builder, topic_out, partition=0))
-                        builder = batch_with(shard, None, event, [])
-                builder.close()
-                sent.append(await shard.send_batch(builder, topic_out, partition=0))
-                await asyncio.gather(*sent)
+                    await events.add(topic_out, fields["recipient"].encode(), event, partition=0)
+                await events.send()
+                await asyncio.gather(*events.sent)
                 await shard.send_offsets_to_transaction({tp: records[-1].offset + 1}, group)
             done += len(records)
             transactions += 1
