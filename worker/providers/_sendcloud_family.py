@@ -88,6 +88,15 @@ DEFAULT_REASON: dict[EventType, Reason] = {
 FAILURES = frozenset({EventType.INVALID, EventType.SOFT_BOUNCE})
 FINAL = frozenset({EventType.DELIVERED, EventType.INVALID})
 
+
+def final(type_: EventType | None, base: EventType | None) -> bool:
+    """Whether a row's status can no longer change (what an id tracker stops asking about,
+    `Observation.final`): a delivery or an address gone, or a row in the provider's own `invalid`
+    status whatever the scope rule published it as (a refusal of our sender or content, a
+    temporary reply: worker.providers.classify), since the provider does not retry those. A soft
+    bounce in its own status is not: a retry may follow it."""
+    return type_ in FINAL or base is EventType.INVALID
+
 # The `status` filter of all three status APIs (seeds 000-002); 18 (sending) is never asked for.
 STATUS_FILTER: dict[EventType, str] = {
     EventType.DELIVERED: "1",
@@ -227,7 +236,8 @@ def observation(
     known: bool = True,
 ) -> Observation:
     """A row's observation; `classified`: what `classify` gave for its base, sub-status and message
-    (and `known`, whether its status is one the module knows)."""
+    (and `known`, whether its status is one the module knows). `base` also says whether the row is
+    final (`final`)."""
     type_, reason, scope, smtp = classified or classify(acct, base, sub_status, message, known)
     return Observation(
         email_id=email_id,
@@ -241,7 +251,7 @@ def observation(
         provider_sub_status=None if sub_status in (None, "") else str(sub_status),
         provider_message=message,
         smtp=smtp,
-        final=type_ in FINAL,
+        final=final(type_, base),
         scope=scope,
         raw=record,
     )

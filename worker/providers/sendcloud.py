@@ -225,12 +225,14 @@ class _Row(NamedTuple):
     request_time: Any
     message: str | None
     classified: family.Classified
+    base: EventType | None
 
 
 @attrs.frozen
 class _Columns:
     """A page's readable rows, column by column, as `_poll_rows` turns them into `Rows`. `epochs`
-    reads every time text of the rows (Unix seconds); a falsy `requests` entry has no send time."""
+    reads every time text of the rows (Unix seconds); a falsy `requests` entry has no send time.
+    `bases`: the type each row's status word names (`_status_type`), which says whether it is final."""
 
     records: list[dict[str, Any]]
     email_ids: list[str]
@@ -242,6 +244,7 @@ class _Columns:
     occurred: list[int]
     requests: list[Any]
     epochs: dict[Any, int]
+    bases: list[EventType | None]
 
 
 _NONE = type(None)
@@ -293,8 +296,9 @@ def _columns(edition: Edition, acct: AccountContext, records: list[Any]) -> _Col
         return None
     keys = list(zip(statuses, sub_statuses, messages, strict=True))
     memo = {key: _classified(acct, edition, *key) for key in set(keys)}
+    bases = {status: _status_type(edition, status)[0] for status in set(statuses)}
     return _Columns(records, email_ids, recipients, statuses, sub_statuses, messages, list(map(memo.__getitem__, keys)),
-                    list(map(epochs.__getitem__, occurs)), requests, epochs)
+                    list(map(epochs.__getitem__, occurs)), requests, epochs, list(map(bases.__getitem__, statuses)))
 
 
 def _columns_row_by_row(edition: Edition, acct: AccountContext,
@@ -327,13 +331,14 @@ def _columns_row_by_row(edition: Edition, acct: AccountContext,
         classified = memo.get(key)
         if classified is None:
             classified = memo[key] = _classified(acct, edition, status, sub_status, message)
-        return (_Row(record, email_id, recipient, status, sub_status, occurred, request_time, message, classified),)
+        return (_Row(record, email_id, recipient, status, sub_status, occurred, request_time, message, classified,
+                     _status_type(edition, status)[0]),)
 
     read_ok, rejected = read_rows(records, read)
     columns = _Columns([r.record for r in read_ok], [r.email_id for r in read_ok], [r.recipient for r in read_ok],
                        [r.status for r in read_ok], [r.sub_status for r in read_ok], [r.message for r in read_ok],
                        [r.classified for r in read_ok], [r.occurred for r in read_ok],
-                       [r.request_time for r in read_ok], times)
+                       [r.request_time for r in read_ok], times, [r.base for r in read_ok])
     return columns, rejected
 
 
@@ -345,7 +350,7 @@ def _rows(acct: AccountContext, c: _Columns) -> Rows:
     def build(index: int) -> Observation:
         sent = c.requests[index]
         return family.observation(
-            acct, email_id=c.email_ids[index], recipient=c.recipients[index], base=None,
+            acct, email_id=c.email_ids[index], recipient=c.recipients[index], base=c.bases[index],
             sub_status=c.sub_statuses[index], occurred_at=datetime.fromtimestamp(c.occurred[index], UTC),
             provider_status=c.statuses[index], message=c.messages[index], record=c.records[index],
             sent_at=datetime.fromtimestamp(c.epochs[sent], UTC) if sent else None, classified=c.classified[index])
@@ -358,7 +363,7 @@ def _rows(acct: AccountContext, c: _Columns) -> Rows:
     else:
         plain = [plainly_within_caps(*texts) for texts in zip(
             c.email_ids, c.recipients, c.statuses, map(_sub_text, c.sub_statuses), strict=True)]
-    return Rows(c.email_ids, types, c.occurred, [True] * count, [t in family.FINAL for t in types], plain, build)
+    return Rows(c.email_ids, types, c.occurred, [True] * count, list(map(family.final, types, c.bases)), plain, build)
 
 
 # -- this edition -------------------------------------------------------------------------------

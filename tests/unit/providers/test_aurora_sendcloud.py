@@ -154,7 +154,8 @@ def test_sender_rejection_switch(code: int) -> None:
     reason = Reason.SENDER_REJECTED if code == 405 else Reason.SPAM_REJECTED
     for setting in (None, EventType.SOFT_BOUNCE, EventType.INVALID):
         soft = one(row(status="Invalid", subStatus=code), acct=account(sender_rejection=setting))
-        assert (soft.type, soft.reason, soft.final) == (EventType.SOFT_BOUNCE, reason, False)
+        # final: the row is in the provider's Invalid status, which it does not retry
+        assert (soft.type, soft.reason, soft.final) == (EventType.SOFT_BOUNCE, reason, True)
 
 
 @pytest.mark.parametrize(("body", "error"), [

@@ -133,13 +133,14 @@ def test_bad_queries_and_missing_credentials() -> None:
 # -- mapping tables -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("status", "expected"), sorted((s, v[0]) for s, v in literal.ENGAGELAB_STATUSES.items()))
+@pytest.mark.parametrize(("status", "expected", "final"),
+                         sorted((s, v[0], v[2]) for s, v in literal.ENGAGELAB_STATUSES.items()))
 @pytest.mark.parametrize("as_text", [False, True], ids=["int", "string"])
-def test_every_status_code(status: int, expected: EventType | None, as_text: bool) -> None:
+def test_every_status_code(status: int, expected: EventType | None, final: bool, as_text: bool) -> None:
     obs = one(row(status=str(status) if as_text else status))
     assert (obs.type, obs.provider_status) == (expected, str(status))
     assert obs.reason is (literal.DEFAULT_REASON.get(expected) if expected else None)
-    assert obs.final is (expected in (EventType.DELIVERED, EventType.INVALID))
+    assert obs.final is final
 
 
 def test_unknown_status_is_not_emitted() -> None:

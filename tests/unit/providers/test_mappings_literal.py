@@ -16,7 +16,10 @@ config, ...) is not emitted (type None). PROVIDERS.md gives the failure *kind* i
 "address does not exist"); the `reason` column is that wording read onto worker.model.Reason.
 `final` follows PROVIDERS.md's "Final?" column where there is one (UniSender 4.4) and section 6
 "Terminal-state detection" elsewhere (delivered and invalid are terminal; a soft bounce only when
-the provider says it is final).
+the provider says it is final). For the SendCloud family a row in the provider's own invalid status
+(4, `无效邮件`, `Invalid`, the `invalid`/`invalid_email` webhook) is terminal whatever the scope rule
+publishes it as: the provider gave up and will not retry (PROVIDERS.md 1.4 "delivery failed
+(permanent)"), so an id tracker has nothing more to ask.
 
 Issue 13 (docs/mapping.md) changed types and reasons: the per-provider tables there give (type,
 reason, scope), SMTP evidence in a record's text refines reason and scope (except rows of scope
@@ -81,18 +84,19 @@ FAMILY = [Provider.SENDCLOUD, Provider.AURORA_SENDCLOUD, Provider.ENGAGELAB]
 DEFAULT_REASON = {INVALID: R.OTHER, SOFT: R.OTHER, UNSUBSCRIBED: R.UNSUBSCRIBED}
 
 # docs/mapping.md SendCloud-family table: sub-status -> (type, reason, final), rows without SMTP evidence
-# (the payloads below carry no reply code). `final` is the tracking column: delivered and invalid
-# are terminal, a soft bounce is not (unchanged by issue 13; the event's `final` is another matter).
+# (the payloads below carry no reply code). `final` is the tracking column: delivered and the
+# provider's invalid status are terminal (the 4xx rows below all come under it, 405-409 published as
+# soft bounces included), a soft bounce status is not (the event's `final` is another matter).
 SUB_STATUS = {
     401: (INVALID, R.SUPPRESSED, True),          # on the provider's blacklist, not sent (scope provider)
     402: (INVALID, R.UNSUBSCRIBED, True),        # "invalid (reason unsubscribed)" (scope provider)
     403: (INVALID, R.SERVER_UNREACHABLE, True),  # server error / MX unreachable (domain)
     404: (INVALID, R.BAD_ADDRESS, True),         # address format error (recipient)
-    405: (SOFT, R.SENDER_REJECTED, False),       # our IP/domain rejected: sender-side, never invalid
+    405: (SOFT, R.SENDER_REJECTED, True),        # our IP/domain rejected: sender-side, never invalid
     406: (INVALID, R.UNKNOWN_USER, True),        # address does not exist (recipient)
-    407: (SOFT, R.SPAM_REJECTED, False),         # junk/spam: our content, never invalid
-    408: (SOFT, R.POLICY_REJECTED, False),       # sender/recipient rejected: scope policy, no evidence
-    409: (SOFT, R.OTHER, False),                 # other: scope unknown, no evidence -> soft bounce
+    407: (SOFT, R.SPAM_REJECTED, True),          # junk/spam: our content, never invalid
+    408: (SOFT, R.POLICY_REJECTED, True),        # sender/recipient rejected: scope policy, no evidence
+    409: (SOFT, R.OTHER, True),                  # other: scope unknown, no evidence -> soft bounce
     503: (SOFT, R.SERVER_UNREACHABLE, False),    # service unreachable
     505: (SOFT, R.SENDER_REJECTED, False),       # IP/domain rejected (sender)
     506: (SOFT, R.UNKNOWN_USER, False),          # mailbox does not exist
@@ -103,8 +107,8 @@ SUB_STATUS = {
 # PROVIDERS.md 1.4: no 501/502/504; docs/mapping.md: "other 4xx like 409, other 5xx like 509" (without SMTP
 # evidence a 4xx is about nothing known: a soft bounce, not invalid).
 UNKNOWN_SUB_STATUS = {
-    410: (SOFT, R.OTHER, False),
-    499: (SOFT, R.OTHER, False),
+    410: (SOFT, R.OTHER, True),     # under the invalid status (family_poll): terminal
+    499: (SOFT, R.OTHER, True),
     501: (SOFT, R.OTHER, False),
     502: (SOFT, R.OTHER, False),
     504: (SOFT, R.OTHER, False),
@@ -115,12 +119,12 @@ UNKNOWN_SUB_STATUS = {
 # now means soft_bounce too (worker.configbuild.SENDER_REJECTION), and even an account context that
 # asks for invalid gets a soft bounce (the scope invariant: scope sender/content).
 SENDER_SIDE_FAMILY = {
-    (405, "documented"): (SOFT, R.SENDER_REJECTED, False),
-    (405, "invalid"): (SOFT, R.SENDER_REJECTED, False),
-    (405, "soft_bounce"): (SOFT, R.SENDER_REJECTED, False),
-    (407, "documented"): (SOFT, R.SPAM_REJECTED, False),
-    (407, "invalid"): (SOFT, R.SPAM_REJECTED, False),
-    (407, "soft_bounce"): (SOFT, R.SPAM_REJECTED, False),
+    (405, "documented"): (SOFT, R.SENDER_REJECTED, True),
+    (405, "invalid"): (SOFT, R.SENDER_REJECTED, True),
+    (405, "soft_bounce"): (SOFT, R.SENDER_REJECTED, True),
+    (407, "documented"): (SOFT, R.SPAM_REJECTED, True),
+    (407, "invalid"): (SOFT, R.SPAM_REJECTED, True),
+    (407, "soft_bounce"): (SOFT, R.SPAM_REJECTED, True),
 }
 
 SC_EMAIL_ID = "1652117389552_218362_2287_3497.sc-10_9_13_213-inbound0$bob@example.com"
@@ -205,8 +209,8 @@ def test_family_poll_address_side_sub_status_ignores_the_policy(provider, policy
 SENDCLOUD_STATUS_STRINGS = {
     "送达": (DELIVERED, None, True),
     "投递成功": (DELIVERED, None, True),              # the 2017 docs' word
-    "无效邮件": (SOFT, R.OTHER, False),
-    "无效邮件-地址不存在": (SOFT, R.OTHER, False),     # prefix rule (LingByte client)
+    "无效邮件": (SOFT, R.OTHER, True),                # the provider's invalid status: terminal
+    "无效邮件-地址不存在": (SOFT, R.OTHER, True),      # prefix rule (LingByte client)
     "软退信": (SOFT, R.OTHER, False),
     "软退信-其他": (SOFT, R.OTHER, False),
     "请求中": (None, None, False),                    # other(pending): not emitted
@@ -216,8 +220,8 @@ AURORA_STATUS_STRINGS = {
     **SENDCLOUD_STATUS_STRINGS,
     "Delivered": (DELIVERED, None, True),
     "delivered": (DELIVERED, None, True),
-    "Invalid": (SOFT, R.OTHER, False),            # invalid class, no evidence: soft bounce
-    "INVALID": (SOFT, R.OTHER, False),
+    "Invalid": (SOFT, R.OTHER, True),             # invalid class, no evidence: soft bounce (terminal)
+    "INVALID": (SOFT, R.OTHER, True),
     "Soft Bounce": (SOFT, R.OTHER, False),
     "soft bounce": (SOFT, R.OTHER, False),
     "Request": (None, None, False),
@@ -244,7 +248,7 @@ def test_sendcloud_family_poll_prefers_the_numeric_sub_status(provider) -> None:
 # PROVIDERS.md 1.4 `status` table (seed 000), no sub-status.
 ENGAGELAB_STATUSES = {
     1: (DELIVERED, None, True),
-    4: (SOFT, R.OTHER, False),  # invalid class, no sub-status, no SMTP evidence: soft bounce (docs/mapping.md)
+    4: (SOFT, R.OTHER, True),   # invalid class, no sub-status, no SMTP evidence: soft bounce (docs/mapping.md), terminal
     5: (SOFT, R.OTHER, False),
     18: (None, None, False),   # sending: other(pending)
 }
@@ -293,7 +297,7 @@ SENDCLOUD_EVENTS = {
     "click": None,                             # other(clicked)
     "unsubscribe": (UNSUBSCRIBED, R.UNSUBSCRIBED, False),
     "report_spam": (COMPLAINT, None, False),   # a complaint is not a delivery failure: no reason
-    "invalid": (SOFT, R.OTHER, False),         # no substat, no evidence: soft bounce (refined below)
+    "invalid": (SOFT, R.OTHER, True),          # no substat, no evidence: soft bounce (refined below), terminal
     "soft_bounce": (SOFT, R.OTHER, False),     # refined by substat (below)
     "route": None,                             # other(inbound)
 }
@@ -301,7 +305,7 @@ SENDCLOUD_EVENTS = {
 AURORA_EVENTS = {
     **SENDCLOUD_EVENTS,
     "delivered": (DELIVERED, None, True),
-    "invalid_email": (SOFT, R.OTHER, False),   # as "invalid"
+    "invalid_email": (SOFT, R.OTHER, True),    # as "invalid"
     "spam-report": (COMPLAINT, None, False),
 }
 
@@ -372,7 +376,7 @@ ENGAGELAB_STATUS_EVENTS = {
     "target": None,                          # other(pending)
     "sent": None,                            # other(pending)
     "delivered": (DELIVERED, None, True),
-    "invalid_email": (SOFT, R.OTHER, False),  # no sub_stat, no evidence: soft bounce (docs/mapping.md)
+    "invalid_email": (SOFT, R.OTHER, True),   # no sub_stat, no evidence: soft bounce (docs/mapping.md), terminal
     "soft_bounce": (SOFT, R.OTHER, False),
 }
 ENGAGELAB_RESPONSE_EVENTS = {

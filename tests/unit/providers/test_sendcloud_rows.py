@@ -203,3 +203,26 @@ def test_a_time_in_a_remembered_hour_does_not_go_through_the_pattern(monkeypatch
     assert matched == []
     assert naive_epoch("2024-03-04 05:3:44", tz) == utc_epoch(2024, 3, 3, 21, 3, 44)   # unpadded: the pattern reads it
     assert matched == ["2024-03-04 05:3:44"]
+
+
+# What an id tracker reads (`finals`): a row in the provider's own invalid status is final whatever the
+# scope rule published it as (the provider does not retry it: PROVIDERS.md 1.4 "delivery failed
+# (permanent)"); a row in its soft-bounce status is not. Before, a 405 or a "452 ... mailbox full" row
+# under 无效邮件 (published as a soft bounce) was re-asked by a gap-driven tracker until id_max_age_days.
+FINALITY_PAGE = [
+    row(emailId="a$a@qq.com", status="无效邮件", subStatus="405", sendLog="550 5.7.1 IP blocked"),   # our IP
+    row(emailId="b$b@qq.com", status="无效邮件", subStatus="409", sendLog="452 4.2.2 mailbox full"),  # temporary
+    row(emailId="c$c@qq.com", status="无效邮件", subStatus="406", sendLog="550 5.1.1 user unknown"),
+    row(emailId="d$d@qq.com", status="软退信", subStatus="503", sendLog="421 4.4.1 no answer"),
+    row(emailId="e$e@qq.com", status="某种新状态", subStatus="406", sendLog="x"),   # word unknown: its number decides
+    row(emailId="f$f@qq.com", status="某种新状态", subStatus="405", sendLog="x"),
+]
+
+
+@pytest.mark.parametrize("read", [by_columns, lambda records: row_by_row(records)[0]], ids=["columns", "row by row"])
+def test_a_row_in_the_providers_invalid_status_is_final_whatever_it_is_published_as(read) -> None:
+    rows = read(FINALITY_PAGE)
+    soft, invalid = EventType.SOFT_BOUNCE, EventType.INVALID
+    assert rows.types == [soft, soft, invalid, soft, invalid, soft]
+    assert rows.finals == [True, True, True, False, True, False]
+    assert [o.final for o in rows] == [True, True, True, False, True, False]
