@@ -81,6 +81,9 @@ def webhook_records(edition: Edition, req: WebhookRequest) -> list[dict[str, Any
 # status API's spelling is `sub_status`: whichever is present, in this order.
 WEBHOOK_SUB_STATUS = ("substat", "subStat", "sub_status")
 WEBHOOK_SUB_STATUS_DESC = ("substatdesc", "subStatDesc", "sub_status_desc")
+# The failure's text: `cause` (the current soft_bounce), `reason` (the 2015 `bounce` event's 弹回原因),
+# then the `message` every event has, then the sub-status description.
+MESSAGE_FIELDS = ("cause", "reason", "message", *WEBHOOK_SUB_STATUS_DESC)
 
 
 def event_observations(edition: Edition, acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
@@ -102,7 +105,7 @@ def event_observations(edition: Edition, acct: AccountContext, record: dict[str,
                 sub_status=family.first_present(record, WEBHOOK_SUB_STATUS) if base in family.FAILURES else None,
                 occurred_at=epoch_time(record["timestamp"]),
                 provider_status=event,
-                message=family.first_text(record, ("cause", "message", *WEBHOOK_SUB_STATUS_DESC)),
+                message=family.first_text(record, MESSAGE_FIELDS),
                 record=record,
                 message_id=family.first_text(record, ("messageId",)),
             )
@@ -120,19 +123,46 @@ def signature_reuse_key(record: dict[str, Any]) -> str | None:
 def _body_fields(edition: Edition, req: WebhookRequest) -> dict[str, Any]:
     """The fields of a webhook body, form or JSON (the URL test is JSON, real events forms), read
     once per request: verification and splitting share them (`req.parsed`; callers do not change
-    them)."""
+    them).
+
+    Read as its content type says, or as its first byte says when the type is neither (a JSON
+    object starts with `{`, a form never does). A body labelled one way and written the other (a
+    JSON event posted with a form's type, as `curl -d` and many HTTP clients label any body; a form
+    labelled JSON) is read as its first byte says when that finds a signature its label's reading
+    does not: read as labelled, a signed JSON body would be a form without signature fields, which
+    is SendCloud's URL test, answered 200 and dropped."""
     fields = req.parsed.get(edition.provider.value)
     if fields is not None:
         return fields
     kind = req.content_type.partition(";")[0].strip().lower()
+    written = JSON if req.body.lstrip()[:1] == b"{" else FORM
     if kind not in (FORM, JSON):
-        kind = JSON if req.body.lstrip()[:1] == b"{" else FORM
-    with family.bad_input_as(MalformedPayload, f"{edition.provider.value}: webhook body"):
-        fields = load_json(req.body) if kind == JSON else _form_fields(req.body)
-    if not isinstance(fields, dict):
-        raise MalformedPayload(f"{edition.provider.value}: webhook body is not an object")
+        kind = written
+    fields = _read_or_none(edition, kind, req.body)
+    if kind != written and "signature" not in (fields or {}):
+        other = _read_or_none(edition, written, req.body)
+        if other is not None and "signature" in other:
+            fields = other
+    if fields is None:
+        fields = _read_body(edition, kind, req.body)   # its MalformedPayload
     req.parsed[edition.provider.value] = fields
     return fields
+
+
+def _read_body(edition: Edition, kind: str, body: bytes) -> dict[str, Any]:
+    """A body read as a form or as JSON; MalformedPayload when it is not an object of that kind."""
+    with family.bad_input_as(MalformedPayload, f"{edition.provider.value}: webhook body"):
+        fields = load_json(body) if kind == JSON else _form_fields(body)
+    if not isinstance(fields, dict):
+        raise MalformedPayload(f"{edition.provider.value}: webhook body is not an object")
+    return fields
+
+
+def _read_or_none(edition: Edition, kind: str, body: bytes) -> dict[str, Any] | None:
+    try:
+        return _read_body(edition, kind, body)
+    except MalformedPayload:
+        return None
 
 
 def _as_list(value: Any) -> list[str]:

@@ -89,6 +89,11 @@ EVENTS: dict[str, EventType | None] = {
     "deliver": EventType.DELIVERED,
     "invalid": EventType.INVALID,
     "soft_bounce": EventType.SOFT_BOUNCE,
+    # `bounce`: documented until 2017 (sendcloud2013/sendcloud_docs sources/guide/advance.md: "退信
+    # (bounce)" beside soft_bounce, a permanent refusal; in the 2015 text "软退信 (bounce)" with its
+    # text in `reason`). The invalid class: its text decides (a 5.1.1 is invalid; no evidence, a
+    # final soft bounce: worker.providers.classify).
+    "bounce": EventType.INVALID,
     "unsubscribe": EventType.UNSUBSCRIBED,
     "report_spam": EventType.COMPLAINT,
     "request": None,
