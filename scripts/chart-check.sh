@@ -138,6 +138,35 @@ refuse "an inline secret in config" "api_key" \
 refuse "an unknown top-level value" "additional properties" --set replicas=3
 refuse "an unknown config key" "additional properties" --set config.kafka.brokers=x:9092
 refuse "a runbookBaseUrl that is not a URL" "runbookBaseUrl" --set prometheusRule.runbookBaseUrl=wiki/runbook
+refuse "an HPA without its CPU target (it would have no metric)" "targetCPUUtilizationPercentage" \
+  --set autoscaling.enabled=true --set autoscaling.targetCPUUtilizationPercentage=null
+refuse "a PodDisruptionBudget of 0% unavailable" "no pod could ever be evicted" \
+  --set-string podDisruptionBudget.maxUnavailable=0%
+refuse "a PodDisruptionBudget of 100% available" "no pod could ever be evicted" \
+  --set-string podDisruptionBudget.minAvailable=100%
+refuse "a Kafka CA file under no mounted volume" "ca.crt, but no volume is mounted" \
+  --set config.kafka.security.security_protocol=SSL \
+  --set config.kafka.security.ssl_cafile=/etc/email-status-worker/kafka-tls/ca.crt
+# ... and the same file accepted under the kafkaTls mount, with the key password beside it (the
+# runbook's layout): rendering must succeed.
+if ! "$HELM" template esw "$CHART" --kube-version "$KUBE_VERSION" --set "image.repository=$IMAGE" \
+    --set kafkaTls.enabled=true --set kafkaTls.secretName=kafka-client-tls \
+    --set config.kafka.security.security_protocol=SSL \
+    --set config.kafka.security.ssl_cafile=/etc/email-status-worker/kafka-tls/ca.crt \
+    --set config.kafka.security.ssl_certfile=/etc/email-status-worker/kafka-tls/tls.crt \
+    --set config.kafka.security.ssl_keyfile=/etc/email-status-worker/kafka-tls/tls.key \
+    --set config.kafka.security.ssl_key_password_file=/etc/email-status-worker/kafka-tls/key-password \
+    > "$out/tls" 2>&1; then
+  cat "$out/tls" >&2; fail "refused Kafka TLS files and key password under the kafkaTls mount"
+else
+  echo "chart-check: accepts Kafka TLS files and key password under the kafkaTls mount"
+fi
+if ! "$HELM" template esw "$CHART" --kube-version "$KUBE_VERSION" --set "image.repository=$IMAGE" \
+    --set replicaCount=0 > "$out/zero" 2>&1 || ! grep -q '^  replicas: 0$' "$out/zero"; then
+  cat "$out/zero" >&2; fail "replicaCount 0 (the runbook's migrations scale the release to 0)"
+else
+  echo "chart-check: renders replicaCount 0"
+fi
 
 if [ "$failures" -gt 0 ]; then
   echo "chart-check: $failures failure(s)" >&2

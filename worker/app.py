@@ -4,8 +4,9 @@
 internal topics, the `_raw` producer, the HTTP client session, the shard manager (consumer group,
 shards, pollers), the optional sent-message feed. `/readyz` asks only whether Kafka takes writes
 (worker.reach): shards restoring after a rebalance are reported on `/status`, and webhooks keep
-flowing into `_raw` meanwhile. On SIGTERM aiohttp stops accepting connections,
-`/readyz` turns 503, and the contexts unwind in reverse: the sent feed stops, every shard stops its
+flowing into `_raw` meanwhile. On SIGTERM aiohttp closes its listener (so `/readyz` stops
+answering: the probe fails; only a connection already open sees its 503, `not_shutting_down:
+false`), and the contexts unwind in reverse: the sent feed stops, every shard stops its
 pollers and commits its open batch, the consumer leaves the group, the producer flushes. The whole
 unwind is bounded by `shutdown.grace_secs` as a whole (`shutdown_budget`: requests in progress,
 then the pipeline, then the `_raw` producer's flush, each given its share).

@@ -17,12 +17,15 @@ from collections import Counter as _Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from worker.errors import ERROR_TYPES
 from worker.model import EventType
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# No `<name>_created` series beside every counter and histogram child (prometheus_client's default):
+# they doubled the series count, and docs/metrics.md lists only what the worker exports.
+disable_created_metrics()
 
 POLL_REQUESTS = Counter("esw_poll_requests_total", "Status API calls by outcome",
                         ["provider", "account", "outcome"], registry=REGISTRY)

@@ -56,12 +56,12 @@ class WebhookReceiver:
         self.inflight_bytes = 0   # body bytes they hold or have declared
 
     def routes(self) -> list[web.RouteDef]:
-        return [
-            web.post("/webhooks/{provider}/{account}", self.handle),
-            web.post("/webhooks/{provider}/{account}/{token}", self.handle),
-            web.get("/webhooks/{provider}/{account}", self.probe),
-            web.get("/webhooks/{provider}/{account}/{token}", self.probe),
-        ]
+        """The webhook URL of each account, with its path token if it has one, and the same with a
+        trailing slash (an operator may paste the URL either way into a provider's console, which
+        tests it with GET and POST and refuses anything but 200)."""
+        paths = ("/webhooks/{provider}/{account}", "/webhooks/{provider}/{account}/{token}")
+        return [route(path + slash, handler) for path in paths for slash in ("", "/")
+                for route, handler in ((web.post, self.handle), (web.get, self.probe))]
 
     def _account(self, request: web.Request) -> tuple[AccountConfig | None, int]:
         """The addressed account and 200, or the status to answer instead: 404 unknown (no account),

@@ -125,26 +125,26 @@ def _body_fields(edition: Edition, req: WebhookRequest) -> dict[str, Any]:
     once per request: verification and splitting share them (`req.parsed`; callers do not change
     them).
 
-    Read as its content type says, or as its first byte says when the type is neither (a JSON
-    object starts with `{`, a form never does). A body labelled one way and written the other (a
-    JSON event posted with a form's type, as `curl -d` and many HTTP clients label any body; a form
-    labelled JSON) is read as its first byte says when that finds a signature its label's reading
-    does not: read as labelled, a signed JSON body would be a form without signature fields, which
-    is SendCloud's URL test, answered 200 and dropped."""
+    A body that starts with `{` is read as JSON whatever its label says when it is a JSON object (a
+    form never starts with `{`; `curl -d` and many HTTP clients label any body as a form, and read
+    as a form a signed JSON event had no signature fields: SendCloud's URL test, answered 200 and
+    dropped). Any other body is read as its content type says (by its first byte when the type is
+    neither); one labelled JSON that is not is read as a form when that finds a signature."""
     fields = req.parsed.get(edition.provider.value)
     if fields is not None:
         return fields
     kind = req.content_type.partition(";")[0].strip().lower()
-    written = JSON if req.body.lstrip()[:1] == b"{" else FORM
+    braced = req.body.lstrip()[:1] == b"{"
     if kind not in (FORM, JSON):
-        kind = written
-    fields = _read_or_none(edition, kind, req.body)
-    if kind != written and "signature" not in (fields or {}):
-        other = _read_or_none(edition, written, req.body)
-        if other is not None and "signature" in other:
-            fields = other
-    if fields is None:
-        fields = _read_body(edition, kind, req.body)   # its MalformedPayload
+        kind = JSON if braced else FORM
+    found = None
+    if braced:
+        found = _read_or_none(edition, JSON, req.body)
+    elif kind == JSON:
+        found = _read_or_none(edition, FORM, req.body)
+        if found is not None and "signature" not in found:
+            found = None
+    fields = found if found is not None else _read_body(edition, kind, req.body)   # its MalformedPayload
     req.parsed[edition.provider.value] = fields
     return fields
 

@@ -120,8 +120,9 @@ margin, unless set explicitly; it must leave the worker its whole grace period.
 
 {{/*
 Every environment variable and file the config names for a secret ("*_env", "*_file" keys in
-kafka.security and in each account's credentials and webhook sections), as a dict
-{"env": [...], "file": [...]} serialized to JSON.
+kafka.security and in each account's credentials and webhook sections, and the TLS files
+ssl_cafile, ssl_certfile and ssl_keyfile of kafka.security), as a dict {"env": [...], "file": [...]}
+serialized to JSON.
 */}}
 {{- define "esw.secretRefs" -}}
 {{- $env := list }}
@@ -134,7 +135,7 @@ kafka.security and in each account's credentials and webhook sections), as a dic
 {{- range $section := $sections }}
 {{- range $k, $v := $section }}
 {{- if hasSuffix "_env" $k }}{{ $env = append $env $v }}{{ end }}
-{{- if hasSuffix "_file" $k }}{{ $file = append $file $v }}{{ end }}
+{{- if or (hasSuffix "_file" $k) (has $k (list "ssl_cafile" "ssl_certfile" "ssl_keyfile")) }}{{ $file = append $file $v }}{{ end }}
 {{- end }}
 {{- end }}
 {{- dict "env" ($env | uniq | sortAlpha) "file" ($file | uniq | sortAlpha) | toJson }}
@@ -167,6 +168,13 @@ says what to change.
 {{- end }}
 {{- if and (has (kindOf $pdb.maxUnavailable) $number) (eq ($pdb.maxUnavailable | int) 0) }}
 {{- fail "podDisruptionBudget.maxUnavailable 0: no pod could ever be evicted, so node drains and cluster upgrades would block" }}
+{{- end }}
+{{- /* Percentages: "100%" available, or "0%" (any spelling of zero) unavailable, blocks every eviction too. */}}
+{{- if and (kindIs "string" $pdb.minAvailable) (eq (trimSuffix "%" (toString $pdb.minAvailable) | atoi) 100) }}
+{{- fail (printf "podDisruptionBudget.minAvailable %s: no pod could ever be evicted, so node drains and cluster upgrades would block. Lower it, or use maxUnavailable" $pdb.minAvailable) }}
+{{- end }}
+{{- if and (kindIs "string" $pdb.maxUnavailable) (eq (trimSuffix "%" (toString $pdb.maxUnavailable) | atoi) 0) }}
+{{- fail (printf "podDisruptionBudget.maxUnavailable %s: no pod could ever be evicted, so node drains and cluster upgrades would block" $pdb.maxUnavailable) }}
 {{- end }}
 {{- end }}
 {{- range .Values.extraEnv }}
@@ -208,6 +216,7 @@ says what to change.
 {{- /* Every file the config names must lie under a mounted volume. */}}
 {{- $mounts := list }}
 {{- if .Values.secretFiles.enabled }}{{ $mounts = append $mounts .Values.secretFiles.mountPath }}{{ end }}
+{{- if .Values.kafkaTls.enabled }}{{ $mounts = append $mounts .Values.kafkaTls.mountPath }}{{ end }}
 {{- range .Values.extraVolumeMounts }}{{ $mounts = append $mounts .mountPath }}{{ end }}
 {{- range $path := $refs.file }}
 {{- $ok := false }}
@@ -215,7 +224,7 @@ says what to change.
 {{- if hasPrefix (printf "%s/" (trimSuffix "/" $m)) $path }}{{ $ok = true }}{{ end }}
 {{- end }}
 {{- if not $ok }}
-{{- fail (printf "config names the file %s for a secret, but no volume is mounted above it: enable secretFiles (mountPath %s) or add an extraVolumeMounts entry" $path $.Values.secretFiles.mountPath) }}
+{{- fail (printf "config names the file %s, but no volume is mounted above it: enable secretFiles (mountPath %s) or kafkaTls (mountPath %s, for Kafka's TLS files and key password), or add an extraVolumeMounts entry" $path $.Values.secretFiles.mountPath $.Values.kafkaTls.mountPath) }}
 {{- end }}
 {{- end }}
 {{- end }}
