@@ -127,7 +127,12 @@ class Builder:
         hook_on = hook_raw.get("enabled", default("accounts", "webhook", "enabled"))
         before = len(self.problems)
 
-        values = self.credentials(sections, path)
+        # A disabled section needs nothing (docs/configuration.md): its secrets are not read, so a
+        # variable or file it names may be absent. The credentials serve polling, and webhooks too
+        # where the provider signs them with an API key (`webhook_key_fallback`: UniSender).
+        used = {"credentials": poll.enabled or bool(hook_on and module.CREDENTIALS.webhook_key_fallback),
+                "webhook": bool(hook_on)}
+        values = self.credentials({s: given if used[s] else {} for s, given in sections.items()}, path)
         self.require(module.CREDENTIALS, sections, values, path, provider, poll.enabled, hook_on)
         self.check_options(raw.get("options") or {}, module.OPTIONS, f"{path}.options", provider)
         self.check_poll(poll, defaults.retention_days, f"{path}.poll", provider)

@@ -57,16 +57,24 @@ def test_an_empty_sub_status_is_none_in_the_observation():
     assert obs.provider_sub_status is None
 
 
-# -- webhook bodies: the declared content type decides ----------------------------------------------
+# -- webhook bodies: the declared content type decides, except for a JSON object ---------------------
 
 
 @pytest.mark.parametrize("content_type", [sendcloud_webhooks.FORM, f"{sendcloud_webhooks.FORM}; charset=utf-8"])
-def test_a_json_body_declared_as_a_form_is_read_as_a_form(content_type):
-    # read as a form, the JSON text is one field name with no `event` field: malformed. Sniffing the
-    # body (as for an unknown content type) would have made it a JSON record.
+def test_a_json_object_declared_as_a_form_is_read_as_json(content_type):
+    # `curl -d` labels any body as a form; read as one, this JSON was one field name with no `event`
+    # (and a signed one SendCloud's URL test). A form never starts with `{` (2026-12-06).
     body = b'{"event": "deliver", "emailId": "m0$a@example.com"}'
-    with pytest.raises(MalformedPayload):
-        sendcloud.split_webhook(WebhookRequest(body=body, content_type=content_type))
+    assert sendcloud.split_webhook(WebhookRequest(body=body, content_type=content_type)) == \
+        [{"event": "deliver", "emailId": "m0$a@example.com"}]
+
+
+@pytest.mark.parametrize("content_type", [sendcloud_webhooks.FORM, f"{sendcloud_webhooks.FORM}; charset=utf-8"])
+def test_a_body_declared_as_a_form_that_starts_with_a_brace_but_is_no_json_object_is_read_as_a_form(content_type):
+    # not JSON (or a JSON array): the label decides, and the form has no `event` field: malformed
+    for body in (b'{"event": "deliver", "emailId": "m0$a@example.com"', b'{event=deliver'):
+        with pytest.raises(MalformedPayload):
+            sendcloud.split_webhook(WebhookRequest(body=body, content_type=content_type))
 
 
 @pytest.mark.parametrize("body", [b'{"event": "deliver", "emailId": "m0$a@example.com"}',
