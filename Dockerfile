@@ -19,7 +19,9 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first, from the lock only: this layer stays cached until the lock changes.
 COPY requirements.lock ./
-# Every file checked against the lock's sha256 (scripts/hash-lock.py): nothing unpinned gets in.
+# Every file checked against the lock's sha256 (scripts/hash-lock.py): no unpinned runtime dependency
+# gets in. (The package's own build below fetches its build backend, setuptools and wheel, from the
+# index in pip's isolated build: it builds the wheel and is not installed.)
 RUN pip install -r requirements.lock --require-hashes
 COPY pyproject.toml README.md ./
 COPY schemas/ ./schemas/
