@@ -135,6 +135,9 @@ refuse "a secret variable nothing provides" "SENDCLOUD_API_KEY" \
   -f "$CHART/ci/minimal-values.yaml" --set existingSecret=
 refuse "an inline secret in config" "api_key" \
   -f "$CHART/ci/minimal-values.yaml" --set 'config.accounts[0].credentials.api_key=hunter2'
+refuse "a secret variable given in plain text through extraEnv" "must not be written in the values" \
+  -f "$CHART/ci/minimal-values.yaml" \
+  --set 'extraEnv[0].name=SENDCLOUD_API_KEY' --set 'extraEnv[0].value=hunter2'
 refuse "an unknown top-level value" "additional properties" --set replicas=3
 refuse "an unknown config key" "additional properties" --set config.kafka.brokers=x:9092
 refuse "a runbookBaseUrl that is not a URL" "runbookBaseUrl" --set prometheusRule.runbookBaseUrl=wiki/runbook

@@ -208,6 +208,11 @@ says what to change.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- range .Values.extraEnv }}
+{{- if and (has .name $refs.env) (not .valueFrom) }}
+{{- fail (printf "extraEnv %s: config names it for a secret, so its value must not be written in the values (it would sit in plain text in the Deployment and in helm's release history): take it from a Secret (secretEnv, existingSecret, or valueFrom.secretKeyRef)" .name) }}
+{{- end }}
+{{- end }}
 {{- range .Values.secretEnv }}
 {{- if and .optional (has .name $refs.env) }}
 {{- fail (printf "secretEnv %s is optional: true, but config names it: a pod without it fails its config check at start and restarts for ever. Drop optional, or drop the variable from config (a previous key once its rotation is over)" .name) }}
