@@ -79,6 +79,22 @@ async def test_a_signed_webhook_becomes_one_event(worker, kafka_bootstrap, topic
     assert event["recipient"] == "someone@example.com" and event["provider_sub_status"] == "406"
 
 
+async def test_a_json_event_labelled_as_a_form_at_a_url_with_a_slash_becomes_one_event(worker, kafka_bootstrap,
+                                                                                       topic_prefix):
+    # `curl -d` labels any body as a form, and an operator may paste the URL with a trailing slash
+    # into the console: both were lost (a URL test's 200, or a 404) before 2026-12-06.
+    w, session = worker
+    timestamp, token = str(int(time.time() * 1000)), secrets.token_hex(25)
+    body = orjson.dumps({"event": "invalid", "emailId": "msg9$nine@example.com", "recipient": "nine@example.com",
+                         "substat": 406, "message": "550 5.1.1 user unknown", "timestamp": timestamp, "token": token,
+                         "signature": hmac.new(APP_KEY.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()})
+    assert await post(session, f"{w.url}/webhooks/sendcloud/sc/", body) == (200, {"code": 200, "message": "ok"})
+    records = await read_all(kafka_bootstrap, [f"{topic_prefix}.invalid"], expect=1, quiet_secs=2)
+    assert [orjson.loads(r.value)["email_id"] for r in records] == ["msg9$nine@example.com"]
+    async with session.get(f"{w.url}/webhooks/sendcloud/sc/") as r:
+        assert r.status == 200
+
+
 async def test_signature_rotation_replay_and_forgery(worker):
     w, session = worker
     url = f"{w.url}/webhooks/sendcloud/sc"
