@@ -13,10 +13,14 @@ again on every call: ~8 % of the worker's CPU on a re-sweep (bench quota, py-spy
 
 POST refused. SendCloud, Aurora and UniSender document their status APIs for GET and POST, and the
 worker posts a form by default (the API key stays out of URLs and so out of proxy and access logs).
-An API that answers that POST with 405 Method Not Allowed (Aurora's current pages show GET alone) is
-asked again at once with GET, the form's fields in the query, and every later call of the account
-goes as GET: one WARNING line says so, naming no secret. Without this every window would be parked
-as a bad request for as long as the worker runs.
+An API that does not take that POST is asked again at once with GET, the form's fields in the query:
+one that answers 405 Method Not Allowed (Aurora's current pages show GET alone) or 404 (a server
+that routes the path for GET only, as many do), or that reads the credentials from the query alone
+and so answers the form with an authentication failure. When the GET is answered, every later call
+of the account goes as GET: one WARNING line says so, naming no secret. When the GET fails too, its
+answer is the call's (a wrong key stays an authentication failure, a wrong path a bad request) and
+the account keeps posting. Without this every window would be parked as a bad request, or the
+account paused for a wrong key, for as long as the worker runs.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from yarl import URL
 
 from worker import metrics
 from worker.config import AccountConfig
-from worker.errors import TRANSPORT, PollError, Retriable, Throttled, WorkerError, error_type_of
+from worker.errors import TRANSPORT, FatalConfig, PollError, Retriable, Throttled, WorkerError, error_type_of
 from worker.poll.limiter import AdaptiveLimiter
 from worker.providers import get_module
 from worker.providers.base import HttpRequest, PollPage, PollQuery
@@ -51,7 +55,8 @@ log = logging.getLogger("worker.poll")
 
 TRANSIENT = (Retriable, aiohttp.ClientError, asyncio.TimeoutError)
 FORM = "application/x-www-form-urlencoded"
-METHOD_NOT_ALLOWED = 405
+# What a server answers a form POST it does not route: Method Not Allowed, or Not Found.
+POST_NOT_ROUTED = frozenset({404, 405})
 
 
 def fetch_error_type(exc: BaseException) -> str:
@@ -131,19 +136,25 @@ class Fetcher:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call(self, query: PollQuery) -> Fetched:
-        fetched = await self._attempt(query)
-        if fetched is None:   # the API refused the POST: again at once, as GET (its own token)
-            fetched = await self._attempt(query)
-        assert fetched is not None, "a GET is never refused as a POST is"
+        fetched = await self._attempt(query, self.post_refused)
+        if fetched is None:   # the API did not take the form POST: again at once, as GET (its own token)
+            fetched = await self._attempt(query, True)
+            assert fetched is not None, "a GET is never refused as a POST is"
+            if not self.post_refused:   # (calls in flight together may each be refused: one line)
+                self.post_refused = True
+                log.warning("the status API did not take a form POST (HTTP 404 or 405, or an authentication "
+                            "failure) and answered the same call as GET; this account's calls go as GET from now "
+                            "on, with its credentials in the query string",
+                            extra={"provider": self.labels[0], "account": self.labels[1]})
         return fetched
 
-    async def _attempt(self, query: PollQuery) -> Fetched | None:
-        """One call: the page, or None when the API refused a form POST (405), which turns this
-        account's calls into GETs."""
+    async def _attempt(self, query: PollQuery, get: bool) -> Fetched | None:
+        """One call, as GET when `get` and the request has a GET twin: the page, or None when the API
+        did not take a form POST (module docstring: POST refused)."""
         asked_at = await self.limiter.acquire()
         metrics.poll_rate(*self.labels, self.limiter.rate)
         request = self.module.build_poll_request(self.ctx, query, self.clock())
-        if self.post_refused:
+        if get:
             request = as_get(request) or request
         origin = "/".join(request.url.split("/", 3)[:3])     # scheme://host:port
         if origin not in self._egress:
@@ -160,17 +171,18 @@ class Fetcher:
                 body = await response.read()
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 status = response.status
-            if status == METHOD_NOT_ALLOWED and as_get(request) is not None:   # a form POST refused
-                if not self.post_refused:   # (calls in flight together may each be refused: one line)
-                    self.post_refused = True
-                    log.warning("the status API refused POST (HTTP 405); this account's calls go as GET from now "
-                                "on, with its credentials in the query string",
-                                extra={"provider": self.labels[0], "account": self.labels[1]})
+            if status in POST_NOT_ROUTED and not get and as_get(request) is not None:   # a form POST not routed
                 outcome = None     # not a failed call (no bad_request: that one alerts): the GET follows
                 return None
             took = time.monotonic() - started
             self.rtt = took if self.rtt is None else self.RTT_WEIGHT * took + (1 - self.RTT_WEIGHT) * self.rtt
-            page = self.module.parse_poll_response(self.ctx, query, status, headers, body, self.clock())
+            try:
+                page = self.module.parse_poll_response(self.ctx, query, status, headers, body, self.clock())
+            except FatalConfig:
+                if get or as_get(request) is None:
+                    raise
+                outcome = None     # credentials read from the query alone? The GET decides
+                return None
             outcome = "ok"
             return Fetched(page, status, headers, body)
         except Throttled as exc:
