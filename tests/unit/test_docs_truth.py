@@ -236,6 +236,8 @@ def test_the_poll_rate_climbs_to_a_learned_cap_with_the_limiters_numbers():
     assert margin == round(AdaptiveLimiter.CAP_MARGIN * 100)
     assert probe == round(AdaptiveLimiter.PROBE * 100)
     assert AdaptiveLimiter.PROBE_AFTER_SECS == 3600        # "each clean hour"
+    cut = re.search(r"One throttle lowers the cap at most to (\d+) % of what it was", throttling)
+    assert cut and int(cut.group(1)) == 25 == round(AdaptiveLimiter.CAP_CUT * 100)
 
 
 @pytest.mark.parametrize("doc", sorted(DOCS))

@@ -153,14 +153,15 @@ def test_a_window_counts_only_once_it_has_really_passed():
 
 
 def throttled_after_six_calls() -> tuple[AdaptiveLimiter, Clock]:
-    """Ceiling 40/s, 6 calls in the window, then a throttle at 1005: achieved 6/60 = 0.1/s, so the
-    cap is 0.9 * 0.1 = 0.09 and the rate min(20, 0.09) = 0.09; paused until 1065."""
+    """Ceiling 40/s, 6 calls in the window, then a throttle at 1005: achieved 6/60 = 0.1/s; 0.9 of
+    that (0.09) is below a quarter of the cap before (40 / 4 = 10), so the cap is 10 and the rate
+    min(40 / 2, 10) = 10; paused until 1065."""
     lim, clock = limiter(40.0, 60.0)
     for t in range(1000, 1006):
         clock.now = float(t)
         assert lim.try_acquire()
     lim.on_throttle()
-    assert lim.cap == pytest.approx(0.09) and lim.rate == pytest.approx(0.09)
+    assert lim.cap == 10.0 and lim.rate == 10.0
     assert lim.paused_until == 1065.0
     return lim, clock
 
@@ -169,28 +170,49 @@ def test_the_cap_is_probed_up_by_five_percent_of_the_ceiling_each_clean_hour():
     lim, clock = throttled_after_six_calls()
     clock.now = 1065.0 + 3599.0                     # not yet an hour: no probe; the rate sits at the cap
     snap = lim.snapshot()
-    assert (snap["cap_per_sec"], snap["rate_per_sec"]) == (0.09, 0.09)
-    clock.now = 1065.0 + 3600.0                     # one probe: 0.09 + 0.05 * 40 = 2.09
+    assert (snap["cap_per_sec"], snap["rate_per_sec"]) == (10.0, 10.0)
+    clock.now = 1065.0 + 3600.0                     # one probe: 10 + 0.05 * 40 = 12
     snap = lim.snapshot()
-    assert (snap["cap_per_sec"], snap["rate_per_sec"]) == (2.09, 2.09)
-    clock.now = 1065.0 + 7200.0                     # a second probe: 4.09
+    assert (snap["cap_per_sec"], snap["rate_per_sec"]) == (12.0, 12.0)
+    clock.now = 1065.0 + 7200.0                     # a second probe: 14
     snap = lim.snapshot()
-    assert (snap["cap_per_sec"], snap["rate_per_sec"]) == (4.09, 4.09)
+    assert (snap["cap_per_sec"], snap["rate_per_sec"]) == (14.0, 14.0)
 
 
 def test_two_clean_hours_at_once_are_two_probes():
     lim, clock = throttled_after_six_calls()
-    clock.now = 1065.0 + 7200.0                     # 0.09 + 2 * 2 = 4.09
+    clock.now = 1065.0 + 7200.0                     # 10 + 2 * 2 = 14
     snap = lim.snapshot()
-    assert (snap["cap_per_sec"], snap["rate_per_sec"]) == (4.09, 4.09)
+    assert (snap["cap_per_sec"], snap["rate_per_sec"]) == (14.0, 14.0)
 
 
 def test_a_second_throttle_starts_the_probe_count_afresh():
     lim, clock = throttled_after_six_calls()
-    clock.now = 1065.0 + 3600.0                     # one probe: cap 2.09
-    assert lim.snapshot()["cap_per_sec"] == 2.09
-    lim.on_throttle()                               # no call left in the window: cap stays 2.09;
-    assert lim.paused_until == 4725.0               # rate 2.09 / 2 = 1.045; paused until 4665 + 60
-    clock.now = 4725.0 + 3600.0                     # the first hour after it probes again: 4.09
+    clock.now = 1065.0 + 3600.0                     # one probe: cap 12
+    assert lim.snapshot()["cap_per_sec"] == 12.0
+    lim.on_throttle()                               # no call left in the window: cap stays 12;
+    assert lim.paused_until == 4725.0               # rate 12 / 2 = 6; paused until 4665 + 60
+    assert (lim.cap, lim.rate) == (12.0, 6.0)
+    clock.now = 4725.0 + 3600.0                     # the first hour after it probes again: 14
     snap = lim.snapshot()
-    assert (snap["cap_per_sec"], snap["rate_per_sec"]) == (4.09, 4.09)
+    assert (snap["cap_per_sec"], snap["rate_per_sec"]) == (14.0, 14.0)
+
+
+def test_throttles_after_a_few_calls_each_lower_the_cap_at_most_fourfold():
+    # a provider whose limit is far below the configured one: every round of six calls is throttled.
+    # Caps, worked by hand: max(0.9 * 6/60, cap / 4) = max(0.09, 10) = 10, then max(0.09, 2.5) = 2.5,
+    # max(0.09, 0.625) = 0.625, max(0.09, 0.15625) = 0.15625, then max(0.09, 0.0390625) = 0.09:
+    # the achieved rate's cap, reached by the fifth throttle. Each round's calls come after the last
+    # pause, so the window holds that round's six calls alone.
+    lim, clock = limiter(40.0, 60.0)
+    caps = []
+    for _ in range(5):
+        calls = 0
+        while calls < 6:
+            clock.now += 1.0
+            if lim.try_acquire():
+                calls += 1
+        assert lim.snapshot()["calls_last_window"] == 6
+        lim.on_throttle()
+        caps.append(lim.cap)
+    assert caps == pytest.approx([10.0, 2.5, 0.625, 0.15625, 0.09])

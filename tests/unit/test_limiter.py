@@ -126,13 +126,29 @@ async def test_real_limit_lower_than_configured_converges_without_more_throttles
     assert achieved_last_hour >= 0.6 * 240 / window
 
 
-async def test_a_throttle_after_few_calls_caps_the_rate_near_what_was_achieved():
+async def test_one_throttle_after_few_calls_lowers_the_cap_at_most_to_a_quarter():
+    # 100 calls achieved 100/60 a second; 0.9 of that (1.5) would be the cap, but one throttle is one
+    # sample: the cap goes no lower than a quarter of what it was, 40 / 4 = 10 (rate min(20, 10))
     limiter, clock = make(2400)
     for _ in range(100):
         await limiter.acquire()
     limiter.on_throttle()
-    assert limiter.cap == pytest.approx(0.9 * 100 / 60)
-    assert limiter.rate == pytest.approx(limiter.cap)
+    assert (limiter.cap, limiter.rate) == (10.0, 10.0)
+
+
+async def test_a_throttle_of_the_first_call_does_not_pin_the_account_to_a_call_a_minute():
+    # polling audit 2026-12-06: the provider throttled the very first call (its quota shared, or
+    # counted otherwise); the cap learned from 1 call was the floor, 1/60 a second, for an hour.
+    # Now: a quarter of the ceiling (600 calls a minute), the rate halved to it, after the pause
+    limiter, clock = make(2400)
+    await limiter.acquire()
+    limiter.on_throttle()
+    assert (limiter.cap, limiter.rate) == (10.0, 10.0)
+    clock.now += 60.0                             # the pause is over: 10 calls a second again
+    started = clock()
+    for _ in range(10):
+        await limiter.acquire()
+    assert clock() - started == pytest.approx(1.0)   # from an empty bucket, 0.1 s a token
 
 
 def test_snapshot_reports_rate_and_throttles():

@@ -6,7 +6,10 @@ passed; each clean window afterwards adds back 10 % of the ceiling (AIMD).
 
 AIMD alone climbs back to the configured ceiling and is throttled again, over and over, when the
 provider's real limit is lower than configured. So a throttle also records a learned cap: 90 % of
-the rate actually achieved over the last window, the best evidence of the real limit there is.
+the rate actually achieved over the last window, the best evidence of the real limit there is, but
+no lower than a quarter of the cap before it: one throttle after a few calls says little of the
+limit, and a far lower one is reached by the throttles that follow (three for a limit a 24th of the
+configured one), each halving the rate and pausing as AIMD does.
 The rate never climbs above the cap; the cap itself is re-probed upwards (5 % of the ceiling)
 only after an hour of clean windows, so a limit that was raised again is found, slowly.
 
@@ -27,6 +30,7 @@ from collections.abc import Awaitable, Callable
 class AdaptiveLimiter:
     INCREASE = 0.10          # of the ceiling, per clean window
     CAP_MARGIN = 0.90        # of the achieved rate when throttled
+    CAP_CUT = 0.25           # the lowest one throttle sets the cap to, of the cap before it
     PROBE = 0.05             # of the ceiling, per probe
     PROBE_AFTER_SECS = 3600.0
 
@@ -118,7 +122,14 @@ class AdaptiveLimiter:
         self.throttled_at = now
         achieved = len(self._calls) / self.window
         self.throttles += 1
-        self.cap = max(self.floor, min(self.cap, self.CAP_MARGIN * achieved)) if achieved else self.cap
+        if achieved:
+            # One throttle is one sample: after a few calls (a fresh start, a quiet spell, a quota
+            # another client shares) it says little of the limit, and a cap learned from it alone
+            # held the account near one call a window for an hour (polling audit, 2026-12-06). So
+            # one throttle lowers the cap at most to a quarter of what it was; a limit that low
+            # is found by the throttles that follow.
+            learned = max(self.CAP_MARGIN * achieved, self.CAP_CUT * self.cap)
+            self.cap = max(self.floor, min(self.cap, learned))
         self.rate = max(self.floor, min(self.rate / 2, self.cap))
         self.paused_until = now + max(self.window, retry_after or 0.0)
         self.tokens = min(self.tokens, 0.0)
