@@ -127,12 +127,13 @@ class Builder:
         hook_on = hook_raw.get("enabled", default("accounts", "webhook", "enabled"))
         before = len(self.problems)
 
-        # A disabled section needs nothing (docs/configuration.md): its secrets are not read, so a
-        # variable or file it names may be absent. The credentials serve polling, and webhooks too
-        # where the provider signs them with an API key (`webhook_key_fallback`: UniSender).
+        # A disabled section needs nothing (docs/configuration.md): a variable or file it names may be
+        # absent, and is used when it is there (`backfill` polls an account whose polling is off).
+        # The credentials serve polling, and webhooks too where the provider signs them with an API
+        # key (`webhook_key_fallback`: UniSender).
         used = {"credentials": poll.enabled or bool(hook_on and module.CREDENTIALS.webhook_key_fallback),
                 "webhook": bool(hook_on)}
-        values = self.credentials({s: given if used[s] else {} for s, given in sections.items()}, path)
+        values = self.credentials(sections, path, optional={s for s, on in used.items() if not on})
         self.require(module.CREDENTIALS, sections, values, path, provider, poll.enabled, hook_on)
         self.check_options(raw.get("options") or {}, module.OPTIONS, f"{path}.options", provider)
         self.check_poll(poll, defaults.retention_days, f"{path}.poll", provider)
@@ -155,8 +156,10 @@ class Builder:
                              webhook=WebhookConfig(path_tokens=tokens, **hook), poll=poll,
                              **({"spread": raw["spread"]} if "spread" in raw else {}))
 
-    def credentials(self, sections: Mapping[str, Mapping[str, Any]], path: str) -> dict[str, str]:
-        """Every credential the account's sections give, secrets resolved (names as in `Need`)."""
+    def credentials(self, sections: Mapping[str, Mapping[str, Any]], path: str,
+                    optional: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
+        """Every credential the account's sections give, secrets resolved (names as in `Need`). In an
+        `optional` section (a disabled one) a secret that cannot be read is left out, no problem."""
         values: dict[str, str] = {}
         for section, names in CREDENTIAL_FIELDS.items():
             given = sections[section]
@@ -166,7 +169,10 @@ class Builder:
                 if name in given and len(forms) > 1:
                     self.problems.append(f"{where}: give {name}, {name}_env or {name}_file, only one")
                     continue
+                before = len(self.problems)
                 value = given[name] if name in given else self.secret(given, name, where)
+                if section in optional and len(forms) == 1:
+                    del self.problems[before:]   # unset or unreadable: left out (two ways stays a problem)
                 if value:
                     values[name] = value
         return values

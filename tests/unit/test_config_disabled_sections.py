@@ -52,3 +52,20 @@ def test_unisender_webhooks_still_read_the_api_key_they_are_signed_with() -> Non
         parse_config(config({"name": "uni", "provider": "unisender", "poll": {"enabled": False},
                              "credentials": {"api_key_env": "UNI_KEY"}}), {})
     assert "UNI_KEY" in str(err.value)
+
+
+def test_a_disabled_poll_sections_credentials_are_still_used_when_set() -> None:
+    # `backfill` polls an account whose polling is off: its credentials, when they are there, are read
+    # (review 2026-12-06: a sendcloud account with poll off lost its api_user and api_key)
+    cfg = parse_config(config({"name": "sc", "provider": "sendcloud", "poll": {"enabled": False},
+                               "credentials": {"api_user": "u", "api_key_env": "SC_KEY"},
+                               "webhook": {"app_key_env": "SC_APP"}}), {"SC_KEY": "k", "SC_APP": "a"})
+    (account,) = cfg.accounts
+    assert (account.context.api_user, account.context.api_key, account.context.webhook_keys) == ("u", "k", ("a",))
+
+
+def test_a_disabled_section_still_refuses_a_secret_given_two_ways() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(config({"name": "sc", "provider": "sendcloud", "credentials": {"api_user": "u", "api_key_env": "K"},
+                             "webhook": {"enabled": False, "app_key_env": "A", "app_key_file": "/nowhere"}}), {"K": "k"})
+    assert "not both" in str(err.value)

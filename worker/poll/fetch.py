@@ -13,14 +13,15 @@ again on every call: ~8 % of the worker's CPU on a re-sweep (bench quota, py-spy
 
 POST refused. SendCloud, Aurora and UniSender document their status APIs for GET and POST, and the
 worker posts a form by default (the API key stays out of URLs and so out of proxy and access logs).
-An API that does not take that POST is asked again at once with GET, the form's fields in the query:
+An API that does not route that POST is asked again at once with GET, the form's fields in the query:
 one that answers 405 Method Not Allowed (Aurora's current pages show GET alone) or 404 (a server
-that routes the path for GET only, as many do), or that reads the credentials from the query alone
-and so answers the form with an authentication failure. When the GET is answered, every later call
-of the account goes as GET: one WARNING line says so, naming no secret. When the GET fails too, its
-answer is the call's (a wrong key stays an authentication failure, a wrong path a bad request) and
-the account keeps posting. Without this every window would be parked as a bad request, or the
-account paused for a wrong key, for as long as the worker runs.
+that routes the path for GET only, as many do). When the GET is answered, every later call of the
+account goes as GET: one WARNING line says so, naming no secret. When the GET fails too, its answer
+is the call's (a wrong path stays a bad request) and the account keeps posting. Without this every
+window would be parked as a bad request for as long as the worker runs. An authentication failure
+is not retried as GET, though an API that reads the credentials from the query alone answers the
+form with one: a wrong or rotated key would then travel in a URL at every retry of the account;
+`options.method: GET` is the switch for such an API (docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from yarl import URL
 
 from worker import metrics
 from worker.config import AccountConfig
-from worker.errors import TRANSPORT, FatalConfig, PollError, Retriable, Throttled, WorkerError, error_type_of
+from worker.errors import TRANSPORT, PollError, Retriable, Throttled, WorkerError, error_type_of
 from worker.poll.limiter import AdaptiveLimiter
 from worker.providers import get_module
 from worker.providers.base import HttpRequest, PollPage, PollQuery
@@ -142,9 +143,9 @@ class Fetcher:
             assert fetched is not None, "a GET is never refused as a POST is"
             if not self.post_refused:   # (calls in flight together may each be refused: one line)
                 self.post_refused = True
-                log.warning("the status API did not take a form POST (HTTP 404 or 405, or an authentication "
-                            "failure) and answered the same call as GET; this account's calls go as GET from now "
-                            "on, with its credentials in the query string",
+                log.warning("the status API did not route a form POST (HTTP 404 or 405) and answered the same "
+                            "call as GET; this account's calls go as GET from now on, with its credentials in the "
+                            "query string",
                             extra={"provider": self.labels[0], "account": self.labels[1]})
         return fetched
 
@@ -176,13 +177,7 @@ class Fetcher:
                 return None
             took = time.monotonic() - started
             self.rtt = took if self.rtt is None else self.RTT_WEIGHT * took + (1 - self.RTT_WEIGHT) * self.rtt
-            try:
-                page = self.module.parse_poll_response(self.ctx, query, status, headers, body, self.clock())
-            except FatalConfig:
-                if get or as_get(request) is None:
-                    raise
-                outcome = None     # credentials read from the query alone? The GET decides
-                return None
+            page = self.module.parse_poll_response(self.ctx, query, status, headers, body, self.clock())
             outcome = "ok"
             return Fetched(page, status, headers, body)
         except Throttled as exc:
