@@ -147,6 +147,8 @@ refuse "a PodDisruptionBudget of 0% unavailable" "no pod could ever be evicted" 
   --set-string podDisruptionBudget.maxUnavailable=0%
 refuse "a PodDisruptionBudget of 100% available" "no pod could ever be evicted" \
   --set-string podDisruptionBudget.minAvailable=100%
+refuse "a PodDisruptionBudget of 51% available of 2 replicas (rounded up: both)" "no pod could ever be evicted" \
+  --set replicaCount=2 --set-string podDisruptionBudget.minAvailable=51%
 refuse "a Kafka CA file under no mounted volume" "ca.crt, but no volume is mounted" \
   --set config.kafka.security.security_protocol=SSL \
   --set config.kafka.security.ssl_cafile=/etc/email-status-worker/kafka-tls/ca.crt
@@ -164,8 +166,25 @@ if ! "$HELM" template esw "$CHART" --kube-version "$KUBE_VERSION" --set "image.r
 else
   echo "chart-check: accepts Kafka TLS files and key password under the kafkaTls mount"
 fi
+# The image's own CA bundle needs no volume; nor does a disabled webhook section's variable.
 if ! "$HELM" template esw "$CHART" --kube-version "$KUBE_VERSION" --set "image.repository=$IMAGE" \
-    --set replicaCount=0 > "$out/zero" 2>&1 || ! grep -q '^  replicas: 0$' "$out/zero"; then
+    --set config.kafka.security.security_protocol=SSL \
+    --set config.kafka.security.ssl_cafile=/etc/ssl/certs/ca-certificates.crt > "$out/cabundle" 2>&1; then
+  cat "$out/cabundle" >&2; fail "refused the image's CA bundle as ssl_cafile"
+else
+  echo "chart-check: accepts the image's CA bundle as ssl_cafile"
+fi
+if ! "$HELM" template esw "$CHART" --kube-version "$KUBE_VERSION" --set "image.repository=$IMAGE" \
+    -f "$CHART/ci/minimal-values.yaml" --set existingSecret= \
+    --set 'secretEnv[0].name=SENDCLOUD_API_KEY' --set 'secretEnv[0].secretName=s' --set 'secretEnv[0].key=k' \
+    --set 'config.accounts[0].webhook.enabled=false' > "$out/hookoff" 2>&1; then
+  cat "$out/hookoff" >&2; fail "a disabled webhook section's variable (SENDCLOUD_APP_KEY) still demanded"
+else
+  echo "chart-check: a disabled webhook section needs nothing"
+fi
+if ! "$HELM" template esw "$CHART" --kube-version "$KUBE_VERSION" --set "image.repository=$IMAGE" \
+    --set replicaCount=0 --set podDisruptionBudget.minAvailable=1 > "$out/zero" 2>&1 \
+    || ! grep -q '^  replicas: 0$' "$out/zero"; then
   cat "$out/zero" >&2; fail "replicaCount 0 (the runbook's migrations scale the release to 0)"
 else
   echo "chart-check: renders replicaCount 0"

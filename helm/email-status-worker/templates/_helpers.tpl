@@ -121,21 +121,33 @@ margin, unless set explicitly; it must leave the worker its whole grace period.
 {{/*
 Every environment variable and file the config names for a secret ("*_env", "*_file" keys in
 kafka.security and in each account's credentials and webhook sections, and the TLS files
-ssl_cafile, ssl_certfile and ssl_keyfile of kafka.security), as a dict {"env": [...], "file": [...]}
-serialized to JSON.
+ssl_cafile, ssl_certfile and ssl_keyfile of kafka.security when they lie under the chart's own
+mount root, /etc/email-status-worker/: a CA bundle of the image, /etc/ssl/certs/..., needs no
+volume), as a dict {"env": [...], "file": [...]} serialized to JSON. A disabled section needs
+nothing (docs/configuration.md): a webhook section with enabled: false, and the credentials of an
+account whose polling is off (but UniSender's, which sign its webhooks).
 */}}
 {{- define "esw.secretRefs" -}}
 {{- $env := list }}
 {{- $file := list }}
 {{- $sections := list (dig "kafka" "security" dict .Values.config) }}
 {{- range $acct := (.Values.config.accounts | default list) }}
+{{- $hook := get $acct "webhook" | default dict }}
+{{- $hookOn := not (and (hasKey $hook "enabled") (eq (toString (get $hook "enabled")) "false")) }}
+{{- $poll := get $acct "poll" | default dict }}
+{{- $pollOn := not (and (hasKey $poll "enabled") (eq (toString (get $poll "enabled")) "false")) }}
+{{- if or $pollOn (and $hookOn (eq (toString (get $acct "provider")) "unisender")) }}
 {{- $sections = append $sections (get $acct "credentials" | default dict) }}
-{{- $sections = append $sections (get $acct "webhook" | default dict) }}
+{{- end }}
+{{- if $hookOn }}
+{{- $sections = append $sections $hook }}
+{{- end }}
 {{- end }}
 {{- range $section := $sections }}
 {{- range $k, $v := $section }}
 {{- if hasSuffix "_env" $k }}{{ $env = append $env $v }}{{ end }}
-{{- if or (hasSuffix "_file" $k) (has $k (list "ssl_cafile" "ssl_certfile" "ssl_keyfile")) }}{{ $file = append $file $v }}{{ end }}
+{{- if hasSuffix "_file" $k }}{{ $file = append $file $v }}{{ end }}
+{{- if and (has $k (list "ssl_cafile" "ssl_certfile" "ssl_keyfile")) (hasPrefix "/etc/email-status-worker/" (toString $v)) }}{{ $file = append $file $v }}{{ end }}
 {{- end }}
 {{- end }}
 {{- dict "env" ($env | uniq | sortAlpha) "file" ($file | uniq | sortAlpha) | toJson }}
@@ -160,8 +172,8 @@ says what to change.
 {{- if and $pdb.enabled (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) }}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both (a PodDisruptionBudget takes one: minAvailable would win and maxUnavailable be ignored)" }}
 {{- end }}
-{{- if $pdb.enabled }}
 {{- $fewest := ternary (.Values.autoscaling.minReplicas | int) (.Values.replicaCount | int) .Values.autoscaling.enabled }}
+{{- if and $pdb.enabled (gt $fewest 0) }}
 {{- $number := list "int" "int64" "float64" }}
 {{- if and (has (kindOf $pdb.minAvailable) $number) (ge ($pdb.minAvailable | int) $fewest) }}
 {{- fail (printf "podDisruptionBudget.minAvailable (%d) is not below the fewest replicas (%d): no pod could ever be evicted, so node drains and cluster upgrades would block. Lower it, or run more replicas" ($pdb.minAvailable | int) $fewest) }}
@@ -169,9 +181,13 @@ says what to change.
 {{- if and (has (kindOf $pdb.maxUnavailable) $number) (eq ($pdb.maxUnavailable | int) 0) }}
 {{- fail "podDisruptionBudget.maxUnavailable 0: no pod could ever be evicted, so node drains and cluster upgrades would block" }}
 {{- end }}
-{{- /* Percentages: "100%" available, or "0%" (any spelling of zero) unavailable, blocks every eviction too. */}}
-{{- if and (kindIs "string" $pdb.minAvailable) (eq (trimSuffix "%" (toString $pdb.minAvailable) | atoi) 100) }}
-{{- fail (printf "podDisruptionBudget.minAvailable %s: no pod could ever be evicted, so node drains and cluster upgrades would block. Lower it, or use maxUnavailable" $pdb.minAvailable) }}
+{{- /* Percentages, rounded up as Kubernetes does: minAvailable p% of n pods needs ceil(p * n / 100);
+     when that is all n ("100%", or "51%" of 2) no pod could be evicted. "0%" unavailable likewise. */}}
+{{- if kindIs "string" $pdb.minAvailable }}
+{{- $needed := div (add (mul (trimSuffix "%" (toString $pdb.minAvailable) | atoi) $fewest) 99) 100 }}
+{{- if ge ($needed | int) $fewest }}
+{{- fail (printf "podDisruptionBudget.minAvailable %s of the fewest replicas (%d) is all of them (percentages round up): no pod could ever be evicted, so node drains and cluster upgrades would block. Lower it, or use maxUnavailable" $pdb.minAvailable $fewest) }}
+{{- end }}
 {{- end }}
 {{- if and (kindIs "string" $pdb.maxUnavailable) (eq (trimSuffix "%" (toString $pdb.maxUnavailable) | atoi) 0) }}
 {{- fail (printf "podDisruptionBudget.maxUnavailable %s: no pod could ever be evicted, so node drains and cluster upgrades would block" $pdb.maxUnavailable) }}
