@@ -9,7 +9,9 @@ provider's real limit is lower than configured. So a throttle also records a lea
 the rate actually achieved over the last window, the best evidence of the real limit there is, but
 no lower than a quarter of the cap before it: one throttle after a few calls says little of the
 limit, and a far lower one is reached by the throttles that follow (three for a limit a 24th of the
-configured one), each halving the rate and pausing as AIMD does.
+configured one), each halving the rate and pausing as AIMD does. A throttle that follows the hourly
+probes (below) returns the cap at least to where the last throttle left it, so an account far
+over-configured is throttled once a probe, not twice.
 The rate never climbs above the cap; the cap itself is re-probed upwards (5 % of the ceiling)
 only after an hour of clean windows, so a limit that was raised again is found, slowly.
 
@@ -58,6 +60,7 @@ class AdaptiveLimiter:
         self._clean_since = now        # start of the current run of clean windows
         self._steps_taken = 0          # AIMD steps already applied in that run
         self._probes_taken = 0
+        self._settled = ceiling_per_sec   # the cap as the last throttle left it (the probes since are above it)
         self._calls: deque[float] = deque()
         self.throttles = 0
         self.calls = 0
@@ -127,9 +130,11 @@ class AdaptiveLimiter:
             # another client shares) it says little of the limit, and a cap learned from it alone
             # held the account near one call a window for an hour (polling audit, 2026-12-06). So
             # one throttle lowers the cap at most to a quarter of what it was; a limit that low
-            # is found by the throttles that follow.
-            learned = max(self.CAP_MARGIN * achieved, self.CAP_CUT * self.cap)
+            # is found by the throttles that follow. A throttle after probes above a cap learned
+            # before goes back to that cap at least: it was clean for an hour, the probe was not.
+            learned = min(max(self.CAP_MARGIN * achieved, self.CAP_CUT * self.cap), self._settled)
             self.cap = max(self.floor, min(self.cap, learned))
+        self._settled = self.cap
         self.rate = max(self.floor, min(self.rate / 2, self.cap))
         self.paused_until = now + max(self.window, retry_after or 0.0)
         self.tokens = min(self.tokens, 0.0)
