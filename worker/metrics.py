@@ -93,9 +93,13 @@ def _bounded(error_type: str) -> str:
 # -- polling --------------------------------------------------------------------------------------
 
 
+# Outcomes of a status-API call that are not failures (every other outcome is an error_type).
+POLL_OUTCOMES = frozenset({"ok", "post_refused"})
+
+
 def poll_request(provider: str, account: str, outcome: str) -> None:
-    """One status-API call; `outcome` is `ok` or the failure's error_type."""
-    POLL_REQUESTS.labels(provider, account, outcome if outcome == "ok" else _bounded(outcome)).inc()
+    """One status-API call; `outcome` is one of POLL_OUTCOMES or the failure's error_type."""
+    POLL_REQUESTS.labels(provider, account, outcome if outcome in POLL_OUTCOMES else _bounded(outcome)).inc()
 
 
 def throttled(provider: str, account: str) -> None:

@@ -173,7 +173,10 @@ class Fetcher:
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 status = response.status
             if status in POST_NOT_ROUTED and not get and as_get(request) is not None:   # a form POST not routed
-                outcome = None     # not a failed call (no bad_request: that one alerts): the GET follows
+                # a call spent, not a failure (bad_request alerts): counted, not logged (the switch
+                # to GET is, once); the GET follows
+                metrics.poll_request(*self.labels, "post_refused")
+                outcome = None
                 return None
             took = time.monotonic() - started
             self.rtt = took if self.rtt is None else self.RTT_WEIGHT * took + (1 - self.RTT_WEIGHT) * self.rtt
