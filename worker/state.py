@@ -87,8 +87,26 @@ def encode_cursor(cursor: Cursor) -> bytes:
 
 
 def decode_cursor(data: bytes) -> Cursor:
+    """A cursor as `encode_cursor` wrote it; members of a later release are left out. ValueError
+    when it is not an object or a member is of another type than its own (a count, a time or a
+    duration in seconds, a flag): the restore skips it, as a cursor that does not read must stop
+    neither the shard nor, later, the account's polling."""
     d = orjson.loads(data)
-    return Cursor(**{k: v for k, v in d.items() if k in _CURSOR_FIELDS})
+    if not isinstance(d, dict):
+        raise ValueError("a cursor is a JSON object")
+    fields = {k: v for k, v in d.items() if k in _CURSOR_FIELDS}
+    for name, value in fields.items():
+        if name == "in_sweep":
+            reads = type(value) is bool
+        elif name in ("interval", "started_at", "completed_at", "due_at"):
+            reads = type(value) in (int, float) and abs(value) < float("inf")     # not NaN either
+        elif name == "total":   # what the provider said (None where it gives none)
+            reads = value is None or type(value) is int
+        else:   # offset, seen, changes, sweeps
+            reads = type(value) is int and value >= 0
+        if not reads:
+            raise ValueError(f"cursor member {name} of another type")
+    return Cursor(**fields)
 
 
 def encode_tracked(tracked: Tracked) -> bytes:
@@ -106,7 +124,13 @@ def decode_tracked(data: bytes) -> Tracked:
 
 
 def _tracked(d: dict) -> Tracked:
-    return Tracked(recipient=d["r"], sent_at=float(d["s"]), status=d.get("st"), final=bool(d.get("f")))
+    """ValueError when a member is of another type (a send time that is not a finite number, a
+    recipient or status that is not text): the restore skips the record."""
+    recipient, sent_at, status = d["r"], d["s"], d.get("st")
+    if not (isinstance(recipient, str) and (status is None or isinstance(status, str))
+            and type(sent_at) in (int, float) and abs(sent_at) < float("inf")):
+        raise ValueError("a tracked id's member of another type")
+    return Tracked(recipient=recipient, sent_at=float(sent_at), status=status, final=bool(d.get("f")))
 
 
 def change_write(change: StateChange) -> StateWrite:
@@ -239,7 +263,9 @@ class Restored:
             raise ValueError("a tracked id is a JSON object")
         final = d is not None and bool(d.get("f"))
         record = _tracked(d) if d is not None and not final else None
-        sent = float(d["s"]) if d is not None and final else 0.0
+        sent = d["s"] if d is not None and final else 0.0
+        if type(sent) not in (int, float) or not abs(sent) < float("inf"):
+            raise ValueError("a final id's send time is not a number")
         tracked = self.ids.setdefault(account, {})
         if record is None:
             tracked.pop(email_id, None)
