@@ -22,7 +22,7 @@ def _load(path: str) -> Config:
     other, reported by check-config and before anything starts)."""
     from worker.kafka_tls import tls_problems
 
-    return load_config(path, dict(os.environ), checks=lambda config: tls_problems(config.kafka))
+    return load_config(path, dict(os.environ), checks=lambda config, sound: tls_problems(config.kafka, load=sound))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

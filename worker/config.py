@@ -9,6 +9,7 @@ worker.configtypes and are imported from here.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -39,27 +40,68 @@ __all__ = ["INTERVAL_MIN_WITHOUT_CACHE_SECS", "AccountConfig", "Config", "DedupC
 
 
 def load_config(path: str | Path, env: Mapping[str, str],
-                checks: Callable[[Config], list[str]] | None = None) -> Config:
+                checks: Callable[[Config, bool], list[str]] | None = None) -> Config:
     """Read, validate and resolve a config file. Raises ConfigError listing every problem
     (`checks`: more problems of the resolved config, as `parse_config` takes them)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: cannot read: not UTF-8 text (the byte at offset {exc.start} does not decode; "
+                           "save the file as UTF-8)"]) from None
+    loader = _Loader(text)
     try:
-        data = yaml.safe_load(text)
+        data = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError([f"{path}: {where}not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
-    return parse_config(data, env, checks)
+    finally:
+        loader.dispose()
+    repeated = [f"{path}: {problem}" for _, problem in sorted(loader.repeated)]
+    try:
+        config = parse_config(data, env, checks)
+    except ConfigError as exc:
+        raise ConfigError(repeated + exc.problems) from None
+    if repeated:
+        raise ConfigError(repeated)
+    return config
 
 
-def parse_config(data: Any, env: Mapping[str, str], checks: Callable[[Config], list[str]] | None = None) -> Config:
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader that notes a key given twice in one mapping (PyYAML keeps the last one
+    silently: a second `kafka:` block, or `shards` twice, would hide the first from every check)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.repeated: list[tuple[int, str]] = []     # (line, problem)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":   # `<<: *defaults`: keys it brings may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+                seen.setdefault(key, line)
+            except TypeError:   # a key YAML cannot hash: construct_mapping refuses it below
+                continue
+            if first is not None:
+                self.repeated.append((line, f"line {line}: key {str(key)[:64]!r} is given twice in the same "
+                                            f"mapping (first on line {first}); only one is read"))
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_config(data: Any, env: Mapping[str, str],
+                 checks: Callable[[Config, bool], list[str]] | None = None) -> Config:
     """The resolved config, or ConfigError naming every problem at once: the schema's, then the
     resolving ones (unset variables, unreadable files, missing credentials, repeated names...) of
-    every part the schema found sound, then `checks` of the result (the TLS files: worker.__main__;
-    not while `kafka.security` has a problem of its own, whose TLS settings are then not the file's).
+    every part the schema found sound, then `checks` of the result (the TLS files: worker.__main__),
+    told whether `kafka.security` is sound (with a problem of its own, its TLS files are only looked
+    for, not loaded: the settings are then not all the file's).
     Parts with schema problems are left out of the later checks (`_sound`): those assume the shape,
     and a problem they would find in a value the schema refused says nothing new."""
     errors = _schema_errors(data)
@@ -74,8 +116,8 @@ def parse_config(data: Any, env: Mapping[str, str], checks: Callable[[Config], l
             if not errors:
                 raise   # a shape the schema accepts and the builder cannot read: a bug, not a problem
         problems += [p for p in builder.problems if p not in problems and not _names_any(p, refused)]
-    if config is not None and checks is not None and not any(p.startswith("kafka.security") for p in problems):
-        problems += checks(config)
+    if config is not None and checks is not None:
+        problems += checks(config, not any(p.startswith("kafka.security") for p in problems))
     if problems or config is None:
         raise ConfigError(problems)
     return config
@@ -89,8 +131,18 @@ def _described(err: jsonschema.ValidationError) -> str:
     return f"{_path(err.absolute_path)}: {_schema_message(err)}"
 
 
+# JSON Schema counts 3.0 as an integer and has no word against NaN; aiokafka and the rest take
+# neither (`kafka.shards: 3.0` passed check-config and `run` failed in aiokafka). Here an integer is
+# written without a decimal point, and a number is finite.
+_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({
+    "integer": lambda _, value: type(value) is int,
+    "number": lambda _, value: type(value) in (int, float) and math.isfinite(value),
+})
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPES)
+
+
 def _schema_errors(data: Any) -> list[jsonschema.ValidationError]:
-    validator = jsonschema.Draft202012Validator(load_schema("config.v1.json"))
+    validator = _Validator(load_schema("config.v1.json"))
     return sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
 
 
@@ -171,6 +223,11 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
     if err.validator == "enum":
         return f"must be one of {', '.join(map(str, err.validator_value))}"
     if err.validator == "type":
+        wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        if isinstance(err.instance, float) and not math.isfinite(err.instance) and "number" in wanted:
+            return "must be a finite number (not .nan or .inf)"
+        if isinstance(err.instance, float) and "integer" in wanted:
+            return "must be a whole number written without a decimal point"
         return f"must be of type {err.validator_value}"
     if err.validator == "pattern":
         return f"does not match the pattern {err.validator_value}"

@@ -75,9 +75,7 @@ class Builder:
             if raw["name"] in seen:
                 self.problems.append(f"{path}.name: {raw['name']!r} is already used by accounts[{seen[raw['name']]}]")
             seen.setdefault(raw["name"], i)
-            account = self.account(raw, path)
-            if account is not None:
-                accounts.append((i, account))
+            accounts.append((i, self.account(raw, path)))
 
         sent_topic = (data.get("inputs") or {}).get("sent_topic")
         resolved = [self.gap_driven(a, sent_topic, i) for i, a in accounts]
@@ -116,7 +114,7 @@ class Builder:
             self.problems.append(f"{path}: mutual TLS needs both ssl_certfile and ssl_keyfile")
         return out
 
-    def account(self, raw: Mapping[str, Any], path: str) -> AccountConfig | None:
+    def account(self, raw: Mapping[str, Any], path: str) -> AccountConfig:
         provider = Provider(raw["provider"])
         module = get_module(provider)
         defaults = module.DEFAULTS
@@ -125,7 +123,6 @@ class Builder:
         hook_raw = dict(sections["webhook"])
         poll = PollConfig(**_poll_fields(poll_raw, defaults))
         hook_on = hook_raw.get("enabled", default("accounts", "webhook", "enabled"))
-        before = len(self.problems)
 
         # A disabled section needs nothing (docs/configuration.md): a variable or file it names may be
         # absent, and is used when it is there (`backfill` polls an account whose polling is off).
@@ -137,8 +134,8 @@ class Builder:
         self.require(module.CREDENTIALS, sections, values, path, provider, poll.enabled, hook_on)
         self.check_options(raw.get("options") or {}, module.OPTIONS, f"{path}.options", provider)
         self.check_poll(poll, defaults.retention_days, f"{path}.poll", provider)
-        if len(self.problems) > before:
-            return None
+        # Built whatever was found above, so the checks across accounts (gap-driven polling, spread)
+        # report their problems in the same round (a config with problems is refused whole anyway).
 
         keys = tuple(v for v in (values.get("app_key"), values.get("previous_app_key")) if v)
         fallback = module.CREDENTIALS.webhook_key_fallback

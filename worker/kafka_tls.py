@@ -40,15 +40,34 @@ def _context(cafile: str | None, certfile: str | None, keyfile: str | None, pass
                               password=password if password is not None else _no_password)
 
 
-def tls_problems(kafka: KafkaConfig) -> list[str]:
-    """Why the TLS files cannot be loaded (path and reason, never the key password); [] when they can."""
+def tls_problems(kafka: KafkaConfig, load: bool = True) -> list[str]:
+    """Why the TLS files cannot be loaded (path and reason, never the key password); [] when they
+    can. Each file that cannot be read is named on its own line; the files are loaded together only
+    when every one reads, and with `load` (check-config skips that while `kafka.security` has a
+    problem of its own: the password, say, may not be the file's then)."""
     if not kafka.security.get("security_protocol", "PLAINTEXT").endswith("SSL"):
         return []
+    unreadable = []
+    for key in TLS_KEYS[:3]:
+        path = kafka.security.get(key)
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            unreadable.append(f"kafka.security.{key}: cannot read {path}: {exc.strerror}")
+    if unreadable or not load:
+        return unreadable
     try:
         client_kwargs(kafka)
     except (OSError, ssl.SSLError, ValueError) as exc:
         files = ", ".join(f"{k}={kafka.security[k]}" for k in TLS_KEYS[:3] if k in kafka.security)
         reason = getattr(exc, "reason", None) or (exc.strerror if isinstance(exc, OSError) else None) \
             or type(exc).__name__
-        return [f"kafka.security: cannot load the TLS files ({files or 'the system CAs'}): {reason}"]
+        hint = ""
+        if isinstance(exc, ssl.SSLError) and "ssl_keyfile" in kafka.security:
+            hint = (" (not a PEM certificate or key, or a key that does not match the certificate, or an encrypted "
+                    "key whose ssl_key_password is missing or wrong)")
+        return [f"kafka.security: cannot load the TLS files ({files or 'the system CAs'}): {reason}{hint}"]
     return []

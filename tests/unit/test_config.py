@@ -238,7 +238,7 @@ def test_schema_resolving_and_tls_problems_are_reported_together(tmp_path, monke
         "  accounts[0].webhook.app_key_env: environment variable UNSET_B is not set or empty",
         "  accounts[2].name: 'a' is already used by accounts[0]",
         "  accounts[2].credentials.api_key_env: environment variable UNSET_C is not set or empty",
-        f"  kafka.security: cannot load the TLS files (ssl_cafile={tmp_path / 'no-ca.pem'}): No such file or directory",
+        f"  kafka.security.ssl_cafile: cannot read {tmp_path / 'no-ca.pem'}: No such file or directory",
     ]
 
 

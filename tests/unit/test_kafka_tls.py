@@ -81,8 +81,24 @@ def test_every_structural_problem_is_reported_at_once():
         "kafka.security: ssl_cafile set but security_protocol is PLAINTEXT (use SSL or SASL_SSL for TLS)"]
 
 
+def test_each_tls_file_that_cannot_be_read_is_named_on_its_own_line(pki):
+    """(config/format audit finding 8: one line listed every path and the first error only.)"""
+    kafka = config({"security_protocol": "SSL", "ssl_cafile": "/nonexistent/ca.pem",
+                    "ssl_certfile": str(pki / "client.pem"), "ssl_keyfile": "/nonexistent/client.key"}).kafka
+    assert tls_problems(kafka) == [
+        "kafka.security.ssl_cafile: cannot read /nonexistent/ca.pem: No such file or directory",
+        "kafka.security.ssl_keyfile: cannot read /nonexistent/client.key: No such file or directory",
+    ]
+
+
+def test_an_encrypted_key_without_its_password_says_what_to_look_at(pki):
+    kafka = config({"security_protocol": "SSL", "ssl_cafile": str(pki / "ca.pem"),
+                    "ssl_certfile": str(pki / "client.pem"), "ssl_keyfile": str(pki / "client-enc.key")}).kafka
+    [problem] = tls_problems(kafka)
+    assert "ssl_key_password is missing or wrong" in problem
+
+
 @pytest.mark.parametrize(("files", "reason"), [
-    ({"ssl_cafile": "/nonexistent/ca.pem"}, "No such file or directory"),
     ({"ssl_cafile": "broken.pem"}, ""),
     ({"ssl_cafile": "ca.pem", "ssl_certfile": "client.pem", "ssl_keyfile": "client-enc.key"}, ""),  # no password
 ])
