@@ -228,6 +228,10 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
             return "must be a finite number (not .nan or .inf)"
         if isinstance(err.instance, float) and "integer" in wanted:
             return "must be a whole number written without a decimal point"
+        if isinstance(err.instance, bool) and "string" in wanted:
+            return "must be of type string (YAML reads a bare on, off, yes, no, true or false as a boolean: quote it)"
+        if err.instance is None and not err.absolute_path:
+            return "the file is empty (it must hold the configuration's mapping)"
         return f"must be of type {err.validator_value}"
     if err.validator == "pattern":
         return f"does not match the pattern {err.validator_value}"

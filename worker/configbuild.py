@@ -105,7 +105,13 @@ class Builder:
         if protocol.startswith("SASL_"):
             for need in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
                 if need not in given and not _has_secret(given, need):
-                    self.problems.append(f"{path}: {protocol} needs {need}" + ("_env or _file" if "pass" in need else ""))
+                    # named by its key path, so a value the schema refused is not reported missing too
+                    key = f"{need}_env" if "pass" in need else need
+                    self.problems.append(f"{path}.{key}: {protocol} needs it" + (f" (or {need}_file)" if "pass" in need else ""))
+        sasl = sorted(k for k in given if k.startswith("sasl_"))
+        if sasl and not protocol.startswith("SASL_"):
+            self.problems.append(f"{path}: {', '.join(sasl)} set but security_protocol is {protocol} "
+                                 "(use SASL_PLAINTEXT or SASL_SSL for SASL)")
         tls_files = sorted(k for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile") if k in given)
         if tls_files and not protocol.endswith("SSL"):
             self.problems.append(f"{path}: {', '.join(tls_files)} set but security_protocol is {protocol} "
@@ -193,7 +199,9 @@ class Builder:
             for name in (need.name, f"previous_{need.name}"):
                 value = values.get(name)
                 if value is not None and len(value) < need.min_length:
-                    self.problems.append(f"{path}.{need.section}: a {need.name.replace('_', ' ')} must be at "
+                    given = sections[need.section]
+                    key = next((k for k in (f"{name}_env", f"{name}_file", name) if k in given), name)
+                    self.problems.append(f"{path}.{need.section}.{key}: a {need.name.replace('_', ' ')} must be at "
                                          f"least {need.min_length} characters")
 
     def check_options(self, options: Mapping[str, Any], known: Mapping[str, Any], path: str,

@@ -251,7 +251,7 @@ def test_schema_resolving_and_tls_problems_are_reported_together(tmp_path, monke
       "accounts[0].credentials.api_key_env: environment variable NOPE is not set or empty"]),
     ({"kafka": {"bootstrap_servers": "k:9092"}, "accounts": "all"}, ["accounts: must be of type array"]),
     (["kafka"], ["(top level): must be of type object"]),
-    (None, ["(top level): must be of type object"]),
+    (None, ["(top level): the file is empty (it must hold the configuration's mapping)"]),
 ], ids=["no-kafka", "kafka-not-a-map", "accounts-not-a-list", "a-list", "empty-file"])
 def test_a_broken_shape_still_lets_the_sound_parts_be_checked(data, problems):
     assert _problems(data, {}) == problems
@@ -294,9 +294,9 @@ def _off(**account) -> dict:
     ({"kafka": {"shards": 4}, "accounts": [_off(spread=8)]},
      ["kafka: missing required key(s) bootstrap_servers", "accounts[0].spread: 8 is more than kafka.shards (4)"]),
     ({"kafka": {"security": {"security_protocol": "SASL_SSL"}}, "accounts": []},
-     ["kafka: missing required key(s) bootstrap_servers", "kafka.security: SASL_SSL needs sasl_mechanism",
-      "kafka.security: SASL_SSL needs sasl_plain_username",
-      "kafka.security: SASL_SSL needs sasl_plain_password_env or _file"]),
+     ["kafka: missing required key(s) bootstrap_servers", "kafka.security.sasl_mechanism: SASL_SSL needs it",
+      "kafka.security.sasl_plain_username: SASL_SSL needs it",
+      "kafka.security.sasl_plain_password_env: SASL_SSL needs it (or sasl_plain_password_file)"]),
     # a refused value is not checked again with its default in its place
     ({"kafka": {"bootstrap_servers": "k:1", "shards": 2000}, "accounts": [_off(spread=20)]},
      ["kafka.shards: violates maximum 1000"]),

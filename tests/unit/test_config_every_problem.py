@@ -122,8 +122,58 @@ def test_missing_tls_files_are_named_beside_a_security_problem(check, tmp_path):
     """)
     assert code == 2
     assert problems == [
-        "kafka.security: SASL_SSL needs sasl_plain_password_env or _file",
+        "kafka.security.sasl_plain_password_env: SASL_SSL needs it (or sasl_plain_password_file)",
         f"kafka.security.ssl_cafile: cannot read {tmp_path}/ca.pem: No such file or directory",
         f"kafka.security.ssl_certfile: cannot read {tmp_path}/client.pem: No such file or directory",
         f"kafka.security.ssl_keyfile: cannot read {tmp_path}/client.key: No such file or directory",
     ]
+
+
+def test_a_refused_sasl_mechanism_is_not_also_reported_missing(check):
+    code, problems, _ = check("""
+        kafka:
+          bootstrap_servers: "k:9093"
+          security: {security_protocol: SASL_PLAINTEXT, sasl_mechanism: GSSAPI, sasl_plain_username: u,
+                     sasl_plain_password_env: SET_K}
+        accounts: []
+    """)
+    assert code == 2
+    assert problems == ["kafka.security.sasl_mechanism: must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"]
+
+
+def test_sasl_settings_under_a_protocol_without_sasl_are_a_problem(check):
+    code, problems, _ = check("""
+        kafka:
+          bootstrap_servers: "k:9092"
+          security: {security_protocol: PLAINTEXT, sasl_mechanism: PLAIN, sasl_plain_username: u}
+        accounts: []
+    """)
+    assert code == 2
+    assert problems == ["kafka.security: sasl_mechanism, sasl_plain_username set but security_protocol is PLAINTEXT "
+                        "(use SASL_PLAINTEXT or SASL_SSL for SASL)"]
+
+
+def test_a_yaml_boolean_where_a_name_belongs_gets_a_hint(check):
+    code, problems, _ = check("""
+        kafka: {bootstrap_servers: "k:9092"}
+        accounts:
+          - {name: off, provider: sendcloud, credentials: {api_user: u, api_key_env: SET_K}, webhook: {enabled: false}}
+    """)
+    assert code == 2
+    assert problems == ["accounts[0].name: must be of type string (YAML reads a bare on, off, yes, no, true or false "
+                        "as a boolean: quote it)"]
+
+
+def test_a_short_path_token_is_named_by_its_key(check, monkeypatch):
+    monkeypatch.setenv("SHORT", "abc")
+    monkeypatch.setenv("LONG", "a-path-token-long-enough-0123")
+    code, problems, _ = check("""
+        kafka: {bootstrap_servers: "k:9092"}
+        accounts:
+          - name: tx
+            provider: tencent_ses
+            credentials: {secret_id: AKID, secret_key_env: SET_K}
+            webhook: {path_token_env: LONG, previous_path_token_env: SHORT}
+    """)
+    assert code == 2
+    assert problems == ["accounts[0].webhook.previous_path_token_env: a path token must be at least 16 characters"]

@@ -70,9 +70,9 @@ def test_every_structural_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as refused:
         config({"security_protocol": "SASL_SSL", "ssl_certfile": "/x/c.pem"})
     assert refused.value.problems == [
-        "kafka.security: SASL_SSL needs sasl_mechanism",
-        "kafka.security: SASL_SSL needs sasl_plain_username",
-        "kafka.security: SASL_SSL needs sasl_plain_password_env or _file",
+        "kafka.security.sasl_mechanism: SASL_SSL needs it",
+        "kafka.security.sasl_plain_username: SASL_SSL needs it",
+        "kafka.security.sasl_plain_password_env: SASL_SSL needs it (or sasl_plain_password_file)",
         "kafka.security: mutual TLS needs both ssl_certfile and ssl_keyfile",
     ]
     with pytest.raises(ConfigError) as refused:
