@@ -50,16 +50,21 @@ def load_config(path: str | Path, env: Mapping[str, str],
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: cannot read: not UTF-8 text (the byte at offset {exc.start} does not decode; "
                            "save the file as UTF-8)"]) from None
-    loader = _Loader(text)
+    loader: yaml.SafeLoader | None = None
     try:
-        data = loader.get_single_data()
+        loader = yaml.SafeLoader(text)
+        node = loader.get_single_node()
+        repeated = _repeated_keys(node)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError([f"{path}: {where}not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())   # (a character YAML refuses)
+        raise ConfigError([f"{path}: {where}not valid YAML: {problem}"]) from None
     finally:
-        loader.dispose()
-    repeated = [f"{path}: {problem}" for _, problem in sorted(loader.repeated)]
+        if loader is not None:
+            loader.dispose()
+    repeated = [f"{path}: {problem}" for problem in repeated]
     try:
         config = parse_config(data, env, checks)
     except ConfigError as exc:
@@ -69,30 +74,33 @@ def load_config(path: str | Path, env: Mapping[str, str],
     return config
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML's safe loader that notes a key given twice in one mapping (PyYAML keeps the last one
-    silently: a second `kafka:` block, or `shards` twice, would hide the first from every check)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.repeated: list[tuple[int, str]] = []     # (line, problem)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":   # `<<: *defaults`: keys it brings may be overridden
-                continue
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            try:
-                first = seen.get(key)
-                seen.setdefault(key, line)
-            except TypeError:   # a key YAML cannot hash: construct_mapping refuses it below
-                continue
-            if first is not None:
-                self.repeated.append((line, f"line {line}: key {str(key)[:64]!r} is given twice in the same "
-                                            f"mapping (first on line {first}); only one is read"))
-        return super().construct_mapping(node, deep=deep)
+def _repeated_keys(root: yaml.Node | None) -> list[str]:
+    """A key given twice in one mapping of the document as written (PyYAML keeps the last one
+    silently: a second `kafka:` block, or `shards` twice, would hide the first from every check).
+    Read before the document is built, so the keys a merge (`<<: *defaults`) brings, which the
+    mapping may override, are not counted."""
+    problems: list[tuple[int, str]] = []
+    seen_nodes: set[int] = set()
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:   # an alias: the anchored node again
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                stack.append(value)
+                if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                line = key.start_mark.line + 1
+                if (key.tag, key.value) in first:
+                    problems.append((line, f"line {line}: key {key.value[:64]!r} is given twice in the same mapping "
+                                           f"(first on line {first[key.tag, key.value]}); only one is read"))
+                first.setdefault((key.tag, key.value), line)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return [problem for _, problem in sorted(problems)]
 
 
 def parse_config(data: Any, env: Mapping[str, str],
@@ -136,7 +144,7 @@ def _described(err: jsonschema.ValidationError) -> str:
 # written without a decimal point, and a number is finite.
 _TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({
     "integer": lambda _, value: type(value) is int,
-    "number": lambda _, value: type(value) in (int, float) and math.isfinite(value),
+    "number": lambda _, value: type(value) is int or (type(value) is float and math.isfinite(value)),
 })
 _Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPES)
 

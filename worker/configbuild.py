@@ -106,15 +106,18 @@ class Builder:
             for need in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
                 if need not in given and not _has_secret(given, need):
                     # named by its key path, so a value the schema refused is not reported missing too
-                    key = f"{need}_env" if "pass" in need else need
-                    self.problems.append(f"{path}.{key}: {protocol} needs it" + (f" (or {need}_file)" if "pass" in need else ""))
+                    if "pass" in need:
+                        self.problems.append(f"{path}.{need}_env: {protocol} needs it, or {path}.{need}_file")
+                    else:
+                        self.problems.append(f"{path}.{need}: {protocol} needs it")
+        # Named by the protocol's key path: when the schema refused the protocol, these say nothing.
         sasl = sorted(k for k in given if k.startswith("sasl_"))
         if sasl and not protocol.startswith("SASL_"):
-            self.problems.append(f"{path}: {', '.join(sasl)} set but security_protocol is {protocol} "
-                                 "(use SASL_PLAINTEXT or SASL_SSL for SASL)")
+            self.problems.append(f"{path}.security_protocol: {protocol}, but {', '.join(sasl)} set "
+                                 "(use SASL_PLAINTEXT or SASL_SSL for SASL, or remove them)")
         tls_files = sorted(k for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile") if k in given)
         if tls_files and not protocol.endswith("SSL"):
-            self.problems.append(f"{path}: {', '.join(tls_files)} set but security_protocol is {protocol} "
+            self.problems.append(f"{path}.security_protocol: {protocol}, but {', '.join(tls_files)} set "
                                  "(use SSL or SASL_SSL for TLS)")
         if ("ssl_certfile" in given) != ("ssl_keyfile" in given):
             self.problems.append(f"{path}: mutual TLS needs both ssl_certfile and ssl_keyfile")

@@ -296,7 +296,7 @@ def _off(**account) -> dict:
     ({"kafka": {"security": {"security_protocol": "SASL_SSL"}}, "accounts": []},
      ["kafka: missing required key(s) bootstrap_servers", "kafka.security.sasl_mechanism: SASL_SSL needs it",
       "kafka.security.sasl_plain_username: SASL_SSL needs it",
-      "kafka.security.sasl_plain_password_env: SASL_SSL needs it (or sasl_plain_password_file)"]),
+      "kafka.security.sasl_plain_password_env: SASL_SSL needs it, or kafka.security.sasl_plain_password_file"]),
     # a refused value is not checked again with its default in its place
     ({"kafka": {"bootstrap_servers": "k:1", "shards": 2000}, "accounts": [_off(spread=20)]},
      ["kafka.shards: violates maximum 1000"]),

@@ -75,9 +75,31 @@ def test_keys_a_merge_brings_may_be_overridden(check):
             provider: sendcloud
             credentials: {api_user: u, api_key_env: SET_K}
             webhook: &off {enabled: false}
-            poll: {<<: *off, enabled: true, interval_min_secs: 600}
+            poll: &p {<<: *off, enabled: true, interval_min_secs: 600}
+          - name: b
+            provider: sendcloud
+            credentials: {api_user: u, api_key_env: SET_K}
+            webhook: {<<: *off}
+            poll: {<<: *p, interval_min_secs: 900}
     """)
     assert (code, problems) == (0, [])
+
+
+@pytest.mark.parametrize("char", ["\x07", "\x00"])
+def test_a_control_character_is_a_problem_not_a_traceback(check, char):
+    code, problems, path = check(f'kafka: {{bootstrap_servers: "k:9092"}}\naccounts: []\nx: "{char}"\n')
+    assert code == 2
+    assert problems == [f"{path}: not valid YAML: unacceptable character #x{ord(char):04x}: special characters are "
+                        'not allowed in "<unicode string>", position 54']
+
+
+def test_a_count_too_large_for_a_float_is_refused_not_a_traceback(check):
+    code, problems, _ = check(f"""
+        kafka: {{bootstrap_servers: "k:9092", shards: 1{'0' * 400}}}
+        accounts: []
+    """)
+    assert code == 2
+    assert problems == ["kafka.shards: violates maximum 1000"]
 
 
 @pytest.mark.parametrize("body", [b"kafka:\n  shards: 3\n\xff\xfe\n", "kafka: {shards: 3}\n".encode("utf-16")])
@@ -122,7 +144,7 @@ def test_missing_tls_files_are_named_beside_a_security_problem(check, tmp_path):
     """)
     assert code == 2
     assert problems == [
-        "kafka.security.sasl_plain_password_env: SASL_SSL needs it (or sasl_plain_password_file)",
+        "kafka.security.sasl_plain_password_env: SASL_SSL needs it, or kafka.security.sasl_plain_password_file",
         f"kafka.security.ssl_cafile: cannot read {tmp_path}/ca.pem: No such file or directory",
         f"kafka.security.ssl_certfile: cannot read {tmp_path}/client.pem: No such file or directory",
         f"kafka.security.ssl_keyfile: cannot read {tmp_path}/client.key: No such file or directory",
@@ -149,8 +171,8 @@ def test_sasl_settings_under_a_protocol_without_sasl_are_a_problem(check):
         accounts: []
     """)
     assert code == 2
-    assert problems == ["kafka.security: sasl_mechanism, sasl_plain_username set but security_protocol is PLAINTEXT "
-                        "(use SASL_PLAINTEXT or SASL_SSL for SASL)"]
+    assert problems == ["kafka.security.security_protocol: PLAINTEXT, but sasl_mechanism, sasl_plain_username set "
+                        "(use SASL_PLAINTEXT or SASL_SSL for SASL, or remove them)"]
 
 
 def test_a_yaml_boolean_where_a_name_belongs_gets_a_hint(check):
@@ -177,3 +199,45 @@ def test_a_short_path_token_is_named_by_its_key(check, monkeypatch):
     """)
     assert code == 2
     assert problems == ["accounts[0].webhook.previous_path_token_env: a path token must be at least 16 characters"]
+
+
+def test_a_refused_protocol_or_password_file_is_not_reported_again_by_the_checks_after_it(check):
+    code, problems, _ = check("""
+        kafka:
+          bootstrap_servers: "k:9093"
+          security: {security_protocol: sasl_ssl, sasl_mechanism: PLAIN, sasl_plain_username: u, ssl_cafile: /x/ca.pem}
+        accounts: []
+    """)
+    assert code == 2
+    assert problems == ["kafka.security.security_protocol: must be one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"]
+    code, problems, _ = check("""
+        kafka:
+          bootstrap_servers: "k:9093"
+          security: {security_protocol: SASL_PLAINTEXT, sasl_mechanism: PLAIN, sasl_plain_username: u,
+                     sasl_plain_password_file: 7}
+        accounts: []
+    """)
+    assert code == 2
+    assert problems == ["kafka.security.sasl_plain_password_file: must be of type string"]
+
+
+def test_tls_files_that_exist_are_not_loaded_while_the_security_section_has_a_problem(check, tmp_path):
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    code, problems, _ = check(f"""
+        kafka:
+          bootstrap_servers: "k:9093"
+          security: {{security_protocol: SASL_SSL, sasl_mechanism: PLAIN, sasl_plain_username: u,
+                     ssl_cafile: {tmp_path}/ca.pem}}
+        accounts: []
+    """)
+    assert code == 2
+    assert problems == ["kafka.security.sasl_plain_password_env: SASL_SSL needs it, "
+                        "or kafka.security.sasl_plain_password_file"]
+    code, problems, _ = check(f"""
+        kafka:
+          bootstrap_servers: "k:9093"
+          security: {{security_protocol: SSL, ssl_cafile: {tmp_path}/ca.pem}}
+        accounts: []
+    """)
+    assert code == 2 and len(problems) == 1
+    assert problems[0].startswith(f"kafka.security: cannot load the TLS files (ssl_cafile={tmp_path}/ca.pem): ")

@@ -72,13 +72,13 @@ def test_every_structural_problem_is_reported_at_once():
     assert refused.value.problems == [
         "kafka.security.sasl_mechanism: SASL_SSL needs it",
         "kafka.security.sasl_plain_username: SASL_SSL needs it",
-        "kafka.security.sasl_plain_password_env: SASL_SSL needs it (or sasl_plain_password_file)",
+        "kafka.security.sasl_plain_password_env: SASL_SSL needs it, or kafka.security.sasl_plain_password_file",
         "kafka.security: mutual TLS needs both ssl_certfile and ssl_keyfile",
     ]
     with pytest.raises(ConfigError) as refused:
         config({"security_protocol": "PLAINTEXT", "ssl_cafile": "/x/ca.pem"})
     assert refused.value.problems == [
-        "kafka.security: ssl_cafile set but security_protocol is PLAINTEXT (use SSL or SASL_SSL for TLS)"]
+        "kafka.security.security_protocol: PLAINTEXT, but ssl_cafile set (use SSL or SASL_SSL for TLS)"]
 
 
 def test_each_tls_file_that_cannot_be_read_is_named_on_its_own_line(pki):
