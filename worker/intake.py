@@ -313,6 +313,7 @@ class RawWriter:
                 await fut
         except BaseException as exc:   # refused, timed out or cancelled by the caller's deadline
             self.failed_at = time.monotonic()
+            metrics.kafka_reachable(False)   # as /readyz says from now on, until a probe succeeds (worker.reach)
             for fut in sent:           # the failure raised is the first in turn; the others are not news
                 fut.add_done_callback(outcome_not_news)
             if self._renew is not None and broken(producer, exc):
