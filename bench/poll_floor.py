@@ -1,6 +1,6 @@
 """The floor under issue 14's CPU goals: the least an exactly-once date sweep does in this stack.
 
-`python -m bench.poll_floor ARGS_JSON` sweeps a SendCloud account's date windows, in one process on
+`POLL_FLOOR_API_KEY=... python -m bench.poll_floor ARGS_JSON` sweeps a SendCloud account's date windows, in one process on
 asyncio's loop as the worker does, with nothing in it but what every poller of this design must do:
 
 - the calls: form POSTs to `/apiv2/data/emailStatus` with aiohttp, `in_flight` at a time, paced at
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 import urllib.parse
@@ -61,6 +62,7 @@ class Floor:
     def __init__(self, args: dict, producer: AIOKafkaProducer, session: aiohttp.ClientSession) -> None:
         self.args = args
         self.url = args["base_url"].rstrip("/") + PATH
+        self.api_key = os.environ["POLL_FLOOR_API_KEY"]     # not on the command line (ps shows it)
         self.producer = producer
         self.session = session
         self.pace = Pace(args["rate"])
@@ -69,7 +71,7 @@ class Floor:
         self.asked = {"pages": 0, "rows": 0}
 
     async def call(self, day: str, offset: int) -> dict:
-        body = urllib.parse.urlencode([("apiUser", self.args["api_user"]), ("apiKey", self.args["api_key"]),
+        body = urllib.parse.urlencode([("apiUser", self.args["api_user"]), ("apiKey", self.api_key),
                                        ("startDate", day), ("endDate", day), ("start", offset),
                                        ("limit", PAGE)]).encode()
         while True:
