@@ -7,6 +7,7 @@ were of other types was restored and then stopped the account's polling at its f
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from worker.poll.ids import Tracked
@@ -90,3 +91,15 @@ def test_a_final_id_whose_send_time_is_not_a_number_is_skipped():
     restored.add(b"uacct|abc", b'{"r": "", "s": "soon", "f": true}')
     restored.add(b"uacct|def", b'{"r": "", "s": 1764979200.0, "f": true}')
     assert restored.skipped == 1
+    settled = restored.finish().settled["acct"]
+    assert "def" in settled and "abc" not in settled and len(settled) == 1
+
+
+def test_every_member_of_a_cursor_is_checked_and_reads_back():
+    """decode_cursor checks each member by name: a member added to Cursor must be given its check
+    there (else every cursor with it would be skipped at restore, and every window swept again)."""
+    assert {f.name for f in attrs.fields(Cursor)} == {
+        "interval", "offset", "in_sweep", "started_at", "completed_at", "due_at", "total", "seen", "changes", "sweeps"}
+    full = Cursor(interval=61.5, offset=300, in_sweep=True, started_at=1764979200.5, completed_at=1764979100.25,
+                  due_at=1764980000.75, total=900, seen=250, changes=3, sweeps=9)
+    assert decode_cursor(encode_cursor(full)) == full
