@@ -151,28 +151,27 @@ def test_missing_tls_files_are_named_beside_a_security_problem(check, tmp_path):
     ]
 
 
-def test_a_refused_sasl_mechanism_is_not_also_reported_missing(check):
-    code, problems, _ = check("""
-        kafka:
-          bootstrap_servers: "k:9093"
-          security: {security_protocol: SASL_PLAINTEXT, sasl_mechanism: GSSAPI, sasl_plain_username: u,
-                     sasl_plain_password_env: SET_K}
+@pytest.mark.parametrize(("security", "expected"), [
+    # a mechanism the schema refuses is not reported missing too
+    ("{security_protocol: SASL_PLAINTEXT, sasl_mechanism: GSSAPI, sasl_plain_username: u, sasl_plain_password_env: SET_K}",
+     ["kafka.security.sasl_mechanism: must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"]),
+    # nor a password file of another type
+    ("{security_protocol: SASL_PLAINTEXT, sasl_mechanism: PLAIN, sasl_plain_username: u, sasl_plain_password_file: 7}",
+     ["kafka.security.sasl_plain_password_file: must be of type string"]),
+    # a protocol the schema refuses says nothing about the settings that go with another
+    ("{security_protocol: sasl_ssl, sasl_mechanism: PLAIN, sasl_plain_username: u, ssl_cafile: /x/ca.pem}",
+     ["kafka.security.security_protocol: must be one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"]),
+    # SASL settings under a protocol without SASL were ignored
+    ("{security_protocol: PLAINTEXT, sasl_mechanism: PLAIN, sasl_plain_username: u}",
+     ["kafka.security.security_protocol: PLAINTEXT, but sasl_mechanism, sasl_plain_username set "
+      "(use SASL_PLAINTEXT or SASL_SSL for SASL, or remove them)"]),
+])
+def test_a_security_problem_is_named_once_by_its_key(check, security, expected):
+    code, problems, _ = check(f"""
+        kafka: {{bootstrap_servers: "k:9093", security: {security}}}
         accounts: []
     """)
-    assert code == 2
-    assert problems == ["kafka.security.sasl_mechanism: must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"]
-
-
-def test_sasl_settings_under_a_protocol_without_sasl_are_a_problem(check):
-    code, problems, _ = check("""
-        kafka:
-          bootstrap_servers: "k:9092"
-          security: {security_protocol: PLAINTEXT, sasl_mechanism: PLAIN, sasl_plain_username: u}
-        accounts: []
-    """)
-    assert code == 2
-    assert problems == ["kafka.security.security_protocol: PLAINTEXT, but sasl_mechanism, sasl_plain_username set "
-                        "(use SASL_PLAINTEXT or SASL_SSL for SASL, or remove them)"]
+    assert (code, problems) == (2, expected)
 
 
 def test_a_yaml_boolean_where_a_name_belongs_gets_a_hint(check):
@@ -199,26 +198,6 @@ def test_a_short_path_token_is_named_by_its_key(check, monkeypatch):
     """)
     assert code == 2
     assert problems == ["accounts[0].webhook.previous_path_token_env: a path token must be at least 16 characters"]
-
-
-def test_a_refused_protocol_or_password_file_is_not_reported_again_by_the_checks_after_it(check):
-    code, problems, _ = check("""
-        kafka:
-          bootstrap_servers: "k:9093"
-          security: {security_protocol: sasl_ssl, sasl_mechanism: PLAIN, sasl_plain_username: u, ssl_cafile: /x/ca.pem}
-        accounts: []
-    """)
-    assert code == 2
-    assert problems == ["kafka.security.security_protocol: must be one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"]
-    code, problems, _ = check("""
-        kafka:
-          bootstrap_servers: "k:9093"
-          security: {security_protocol: SASL_PLAINTEXT, sasl_mechanism: PLAIN, sasl_plain_username: u,
-                     sasl_plain_password_file: 7}
-        accounts: []
-    """)
-    assert code == 2
-    assert problems == ["kafka.security.sasl_plain_password_file: must be of type string"]
 
 
 def test_tls_files_that_exist_are_not_loaded_while_the_security_section_has_a_problem(check, tmp_path):
