@@ -212,12 +212,6 @@ def _status_type(edition: Edition, text: str) -> tuple[EventType | None, bool]:
     return None, False
 
 
-def _classified(acct: AccountContext, edition: Edition, status: str, sub_status: Any,
-                message: str | None) -> family.Classified:
-    type_, known = _status_type(edition, status)
-    return family.classify(acct, type_, sub_status, message, known)
-
-
 class _Row(NamedTuple):
     """A status row read and checked alone, not yet an observation (times in Unix seconds)."""
 
@@ -300,10 +294,11 @@ def _columns(edition: Edition, acct: AccountContext, records: list[Any]) -> _Col
     except BAD_INPUT:
         return None
     keys = list(zip(statuses, sub_statuses, messages, strict=True))
-    memo = {key: _classified(acct, edition, *key) for key in set(keys)}
-    bases = {status: _status_type(edition, status)[0] for status in set(statuses)}
+    typed = {status: _status_type(edition, status) for status in set(statuses)}   # each status word read once
+    memo = {(status, sub, message): family.classify(acct, typed[status][0], sub, message, typed[status][1])
+            for status, sub, message in set(keys)}
     return _Columns(records, email_ids, recipients, statuses, sub_statuses, messages, list(map(memo.__getitem__, keys)),
-                    list(map(epochs.__getitem__, occurs)), requests, epochs, list(map(bases.__getitem__, statuses)))
+                    list(map(epochs.__getitem__, occurs)), requests, epochs, [typed[s][0] for s in statuses])
 
 
 def _columns_row_by_row(edition: Edition, acct: AccountContext,
@@ -312,6 +307,7 @@ def _columns_row_by_row(edition: Edition, acct: AccountContext,
     sub-status and message share their classification, and rows sharing a time text its reading."""
     tz = edition.defaults.tz
     memo: dict[tuple[str, int | None, str | None], family.Classified] = {}
+    typed: dict[str, tuple[EventType | None, bool]] = {}    # each status word read once
     times: dict[Any, int] = {}
 
     def at(text: Any) -> int:
@@ -332,12 +328,15 @@ def _columns_row_by_row(edition: Edition, acct: AccountContext,
         # The seed example spells the description both ways, one per row.
         message = family.first_text(record, ("sendLog", "subStatDesc", "subStatusDesc"))
         sub_status = record.get("subStatus")
+        base = typed.get(status)
+        if base is None:
+            base = typed[status] = _status_type(edition, status)
         key = (status, as_int(sub_status), message)
         classified = memo.get(key)
         if classified is None:
-            classified = memo[key] = _classified(acct, edition, status, sub_status, message)
+            classified = memo[key] = family.classify(acct, base[0], sub_status, message, base[1])
         return (_Row(record, email_id, recipient, status, sub_status, occurred, request_time, message, classified,
-                     _status_type(edition, status)[0]),)
+                     base[0]),)
 
     read_ok, rejected = read_rows(records, read)
     columns = _Columns([r.record for r in read_ok], [r.email_id for r in read_ok], [r.recipient for r in read_ok],
