@@ -1,4 +1,5 @@
-"""UniSender classic (and Selzy): id-based `checkEmail` polling and the event-notification webhook.
+"""UniSender classic (and Selzy): id-based `checkEmail` polling and the event-notification webhook;
+Unisender Go's status events on the same webhook URL (`_unisender_go`).
 
 PROVIDERS.md section 4. The status API answers per email id, without dates and without
 addresses, so the id tracker drives polling and supplies recipients (see `parse_poll_response`).
@@ -16,6 +17,7 @@ from typing import Any
 
 from worker.errors import BadSignature, FatalConfig, MalformedPayload, PollError, Retriable, Throttled
 from worker.model import EventType, Observation, Provider, Reason, Scope
+from worker.providers import _unisender_go
 from worker.providers._answers import read_answer, read_rows
 from worker.providers.base import (
     AccountContext,
@@ -346,7 +348,10 @@ def split_webhook(req: WebhookRequest) -> list[dict[str, Any]]:
 
 def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[Observation]:
     """The observation of an email_status record (also of non-emitted statuses: they tell the id
-    tracker about ids to poll); other events give none."""
+    tracker about ids to poll), or of a Unisender Go status event (`_unisender_go`); other events
+    give none."""
+    if record.get("event_name") == _unisender_go.EVENT:
+        return _unisender_go.observations(acct, record)
     fields = _fields(record)
     if fields is None:
         return []

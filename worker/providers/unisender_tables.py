@@ -70,6 +70,24 @@ STATUSES: dict[str, Entry] = {
     "err_lost": (None, Reason.PROVIDER_ERROR, True),
 }
 
+# Unisender Go's webhook statuses (PROVIDERS.md 4.6; godocs.unisender.ru/email-statuses, the nine
+# values `events.email_status` takes), as (type, reason, final): a bounce's cause, where its
+# `delivery_info.delivery_status` names one of the err_* codes above, is read from that code instead
+# (the same codes; anymail's `reject_reasons` reads them so too). `final` here is whether the
+# provider may still retry (a soft bounce it retries), not whether the id may change: Go ids are
+# never polled. sent, opened, clicked and subscribed carry no delivery status.
+GO_STATUSES: dict[str, Entry] = {
+    "delivered": (EventType.DELIVERED, None, True),
+    "soft_bounced": (EventType.SOFT_BOUNCE, Reason.OTHER, False),
+    "hard_bounced": (EventType.INVALID, Reason.OTHER, True),
+    "spam": (EventType.COMPLAINT, None, True),
+    "unsubscribed": (EventType.UNSUBSCRIBED, Reason.UNSUBSCRIBED, True),
+    "sent": (None, None, False),
+    "opened": (None, None, False),
+    "clicked": (None, None, False),
+    "subscribed": (None, None, False),
+}
+
 # The seed promises the prefix rule for future values: err_* failed, ok_* in progress or done.
 # Not final, so an unknown status keeps being polled until it settles into a known one.
 UNKNOWN_ERR = (EventType.SOFT_BOUNCE, Reason.OTHER, False)
