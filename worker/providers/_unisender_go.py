@@ -35,7 +35,6 @@ from worker.providers.classify import settle
 from worker.providers.unisender_tables import GO_STATUSES, STATUSES
 
 EVENT = "transactional_email_status"
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _BOUNCES = (EventType.INVALID, EventType.SOFT_BOUNCE)
 
 
@@ -68,8 +67,8 @@ def observations(acct: AccountContext, record: dict[str, Any]) -> list[Observati
     if type_ is None:   # a cause classic does not emit either (err_too_large, err_internal, ...)
         return []
     try:
-        occurred_at = local_time(event_time, UTC, layout=TIME_FORMAT)
-    except (ValueError, OverflowError) as exc:
+        occurred_at = local_time(event_time, UTC)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise MalformedPayload("unisender go event_time is not YYYY-MM-DD HH:MM:SS") from exc
     return [
         Observation(

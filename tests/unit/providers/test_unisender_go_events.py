@@ -82,9 +82,16 @@ CASES = [
     ("hard_bounced", {"delivery_status": "err_no_dns"}, EventType.INVALID, Reason.DOMAIN_INVALID, Scope.DOMAIN, False),
     # no evidence about the address: a final soft bounce, as every provider's bounce without evidence
     ("hard_bounced", None, EventType.SOFT_BOUNCE, Reason.OTHER, Scope.UNKNOWN, False),
-    # the reply alone is evidence
+    # the reply alone is evidence: its codes, or its words when it has none
     ("hard_bounced", {"destination_response": "550 5.1.1 <x@example.com>: Recipient address rejected"},
      EventType.INVALID, Reason.UNKNOWN_USER, Scope.RECIPIENT, False),
+    ("hard_bounced", {"destination_response": "mailbox unavailable: user unknown"},
+     EventType.INVALID, Reason.UNKNOWN_USER, Scope.RECIPIENT, False),
+    # a code's own scope (the table's fourth column): a misconfigured domain, no reply to say more
+    ("soft_bounced", {"delivery_status": "err_destination_misconfigured"}, EventType.SOFT_BOUNCE, Reason.OTHER,
+     Scope.DOMAIN, True),
+    # a delivery_status that is not an err_* code names no cause: the status word decides
+    ("hard_bounced", {"delivery_status": "ok_delivered"}, EventType.SOFT_BOUNCE, Reason.OTHER, Scope.UNKNOWN, False),
 ]
 
 
@@ -110,3 +117,44 @@ def test_an_event_that_cannot_be_read_is_malformed(broken, data):
     record["event_data"] = {k: v for k, v in record["event_data"].items() if v is not None}
     with pytest.raises(MalformedPayload):
         unisender.webhook_observations(ACCT, record)
+
+
+def test_the_cause_and_reply_are_kept_only_when_they_are_text():
+    [obs] = observe(event("soft_bounced", {"delivery_status": "ok_delivered", "destination_response": ""}))
+    assert (obs.provider_sub_status, obs.provider_message, obs.smtp) == (None, None, None)
+    [obs] = observe(event("soft_bounced", {"delivery_status": 5, "destination_response": 550}))
+    assert (obs.provider_sub_status, obs.provider_message, obs.smtp) == (None, None, None)
+
+
+def test_the_record_is_kept_as_the_observations_raw():
+    record = event("delivered")
+    [obs] = unisender.webhook_observations(ACCT, record)
+    assert obs.raw is record
+
+
+def test_an_event_time_beside_event_data_is_read_as_classic_places_it():
+    record = event("delivered")
+    record["event_time"] = record["event_data"].pop("event_time")
+    [obs] = unisender.webhook_observations(ACCT, record)
+    assert obs.occurred_at == datetime(2015, 11, 30, 15, 9, 42, tzinfo=UTC)
+
+
+def test_a_content_rejection_is_a_sender_side_soft_bounce():
+    """err_spam_rejected is the receiving server refusing the content (unisender_tables: SenderSide,
+    resolved with the account's `sender_rejection`): a soft bounce about the content, as classic's."""
+    [obs] = observe(event("hard_bounced", {"delivery_status": "err_spam_rejected"}))
+    assert (obs.type, obs.reason, obs.scope, obs.retrying) == (
+        EventType.SOFT_BOUNCE, Reason.SPAM_REJECTED, Scope.CONTENT, False)
+
+
+def test_the_event_time_is_utc_whatever_the_hosts_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        [obs] = unisender.webhook_observations(ACCT, event("delivered"))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert obs.occurred_at == datetime(2015, 11, 30, 15, 9, 42, tzinfo=UTC)
