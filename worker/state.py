@@ -2,26 +2,22 @@
 
 `_state` is compacted: the last record per key is the state, a null value deletes it. Keys:
 
-    b"d" + 8-byte email hash          → the 8-byte dedup word (worker.dedup)
-    b"c" + "<account>|<window>"       → a poll cursor, JSON (worker.poll.scheduler.Cursor)
-    b"u" + "<account>|<email id>"     → a tracked id, JSON {"r": recipient, "s": sent_at,
-                                        "st": last status, "f": final} (worker.poll.ids.Tracked);
-                                        read back, a final numeric id is only its send time
-                                        (worker.poll.settled), never a `Tracked`; so a final id
-                                        sent in 2001-2286 is written {"r":"","s":1794034011.491,
-                                        "st":null,"f":true}: the time to the millisecond, no
-                                        recipient or status (`FINAL_SIZE` bytes: a fixed layout
-                                        numpy decodes a slice at a time; the members every
-                                        release reads, v0.2.0's `Tracked` included)
-    b"r" + 8-byte hash of account     → an 8-byte replay word: the record's digest and when to
-           and a webhook's replay key     forget it (worker.replays)
+    b"d" + 8-byte email hash       → the 8-byte dedup word (worker.dedup)
+    b"c" + "<account>|<window>"    → a poll cursor, JSON (worker.poll.scheduler.Cursor)
+    b"u" + "<account>|<email id>"  → a tracked id, JSON {"r": recipient, "s": sent_at, "st": last
+                                     status, "f": final} (worker.poll.ids.Tracked); a final id is
+                                     read back as its send time only (worker.poll.settled), and one
+                                     sent in 2001-2286 is written {"r":"","s":1794034011.491,
+                                     "st":null,"f":true} (`FINAL_SIZE` bytes, which numpy decodes a
+                                     slice at a time; members every release reads, v0.2.0 included)
+    b"r" + 8-byte hash of account and a webhook's replay key → an 8-byte replay word: the record's
+                                     digest and when to forget it (worker.replays)
 
 A shard writes these in the same transactions as its events, so reading its partition with
 read_committed up to the end offset gives exactly the state its committed events imply.
-
-Compatibility: decoders ignore JSON members they do not know, so a later release may add some
-without breaking this one during a rolling update; a record this release cannot read at all is
-skipped and counted (`Restored.skipped`), never allowed to stop a restore.
+Compatibility: decoders ignore JSON members they do not know (a later release may add some); a
+record this release cannot read, or whose JSON is of another shape, is skipped and counted
+(`Restored.skipped`), never allowed to stop a restore.
 """
 
 from __future__ import annotations
