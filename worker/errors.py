@@ -67,7 +67,8 @@ class WebhookError(ProviderError):
 
 
 class BadSignature(WebhookError):
-    """Missing, wrong or expired signature: answer 401."""
+    """Missing, wrong or expired signature: answer 401. Its message is logged with the 401 (the
+    `webhook` line's `reason`): a fixed text naming the check that failed, never a value received."""
 
     error_type = "bad_signature"
 

@@ -203,6 +203,9 @@ class WebhookReceiver:
             outcome["verified"] = module.verify_webhook(ctx, req, now, account.webhook.replay_window_secs)
         except BadSignature as exc:
             outcome["error_type"] = exc.error_type
+            # which check failed (a fixed text: worker.errors.BadSignature), so that a sender's clock
+            # off by minutes is not taken for a wrong key
+            outcome["reason"] = str(exc)
             return 401
         if outcome["verified"] == URL_CHECK:   # the provider tests the URL: nothing to write
             return 200
