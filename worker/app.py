@@ -102,6 +102,7 @@ def build_app(config: Config) -> web.Application:
             feed = SentFeed(config, app[WRITER])
             await feed.start()
             ops.critical["sent_feed"] = feed.alive
+            ops.status["sent_feed"] = feed.snapshot
         yield
         ops.shutting_down = True
         try:

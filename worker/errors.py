@@ -199,6 +199,12 @@ class TopicLayoutError(WorkerError):
     error_type = "topic_layout"
 
 
+class SentTopicMissing(WorkerError):
+    """`inputs.sent_topic` does not exist on the cluster (yet): the sent feed waits for it."""
+
+    error_type = "sent_topic_missing"
+
+
 class ConfigError(WorkerError):
     """The configuration has problems; `problems` lists every one, each with its key path."""
 

@@ -6,6 +6,12 @@ consumer group on that topic and forwards the records of id-polled and gap-drive
 `provider/account`), so each lands on the shard that owns its account; offsets are committed only
 after the forwarded records were acknowledged. Others are skipped; unreadable ones are
 dead-lettered. A record forwarded twice is harmless: learning a known id changes nothing.
+
+The topic belongs to the sending service, which may create it after this worker first starts: the
+feed then waits for it (checked every `TOPIC_WAIT_SECS`, counted as `sent_topic_missing` in
+`esw_errors_total{stage="sent_feed"}`, shown in `/status`), while webhooks and date sweeps go on.
+Before 2026-12-06 the worker's start waited ~40 s for the topic and then exited 1 ("Kafka
+unavailable"), so a missing sent topic kept every replica from serving webhooks.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from aiokafka.errors import KafkaError
 from worker import metrics
 from worker.config import Config
 from worker.deadletter import UNKNOWN, DeadLetter
-from worker.errors import KAFKA, BadSentRecord, MalformedPayload, Unusable, error_type_of
+from worker.errors import KAFKA, BadSentRecord, MalformedPayload, SentTopicMissing, Unusable, error_type_of
 from worker.intake import Admitted, RawWriter, admit
 from worker.kafka_tls import client_kwargs
 from worker.providers import get_module
@@ -30,6 +36,7 @@ from worker.raw import SentMessage
 log = logging.getLogger("worker.sentfeed")
 
 BACKOFF_SECS = 2.0
+TOPIC_WAIT_SECS = 30.0   # between two looks for a sent topic that does not exist yet
 
 
 class SentFeed:
@@ -39,17 +46,47 @@ class SentFeed:
         self.consumer: AIOKafkaConsumer | None = None
         self.task: asyncio.Task | None = None
         self.forwarded = 0
+        self.state = "starting"           # waiting_for_topic, running (module docstring)
 
     async def start(self) -> None:
+        """Join the feed's group; the topic is subscribed to once it exists (`_subscribe`)."""
         k = self.config.kafka
         self.consumer = AIOKafkaConsumer(
-            self.config.sent_topic, **client_kwargs(k), group_id=f"{k.group_id}.sent",
+            **client_kwargs(k), group_id=f"{k.group_id}.sent",
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed")
         await self.consumer.start()
         self.task = asyncio.create_task(self._run(), name="sent-feed")
 
     def alive(self) -> bool:
         return self.task is not None and not self.task.done()
+
+    def snapshot(self) -> dict:
+        return {"topic": self.config.sent_topic, "state": self.state, "forwarded": self.forwarded}
+
+    async def _subscribe(self, consumer: AIOKafkaConsumer) -> None:
+        """Subscribe to the sent topic once the cluster has it; until then look again every
+        TOPIC_WAIT_SECS, counted each time, logged once."""
+        topic = self.config.sent_topic
+        assert topic is not None
+        warned = False
+        while True:
+            try:
+                if topic in await consumer.topics():
+                    break
+                self.state = "waiting_for_topic"
+                metrics.error("sent_feed", SentTopicMissing.error_type)
+                if not warned:
+                    log.warning("inputs.sent_topic does not exist on the cluster: the sent feed waits for it "
+                                "(gap-driven and UniSender id polling learn no new ids meanwhile; webhooks and "
+                                "date sweeps go on)", extra={"topic": topic, "error_type": SentTopicMissing.error_type})
+                    warned = True
+            except KafkaError:
+                metrics.error("sent_feed", KAFKA)
+            await asyncio.sleep(TOPIC_WAIT_SECS)
+        consumer.subscribe([topic])
+        self.state = "running"
+        if warned:
+            log.info("inputs.sent_topic exists now: the sent feed reads it", extra={"topic": topic})
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -78,6 +115,7 @@ class SentFeed:
         """Forward until stopped. Any failure (Kafka down, a bug) is logged, counted and backed off
         from; the feed then reads again from its last commit (forwarding twice is harmless)."""
         assert self.consumer is not None
+        await self._subscribe(self.consumer)
         while True:
             try:
                 await self._step(self.consumer)

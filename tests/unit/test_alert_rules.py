@@ -30,7 +30,7 @@ RUNBOOK_BASE = "https://github.com/email-status-worker/email-status-worker/blob/
 ALERTS = {
     "EswWebhooksSilent", "EswWebhooksMissing", "EswWebhooksRejected", "EswPollThrottled", "EswPollStale",
     "EswPollFatalConfig", "EswDeadLetters", "EswRawLagGrowing", "EswShardsUnowned", "EswShardRestoreStuck",
-    "EswTransactionFailures", "EswNotReady", "EswKafkaUnreachable",
+    "EswTransactionFailures", "EswNotReady", "EswKafkaUnreachable", "EswSentFeedFailing",
 }
 # What tests/integration/test_prometheus.py rewrites to shorten the windows: keep to these forms.
 RANGE = re.compile(r"\[\d+[smhdw]\]")

@@ -23,6 +23,7 @@ EXPECTED = {
     "worker_error", "provider_error", "poll_error", "throttled", "retriable", "fatal_config", "bad_request",
     "webhook_error", "bad_signature", "malformed", "bad_raw_record", "unknown_raw_version", "unknown_account",
     "bad_sent_record", "shard_closed", "fenced", "producer_broken", "commit_failed", "commit_outcome_unknown", "topic_layout", "config",
+    "sent_topic_missing",
     "unusable", "too_many_records", "field_too_long", "record_too_large", "event_too_large",
     "replayed_signature", "future_time", "poison_record",
     "timeout", "transport", "kafka", "unexpected",

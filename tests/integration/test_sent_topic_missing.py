@@ -1,0 +1,82 @@
+"""A sent topic that does not exist yet (audit of 2026-12-06). `inputs.sent_topic` is the sending
+service's topic, which may appear after this worker first starts. The worker used to wait ~40 s
+for it at start-up with its port closed, then exit 1 ("Kafka unavailable"): every replica crash-
+looped and no webhook was taken. Now it serves at once, the feed says in `/status` and in
+`esw_errors_total{stage="sent_feed",error_type="sent_topic_missing"}` that it waits, and it reads
+the topic, from its beginning, once the topic exists."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from tests.integration.harness import InProcessWorker, worker_config
+from tests.integration.kafka_utils import read_all
+from tests.integration.test_pipeline import create_topic
+from tests.integration.test_webhooks import ENV, FORM, accounts, sendcloud_form
+from worker import sentfeed
+
+pytestmark = pytest.mark.integration
+
+
+def errors_counted(text: str) -> float:
+    line = 'esw_errors_total{error_type="sent_topic_missing",stage="sent_feed"} '
+    return sum(float(row[len(line):]) for row in text.splitlines() if row.startswith(line))
+
+
+async def status(session: aiohttp.ClientSession, url: str) -> dict:
+    async with session.get(f"{url}/status") as r:
+        return await r.json()
+
+
+async def test_a_missing_sent_topic_neither_stops_the_worker_nor_its_webhooks(kafka_bootstrap, topic_prefix,
+                                                                             monkeypatch):
+    monkeypatch.setattr(sentfeed, "TOPIC_WAIT_SECS", 0.5)     # the test's patience, not the behaviour
+    sent_topic = f"{topic_prefix}.sent"
+    data = worker_config(kafka_bootstrap, topic_prefix, accounts(), inputs={"sent_topic": sent_topic})
+    started = time.monotonic()
+    async with InProcessWorker(data, ENV) as worker, aiohttp.ClientSession() as session:
+        assert time.monotonic() - started < 20          # the old start-up waited ~40 s, then failed
+        # serving while the topic is missing: health, readiness, a webhook through to its event
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            async with session.get(f"{worker.url}/readyz") as r:
+                if r.status == 200:
+                    break
+            await asyncio.sleep(0.2)
+        async with session.get(f"{worker.url}/healthz") as r:
+            assert r.status == 200
+        r = await session.post(f"{worker.url}/webhooks/sendcloud/sc", data=sendcloud_form("deliver", "m1$a@x.test"),
+                               headers=FORM)
+        assert r.status == 200
+        [event] = await read_all(kafka_bootstrap, [f"{topic_prefix}.delivered"], expect=1, timeout=30)
+        assert orjson.loads(event.value)["email_id"] == "m1$a@x.test"
+        feed = (await status(session, worker.url))["sent_feed"]
+        assert (feed["topic"], feed["state"], feed["forwarded"]) == (sent_topic, "waiting_for_topic", 0)
+        await asyncio.sleep(1.2)                                           # two more looks at least
+        async with session.get(f"{worker.url}/metrics") as r:
+            assert errors_counted(await r.text()) >= 2
+
+        # the topic appears with a record in it (unreadable: dead-lettered, which shows it was read)
+        await create_topic(kafka_bootstrap, sent_topic)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(sent_topic, b"not a sent-message record", key=b"k")
+        finally:
+            await producer.stop()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            feed = (await status(session, worker.url))["sent_feed"]
+            if feed["forwarded"]:
+                break
+            await asyncio.sleep(0.3)
+        assert (feed["state"], feed["forwarded"]) == ("running", 1)
+        [letter] = await read_all(kafka_bootstrap, [f"{topic_prefix}._dead_letter"], expect=1, timeout=30)
+        assert letter.value == b"not a sent-message record"
+        assert dict(letter.headers)["reason"] == b"bad_sent_record"
