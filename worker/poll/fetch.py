@@ -70,6 +70,13 @@ def fetch_error_type(exc: BaseException) -> str:
     return error_type_of(exc)
 
 
+def failure_reason(exc: BaseException) -> str | None:
+    """What the provider answered, as a provider module names a failed call (`statusCode 40005`,
+    `HTTP 401`, `tencent_ses error AuthFailure.SecretIdNotFound`): built by the module from codes and
+    fixed texts, never from a credential; None for a failure that is not a provider's answer."""
+    return str(exc)[:200] if isinstance(exc, PollError) else None
+
+
 Egress = tuple[URL | None, aiohttp.BasicAuth | None]
 
 
@@ -153,7 +160,6 @@ class Fetcher:
         """One call, as GET when `get` and the request has a GET twin: the page, or None when the API
         did not take a form POST (module docstring: POST refused)."""
         asked_at = await self.limiter.acquire()
-        metrics.poll_rate(*self.labels, self.limiter.rate)
         request = self.module.build_poll_request(self.ctx, query, self.clock())
         if get:
             request = as_get(request) or request
@@ -163,6 +169,7 @@ class Fetcher:
         proxy, proxy_auth = self._egress[origin]
         started = time.monotonic()
         outcome: str | None = TRANSPORT
+        reason: str | None = None
         try:
             async with self.session.request(
                 request.method, request.url, params=list(request.params) or None, headers=dict(request.headers),
@@ -184,19 +191,19 @@ class Fetcher:
             outcome = "ok"
             return Fetched(page, status, headers, body)
         except Throttled as exc:
-            outcome = exc.error_type
+            outcome, reason = exc.error_type, failure_reason(exc)
             self.limiter.on_throttle(exc.retry_after, asked_at)
             metrics.throttled(*self.labels)
             raise
         except PollError as exc:
-            outcome = exc.error_type
+            outcome, reason = exc.error_type, failure_reason(exc)
             raise
         finally:
             if outcome is not None:
-                self._counted(query, outcome, started)
+                self._counted(query, outcome, started, reason)
 
-    def _counted(self, query: PollQuery, outcome: str, started: float) -> None:
-        """The call in esw_poll_requests_total and its `poll` log line."""
+    def _counted(self, query: PollQuery, outcome: str, started: float, reason: str | None = None) -> None:
+        """The call in esw_poll_requests_total and its `poll` log line (with a failure's `reason`)."""
         metrics.poll_request(*self.labels, outcome)
         # a call that went well is counted (esw_poll_requests_total); logged only at debug level:
         # at the quota, a line per call would be most of the log
@@ -205,4 +212,5 @@ class Fetcher:
                        "send_date": str(query.send_date) if query.send_date else None,
                        "status_filter": query.status.value if query.status else None,
                        "offset": query.offset, "ids": len(query.email_ids),
-                       "ms": round((time.monotonic() - started) * 1000, 1)})
+                       "ms": round((time.monotonic() - started) * 1000, 1),
+                       **({"reason": reason} if reason is not None else {})})

@@ -39,7 +39,7 @@ import attrs
 from worker import metrics
 from worker.config import AccountConfig
 from worker.errors import UNEXPECTED, BadRequest, CommitFailed, FatalConfig, PollError, ShardClosed, Throttled
-from worker.poll.fetch import Fetched, Fetcher, fetch_error_type
+from worker.poll.fetch import Fetched, Fetcher, failure_reason, fetch_error_type
 from worker.poll.ids import IdTracker
 from worker.poll.scheduler import Cursor, DateWindowScheduler
 from worker.poll.sink import CursorChange, IdChange, PollSink
@@ -80,6 +80,7 @@ class PollRunner:
         self.state = "starting"
         self.last_success: datetime | None = None
         self.last_error: str | None = None
+        self.last_reason: str | None = None   # what the provider answered to the last failed call
         self.pages = 0
         self._ready: dict[str, dict[int, _Page]] = {}       # fetched pages by window and offset
         self._committing: set[str] = set()                  # windows with a commit outstanding
@@ -205,6 +206,7 @@ class PollRunner:
             stale.append(self.schedule.staleness(now))
         metrics.poll_staleness(*self.labels, max(stale, default=0.0))
         metrics.poll_in_flight(*self.labels, len(self._tasks))
+        metrics.poll_rate(*self.labels, self.fetcher.limiter.rate)   # also for an account with nothing due
 
     async def step(self) -> None:
         """One claimed piece of work done to the end, its commit included, or a short wait: the
@@ -358,14 +360,15 @@ class PollRunner:
             self.sink.reject(self._record(item), item.fetched.page.rejected[0].reason)
 
     async def _failure(self, exc: BaseException, retry: Callable[[float], None]) -> None:
-        self.last_error = fetch_error_type(exc)
+        self.last_error, self.last_reason = fetch_error_type(exc), failure_reason(exc)
         if isinstance(exc, Throttled):
             retry(0.0)  # the fetcher slowed the limiter down; its pause is the wait
             self.state = "throttled"
         elif isinstance(exc, FatalConfig):
             self.state = "fatal_config"
             log.error("account misconfigured; polling paused", extra={
-                "provider": self.labels[0], "account": self.labels[1], "error_type": self.last_error})
+                "provider": self.labels[0], "account": self.labels[1], "error_type": self.last_error,
+                "reason": self.last_reason})
             self._paused = True   # the whole account waits, not only this call
             try:
                 await self._sleep(FATAL_BACKOFF_SECS)
@@ -375,7 +378,8 @@ class PollRunner:
         elif isinstance(exc, BadRequest):
             self.state = "bad_request"
             log.error("provider rejected a request", extra={
-                "provider": self.labels[0], "account": self.labels[1], "error_type": self.last_error})
+                "provider": self.labels[0], "account": self.labels[1], "error_type": self.last_error,
+                "reason": self.last_reason})
             retry(self.account.poll.interval_max_secs)
         else:
             self.state = "retrying"
@@ -384,12 +388,12 @@ class PollRunner:
     def _succeeded(self) -> None:
         self.pages += 1
         self.last_success = self.clock()
-        self.last_error = None
+        self.last_error = self.last_reason = None
 
     def snapshot(self) -> dict:
         out = {"provider": self.labels[0], "account": self.labels[1], "state": self.state, "pages": self.pages,
                "last_success": self.last_success.isoformat() if self.last_success else None,
-               "last_error": self.last_error, "limiter": self.fetcher.limiter.snapshot(),
+               "last_error": self.last_error, "last_reason": self.last_reason, "limiter": self.fetcher.limiter.snapshot(),
                "in_flight": len(self._tasks), "target_in_flight": self.target()}
         if isinstance(self.schedule, DateWindowScheduler):
             out["windows"] = self.schedule.snapshot(self.clock())
