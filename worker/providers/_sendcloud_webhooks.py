@@ -8,8 +8,10 @@ edition first; they read only its provider and its webhook `events`.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from email import policy
+from email.parser import BytesParser
 from typing import Any, Protocol
 
 from worker.errors import BadSignature, MalformedPayload
@@ -19,6 +21,7 @@ from worker.providers.base import URL_CHECK, AccountContext, WebhookRequest, as_
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
+MULTIPART = "multipart/form-data"
 
 # Webhook fields that carry several values: a JSON-array string or repeated form keys.
 LIST_FIELDS = ("recipientArray", "emailIds")
@@ -39,7 +42,9 @@ def check_signature(
 ) -> str:
     """HMAC-SHA256(app key, timestamp + token) as lowercase hex, against every key in rotation.
     A POST with no signature field and no event this edition knows (empty, `{}`, a test object) is
-    SendCloud's test of the URL, which must answer 200 (PROVIDERS.md 2.5): URL_CHECK."""
+    SendCloud's test of the URL, which must answer 200 (PROVIDERS.md 2.5): URL_CHECK. A body that
+    names a signature where it could not be read (a form wrapped in JSON, say) is not: 401, counted,
+    rather than 200 and nothing kept (edge audit of 2026-12-06)."""
     if not req.body.strip():
         return URL_CHECK
     try:
@@ -51,7 +56,8 @@ def check_signature(
         if not fields:
             raise BadSignature("no signature fields in an unreadable body") from exc
     timestamp, token, signature = (as_text(fields.get(k)) for k in ("timestamp", "token", "signature"))
-    if timestamp is None and token is None and signature is None and as_text(fields.get("event")) not in edition.events:
+    if (timestamp is None and token is None and signature is None and as_text(fields.get("event")) not in edition.events
+            and b"signature" not in req.body):
         return URL_CHECK
     if timestamp is None or token is None or signature is None:
         raise BadSignature("timestamp, token or signature missing")
@@ -128,12 +134,18 @@ def _body_fields(edition: Edition, req: WebhookRequest) -> dict[str, Any]:
     A body that starts with `{` is read as JSON whatever its label says when it is a JSON object (a
     form never starts with `{`; `curl -d` and many HTTP clients label any body as a form, and read
     as a form a signed JSON event had no signature fields: SendCloud's URL test, answered 200 and
-    dropped). Any other body is read as its content type says (by its first byte when the type is
-    neither); one labelled JSON that is not is read as a form when that finds a signature."""
+    dropped). A body labelled multipart/form-data (`curl -F`, PHP's cURL given an array) is read as
+    its text fields. Any other body is read as its content type says (by its first byte when the
+    type is neither); one labelled JSON that is not is read as a form when that finds a signature."""
     fields = req.parsed.get(edition.provider.value)
     if fields is not None:
         return fields
     kind = req.content_type.partition(";")[0].strip().lower()
+    if kind == MULTIPART:
+        with family.bad_input_as(MalformedPayload, f"{edition.provider.value}: multipart webhook body"):
+            fields = _form_fields(_multipart_pairs(req.content_type, req.body))
+        req.parsed[edition.provider.value] = fields
+        return fields
     braced = req.body.lstrip()[:1] == b"{"
     if kind not in (FORM, JSON):
         kind = JSON if braced else FORM
@@ -152,7 +164,7 @@ def _body_fields(edition: Edition, req: WebhookRequest) -> dict[str, Any]:
 def _read_body(edition: Edition, kind: str, body: bytes) -> dict[str, Any]:
     """A body read as a form or as JSON; MalformedPayload when it is not an object of that kind."""
     with family.bad_input_as(MalformedPayload, f"{edition.provider.value}: webhook body"):
-        fields = load_json(body) if kind == JSON else _form_fields(body)
+        fields = load_json(body) if kind == JSON else _form_fields(_form_pairs(body))
     if not isinstance(fields, dict):
         raise MalformedPayload(f"{edition.provider.value}: webhook body is not an object")
     return fields
@@ -176,9 +188,10 @@ def _as_list(value: Any) -> list[str]:
     return value
 
 
-def _form_fields(body: bytes) -> dict[str, Any]:
+def _form_fields(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """A form's fields from its (name, value) pairs: a list field keeps every value, any other the first."""
     fields: dict[str, Any] = {}
-    for name, value in _form_pairs(body):
+    for name, value in pairs:
         if name in LIST_FIELDS:
             fields.setdefault(name, []).append(value)
         else:
@@ -209,3 +222,21 @@ def _form_pairs(body: bytes) -> list[tuple[str, str]]:
     if len(decoded) != len(parts):
         decoded = [urllib.parse.unquote(part.replace("+", " "), errors="strict") for part in parts]
     return list(zip(decoded[0::2], decoded[1::2], strict=True))
+
+
+def _multipart_pairs(content_type: str, body: bytes) -> list[tuple[str, str]]:
+    """The (name, value) pairs of a multipart/form-data body's text fields (RFC 7578), in order,
+    each value UTF-8; a file part is skipped. ValueError when the body is not multipart."""
+    head = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
+    message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise ValueError("not a multipart body")
+    pairs = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        value = part.get_payload(decode=True)
+        if isinstance(name, str) and part.get_filename() is None:
+            if not isinstance(value, bytes):        # a part that is itself multipart
+                raise TypeError("not a text field")
+            pairs.append((name, value.decode("utf-8")))
+    return pairs
