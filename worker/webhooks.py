@@ -193,6 +193,10 @@ class WebhookReceiver:
                 return 408
         if isinstance(body, int):
             return body
+        if not body and request.content_length and request.headers.get("Content-Encoding"):
+            # an encoded body that decodes to nothing: a truncated or garbled stream, which aiohttp's
+            # decoder ends without an error; the bytes sent are gone, so ask for them again
+            return 400
         now = self.clock()
         req = WebhookRequest(body=body, content_type=request.headers.get("Content-Type", ""),
                              headers={k.lower(): v for k, v in request.headers.items()},

@@ -1,0 +1,43 @@
+"""A body whose Content-Encoding does not decode is 400, nothing written (edge audit of 2026-12-06):
+a short garbled gzip stream decoded to an empty body without an error from aiohttp, so a Tencent
+webhook became an empty `malformed` dead letter (the bytes sent lost) and a SendCloud one a URL
+test's 200. A good gzip body is read as its content."""
+
+from __future__ import annotations
+
+import gzip
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.unit.test_receiver import CONFIG, ENV, NOW, FakeWriter
+from worker.webhooks import WebhookReceiver
+
+TENCENT = f"/webhooks/tencent_ses/tx/{ENV['T']}"
+EVENT = {"event": "delivered", "email": "a@x.test", "bulkId": "b1", "timestamp": int(NOW.timestamp()), "reason": ""}
+
+
+async def post(path: str, body: bytes, encoding: str | None) -> tuple[int, FakeWriter]:
+    app = web.Application(client_max_size=CONFIG.http.max_body_bytes)
+    writer = FakeWriter()
+    app.add_routes(WebhookReceiver(CONFIG, writer, clock=lambda: NOW).routes())
+    headers = {"Content-Type": "application/json", **({"Content-Encoding": encoding} if encoding else {})}
+    async with TestClient(TestServer(app)) as c:
+        r = await c.post(path, data=body, headers=headers)
+        return r.status, writer
+
+
+@pytest.mark.parametrize("path", [TENCENT, "/webhooks/sendcloud/sc"])
+@pytest.mark.parametrize("body", [b"\x1f\x8b\x08\x00garbage", gzip.compress(orjson.dumps(EVENT))[:15]])
+async def test_an_encoded_body_that_decodes_to_nothing_is_400(path, body):
+    status, writer = await post(path, body, "gzip")
+    assert (status, writer.writes) == (400, [])
+
+
+async def test_a_gzip_body_is_read_as_its_content():
+    status, writer = await post(TENCENT, gzip.compress(orjson.dumps(EVENT)), "gzip")
+    assert status == 200
+    [(records, dead)] = writer.writes
+    assert dead == [] and len(records) == 1
