@@ -139,16 +139,17 @@ async def test_one_throttle_after_few_calls_lowers_the_cap_at_most_to_a_quarter(
 async def test_a_throttle_of_the_first_call_does_not_pin_the_account_to_a_call_a_minute():
     # polling audit 2026-12-06: the provider throttled the very first call (its quota shared, or
     # counted otherwise); the cap learned from 1 call was the floor, 1/60 a second, for an hour.
-    # Now: a quarter of the ceiling (600 calls a minute), the rate halved to it, after the pause
+    # Then a quarter of the ceiling; now (a second audit the same day) no cap at all from one call:
+    # the rate halved (20 a second) after the pause, the cap where it was
     limiter, clock = make(2400)
     await limiter.acquire()
     limiter.on_throttle()
-    assert (limiter.cap, limiter.rate) == (10.0, 10.0)
-    clock.now += 60.0                             # the pause is over: 10 calls a second again
+    assert (limiter.cap, limiter.rate) == (40.0, 20.0)
+    clock.now += 60.0                             # the pause is over: 20 calls a second again
     started = clock()
     for _ in range(10):
         await limiter.acquire()
-    assert clock() - started == pytest.approx(1.0)   # from an empty bucket, 0.1 s a token
+    assert clock() - started == pytest.approx(0.5)   # from an empty bucket, 0.05 s a token
 
 
 def test_snapshot_reports_rate_and_throttles():

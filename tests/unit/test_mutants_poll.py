@@ -138,10 +138,9 @@ def test_limiter_snapshot_before_and_after_a_throttle():
     clock.now = 1000.2                                          # 0.2 s refill 0.2 * 2/3 = 0.1333 tokens
     assert limiter.snapshot() == {"rate_per_sec": 0.6667, "ceiling_per_sec": 0.6667, "cap_per_sec": 0.6667,
                                   "tokens": 0.133, "paused_secs": 0.0, "calls_last_window": 1, "throttles": 0}
-    # throttled: 1 call in the window achieved 1/60 a second; 0.9 of that is below a quarter of the
-    # cap before (2/3 / 4 = 1/6), so the cap is 1/6 and the halved rate (1/3) falls to it; paused
-    # until 1000.2 + 60
+    # throttled after 1 call in the window, fewer than MIN_EVIDENCE (5): no cap learned, the cap
+    # stays 2/3 and the rate halves to 1/3; paused until 1000.2 + 60
     limiter.on_throttle()
     clock.now = 1000.32345
-    assert limiter.snapshot() == {"rate_per_sec": 0.1667, "ceiling_per_sec": 0.6667, "cap_per_sec": 0.1667,
+    assert limiter.snapshot() == {"rate_per_sec": 0.3333, "ceiling_per_sec": 0.6667, "cap_per_sec": 0.6667,
                                   "tokens": 0.0, "paused_secs": 59.877, "calls_last_window": 1, "throttles": 1}

@@ -9,7 +9,12 @@ provider's real limit is lower than configured. So a throttle also records a lea
 the rate actually achieved over the last window, the best evidence of the real limit there is, but
 no lower than a quarter of the cap before it: one throttle after a few calls says little of the
 limit, and a far lower one is reached by the throttles that follow (three for a limit a 24th of the
-configured one), each halving the rate and pausing as AIMD does. A throttle that follows the hourly
+configured one), each halving the rate and pausing as AIMD does. A throttle after fewer than
+MIN_EVIDENCE calls in the window teaches no cap at all: the quota was spent by someone else (another
+client on the account, the provider counting otherwise), not by us, and the rate's halving and the
+pause are the whole answer. (Until 2026-12-06 each such throttle cut the cap to a quarter: five in a
+row, each answering the one call after a pause while another client drained the quota, left an
+account at 40/4^5 calls a second, ~2 a minute, for many hours after the other client stopped.) A throttle that follows the hourly
 probes (below) returns the cap at least to where the last throttle left it, so an account far
 over-configured is throttled once a probe, not twice.
 The rate never climbs above the cap; the cap itself is re-probed upwards (5 % of the ceiling)
@@ -33,6 +38,7 @@ class AdaptiveLimiter:
     INCREASE = 0.10          # of the ceiling, per clean window
     CAP_MARGIN = 0.90        # of the achieved rate when throttled
     CAP_CUT = 0.25           # the lowest one throttle sets the cap to, of the cap before it
+    MIN_EVIDENCE = 5         # calls in the last window a throttle must follow to teach a cap
     PROBE = 0.05             # of the ceiling, per probe
     PROBE_AFTER_SECS = 3600.0
 
@@ -125,13 +131,13 @@ class AdaptiveLimiter:
         self.throttled_at = now
         achieved = len(self._calls) / self.window
         self.throttles += 1
-        if achieved:
+        if len(self._calls) >= self.MIN_EVIDENCE:
             # One throttle is one sample: after a few calls (a fresh start, a quiet spell, a quota
-            # another client shares) it says little of the limit, and a cap learned from it alone
-            # held the account near one call a window for an hour (polling audit, 2026-12-06). So
-            # one throttle lowers the cap at most to a quarter of what it was; a limit that low
-            # is found by the throttles that follow. A throttle after probes above a cap learned
-            # before goes back to that cap at least: it was clean for an hour, the probe was not.
+            # another client shares) it says little of the limit (below MIN_EVIDENCE calls,
+            # nothing: module docstring). So one throttle lowers the cap at most to a quarter of
+            # what it was; a limit that low is found by the throttles that follow. A throttle after
+            # probes above a cap learned before goes back to that cap at least: it was clean for an
+            # hour, the probe was not.
             learned = min(max(self.CAP_MARGIN * achieved, self.CAP_CUT * self.cap), self._settled)
             self.cap = max(self.floor, min(self.cap, learned))
         self._settled = self.cap
