@@ -254,8 +254,10 @@ class Builder:
                                  "such sweeps would only return cached results")
         if poll.interval_max_secs < poll.interval_min_secs:
             self.problems.append(f"{path}.interval_max_secs: smaller than interval_min_secs ({poll.interval_min_secs:g})")
-        if poll.lookback_days > retention_days:
-            self.problems.append(f"{path}.lookback_days: {provider.value} keeps statuses for {retention_days} days only")
+        if poll.lookback_days >= retention_days:   # the sweeps cover today and lookback_days dates before it
+            self.problems.append(f"{path}.lookback_days: the sweeps cover today and the {poll.lookback_days} send "
+                                 f"dates before it, and {provider.value} answers for {retention_days} days only "
+                                 f"(today and {retention_days - 1} before): at most {retention_days - 1}")
 
 
 # The credentials an account may give, by section (the schema allows each as <name>_env/_file;
