@@ -334,16 +334,20 @@ def hmac_sha256(key: str, message: str) -> str:
     return hmac.new(key.encode("utf-8"), as_received(message), hashlib.sha256).hexdigest()
 
 
-def check_fresh(timestamp: Any, now: datetime, replay_window_secs: float) -> None:
-    """Refuse signed times (ms or s) older than the replay window. A signed time ahead of our clock
-    is not refused: only a key holder signs, so the request is authentic, and a status dated past
-    the skew is dead-lettered `future_time` by the shard (worker.staging), whose copy is kept for a
-    replay. (Until 2026-12-06 one more than 5 minutes ahead was a 401: a provider whose clock
-    ran fast had every callback refused until its retries gave up, and nothing kept.)"""
+def check_fresh(timestamp: Any, now: datetime, replay_window_secs: float, future_skew_secs: float = 300.0) -> None:
+    """Refuse signed times (ms or s) older than the replay window or more than `future_skew_secs`
+    ahead of our clock. The second is the replay defence's, not a judgement of the sender: the shard
+    remembers a signature for the replay window from when it was received, and this check lets it
+    pass until the window has passed from when it was signed, so a signature dated D ahead could
+    carry a forged body for D once forgotten (the signature covers the timestamp and token, not the
+    body). A sender whose clock runs fast gets 401s whose logged reason says so (runbook)."""
     with bad_input_as(BadSignature, "unreadable timestamp"):
         signed_at = epoch_time(timestamp)
-    if (utc(now) - signed_at).total_seconds() > replay_window_secs:
+    age = (utc(now) - signed_at).total_seconds()
+    if age > replay_window_secs:
         raise BadSignature("timestamp outside the replay window")
+    if age < -future_skew_secs:
+        raise BadSignature("timestamp in the future")
 
 
 def first_match(candidates: Iterator[tuple[str, str, Any]], signature: str) -> tuple[str, Any] | None:
