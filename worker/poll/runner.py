@@ -80,7 +80,7 @@ class PollRunner:
         self.state = "starting"
         self.last_success: datetime | None = None
         self.last_error: str | None = None
-        self.last_reason: str | None = None   # what the provider answered to the last failed call
+        self.last_reason: str | None = None   # the provider's answer to the last failed call
         self.pages = 0
         self._ready: dict[str, dict[int, _Page]] = {}       # fetched pages by window and offset
         self._committing: set[str] = set()                  # windows with a commit outstanding
@@ -361,14 +361,14 @@ class PollRunner:
 
     async def _failure(self, exc: BaseException, retry: Callable[[float], None]) -> None:
         self.last_error, self.last_reason = fetch_error_type(exc), failure_reason(exc)
+        said = {"provider": self.labels[0], "account": self.labels[1], "error_type": self.last_error,
+                "reason": self.last_reason}
         if isinstance(exc, Throttled):
             retry(0.0)  # the fetcher slowed the limiter down; its pause is the wait
             self.state = "throttled"
         elif isinstance(exc, FatalConfig):
             self.state = "fatal_config"
-            log.error("account misconfigured; polling paused", extra={
-                "provider": self.labels[0], "account": self.labels[1], "error_type": self.last_error,
-                "reason": self.last_reason})
+            log.error("account misconfigured; polling paused", extra=said)
             self._paused = True   # the whole account waits, not only this call
             try:
                 await self._sleep(FATAL_BACKOFF_SECS)
@@ -377,9 +377,7 @@ class PollRunner:
                 retry(0.0)
         elif isinstance(exc, BadRequest):
             self.state = "bad_request"
-            log.error("provider rejected a request", extra={
-                "provider": self.labels[0], "account": self.labels[1], "error_type": self.last_error,
-                "reason": self.last_reason})
+            log.error("provider rejected a request", extra=said)
             retry(self.account.poll.interval_max_secs)
         else:
             self.state = "retrying"
