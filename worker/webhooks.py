@@ -60,8 +60,25 @@ class WebhookReceiver:
         trailing slash (an operator may paste the URL either way into a provider's console, which
         tests it with GET and POST and refuses anything but 200)."""
         paths = ("/webhooks/{provider}/{account}", "/webhooks/{provider}/{account}/{token}")
-        return [route(path + slash, handler) for path in paths for slash in ("", "/")
-                for route, handler in ((web.post, self.handle), (web.get, self.probe))]
+        urls = [path + slash for path in paths for slash in ("", "/")]
+        return [route for url in urls     # both methods of a URL side by side: one resource each
+                for route in (web.post(url, self.handle, expect_handler=self.expect), web.get(url, self.probe))]
+
+    async def expect(self, request: web.Request) -> None:
+        """`Expect: 100-continue` (curl and PHP's cURL send it before a larger body): 100 Continue
+        only to a request the handler may take. One it refuses without reading the body (an unknown
+        account, a bad path token, a declared length over `http.max_body_bytes`) gets no 100: the
+        handler's 404, 401 or 413 is the first answer, counted and logged as always, and the sender
+        does not upload a body that would be thrown away. Any other expectation is 417 (RFC 9110)."""
+        if request.version != aiohttp.HttpVersion11:
+            return
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text="unknown expectation")
+        _, status = self._account(request)
+        declared = request.content_length
+        if status == 200 and (declared is None or declared <= self.config.http.max_body_bytes):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0   # what aiohttp's own handler does: the response starts after it
 
     def _account(self, request: web.Request) -> tuple[AccountConfig | None, int]:
         """The addressed account and 200, or the status to answer instead: 404 unknown (no account),
