@@ -210,9 +210,11 @@ class WebhookReceiver:
                 return 408
         if isinstance(body, int):
             return body
-        if not body and request.content_length and request.headers.get("Content-Encoding"):
-            # an encoded body that decodes to nothing: a truncated or garbled stream, which aiohttp's
-            # decoder ends without an error; the bytes sent are gone, so ask for them again
+        if (not body and request.content_length != 0
+                and request.headers.get("Content-Encoding", "identity").lower() != "identity"):
+            # an encoded body, declared non-empty or sent in chunks, that decodes to nothing: a truncated
+            # or garbled stream, which aiohttp's decoder ends without an error; the bytes sent are gone,
+            # so ask for them again
             return 400
         now = self.clock()
         req = WebhookRequest(body=body, content_type=request.headers.get("Content-Type", ""),

@@ -19,25 +19,40 @@ TENCENT = f"/webhooks/tencent_ses/tx/{ENV['T']}"
 EVENT = {"event": "delivered", "email": "a@x.test", "bulkId": "b1", "timestamp": int(NOW.timestamp()), "reason": ""}
 
 
-async def post(path: str, body: bytes, encoding: str | None) -> tuple[int, FakeWriter]:
+async def post(path: str, body: bytes, encoding: str | None, chunked: bool = False) -> tuple[int, FakeWriter]:
     app = web.Application(client_max_size=CONFIG.http.max_body_bytes)
     writer = FakeWriter()
     app.add_routes(WebhookReceiver(CONFIG, writer, clock=lambda: NOW).routes())
     headers = {"Content-Type": "application/json", **({"Content-Encoding": encoding} if encoding else {})}
     async with TestClient(TestServer(app)) as c:
-        r = await c.post(path, data=body, headers=headers)
+        r = await c.post(path, data=in_chunks(body) if chunked else body, headers=headers)
         return r.status, writer
 
 
+async def in_chunks(body: bytes):
+    """Sent with Transfer-Encoding: chunked, no Content-Length."""
+    for i in range(0, len(body), 4):
+        yield body[i:i + 4]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
 @pytest.mark.parametrize("path", [TENCENT, "/webhooks/sendcloud/sc"])
 @pytest.mark.parametrize("body", [b"\x1f\x8b\x08\x00garbage", gzip.compress(orjson.dumps(EVENT))[:15]])
-async def test_an_encoded_body_that_decodes_to_nothing_is_400(path, body):
-    status, writer = await post(path, body, "gzip")
+async def test_an_encoded_body_that_decodes_to_nothing_is_400(path, body, chunked):
+    status, writer = await post(path, body, "gzip", chunked)
     assert (status, writer.writes) == (400, [])
 
 
-async def test_a_gzip_body_is_read_as_its_content():
-    status, writer = await post(TENCENT, gzip.compress(orjson.dumps(EVENT)), "gzip")
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_gzip_body_is_read_as_its_content(chunked):
+    status, writer = await post(TENCENT, gzip.compress(orjson.dumps(EVENT)), "gzip", chunked)
     assert status == 200
     [(records, dead)] = writer.writes
     assert dead == [] and len(records) == 1
+
+
+@pytest.mark.parametrize("encoding", [None, "identity"])
+async def test_an_empty_plain_body_is_not_taken_for_a_garbled_one(encoding):
+    """An empty SendCloud POST is its URL test (200), sent plain or chunked."""
+    for chunked in (False, True):
+        assert await post("/webhooks/sendcloud/sc", b"", encoding, chunked) == (200, FakeWriter())
