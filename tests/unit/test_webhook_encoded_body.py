@@ -56,3 +56,27 @@ async def test_an_empty_plain_body_is_not_taken_for_a_garbled_one(encoding):
     """An empty SendCloud POST is its URL test (200), sent plain or chunked."""
     for chunked in (False, True):
         assert await post("/webhooks/sendcloud/sc", b"", encoding, chunked) == (200, FakeWriter())
+
+
+# A gzip body without Content-Encoding (public-captures audit of 2026-12-06, finding 3): Unisender Go's
+# `json_post_gzip` format may come without the header; it was read as text and refused (401), so
+# every event of such an account would be retried for a day and lost. Read as its content now,
+# under the same caps; a text body never starts with gzip's magic bytes.
+async def test_a_gzip_body_without_its_header_is_read_as_its_content():
+    status, writer = await post(TENCENT, gzip.compress(orjson.dumps(EVENT)), None)
+    assert status == 200
+    [(records, dead)] = writer.writes
+    assert dead == [] and len(records) == 1
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    (gzip.compress(b"{" + b" " * 2046 + b"}"), 200),      # 2,048 bytes once decompressed: the cap itself
+    (gzip.compress(b"{" + b" " * 2047 + b"}"), 413),      # one byte over it (max_body_bytes 2048)
+    (gzip.compress(b"x" * 10_000_000), 413),              # a bomb: 10 MB from ~10 KB
+    (gzip.compress(orjson.dumps(EVENT))[:-6], 400),       # cut short
+    (b"\x1f\x8b\x08\x00garbage", 400),                    # not gzip after its magic
+])
+async def test_a_headerless_gzip_body_has_the_declared_encodings_bounds(body, status):
+    got, writer = await post(TENCENT, body, None)
+    assert got == status
+    assert writer.writes == [] or status == 200
