@@ -9,7 +9,10 @@ to `settle` with the SMTP reply it reported. The rule:
 2. Otherwise SMTP evidence (RFC 3463 enhanced code: its subject.detail, then its subject; then the
    basic reply code; then, when the codes say nothing, a reply text that names the failure, such
    as "user unknown" or "mailbox full": Chinese mailbox providers often answer with a bare 550)
-   sets `scope` and `reason`; the provider's `type` is kept.
+   sets `scope` and `reason`; the provider's `type` is kept. A policy code (x.7.0, x.7.1: "delivery
+   not authorized") is many servers' answer to any refusal, an unknown user's included (Yandex's
+   "550 5.7.1 No such user!", "555 5.7.1 User unknown" in anymail's Unisender Go tests): a reply
+   text that names the failure outranks it (public-captures audit of 2026-12-06).
 3. The invariant: `invalid` ("stop mailing this address") only with scope recipient, domain or
    provider. A permanent failure whose evidence points at the sender, the content, the receiving
    side's policy or nothing becomes a soft bounce the provider will not retry (`final: true`).
@@ -79,6 +82,7 @@ TEXT_EVIDENCE: tuple[tuple[Evidence, tuple[str, ...]], ...] = (
         "recipient does not exist", "invalid recipient", "mailbox not found", "no such mailbox",
         "mailbox does not exist", "mailbox unknown", "address does not exist", "account does not exist",
         "recipient is not exist", "user is not exist", "mailbox is not exist", "address is not exist",
+        "not a known user", "user doesn't have a",
         "用户不存在", "收件人不存在", "邮箱不存在", "账户不存在", "帐户不存在", "地址不存在")),
     ((Reason.MAILBOX_DISABLED, Scope.RECIPIENT), (
         "account disabled", "account is disabled", "account has been disabled", "mailbox disabled",
@@ -88,7 +92,7 @@ TEXT_EVIDENCE: tuple[tuple[Evidence, tuple[str, ...]], ...] = (
         "邮箱空间不足")),
     ((Reason.DOMAIN_INVALID, Scope.DOMAIN), (
         "domain not found", "no such domain", "domain does not exist", "host not found", "no mx record",
-        "域名不存在")),
+        "domain name not found", "域名不存在")),
 )
 _TEXT_PATTERNS = tuple(   # whole words in English; Chinese has no word boundaries ("该用户不存在")
     (evidence, re.compile("|".join(rf"(?<!\w){re.escape(p)}(?!\w)" if p.isascii() else re.escape(p) for p in phrases),
@@ -162,7 +166,9 @@ def settle(type_: EventType | None, reason: Reason | None, scope: Scope | None,
         return type_, reason, scope
     scope = scope or REASON_SCOPE[reason or Reason.OTHER]
     if scope is not Scope.PROVIDER:
-        evidence = smtp_evidence(smtp) or text_evidence(text)
+        evidence = smtp_evidence(smtp)
+        if evidence is None or evidence[1] is Scope.POLICY:   # rule 2: a named failure outranks a policy code
+            evidence = text_evidence(text) or evidence
         if evidence is not None:
             reason, scope = evidence
         if type_ is EventType.INVALID and (reason in TEMPORARY_REASONS or temporary(smtp)):

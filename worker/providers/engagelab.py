@@ -18,6 +18,7 @@ from worker.providers import _sendcloud_family as family
 from worker.providers._answers import read_answer, read_rows
 from worker.providers.base import (
     CHINA_TZ,
+    URL_CHECK,
     AccountContext,
     HttpRequest,
     Option,
@@ -234,6 +235,10 @@ def verify_webhook(acct: AccountContext, req: WebhookRequest, now: datetime, rep
     timestamp = req.headers.get("x-webhook-timestamp")
     signature = _signature(req)
     legacy = timestamp is None and "x-webhook-signature" not in req.headers
+    if not signature and not timestamp and req.body.strip() in (b"", b"{}"):
+        # an unsigned empty POST: the console's test of a new URL, as EngageLab's SMS callbacks are
+        # tested (a `{}` that must get 200); nothing in it to write
+        return URL_CHECK
     if not signature or not (timestamp or legacy):
         raise BadSignature("X-WebHook-Timestamp or X-WebHook-Signature missing")
     if not keys:
@@ -338,10 +343,14 @@ def webhook_observations(acct: AccountContext, record: dict[str, Any]) -> list[O
 
 def _identity(record: dict[str, Any], data: Any) -> tuple[str | None, Any]:
     """(email id, event time) of a callback: the per-recipient id is `email_id`, which the
-    top-level-event shape carries as `message_id`; the time is the envelope's `itime`, else the
-    data's `time`."""
+    top-level-event shape carries as `message_id`, and a callback may list as `email_ids` (the
+    documented shape of `target`; a public receiver reads `email_ids[0]` for any event): one id
+    listed alone is that email's; the time is the envelope's `itime`, else the data's `time`."""
     data = data if isinstance(data, dict) else {}
-    email_id = family.first_text(data, ("email_id",)) or _per_recipient(data.get("message_id"))
+    listed = data.get("email_ids")
+    only = listed[0] if isinstance(listed, list) and len(listed) == 1 else None
+    email_id = (family.first_text(data, ("email_id",)) or _per_recipient(data.get("message_id"))
+                or _per_recipient(only))
     return email_id, record["itime"] if "itime" in record else data.get("time")
 
 

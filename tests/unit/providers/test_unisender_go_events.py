@@ -107,7 +107,6 @@ def test_statuses_without_a_delivery_meaning_give_no_observation(status):
 
 
 @pytest.mark.parametrize(("broken", "data"), [
-    ("no job_id", {"job_id": None}),
     ("no email", {"email": ""}),
     ("a time of another layout", {"event_time": "30.11.2015 15:09"}),
     ("no time", {"event_time": None}),
