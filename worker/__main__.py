@@ -91,6 +91,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return run_replay(config, selection, name=args.name, dry_run=args.dry_run, progress=not args.no_progress)
 
 
+def _share(text: str) -> float:
+    """`--share`: a fraction of the account's polling rate, above 0 and at most 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:   # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction above 0 and at most 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="email-status-worker",
@@ -114,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="first send date, YYYY-MM-DD, in the provider's time zone")
     backfill.add_argument("--to", dest="date_to", required=True, type=date.fromisoformat,
                           help="last send date, YYYY-MM-DD, inclusive")
-    backfill.add_argument("--share", type=float, default=0.25,
+    backfill.add_argument("--share", type=_share, default=0.25,
                           help="fraction of the account's polling rate to use (default 0.25: the worker polls too)")
     backfill.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     backfill.set_defaults(func=cmd_backfill)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import aiohttp
@@ -61,7 +62,7 @@ class WindowProgress:
 
 
 def run_backfill(config: Config, account_name: str, date_from: date, date_to: date, *, progress: bool = True,
-                 share: float = 0.25) -> int:
+                 share: float = 0.25, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
     logs.setup("WARNING")
     accounts = [a for a in config.accounts if a.name == account_name]
     if not accounts:
@@ -79,10 +80,18 @@ def run_backfill(config: Config, account_name: str, date_from: date, date_to: da
     if date_to < date_from:
         print("backfill: --to is before --from", file=sys.stderr)
         return EXIT_USAGE
-    oldest = datetime.now(UTC).astimezone(module.DEFAULTS.tz).date() - timedelta(days=module.DEFAULTS.retention_days)
+    # the provider's dates, in its time zone: it answers for today and retention_days - 1 dates before
+    # (Tencent refuses an older one with FailedOperation.NotSupportDate), none after today
+    today = clock().astimezone(module.DEFAULTS.tz).date()
+    oldest = today - timedelta(days=module.DEFAULTS.retention_days - 1)
     if date_from < oldest:
-        print(f"backfill: {account.provider.value} keeps statuses for {module.DEFAULTS.retention_days} days; "
+        print(f"backfill: {account.provider.value} keeps statuses for {module.DEFAULTS.retention_days} days "
+              f"(today, {today} in its time zone, and the {module.DEFAULTS.retention_days - 1} before); "
               f"dates before {oldest} cannot be polled", file=sys.stderr)
+        return EXIT_USAGE
+    if date_to > today:
+        print(f"backfill: --to {date_to} is after today in {account.provider.value}'s time zone ({today})",
+              file=sys.stderr)
         return EXIT_USAGE
     return asyncio.run(_backfill(config, account, date_from, date_to, progress, share))
 
