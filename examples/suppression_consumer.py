@@ -76,6 +76,8 @@ def decide(event: dict[str, Any]) -> Action:
     if type_ == "invalid":
         if scope in ADDRESS_SCOPES:
             return Action("suppress", "invalid")
+        if scope == "provider" and reason == "unsubscribed":
+            return Action("suppress", "unsubscribed", account)   # SendCloud-family 402: the recipient opted out
         # the provider's own list: mirrored per account, never evidence about the address
         return Action("suppress", "provider", account) if scope == "provider" else IGNORE
     if type_ in ("complaint", "unsubscribed"):

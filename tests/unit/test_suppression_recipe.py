@@ -30,7 +30,6 @@ def ev(type_: str, **fields) -> dict:
     (ev("invalid", final=True, scope="domain", reason="domain_invalid"), Action("suppress", "invalid", "*")),
     # the provider's own list: a separate row for that account, not evidence about the address
     (ev("invalid", final=True, scope="provider", reason="suppressed"), Action("suppress", "provider", "acct-1")),
-    (ev("invalid", final=True, scope="provider", reason="unsubscribed"), Action("suppress", "provider", "acct-1")),
     # an account's `sender_rejection: invalid` choice: the receiving server refused us, not the address
     (ev("invalid", final=True, scope="sender", reason="sender_rejected"), IGNORE),
     (ev("invalid", final=True, scope="policy", reason="policy_rejected"), IGNORE),
@@ -42,6 +41,9 @@ def ev(type_: str, **fields) -> dict:
      Action("suppress", "unsubscribed", "acct-1")),
     (ev("unsubscribed", final=True, scope="provider", reason="unsubscribed"),
      Action("suppress", "unsubscribed", "acct-1")),
+    # SendCloud-family 402 (an invalid by PROVIDERS.md): the recipient's own opt-out, kept as one
+    # (consumer audit of 2026-12-06: it was a mirror row, dropped when the provider delists)
+    (ev("invalid", final=True, scope="provider", reason="unsubscribed"), Action("suppress", "unsubscribed", "acct-1")),
     # soft bounces: only final ones about the address count
     (ev("soft_bounce", final=True, scope="recipient", reason="mailbox_full"), Action("count")),
     (ev("soft_bounce", final=True, scope="domain", reason="server_unreachable"), Action("count")),
