@@ -4,9 +4,12 @@
 internal topics, the `_raw` producer, the HTTP client session, the shard manager (consumer group,
 shards, pollers), the optional sent-message feed. `/readyz` asks only whether Kafka takes writes
 (worker.reach): shards restoring after a rebalance are reported on `/status`, and webhooks keep
-flowing into `_raw` meanwhile. On SIGTERM aiohttp closes its listener (so `/readyz` stops
-answering: the probe fails; only a connection already open sees its 503, `not_shutting_down:
-false`), and the contexts unwind in reverse: the sent feed stops, every shard stops its
+flowing into `_raw` meanwhile. On SIGTERM (or SIGINT) `/readyz` answers 503 at once
+(`not_shutting_down: false`) and the webhook requests in progress, bodies still arriving included,
+are answered (`drain`, up to the requests' share of the grace; requests arriving meanwhile are
+served too, as Kubernetes may route some until its endpoints catch up); then aiohttp closes its
+listener and every connection (it reads no more from them: a body still arriving then is never
+answered, which is why the drain comes first), and the contexts unwind in reverse: the sent feed stops, every shard stops its
 pollers and commits its open batch, the consumer leaves the group, the producer flushes. The whole
 unwind is bounded by `shutdown.grace_secs` as a whole (`shutdown_budget`: requests in progress,
 then the pipeline, then the `_raw` producer's flush, each given its share).
@@ -21,7 +24,9 @@ worker rides out Kafka failures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
@@ -47,6 +52,8 @@ log = logging.getLogger("worker.app")
 
 EXIT_KAFKA = 1
 EXIT_CONFIG = 2
+# aiohttp's own wait for handlers after the drain: only those past the requests' share are left
+LEFTOVER_SECS = 0.5
 
 CONFIG = web.AppKey("config", Config)
 OPS = web.AppKey("ops", Ops)
@@ -114,9 +121,42 @@ def build_app(config: Config) -> web.Application:
     async def on_shutdown(app: web.Application) -> None:
         ops.shutting_down = True
 
+    async def on_started(app: web.Application) -> None:   # after every context: aiohttp's handlers are set
+        drain_on_signals(receiver, ops, shutdown_budget(config).requests)
+
     app.cleanup_ctx.extend([kafka_ctx, pipeline_ctx])
+    app.on_startup.append(on_started)
     app.on_shutdown.append(on_shutdown)
     return app
+
+
+def drain_on_signals(receiver: WebhookReceiver, ops: Ops, budget: float) -> None:
+    """SIGTERM and SIGINT: readiness false at once, the webhook requests in progress answered (up to
+    `budget` seconds), then aiohttp's graceful exit, as its own handler raises it. Alone, aiohttp
+    closed every connection first and stopped reading them, so a body still arriving at SIGTERM was
+    never answered (config audit of 2026-12-06). A second signal exits at once."""
+    loop = asyncio.get_running_loop()
+    draining: list[asyncio.Task] = []
+
+    def on_signal() -> None:
+        if draining:
+            raise web.GracefulExit()
+        ops.shutting_down = True
+        log.info("stopping: answering the requests in progress", extra={"requests": receiver.active})
+        draining.append(loop.create_task(drain(receiver, budget)))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+
+
+async def drain(receiver: WebhookReceiver, budget: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(receiver.idle.wait(), budget)
+    asyncio.get_running_loop().call_soon(_exit)
+
+
+def _exit() -> None:
+    raise web.GracefulExit()   # from a loop callback, it ends web.run_app's loop (a SystemExit)
 
 
 def config_metrics(config: Config) -> None:
@@ -133,7 +173,7 @@ def config_metrics(config: Config) -> None:
 
 
 class ShutdownBudget(NamedTuple):
-    requests: float   # webhook requests in progress finish (aiohttp's shutdown_timeout)
+    requests: float   # webhook requests in progress finish (the drain)
     pipeline: float   # the sent feed and the shards: pollers, open transactions, the group
     flush: float      # the _raw producer flushes what it holds
 
@@ -164,7 +204,7 @@ def run_worker(config: Config) -> int:
         freeze_startup()
         web.run_app(app, host=config.http.host, port=config.http.port,
                     reuse_port=config.http.reuse_port, print=None,
-                    access_log=None, shutdown_timeout=shutdown_budget(config).requests,
+                    access_log=None, shutdown_timeout=LEFTOVER_SECS,
                     handle_signals=True)
     except KafkaError as exc:
         # str(exc) names the broker addresses and the failure, never a credential

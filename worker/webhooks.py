@@ -55,6 +55,8 @@ class WebhookReceiver:
         self.writer = writer      # set once the producer is up (worker.app)
         self.clock = clock
         self.active = 0           # requests past admission, not yet answered
+        self.idle = asyncio.Event()   # set while `active` is 0 (what a stopping worker waits for)
+        self.idle.set()
         self.inflight_bytes = 0   # body bytes they hold or have declared
 
     def routes(self) -> list[web.RouteDef]:
@@ -151,12 +153,15 @@ class WebhookReceiver:
             outcome["shed"] = "bytes"
             return 503
         self.active += 1
+        self.idle.clear()
         self.inflight_bytes += reserve
         held = [reserve]          # this request's share of inflight_bytes: it grows as an undeclared body arrives
         try:
             return await self._receive(request, account, outcome, held)
         finally:
             self.active -= 1
+            if not self.active:
+                self.idle.set()
             self.inflight_bytes -= held[0]   # only now: the body is held until Kafka has its records
 
     def _hold(self, size: int, held: list[int]) -> int | None:
