@@ -33,9 +33,48 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class ClientThrottle(logging.Filter):
+    """At most `burst` lines of one Kafka-client message (its template, whatever the broker or
+    partition it names) per `window` seconds; the first line of the next window carries how many
+    were left out (`suppressed`). During an outage aiokafka logs ~140 lines a second per replica
+    ("Unable connect to node", "NotEnoughReplicasError, retrying": Kafka audit of 2026-12-06),
+    megabytes in minutes that bury the worker's own lines."""
+
+    def __init__(self, burst: int = 5, window: float = 60.0, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.burst, self.window, self.clock = burst, window, clock
+        self.seen: dict[tuple[str, Any], tuple[float, int]] = {}   # (logger, template) -> (window start, lines)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("aiokafka"):
+            return True
+        now = self.clock()
+        key = (record.name, record.msg)
+        start, count = self.seen.get(key, (now, 0))
+        if now - start >= self.window:
+            if count > self.burst:
+                record.suppressed = count - self.burst
+            start, count = now, 0
+        self.seen[key] = (start, count + 1)
+        return count < self.burst
+
+
+class FencedLeftovers(logging.Filter):
+    """asyncio's "Future exception was never retrieved" for a ProducerFenced: a shard taken over by
+    a newer owner leaves aiokafka futures of its last transaction failed and unread, reported with a
+    traceback each at ERROR when they are collected (15 lines at one replica's stop: Kafka audit of
+    2026-12-06). The fencing itself is handled and logged once by the shard; these are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (record.name == "asyncio" and type(exc).__name__ == "ProducerFenced")
+
+
 def setup(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(ClientThrottle())
+    handler.addFilter(FencedLeftovers())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

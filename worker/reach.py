@@ -6,7 +6,11 @@ probe asks the cluster, every PROBE_EVERY_SECS, for fresh metadata (one Metadata
 broker the client knows) and checks that every `_raw` partition has a leader. A write that failed
 since the last good probe also counts: the replica is unready until a probe succeeds again (a
 failed write alone cannot keep it unready for good, since an unready pod gets no more traffic to
-prove itself with).
+prove itself with). Metadata alone cannot see every outage: with two of three brokers gone (a
+KRaft quorum lost, or partitions below `min.insync.replicas`) the survivor still names leaders, so
+the probe finds nothing and only the failed writes say it; readiness then flickers between probes
+and writes (docs/runbook.md, "Kafka unavailable"), and `/status` names the failed write as the
+problem (it said none: Kafka audit of 2026-12-06).
 
 Shard restores are not part of readiness (issue 12; DESIGN.md said otherwise): after a rebalance
 every replica may be restoring at once, and a Service with no ready endpoint would refuse the
@@ -32,6 +36,8 @@ log = logging.getLogger("worker.reach")
 
 PROBE_EVERY_SECS = 5.0       # while reachable; 1 s while not, so that recovery shows at once
 PROBE_UNREACHABLE_SECS = 1.0
+WRITE_FAILED = ("a write to _raw failed since the last probe (every partition has a leader: NotEnoughReplicas, "
+                "a controller quorum lost, or a timeout)")
 
 
 class Reach:
@@ -43,6 +49,7 @@ class Reach:
         self.ok = False
         self.checked_at = 0.0      # monotonic time of the last probe that succeeded
         self.problem = "not probed yet"
+        self.logged = False        # the reachability last logged (a change is logged once)
         self._task: asyncio.Task | None = None
 
     @property
@@ -60,17 +67,23 @@ class Reach:
                 await self._task
 
     async def probe(self) -> bool:
+        self._log_change(WRITE_FAILED)   # a write failed since the last probe: that was the change
         problem = await self._ask()
-        was = self.ok
         self.ok = problem is None
         self.problem = problem or ""
         if self.ok:
             self.checked_at = time.monotonic()
         metrics.kafka_reachable(self.reachable)
-        if was != self.ok:
-            log.log(logging.INFO if self.ok else logging.WARNING,
-                    "kafka reachable" if self.ok else "kafka unreachable", extra={"problem": self.problem})
+        self._log_change(self.problem)
         return self.ok
+
+    def _log_change(self, problem: str) -> None:
+        """One line per change of reachability, with what made it unreachable."""
+        if self.reachable != self.logged:
+            self.logged = self.reachable
+            log.log(logging.INFO if self.logged else logging.WARNING,
+                    "kafka reachable" if self.logged else "kafka unreachable",
+                    extra={"problem": "" if self.logged else problem})
 
     async def _ask(self) -> str | None:
         try:
@@ -89,5 +102,6 @@ class Reach:
             await self.probe()
 
     def snapshot(self) -> dict:
-        return {"reachable": self.reachable, "problem": self.problem or None,
+        reachable = self.reachable
+        return {"reachable": reachable, "problem": self.problem or (None if reachable else WRITE_FAILED),
                 "write_failed_since_probe": self.writer.failed_at > self.checked_at}

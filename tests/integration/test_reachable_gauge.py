@@ -47,9 +47,15 @@ async def test_the_gauge_and_readyz_drop_with_the_first_refused_write(tmp_path, 
                                            sendcloud_form("deliver", "m1$someone@example.com"), FORM)
                     async with session.get(f"{w.url}/readyz") as r:
                         ready = r.status
+                    async with session.get(f"{w.url}/status") as r:
+                        problem = (await r.json())["kafka"]["problem"]
                 gauge = await gauge_of(w.url, "esw_kafka_reachable")
             finally:
                 os.kill(broker, signal.SIGCONT)
     finally:
         script.down(state)
     assert (status, ready, gauge) == (503, 503, 0.0)
+    # and /status says why (it said nothing while every partition still had a leader: Kafka audit of
+    # 2026-12-06, two of three brokers down)
+    assert problem == ("a write to _raw failed since the last probe (every partition has a leader: "
+                       "NotEnoughReplicas, a controller quorum lost, or a timeout)")
