@@ -52,7 +52,8 @@ log = logging.getLogger("worker.app")
 
 EXIT_KAFKA = 1
 EXIT_CONFIG = 2
-# aiohttp's own wait for handlers after the drain: only those past the requests' share are left
+# aiohttp's own wait for handlers after the drain (the last of the requests' share): only those the
+# drain could not finish are left
 LEFTOVER_SECS = 0.5
 
 CONFIG = web.AppKey("config", Config)
@@ -122,7 +123,7 @@ def build_app(config: Config) -> web.Application:
         ops.shutting_down = True
 
     async def on_started(app: web.Application) -> None:   # after every context: aiohttp's handlers are set
-        drain_on_signals(receiver, ops, shutdown_budget(config).requests)
+        drain_on_signals(receiver, ops, max(0.0, shutdown_budget(config).requests - LEFTOVER_SECS))
 
     app.cleanup_ctx.extend([kafka_ctx, pipeline_ctx])
     app.on_startup.append(on_started)

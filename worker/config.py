@@ -113,7 +113,7 @@ def parse_config(data: Any, env: Mapping[str, str],
     Parts with schema problems are left out of the later checks (`_sound`): those assume the shape,
     and a problem they would find in a value the schema refused says nothing new."""
     errors = _schema_errors(data)
-    problems = [_described(err) for err in errors]
+    problems = list(dict.fromkeys(_described(err) for err in errors))   # one line per problem, however many rules found it
     builder = Builder(env)
     config: Config | None = None
     if isinstance(data, dict):

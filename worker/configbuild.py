@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from worker import configchecks as checks
 from worker.configtypes import (
     INTERVAL_MIN_WITHOUT_CACHE_SECS,
     AccountConfig,
@@ -62,9 +63,13 @@ class Builder:
     def build(self, data: Mapping[str, Any]) -> Config:
         k = dict(data["kafka"])
         security = self.security(dict(k.pop("security", {}) or {}))
-        if self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        from_env = bool(self.env.get("KAFKA_BOOTSTRAP_SERVERS"))
+        if from_env:
             k["bootstrap_servers"] = self.env["KAFKA_BOOTSTRAP_SERVERS"]
         kafka = KafkaConfig(security=security, **k)
+        http = HttpConfig(**(data.get("http") or {}))
+        self.problems += (checks.bootstrap_problems(kafka.bootstrap_servers, from_env) + checks.kafka_problems(kafka)
+                          + checks.http_problems(http))
 
         accounts = []
         seen: dict[str, int] = {}
@@ -78,6 +83,8 @@ class Builder:
             accounts.append((i, self.account(raw, path)))
 
         sent_topic = (data.get("inputs") or {}).get("sent_topic")
+        if sent_topic is not None:
+            self.problems += checks.topic_problems(sent_topic, "inputs.sent_topic")
         resolved = [self.gap_driven(a, sent_topic, i) for i, a in accounts]
         for i, account in zip((i for i, _ in accounts), resolved, strict=True):
             self.check_spread(account, kafka.shards, f"accounts[{i}].spread")
@@ -88,7 +95,7 @@ class Builder:
                "shutdown_grace_secs": (data.get("shutdown") or {}).get("grace_secs"),
                "log_level": (data.get("logging") or {}).get("level"),
                "deliverability_domains": (data.get("metrics") or {}).get("deliverability_domains")}
-        return Config(kafka=kafka, http=HttpConfig(**(data.get("http") or {})),
+        return Config(kafka=kafka, http=http,
                       dedup=DedupConfig(**(data.get("dedup") or {})), accounts=tuple(resolved),
                       **{key: v for key, v in top.items() if v is not None})
 
@@ -143,6 +150,8 @@ class Builder:
         self.require(module.CREDENTIALS, sections, values, path, provider, poll.enabled, hook_on)
         self.check_options(raw.get("options") or {}, module.OPTIONS, f"{path}.options", provider)
         self.check_poll(poll, defaults.retention_days, f"{path}.poll", provider)
+        if raw.get("base_url") is not None:
+            self.problems += checks.base_url_problems(raw["base_url"], f"{path}.base_url")
         # Built whatever was found above, so the checks across accounts (gap-driven polling, spread)
         # report their problems in the same round (a config with problems is refused whole anyway).
 

@@ -138,7 +138,10 @@ class WebhookReceiver:
 
     async def _admitted(self, request: web.Request, account: AccountConfig, outcome: dict) -> int:
         """Load shedding: past the cap on requests in progress, or on body bytes being read, a
-        request is answered 503 with Retry-After at once, before its body is read."""
+        request is answered 503 with Retry-After at once, before its body is read. A body alone in
+        flight is always taken up to `http.max_body_bytes`, even past a smaller byte budget: the
+        budget bounds what requests hold together, and one it could never take would be answered 503
+        however often it came (config audit of 2026-12-06)."""
         http = self.config.http
         declared = request.content_length
         if declared is not None and declared > http.max_body_bytes:
@@ -148,7 +151,7 @@ class WebhookReceiver:
             metrics.webhook_shed("requests")
             outcome["shed"] = "requests"
             return 503
-        if self.inflight_bytes + reserve > http.max_inflight_body_bytes:
+        if self.inflight_bytes and self.inflight_bytes + reserve > http.max_inflight_body_bytes:
             metrics.webhook_shed("bytes")
             outcome["shed"] = "bytes"
             return 503
@@ -172,7 +175,8 @@ class WebhookReceiver:
             return 413
         if size > held[0]:
             grow = size - held[0]
-            if self.inflight_bytes + grow > http.max_inflight_body_bytes:
+            others = self.inflight_bytes - held[0]
+            if others and self.inflight_bytes + grow > http.max_inflight_body_bytes:
                 metrics.webhook_shed("bytes")
                 return 503
             self.inflight_bytes += grow

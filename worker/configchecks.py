@@ -1,0 +1,68 @@
+"""Checks of single settings the schema cannot state: each returns the problems it finds, worded as
+check-config prints them (key path first), so that `run` never meets a value it cannot use.
+
+Found by a black-box audit of the config contract (2026-12-06): a `bootstrap_servers` of
+`kafka:abc` passed check-config and `run` died with a traceback; `output_partitions: 0` made a
+worker that looked healthy and never created its topics; an empty `base_url` host failed
+every poll; a topic name Kafka refuses was waited for forever."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from worker.configtypes import HttpConfig, KafkaConfig
+
+# Kafka's legal topic names (org.apache.kafka.common.internals.Topic): these characters, at most 249.
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+# A host name or an IP address (v6 in brackets or bare): letters, digits and . - : [ ] _
+_HOST = re.compile(r"\[?[A-Za-z0-9._:-]+\]?")
+
+
+def bootstrap_problems(servers: str, from_env: bool) -> list[str]:
+    """`host:port[,host:port]`, each port 1 to 65535."""
+    where = "KAFKA_BOOTSTRAP_SERVERS" if from_env else "kafka.bootstrap_servers"
+    entries = [entry.strip() for entry in servers.split(",")]
+    bad = [entry for entry in entries if not _address(entry)]
+    if not bad:
+        return []
+    shown = ", ".join(repr(entry) for entry in bad)
+    return [f"{where}: {shown} is not host:port (a host name or IP address, a colon, a port from 1 to 65535)"]
+
+
+def _address(entry: str) -> bool:
+    host, colon, port = entry.rpartition(":")
+    return (bool(colon) and _HOST.fullmatch(host) is not None and port.isascii() and port.isdigit()
+            and 1 <= int(port) <= 65535)
+
+
+def kafka_problems(kafka: KafkaConfig) -> list[str]:
+    problems = []
+    for key in ("replication_factor", "output_partitions"):
+        if getattr(kafka, key) == 0:
+            problems.append(f"kafka.{key}: 0 is not a count: -1 (the broker's default) or at least 1")
+    return problems
+
+
+def http_problems(http: HttpConfig) -> list[str]:
+    problems = []
+    if http.host and _HOST.fullmatch(http.host) is None:
+        problems.append(f"http.host: {http.host!r} is not a host name or IP address")
+    return problems
+
+
+def topic_problems(topic: str, path: str) -> list[str]:
+    if _TOPIC.fullmatch(topic) is None or topic in (".", ".."):
+        return [f"{path}: {topic!r} is not a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)"]
+    return []
+
+
+def base_url_problems(url: str, path: str) -> list[str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        return [f"{path}: {url!r} is not an http(s) URL with a host"]
+    try:
+        parts.port   # noqa: B018 - raises on a port that is not a number from 0 to 65535
+    except ValueError:
+        return [f"{path}: {url!r} has a port that is not a number from 0 to 65535"]
+    return []
