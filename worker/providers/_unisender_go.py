@@ -14,8 +14,9 @@ every Go status was answered 200 and dropped.
 - The email: a Go event has no per-email id; `job_id` (the send job) and the address name it,
   as `<job_id>:<address, lower-cased>` (Tencent SES's bulk id and address likewise). `job_id` is
   also the event's `message_id`. An event without `job_id` (anymail's test events have none) is
-  named by its address alone, with no `message_id`: its status still tells the suppression list
-  about the address.
+  named by its time and address, `nojob-<event time>:<address>`, with no `message_id`: its status
+  still tells the suppression list about the address, and two sends to one address are never one
+  email in the dedup table (the address alone would make a later send's delivery a duplicate).
 - The time: `event_time`, `YYYY-MM-DD HH:MM:SS` in UTC (anymail reads it so; its test expects
   15:09:42 UTC for "2015-11-30 15:09:42"), inside `event_data` (classic has it beside).
 - The status: `unisender_tables.GO_STATUSES`; a bounce's cause from its err_* code, then from the
@@ -96,7 +97,7 @@ def observations(acct: AccountContext, record: dict[str, Any]) -> list[Observati
         raise MalformedPayload("unisender go event_time is not YYYY-MM-DD HH:MM:SS") from exc
     return [
         Observation(
-            email_id=f"{job_id}:{email.lower()}" if job_id is not None else email.lower(),
+            email_id=f"{job_id or occurred_at.strftime('nojob-%Y%m%dT%H%M%SZ')}:{email.lower()}",
             recipient=email,
             type=type_,
             reason=reason,

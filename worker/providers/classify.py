@@ -12,7 +12,10 @@ to `settle` with the SMTP reply it reported. The rule:
    sets `scope` and `reason`; the provider's `type` is kept. A policy code (x.7.0, x.7.1: "delivery
    not authorized") is many servers' answer to any refusal, an unknown user's included (Yandex's
    "550 5.7.1 No such user!", "555 5.7.1 User unknown" in anymail's Unisender Go tests): a reply
-   text that names the failure outranks it (public-captures audit of 2026-12-06).
+   text that names the recipient's mailbox outranks it (public-captures audit of 2026-12-06), unless
+   the reply is about our side (HELO, sender, client host, relay, SPF/DKIM/DMARC: "550 5.7.1 <helo>:
+   Helo command rejected: Host not found" is about the sending server, not the address). Domain
+   phrases never outrank a policy code: "Sender domain has no MX record" is ours too.
 3. The invariant: `invalid` ("stop mailing this address") only with scope recipient, domain or
    provider. A permanent failure whose evidence points at the sender, the content, the receiving
    side's policy or nothing becomes a soft bounce the provider will not retry (`final: true`).
@@ -82,7 +85,7 @@ TEXT_EVIDENCE: tuple[tuple[Evidence, tuple[str, ...]], ...] = (
         "recipient does not exist", "invalid recipient", "mailbox not found", "no such mailbox",
         "mailbox does not exist", "mailbox unknown", "address does not exist", "account does not exist",
         "recipient is not exist", "user is not exist", "mailbox is not exist", "address is not exist",
-        "not a known user", "user doesn't have a",
+        "is not a known user", "this user doesn't have a",
         "用户不存在", "收件人不存在", "邮箱不存在", "账户不存在", "帐户不存在", "地址不存在")),
     ((Reason.MAILBOX_DISABLED, Scope.RECIPIENT), (
         "account disabled", "account is disabled", "account has been disabled", "mailbox disabled",
@@ -94,6 +97,11 @@ TEXT_EVIDENCE: tuple[tuple[Evidence, tuple[str, ...]], ...] = (
         "domain not found", "no such domain", "domain does not exist", "host not found", "no mx record",
         "domain name not found", "域名不存在")),
 )
+# What may outrank a policy code, and the words that say a reply is about our side instead.
+MAILBOX_EVIDENCE = frozenset({(Reason.UNKNOWN_USER, Scope.RECIPIENT), (Reason.MAILBOX_DISABLED, Scope.RECIPIENT),
+                              (Reason.MAILBOX_FULL, Scope.RECIPIENT)})
+_OUR_SIDE = re.compile(r"(?<!\w)(helo|ehlo|sender|client host|relay|mail from|spf|dkim|dmarc|reverse dns|ptr)(?!\w)",
+                       re.IGNORECASE)
 _TEXT_PATTERNS = tuple(   # whole words in English; Chinese has no word boundaries ("该用户不存在")
     (evidence, re.compile("|".join(rf"(?<!\w){re.escape(p)}(?!\w)" if p.isascii() else re.escape(p) for p in phrases),
                           re.IGNORECASE))
@@ -167,8 +175,12 @@ def settle(type_: EventType | None, reason: Reason | None, scope: Scope | None,
     scope = scope or REASON_SCOPE[reason or Reason.OTHER]
     if scope is not Scope.PROVIDER:
         evidence = smtp_evidence(smtp)
-        if evidence is None or evidence[1] is Scope.POLICY:   # rule 2: a named failure outranks a policy code
-            evidence = text_evidence(text) or evidence
+        if evidence is None:
+            evidence = text_evidence(text)
+        elif evidence[1] is Scope.POLICY:   # rule 2: a named mailbox failure outranks a policy code
+            named = text_evidence(text)
+            if named in MAILBOX_EVIDENCE and text is not None and not _OUR_SIDE.search(text):
+                evidence = named
         if evidence is not None:
             reason, scope = evidence
         if type_ is EventType.INVALID and (reason in TEMPORARY_REASONS or temporary(smtp)):

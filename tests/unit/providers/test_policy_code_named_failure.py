@@ -2,8 +2,11 @@
 2026-12-06, finding 2): servers answer an unknown user with "550 5.7.1 No such user!" (Yandex's MTA;
 the "user unknown" corpus of rjbs/Mail-DeliveryStatus-BounceParser, `t/various-unknown.t`) and
 anymail's Unisender Go test has "555 5.7.1 User unknown". The code said first, so a dead address
-became a policy soft bounce that no suppression list acts on. Now the named failure outranks a
-policy code, and only a policy code (worker.providers.classify, rule 2). Expected values by hand."""
+became a policy soft bounce that no suppression list acts on. Now a failure that names the
+recipient's mailbox outranks a policy code, and only a policy code, unless the reply is about our
+side (the review of the same day: "Helo command rejected: Host not found" is about the sending
+server; a domain phrase never outranks a policy code) (worker.providers.classify, rule 2).
+Expected values by hand."""
 
 from __future__ import annotations
 
@@ -24,7 +27,22 @@ INVALID, SOFT = EventType.INVALID, EventType.SOFT_BOUNCE
     ((INVALID, Reason.OTHER, Scope.UNKNOWN), "550 5.7.1 Message rejected as spam",   # no failure named
      (SOFT, Reason.POLICY_REJECTED, Scope.POLICY)),
     ((INVALID, Reason.OTHER, Scope.UNKNOWN), "554 5.7.1 mailbox full", (SOFT, Reason.MAILBOX_FULL, Scope.RECIPIENT)),
-    ((INVALID, Reason.OTHER, Scope.UNKNOWN), "550 5.7.1 domain not found", (INVALID, Reason.DOMAIN_INVALID, Scope.DOMAIN)),
+    # domain phrases never outrank a policy code, and a reply about our side keeps it
+    ((INVALID, Reason.OTHER, Scope.UNKNOWN), "550 5.7.1 domain not found", (SOFT, Reason.POLICY_REJECTED, Scope.POLICY)),
+    ((INVALID, Reason.OTHER, Scope.UNKNOWN), "550 5.7.1 <mail.sender.example>: Helo command rejected: Host not found",
+     (SOFT, Reason.POLICY_REJECTED, Scope.POLICY)),
+    ((INVALID, Reason.OTHER, Scope.UNKNOWN), "554 5.7.1 <bounce@sender.example>: Sender address rejected: Domain not "
+     "found", (SOFT, Reason.POLICY_REJECTED, Scope.POLICY)),
+    ((INVALID, Reason.OTHER, Scope.UNKNOWN), "550 5.7.1 Sender domain has no MX record",
+     (SOFT, Reason.POLICY_REJECTED, Scope.POLICY)),
+    ((INVALID, Reason.OTHER, Scope.UNKNOWN), "550 5.7.1 Message rejected: you are not a known user of this list",
+     (SOFT, Reason.POLICY_REJECTED, Scope.POLICY)),
+    ((INVALID, Reason.OTHER, Scope.UNKNOWN), "550 5.7.1 Client host rejected: user unknown",
+     (SOFT, Reason.POLICY_REJECTED, Scope.POLICY)),
+    ((INVALID, Reason.OTHER, Scope.UNKNOWN), "550 5.7.1 SPF check failed: no such user",
+     (SOFT, Reason.POLICY_REJECTED, Scope.POLICY)),
+    ((INVALID, Reason.OTHER, Scope.UNKNOWN), "550 5.7.1 mailbox disabled", (INVALID, Reason.MAILBOX_DISABLED,
+                                                                           Scope.RECIPIENT)),
     # a class-4 policy code: the named failure, but temporary
     ((INVALID, Reason.OTHER, Scope.UNKNOWN), "450 4.7.1 user unknown", (SOFT, Reason.UNKNOWN_USER, Scope.RECIPIENT)),
     # the provider's own class of an unknown user (SendCloud 406, Go err_user_unknown) and the same reply
@@ -45,6 +63,8 @@ def test_a_named_failure_outranks_a_policy_code(row, reply, expected):
 
 @pytest.mark.parametrize(("text", "expected"), [
     ('550 "someone" is not a known user', (Reason.UNKNOWN_USER, Scope.RECIPIENT)),
+    ("you are not a known user of this list", None),
+    ("a user doesn't have a clue", None),
     ("554 delivery error: dd This user doesn't have a yahoo.com account (someone@yahoo.com) [0] - "
      "mta1001.mail.bf1.yahoo.com", (Reason.UNKNOWN_USER, Scope.RECIPIENT)),
     ("550 not a knownuser", None),

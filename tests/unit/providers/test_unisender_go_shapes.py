@@ -37,7 +37,8 @@ def test_anymails_hard_bounced_event_is_an_unknown_user():
                     "event_time": "2024-09-06 23:22:40"})
     assert (obs.type, obs.reason, obs.scope, obs.final, obs.retrying) == (
         EventType.INVALID, Reason.UNKNOWN_USER, Scope.RECIPIENT, True, False)
-    assert (obs.email_id, obs.message_id, obs.recipient) == ("bounce@example.com", None, "bounce@example.com")
+    assert (obs.email_id, obs.message_id, obs.recipient) == (
+        "nojob-20240906T232240Z:bounce@example.com", None, "bounce@example.com")
     assert obs.occurred_at == datetime(2024, 9, 6, 23, 22, 40, tzinfo=UTC)
 
 
@@ -100,3 +101,14 @@ def test_event_data_that_is_not_an_object_is_malformed():
 
     with pytest.raises(MalformedPayload):
         unisender.webhook_observations(ACCT, {"event_name": "transactional_email_status", "event_data": ["x"]})
+
+
+def test_job_less_events_of_one_address_are_not_one_email():
+    """Keyed by the address alone, a later send's delivery was a duplicate of an earlier one's (the
+    review of 2026-12-06): each job-less event is its own email, named by its time."""
+    def job_less(status: str, when: str) -> str:
+        [obs] = single({"event_name": "transactional_email_status", "status": status, "email": "a@example.com",
+                        "event_time": when})
+        return obs.email_id
+    assert [job_less("delivered", "2026-12-01 10:00:00"), job_less("delivered", "2026-12-05 10:00:00")] == [
+        "nojob-20261201T100000Z:a@example.com", "nojob-20261205T100000Z:a@example.com"]
