@@ -52,8 +52,8 @@ log = logging.getLogger("worker.app")
 
 EXIT_KAFKA = 1
 EXIT_CONFIG = 2
-# aiohttp's own wait for handlers after the drain (the last of the requests' share): only those the
-# drain could not finish are left
+# aiohttp's own wait for handlers after the drain (the last of the requests' share, at most half of
+# it): only those the drain could not finish are left
 LEFTOVER_SECS = 0.5
 
 CONFIG = web.AppKey("config", Config)
@@ -123,7 +123,8 @@ def build_app(config: Config) -> web.Application:
         ops.shutting_down = True
 
     async def on_started(app: web.Application) -> None:   # after every context: aiohttp's handlers are set
-        drain_on_signals(receiver, ops, max(0.0, shutdown_budget(config).requests - LEFTOVER_SECS))
+        budget = shutdown_budget(config)
+        drain_on_signals(receiver, ops, budget.requests - leftover_secs(budget))
 
     app.cleanup_ctx.extend([kafka_ctx, pipeline_ctx])
     app.on_startup.append(on_started)
@@ -140,7 +141,8 @@ def drain_on_signals(receiver: WebhookReceiver, ops: Ops, budget: float) -> None
     draining: list[asyncio.Task] = []
 
     def on_signal() -> None:
-        if draining:
+        if draining:   # a second signal: stop waiting, and let the drain not raise again later
+            draining[0].cancel()
             raise web.GracefulExit()
         ops.shutting_down = True
         log.info("stopping: answering the requests in progress", extra={"requests": receiver.active})
@@ -179,6 +181,10 @@ class ShutdownBudget(NamedTuple):
     flush: float      # the _raw producer flushes what it holds
 
 
+def leftover_secs(budget: ShutdownBudget) -> float:
+    return min(LEFTOVER_SECS, budget.requests / 2)
+
+
 def shutdown_budget(config: Config) -> ShutdownBudget:
     """`shutdown.grace_secs` shared so that the whole unwind stays within it (the chart's
     terminationGracePeriodSeconds is computed from it): a fifth, at most 5 s, for requests in
@@ -205,7 +211,7 @@ def run_worker(config: Config) -> int:
         freeze_startup()
         web.run_app(app, host=config.http.host, port=config.http.port,
                     reuse_port=config.http.reuse_port, print=None,
-                    access_log=None, shutdown_timeout=LEFTOVER_SECS,
+                    access_log=None, shutdown_timeout=leftover_secs(shutdown_budget(config)),
                     handle_signals=True)
     except KafkaError as exc:
         # str(exc) names the broker addresses and the failure, never a credential

@@ -58,7 +58,10 @@ def topic_problems(topic: str, path: str) -> list[str]:
 
 
 def base_url_problems(url: str, path: str) -> list[str]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:   # "http://[::1": an IPv6 host not closed
+        return [f"{path}: {url!r} is not an http(s) URL with a host"]
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
         return [f"{path}: {url!r} is not an http(s) URL with a host"]
     try:

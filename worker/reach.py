@@ -67,23 +67,28 @@ class Reach:
                 await self._task
 
     async def probe(self) -> bool:
-        self._log_change(WRITE_FAILED)   # a write failed since the last probe: that was the change
+        """Ask, and log a change: unreachable at once (with the probe's problem, or the failed write
+        since the last probe), reachable again only once a whole probe interval passed with no write
+        failing (while writes fail between good probes, one line, not two a probe)."""
+        steady = self.reachable   # no write failed since the last good probe
+        if not steady and self.logged:
+            self._log(WRITE_FAILED)
         problem = await self._ask()
         self.ok = problem is None
         self.problem = problem or ""
         if self.ok:
             self.checked_at = time.monotonic()
         metrics.kafka_reachable(self.reachable)
-        self._log_change(self.problem)
+        if not self.reachable and self.logged:
+            self._log(self.problem)
+        elif self.reachable and steady and not self.logged:
+            self._log("")
         return self.ok
 
-    def _log_change(self, problem: str) -> None:
-        """One line per change of reachability, with what made it unreachable."""
-        if self.reachable != self.logged:
-            self.logged = self.reachable
-            log.log(logging.INFO if self.logged else logging.WARNING,
-                    "kafka reachable" if self.logged else "kafka unreachable",
-                    extra={"problem": "" if self.logged else problem})
+    def _log(self, problem: str) -> None:
+        self.logged = not self.logged
+        log.log(logging.INFO if self.logged else logging.WARNING,
+                "kafka reachable" if self.logged else "kafka unreachable", extra={"problem": problem})
 
     async def _ask(self) -> str | None:
         try:

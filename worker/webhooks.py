@@ -43,6 +43,7 @@ log = logging.getLogger("worker.webhooks")
 
 RETRY_AFTER_SECS = 5   # what a 503 asks the provider to wait
 GZIP_MAGIC = b"\x1f\x8b"
+NO_CONTINUE = web.RequestKey("no_continue", bool)   # a request told its answer instead of 100 Continue
 # A body that cannot be read: the client went away, or its Content-Encoding does not decode
 # (aiohttp's parser sets RequestPayloadError on the body stream).
 UNREADABLE = (OSError, aiohttp.ClientError, web.RequestPayloadError)
@@ -83,6 +84,8 @@ class WebhookReceiver:
         if status == 200 and (declared is None or declared <= self.config.http.max_body_bytes):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             request.writer.output_size = 0   # what aiohttp's own handler does: the response starts after it
+        else:
+            request[NO_CONTINUE] = True      # answered without its body: the connection closes after it
 
     def _account(self, request: web.Request) -> tuple[AccountConfig | None, int]:
         """The addressed account and 200, or the status to answer instead: 404 unknown (no account),
@@ -133,8 +136,13 @@ class WebhookReceiver:
         if status == 200:
             return web.Response(body=_OK, content_type="application/json", charset="utf-8")
         headers = {"Retry-After": str(RETRY_AFTER_SECS)} if status == 503 else None
-        return web.json_response({"code": status, "message": _REASONS.get(status, "error")}, status=status,
-                                 headers=headers)
+        response = web.json_response({"code": status, "message": _REASONS.get(status, "error")}, status=status,
+                                     headers=headers)
+        if request.get(NO_CONTINUE):
+            # the client waited for 100 and may now skip its body (RFC 9110): the declared body would
+            # otherwise be taken for its next request on this connection
+            response.force_close()
+        return response
 
     async def _admitted(self, request: web.Request, account: AccountConfig, outcome: dict) -> int:
         """Load shedding: past the cap on requests in progress, or on body bytes being read, a
@@ -201,16 +209,25 @@ class WebhookReceiver:
     def _gunzip(self, body: bytes, held: list[int]) -> bytes | int:
         """A gzip body sent without `Content-Encoding` (Unisender Go's `json_post_gzip` format may
         come so; no text body starts with gzip's magic bytes), decompressed under the same caps as
-        a declared encoding: 413 past `http.max_body_bytes`, 400 when it does not decode whole."""
-        inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        a declared encoding: 413 past `http.max_body_bytes`, 400 when it does not decode whole. Several
+        gzip members are one body, as a declared gzip encoding reads them; anything else after a
+        member is 400."""
+        cap = self.config.http.max_body_bytes
+        plain = bytearray()
+        rest = body
         try:
-            plain = inflate.decompress(body, self.config.http.max_body_bytes + 1)
+            while rest:
+                inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                plain += inflate.decompress(rest, cap + 1 - len(plain))
+                if len(plain) > cap:
+                    break
+                if not inflate.eof or (inflate.unused_data and inflate.unused_data[:2] != GZIP_MAGIC):
+                    return 400
+                rest = inflate.unused_data
         except zlib.error:
             return 400
         refused = self._hold(len(plain), held)
-        if refused is not None:
-            return refused
-        return plain if inflate.eof else 400
+        return bytes(plain) if refused is None else refused
 
     def _arrived(self, request: web.Request, held: list[int]) -> bytes | int:
         """`_read` of a body that came whole with the headers (a small webhook): taken from the

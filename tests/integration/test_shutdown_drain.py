@@ -54,3 +54,28 @@ async def test_a_body_still_arriving_at_sigterm_is_answered(kafka_bootstrap, top
         assert orjson.loads(event.value)["email_id"] == "m1$drain@x.test"
     finally:
         await worker.kill()
+
+
+async def test_a_second_signal_stops_waiting_and_the_rest_unwinds(kafka_bootstrap, topic_prefix, tmp_path):
+    """The second SIGTERM ends the drain at once; the pipeline still unwinds and the process exits 0
+    (review of 2026-12-06: the drain left running raised again inside aiohttp's cleanup: exit 1, the
+    shards' commits and the producer's flush cut off)."""
+    data = worker_config(kafka_bootstrap, topic_prefix, accounts())
+    worker = WorkerProcess(data, ENV, tmp_path)
+    await worker.start()
+    try:
+        await worker.ready()
+        body = sendcloud_form("deliver", "m1$twice@x.test")
+        reader, writer = await asyncio.open_connection("127.0.0.1", worker.port)
+        writer.write(f"POST /webhooks/sendcloud/sc HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     f"application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:40])
+        await writer.drain()                # never finished: the drain would wait its whole share
+        await asyncio.sleep(0.3)
+        worker.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        worker.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.proc.wait(), 30) == 0, worker.log_tail()
+        writer.close()
+        assert '"event":"stopped"' in worker.log_path.read_text()
+    finally:
+        await worker.kill()

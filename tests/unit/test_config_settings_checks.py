@@ -67,6 +67,7 @@ def test_the_sent_topic_is_a_kafka_topic_name(topic, bad):
     ("http:// bad host", "is not an http(s) URL with a host"),
     ("http://x y", "is not an http(s) URL with a host"),
     ("http://x:99999", "has a port that is not a number from 0 to 65535"),
+    ("http://[::1", "is not an http(s) URL with a host"),        # urlsplit raised: a traceback (review)
 ])
 def test_a_base_url_needs_a_host(url, problem):
     assert problems(accounts=[{**SENDCLOUD, "base_url": url}]) == [f"accounts[0].base_url: {url!r} {problem}"]

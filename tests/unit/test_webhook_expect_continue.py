@@ -69,3 +69,18 @@ async def test_the_cap_itself_is_taken():
 async def test_another_expectation_is_417():
     first, final, _ = await exchange("/webhooks/sendcloud/sc", 10, expect="something-else")
     assert (first, final) == (b"HTTP/1.1 417 Expectation Failed", b"")
+
+
+async def test_a_refused_request_closes_its_connection():
+    """The client may skip its body after the refusal (RFC 9110); kept alive, the connection would take
+    its next request for the body it never sent (review of 2026-12-06). The answer says it closes."""
+    app = web.Application(client_max_size=CONFIG.http.max_body_bytes)
+    app.add_routes(WebhookReceiver(CONFIG, FakeWriter(), clock=lambda: NOW).routes())
+    async with TestServer(app) as server:
+        reader, w = await asyncio.open_connection(server.host, server.port)
+        w.write(f"POST /webhooks/sendcloud/nobody HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM}\r\n"
+                "Content-Length: 10\r\nExpect: 100-continue\r\n\r\n".encode())
+        await w.drain()
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).lower()
+        w.close()
+    assert head.startswith(b"http/1.1 404") and b"connection: close" in head   # the client must not reuse it
