@@ -81,6 +81,7 @@ class PollRunner:
         self.last_success: datetime | None = None
         self.last_error: str | None = None
         self.last_reason: str | None = None   # the provider's answer to the last failed call
+        self._failed_at: datetime | None = None   # when that call failed
         self.pages = 0
         self._ready: dict[str, dict[int, _Page]] = {}       # fetched pages by window and offset
         self._committing: set[str] = set()                  # windows with a commit outstanding
@@ -286,7 +287,7 @@ class PollRunner:
                 sched.apply(wid, cursor)
                 for item in staged:
                     sched.release(wid, item.query.offset)
-                    self._succeeded()
+                    self._succeeded(item.at)
                 if not cursor.in_sweep:
                     self._ready.pop(wid, None)   # pages past the end of a shrunk window
                     return
@@ -306,7 +307,7 @@ class PollRunner:
         fetched = await self._fetch(query, lambda secs: tracker.failed(asked, self.clock().timestamp(), secs))
         if fetched is None:
             return
-        self._start_commit(self._commit_ids(tracker, asked, query, fetched))
+        self._start_commit(self._commit_ids(tracker, asked, query, fetched, self.clock()))
 
     def _id_query(self, tracker: IdTracker, asked: list[str]) -> PollQuery:
         if not tracker.gap_driven:
@@ -314,7 +315,8 @@ class PollRunner:
         limit = get_module(self.account.provider).DEFAULTS.page_limit
         return PollQuery(send_date=tracker.send_date(tracker.ids[asked[0]]), email_ids=tuple(asked), limit=limit)
 
-    async def _commit_ids(self, tracker: IdTracker, asked: list[str], query: PollQuery, fetched: Fetched) -> None:
+    async def _commit_ids(self, tracker: IdTracker, asked: list[str], query: PollQuery, fetched: Fetched,
+                          answered: datetime) -> None:
         observed = self.clock()
         try:
             self._reject(_Page(query, fetched, observed))
@@ -331,7 +333,7 @@ class PollRunner:
             tracker.failed(asked, self.clock().timestamp(), UNEXPECTED_BACKOFF_SECS)
             raise
         tracker.apply(plan, self.clock().timestamp())
-        self._succeeded()
+        self._succeeded(answered)
 
     # -- one call -------------------------------------------------------------------------------
 
@@ -361,6 +363,7 @@ class PollRunner:
 
     async def _failure(self, exc: BaseException, retry: Callable[[float], None]) -> None:
         self.last_error, self.last_reason = fetch_error_type(exc), failure_reason(exc)
+        self._failed_at = self.clock()
         said = {"provider": self.labels[0], "account": self.labels[1], "error_type": self.last_error,
                 "reason": self.last_reason}
         if isinstance(exc, Throttled):
@@ -383,10 +386,14 @@ class PollRunner:
             self.state = "retrying"
             retry(min(60.0, self.account.poll.retry_max_secs))
 
-    def _succeeded(self) -> None:
+    def _succeeded(self, answered: datetime) -> None:
+        """A page committed; `answered`: when its call returned. A call answered before the last
+        failure, committed after it, does not clear that failure's reason (polling audit of
+        2026-12-06: /status showed `fatal_config` with no reason, cleared by an earlier page)."""
         self.pages += 1
         self.last_success = self.clock()
-        self.last_error = self.last_reason = None
+        if self._failed_at is None or answered >= self._failed_at:
+            self.last_error = self.last_reason = None
 
     def snapshot(self) -> dict:
         out = {"provider": self.labels[0], "account": self.labels[1], "state": self.state, "pages": self.pages,
