@@ -168,7 +168,7 @@ def config_metrics(config: Config) -> None:
     esw_deliverability_events_total may name."""
     metrics.shards_configured(config.kafka.shards)
     for account in config.accounts:
-        metrics.account_webhooks(account.provider.value, account.name, account.webhook.enabled)
+        metrics.account_webhooks(account.provider.value, account.name, account.webhook.enabled, account.poll.enabled)
     for placed in ShardMap.from_config(config).placements:
         if placed.home:   # a spread account's other shards are in /status and check-config
             metrics.account_shard(placed.provider, placed.account, placed.shard)

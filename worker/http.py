@@ -44,6 +44,9 @@ class Ops:
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        # esw_ready as /readyz would answer now: it was set only by a probe, so a replica nothing
+        # probed showed 0 and fired EswNotReady (dashboard audit of 2026-12-06)
+        metrics.ready(all(self._readiness().values()))
         return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def status_json(self, request: web.Request) -> web.Response:

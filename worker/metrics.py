@@ -95,6 +95,9 @@ def _bounded(error_type: str) -> str:
 
 # Outcomes of a status-API call that are not failures (every other outcome is an error_type).
 POLL_OUTCOMES = frozenset({"ok", "post_refused"})
+# Counted children the alert rules look at, created at 0 for every account at start.
+ALERTED_STATUSES = (401, 503)
+ALERTED_OUTCOMES = ("fatal_config", "bad_request")
 
 
 def poll_request(provider: str, account: str, outcome: str) -> None:
@@ -138,12 +141,20 @@ def ignored(provider: str, account: str, n: int) -> None:
     IGNORED.labels(provider, account).inc(n)
 
 
-def account_webhooks(provider: str, account: str, enabled: bool) -> None:
+def account_webhooks(provider: str, account: str, enabled: bool, polled: bool = True) -> None:
     """Set at start for every configured account (an alert on silent webhooks skips poll-only ones).
-    The account's throttle counter starts at 0 with it, so the first throttle is an increase that
-    `increase()` sees (a series born at 1 is not) and the dashboard has a series to show."""
+    The series the alerts count start at 0 with it, so that the first throttle, the first burst of
+    401s or the first refused call is an increase `increase()` sees (a series born at 30 is not:
+    EswWebhooksRejected missed a first burst of 30 bad signatures, EswPollFatalConfig the first
+    refused call, in the dashboard audit of 2026-12-06) and the dashboard has a series to show."""
     WEBHOOKS_ENABLED.labels(provider, account).set(1 if enabled else 0)
     THROTTLES.labels(provider, account)
+    if enabled:
+        for status in ALERTED_STATUSES:
+            _answered(provider, account, status)
+    if polled:
+        for outcome in ALERTED_OUTCOMES:
+            POLL_REQUESTS.labels(provider, account, outcome)
 
 
 def account_shard(provider: str, account: str, shard: int) -> None:
