@@ -25,6 +25,17 @@ async def ready_status(url: str) -> int:
         return r.status
 
 
+async def upload_then_sigterm(worker: WorkerProcess, body: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A signed webhook's headers and its first 40 bytes, then SIGTERM 0.3 s later."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", worker.port)
+    writer.write(f"POST /webhooks/sendcloud/sc HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                 f"application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:40])
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    worker.proc.send_signal(signal.SIGTERM)
+    return reader, writer
+
+
 async def test_a_body_still_arriving_at_sigterm_is_answered(kafka_bootstrap, topic_prefix, tmp_path):
     data = worker_config(kafka_bootstrap, topic_prefix, accounts())   # shutdown.grace_secs 10: 2 s for requests
     worker = WorkerProcess(data, ENV, tmp_path)
@@ -32,12 +43,7 @@ async def test_a_body_still_arriving_at_sigterm_is_answered(kafka_bootstrap, top
     try:
         await worker.ready()
         body = sendcloud_form("deliver", "m1$drain@x.test")
-        reader, writer = await asyncio.open_connection("127.0.0.1", worker.port)
-        writer.write(f"POST /webhooks/sendcloud/sc HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                     f"application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:40])
-        await writer.drain()
-        await asyncio.sleep(0.3)
-        worker.proc.send_signal(signal.SIGTERM)
+        reader, writer = await upload_then_sigterm(worker, body)
         await asyncio.sleep(0.5)
         readiness = asyncio.create_task(ready_status(worker.url))   # asked while the body is still due
         await asyncio.sleep(0.3)
@@ -65,13 +71,7 @@ async def test_a_second_signal_stops_waiting_and_the_rest_unwinds(kafka_bootstra
     await worker.start()
     try:
         await worker.ready()
-        body = sendcloud_form("deliver", "m1$twice@x.test")
-        reader, writer = await asyncio.open_connection("127.0.0.1", worker.port)
-        writer.write(f"POST /webhooks/sendcloud/sc HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                     f"application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:40])
-        await writer.drain()                # never finished: the drain would wait its whole share
-        await asyncio.sleep(0.3)
-        worker.proc.send_signal(signal.SIGTERM)
+        _, writer = await upload_then_sigterm(worker, sendcloud_form("deliver", "m1$twice@x.test"))   # never finished
         await asyncio.sleep(0.3)
         worker.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(worker.proc.wait(), 30) == 0, worker.log_tail()
