@@ -81,6 +81,7 @@ class DateWindowScheduler:
     _page_retry: dict[tuple[str, int], float] = attrs.field(factory=dict)
     _claimed: dict[str, set[int]] = attrs.field(factory=dict)
     _extent: dict[str, int] = attrs.field(factory=dict)     # rows the sweep in progress said it has
+    _asked_at: dict[str, float] = attrs.field(factory=dict)  # when a page of each window was last asked or came
     # the lookback's windows, newest first, as (id, send date, status), for the day they were made
     _windows: tuple[date | None, tuple[tuple[str, date, EventType | None], ...]] = attrs.field(
         default=(None, ()), init=False, eq=False, repr=False)
@@ -134,6 +135,7 @@ class DateWindowScheduler:
     def forget(self, wid: str) -> None:
         self.cursors.pop(wid, None)
         self._retry_at.pop(wid, None)
+        self._asked_at.pop(wid, None)
         self._release_all(wid)
 
     def cursor(self, wid: str, now: datetime) -> Cursor:
@@ -171,7 +173,11 @@ class DateWindowScheduler:
             offsets = self._offsets(wid, cursor, ts)
             if not offsets:
                 continue
-            starving = not cursor.in_sweep and ts - cursor.due_at > cursor.interval
+            # waiting longer than its interval: a window due again since its due time, a sweep in
+            # progress since its last page was asked (one that kept its later pages waiting behind
+            # windows due again starved: status-API audit of 2026-12-06)
+            waiting_since = self._asked_at.get(wid, cursor.due_at) if cursor.in_sweep else cursor.due_at
+            starving = ts - waiting_since > cursor.interval
             rank = (-1 if starving else _STATUS_RANK[status], age, not cursor.in_sweep, cursor.due_at)
             if best is None or rank < best[0]:
                 best = (rank, wid, PollQuery(send_date=send_date, status=status,
@@ -183,6 +189,7 @@ class DateWindowScheduler:
         nxt = self.next(now)
         if nxt is not None:
             self._claimed.setdefault(nxt[0], set()).add(nxt[1].offset)
+            self._asked_at[nxt[0]] = now.timestamp()
         return nxt
 
     def release(self, wid: str, offset: int) -> None:
@@ -241,6 +248,7 @@ class DateWindowScheduler:
         """The cursor after a page whose events are about to be committed (not applied yet); `base`:
         the cursor the page follows, when pages before it are staged in the same commit."""
         ts = now.timestamp()
+        self._asked_at[wid] = max(ts, self._asked_at.get(wid, ts))   # a page of it came: the sweep moves
         c = base if base is not None else self.cursor(wid, now)
         if not c.in_sweep:
             c = attrs.evolve(c, in_sweep=True, started_at=ts, seen=0, changes=0)
