@@ -56,8 +56,10 @@ PROVIDER_TZ = {
 SC_INVALID = (  # weight, sub-status, truth, log text (status 4: the provider's permanent class)
     (8, "401", T(INV, "suppressed", "provider", True), "recipient in blacklist, not sent"),
     (4, "402", T(INV, "unsubscribed", "provider", True), "recipient unsubscribed, not sent"),
-    # the reply names the domain (since 2026-12-06 a text phrase: "domain name not found")
-    (8, "403", T(INV, "domain_invalid", "domain", True), "unrouteable address: host or domain name not found"),
+    # a reply naming no phrase of worker.providers.classify (its "host or domain name not found", the
+    # row's text before 2026-12-06, is domain_invalid since then; the previous release, which the
+    # upgrade test runs on the same simulator, reads it as server_unreachable)
+    (8, "403", T(INV, "server_unreachable", "domain", True), "unrouteable address: the receiving server cannot be reached"),
     (9, "404", T(INV, "bad_address", "recipient", True), "invalid address format"),
     # 405 row: soft_bounce sender_rejected sender; 5.7.1 says policy (worked example 3)
     (7, "405", T(SOFT, "policy_rejected", "policy", True), "554 5.7.1 Service unavailable; client host blocked"),
