@@ -18,7 +18,9 @@ every Go status was answered 200 and dropped.
   still tells the suppression list about the address, and two sends to one address are never one
   email in the dedup table (the address alone would make a later send's delivery a duplicate).
 - The time: `event_time`, `YYYY-MM-DD HH:MM:SS` in UTC (anymail reads it so; its test expects
-  15:09:42 UTC for "2015-11-30 15:09:42"), inside `event_data` (classic has it beside).
+  15:09:42 UTC for "2015-11-30 15:09:42"), inside `event_data` (classic has it beside). ISO 8601
+  with an offset (`2015-11-30T18:09:42+03:00`, the form one public .NET client's model declares) is
+  read too: the docs cannot tell us it never comes so; a time without either shape is malformed.
 - The status: `unisender_tables.GO_STATUSES`; a bounce's cause from its err_* code, then from the
   SMTP reply in `destination_response` under the invariant of worker.providers.classify (a
   `hard_bounced` with no evidence about the address is a final soft bounce, as every provider's
@@ -40,7 +42,7 @@ from typing import Any
 
 from worker.errors import MalformedPayload
 from worker.model import EventType, Observation, Reason, Scope
-from worker.providers.base import AccountContext, as_text, local_time, parse_smtp, resolve
+from worker.providers.base import AccountContext, as_text, local_time, offset_time, parse_smtp, resolve
 from worker.providers.classify import settle
 from worker.providers.unisender_tables import GO_STATUSES, STATUSES
 
@@ -93,8 +95,12 @@ def observations(acct: AccountContext, record: dict[str, Any]) -> list[Observati
         return []
     try:
         occurred_at = local_time(event_time, UTC)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise MalformedPayload("unisender go event_time is not YYYY-MM-DD HH:MM:SS") from exc
+    except (TypeError, ValueError, OverflowError):
+        try:   # ISO 8601 with an offset, as one public client's model has it; never a guessed zone
+            occurred_at = offset_time(event_time)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise MalformedPayload("unisender go event_time is neither YYYY-MM-DD HH:MM:SS nor ISO 8601 with an "
+                                   "offset") from exc
     return [
         Observation(
             email_id=f"{job_id or occurred_at.strftime('nojob-%Y%m%dT%H%M%SZ')}:{email.lower()}",

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.unit.providers.test_unisender_go_events import ACCT, KEY, NOW, event, observe
+from worker.errors import MalformedPayload
 from worker.model import EventType, Reason, Scope
 from worker.providers import unisender
 from worker.providers.base import WebhookRequest
@@ -97,8 +98,6 @@ def test_a_blocked_send_with_an_unknown_user_reply_is_still_not_invalid():
 
 
 def test_event_data_that_is_not_an_object_is_malformed():
-    from worker.errors import MalformedPayload
-
     with pytest.raises(MalformedPayload):
         unisender.webhook_observations(ACCT, {"event_name": "transactional_email_status", "event_data": ["x"]})
 
@@ -112,3 +111,17 @@ def test_job_less_events_of_one_address_are_not_one_email():
         return obs.email_id
     assert [job_less("delivered", "2026-12-01 10:00:00"), job_less("delivered", "2026-12-05 10:00:00")] == [
         "nojob-20261201T100000Z:a@example.com", "nojob-20261205T100000Z:a@example.com"]
+
+
+@pytest.mark.parametrize("event_time", ["2024-09-06T23:22:40Z", "2024-09-07T02:22:40+03:00", "2024-09-07T02:22:40+0300"])
+def test_an_iso_event_time_with_an_offset_is_read_as_that_instant(event_time):
+    [obs] = single({"event_name": "transactional_email_status", "job_id": "1smi9f-00057m-86zr",
+                    "email": "recipient@example.com", "status": "delivered", "event_time": event_time})
+    assert obs.occurred_at == datetime(2024, 9, 6, 23, 22, 40, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("event_time", ["2024-09-06T23:22:40", "06.09.2024 23:22:40", "yesterday"])
+def test_an_event_time_without_a_zone_or_of_another_shape_is_malformed(event_time):
+    with pytest.raises(MalformedPayload):
+        single({"event_name": "transactional_email_status", "job_id": "1smi9f-00057m-86zr",
+                "email": "recipient@example.com", "status": "delivered", "event_time": event_time})
