@@ -19,6 +19,7 @@ import jsonschema
 import yaml
 
 from worker.configbuild import Builder
+from worker.configchecks import CONFIG_FILE_MAX_BYTES, FileTooLarge, read_bounded
 from worker.configtypes import (
     INTERVAL_MIN_WITHOUT_CACHE_SECS,
     AccountConfig,
@@ -44,7 +45,9 @@ def load_config(path: str | Path, env: Mapping[str, str],
     """Read, validate and resolve a config file. Raises ConfigError listing every problem
     (`checks`: more problems of the resolved config, as `parse_config` takes them)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_bounded(str(path), CONFIG_FILE_MAX_BYTES)
+    except FileTooLarge as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}, not a config file"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     except UnicodeDecodeError as exc:

@@ -5,7 +5,6 @@ files it names, each provider's credentials and options checked, the accounts' d
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -47,7 +46,10 @@ class Builder:
             return value.strip()
         if file_key in section:
             try:
-                value = Path(section[file_key]).read_text(encoding="utf-8").strip()
+                value = checks.read_bounded(section[file_key], checks.SECRET_FILE_MAX_BYTES).strip()
+            except checks.FileTooLarge as exc:
+                self.problems.append(f"{path}.{file_key}: {section[file_key]} is {exc}: not a secret's file")
+                return None
             except OSError as exc:
                 self.problems.append(f"{path}.{file_key}: cannot read {section[file_key]}: {exc.strerror}")
                 return None

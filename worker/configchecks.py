@@ -4,7 +4,8 @@ check-config prints them (key path first), so that `run` never meets a value it 
 Found by a black-box audit of the config contract (2026-12-06): a `bootstrap_servers` of
 `kafka:abc` passed check-config and `run` died with a traceback; `output_partitions: 0` made a
 worker that looked healthy and never created its topics; an empty `base_url` host failed
-every poll; a topic name Kafka refuses was waited for forever."""
+every poll; a topic name Kafka refuses was waited for forever; `api_key_file: /dev/zero` (a file
+that never ends) held check-config until memory ran out."""
 
 from __future__ import annotations
 
@@ -12,6 +13,25 @@ import re
 from urllib.parse import urlsplit
 
 from worker.configtypes import HttpConfig, KafkaConfig
+
+SECRET_FILE_MAX_BYTES = 64 * 1024          # a key, a password, a token: never near this
+CONFIG_FILE_MAX_BYTES = 4 * 1024 * 1024    # ~10,000 accounts
+
+
+class FileTooLarge(ValueError):
+    """A file past the bound its reader sets (`read_bounded`)."""
+
+
+def read_bounded(path: str, limit: int) -> str:
+    """A UTF-8 file's text, reading at most `limit` bytes: FileTooLarge past them (a device or a log
+    named by mistake never ends), OSError when it cannot be read, UnicodeDecodeError when it is not
+    UTF-8, ValueError for a path with a NUL byte."""
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLarge(f"larger than {limit >> 20} MiB" if limit % (1 << 20) == 0 else f"larger than {limit >> 10} KiB")
+    return data.decode("utf-8")
+
 
 # Kafka's legal topic names (org.apache.kafka.common.internals.Topic): these characters, at most 249.
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")

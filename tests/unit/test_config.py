@@ -317,3 +317,24 @@ def _off(**account) -> dict:
         "refused-shards", "refused-sent-topic", "account-typo", "number-key", "null-key", "nul-in-path"])
 def test_what_the_schema_refused_is_named_once_and_nothing_is_made_up(data, problems):
     assert _problems(data, {"X": "x"}) == problems
+
+
+def test_a_secret_file_that_never_ends_or_is_too_large_is_a_problem_not_a_hang(tmp_path):
+    big = tmp_path / "key.log"
+    big.write_bytes(b"k" * (64 * 1024 + 1))
+    fits = tmp_path / "key"
+    fits.write_bytes(b"k" * (64 * 1024 - 1) + b"\n")
+    data = {"kafka": {"bootstrap_servers": "k:1"},
+            "accounts": [_off(name="a", credentials={"api_user": "u", "api_key_file": "/dev/zero"}, poll={"enabled": True}),
+                         _off(name="b", credentials={"api_user": "u", "api_key_file": str(big)}, poll={"enabled": True}),
+                         _off(name="c", credentials={"api_user": "u", "api_key_file": str(fits)}, poll={"enabled": True})]}
+    assert _problems(data, {}) == [
+        "accounts[0].credentials.api_key_file: /dev/zero is larger than 64 KiB: not a secret's file",
+        f"accounts[1].credentials.api_key_file: {big} is larger than 64 KiB: not a secret's file",
+    ]
+
+
+def test_a_config_file_that_never_ends_is_refused_in_one_line(capsys):
+    assert main(["check-config", "--config", "/dev/zero"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["/dev/zero: 1 problem(s)",
+                                                    "  /dev/zero: cannot read: larger than 4 MiB, not a config file"]
