@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
@@ -52,6 +54,7 @@ log = logging.getLogger("worker.app")
 
 EXIT_KAFKA = 1
 EXIT_CONFIG = 2
+_BIND_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 # aiohttp's own wait for handlers after the drain (the last of the requests' share, at most half of
 # it): only those the drain could not finish are left
 LEFTOVER_SECS = 0.5
@@ -220,6 +223,16 @@ def run_worker(config: Config) -> int:
         return EXIT_KAFKA
     except TopicLayoutError as exc:   # existing topics the worker cannot use: what to change
         log.error("cannot start: topics", extra={"error_type": exc.error_type, "reason": str(exc)[:1000]})
+        return EXIT_CONFIG
+    except OSError as exc:
+        if not (isinstance(exc, socket.gaierror) or (exc.errno in _BIND_ERRNOS and "bind" in str(exc))):
+            raise
+        # another process on the port, a port below 1024 without the privilege, an address not on
+        # this host or a host name that does not resolve: only an operator can change that
+        # (http.port, http.host, or the other process)
+        log.error("cannot start: http port", extra={
+            "error_type": "fatal_config",
+            "reason": f"cannot listen on {config.http.host}:{config.http.port}: {exc.strerror or exc}"})
         return EXIT_CONFIG
     log.info("stopped")
     return 0

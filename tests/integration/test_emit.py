@@ -1,5 +1,6 @@
 """The emit layer against the real broker: routing, keys, headers, schema, topic layout."""
 
+import socket
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -133,4 +134,22 @@ async def test_a_worker_refused_its_topics_exits_2_with_one_line_that_says_what_
     assert code == 2, log[-2000:]
     assert [(e["event"], e["error_type"]) for e in errors] == [("cannot start: topics", "topic_layout")]
     assert f"{topic_prefix}._state has cleanup.policy=delete; it must be compacted" in errors[0]["reason"]
+    assert "Traceback" not in log
+
+
+async def test_a_worker_whose_http_port_is_taken_exits_2_with_one_line_naming_it(kafka_bootstrap, topic_prefix, tmp_path):
+    """Audit H: a busy port was a traceback (exit 1) after the worker had joined the group."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = WorkerProcess(worker_config(kafka_bootstrap, topic_prefix, accounts(), shards=2, port=port), ENV,
+                               tmp_path)
+        code, log = await worker.run_to_exit()
+    errors = [line for line in map(orjson.loads, filter(lambda s: s.startswith("{"), log.splitlines()))
+              if line["level"] == "error"]
+    assert code == 2, log[-2000:]
+    assert [(e["event"], e["error_type"]) for e in errors] == [("cannot start: http port", "fatal_config")]
+    assert errors[0]["reason"].startswith(f"cannot listen on 127.0.0.1:{port}: ")
+    assert "address already in use" in errors[0]["reason"]
     assert "Traceback" not in log
