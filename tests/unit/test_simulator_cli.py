@@ -4,10 +4,13 @@ answering yet (it waits on Kafka at start), and the demo's event viewer starts a
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from aiohttp import web
 
@@ -58,3 +61,36 @@ def test_the_demo_event_viewer_reads_from_the_beginning_and_the_simulator_retrie
     sim = compose["services"]["simulator"]["command"]
     assert sim[sim.index("--webhook-attempts") + 1] == "12"
     assert sim[sim.index("--webhook-retry-secs") + 1] == "0.5"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--time-scale", "0"], "argument --time-scale: 0 is not above 0"),
+    (["--time-scale", "nan"], "argument --time-scale: nan is not above 0"),
+    (["--webhook-interval", "-1"], "argument --webhook-interval: -1 is not above 0"),
+    (["--duplicate-rate", "1.5"], "argument --duplicate-rate: 1.5 is not at least 0 and at most 1"),
+    (["--webhook-attempts", "0"], "argument --webhook-attempts: 0 is not at least 1"),
+    (["--port", "70000"], "argument --port: 70000 is not at least 0 and at most 65535"),
+    (["--latency-ms", "x"], "argument --latency-ms: 'x' is not a number"),
+])
+def test_simulate_refuses_unusable_arguments_in_one_line_exit_2(args, says, capsys):
+    from worker.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["simulate", *args])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].endswith(says), err
+    assert "Traceback" not in err
+
+
+def test_simulate_on_a_taken_port_says_so_and_exits_2():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "worker", "simulate", "--port", str(port), "--duration", "1"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [
+        f"simulate: cannot listen on 127.0.0.1:{port}: error while attempting to bind on address "
+        f"('127.0.0.1', {port}): address already in use"]

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +27,43 @@ WEBHOOK_RETRY_SECS = 0.5
 WEBHOOK_RETRY_MAX_SECS = 30.0
 
 
+def _number(kind: type, low: float, high: float | None = None, *, above: bool = False) -> Callable[[str], Any]:
+    """An argparse type: `kind` (int or float) from `low` (excluded with `above`) to `high`."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value != value or (value <= low if above else value < low) or (high is not None and value > high):
+            bound = f"above {low:g}" if above else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"{text} is not {bound}" + (f" and at most {high:g}" if high is not None else ""))
+        return value
+    return parse
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("simulate", help="run the provider simulator (all five status APIs, webhooks)")
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8090, help="listen port; 0 picks a free one (default 8090)")
+    p.add_argument("--port", type=_number(int, 0, 65535), default=8090, help="listen port; 0 picks a free one (default 8090)")
     p.add_argument("--seed", type=int, default=None, help="stream seed (overrides the config file's)")
-    p.add_argument("--time-scale", type=float, default=None,
+    p.add_argument("--time-scale", type=_number(float, 0, above=True), default=None,
                    help="status changes happen this many times faster than real delays (default 60 for the demo)")
     p.add_argument("--webhook-target", default=None, metavar="URL",
                    help="also post each provider's webhooks to URL/webhooks/<provider>/<account>")
-    p.add_argument("--webhook-interval", type=float, default=1.0, help="seconds between webhook sends (default 1)")
-    p.add_argument("--latency-ms", type=float, default=None, metavar="MS",
+    p.add_argument("--webhook-interval", type=_number(float, 0, above=True), default=1.0, help="seconds between webhook sends (default 1)")
+    p.add_argument("--latency-ms", type=_number(float, 0), default=None, metavar="MS",
                    help="delay every status-API answer by MS milliseconds, as a distant provider would "
                         "(the quota is charged on arrival; webhooks are not delayed; default 0)")
-    p.add_argument("--webhook-attempts", type=int, default=WEBHOOK_ATTEMPTS,
+    p.add_argument("--webhook-attempts", type=_number(int, 1), default=WEBHOOK_ATTEMPTS,
                    help="tries per webhook before it is given up, as providers retry for a while "
                         f"(default {WEBHOOK_ATTEMPTS})")
-    p.add_argument("--webhook-retry-secs", type=float, default=WEBHOOK_RETRY_SECS, metavar="SECS",
+    p.add_argument("--webhook-retry-secs", type=_number(float, 0, above=True), default=WEBHOOK_RETRY_SECS, metavar="SECS",
                    help=f"first back-off after a failed webhook, doubling up to {WEBHOOK_RETRY_MAX_SECS:.0f} s "
                         f"(default {WEBHOOK_RETRY_SECS}): with the defaults a webhook is retried for about "
                         "three minutes, so a worker still waiting on Kafka at start loses none")
-    p.add_argument("--duplicate-rate", type=float, default=0.0, help="share of webhooks sent twice")
-    p.add_argument("--reorder-window", type=int, default=0, help="shuffle webhooks within windows of this size")
-    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until SIGINT/SIGTERM)")
+    p.add_argument("--duplicate-rate", type=_number(float, 0, 1), default=0.0, help="share of webhooks sent twice")
+    p.add_argument("--reorder-window", type=_number(int, 0), default=0, help="shuffle webhooks within windows of this size")
+    p.add_argument("--duration", type=_number(float, 0), default=0.0, help="stop after this many seconds (0: until SIGINT/SIGTERM)")
     p.add_argument("--config", default=None, metavar="FILE", help="YAML file describing the accounts (default: the demo)")
     p.set_defaults(func=run)
     return p
@@ -102,7 +117,12 @@ async def _serve(config: SimConfig, args: argparse.Namespace) -> int:
     from worker.simulator.webhooks import WebhookSender
 
     sim = Simulator(config)
-    base = await sim.start(args.host, args.port)
+    try:
+        base = await sim.start(args.host, args.port)
+    except OSError as exc:   # the port taken, not ours to bind, a host not on this machine
+        await sim.stop()
+        print(f"simulate: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -77,7 +77,7 @@ def _accounts(accounts: Iterable[SimAccount]) -> tuple[SimAccount, ...]:
 class SimConfig:
     seed: int
     accounts: tuple[SimAccount, ...] = attrs.field(converter=_accounts)
-    time_scale: float = 1.0
+    time_scale: float = attrs.field(default=1.0, converter=float, validator=attrs.validators.gt(0))
     clock: Callable[[], float] = time.time
     anchor: float | None = None  # when the live stream starts; default: the clock at construction
     call_log_max: int = 200_000  # older calls are dropped from Simulator.calls (stats keep counting)
