@@ -44,9 +44,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if shard_map.placements:
         print("account -> shard:")
         print("\n".join(shard_map.lines()))
+    # warnings, not problems: the exit status stays 0
+    for notice in config.notices:
+        print(f"WARNING: {notice}", file=sys.stderr)
     warning = shard_map.crowding()
     if warning:
-        print(warning, file=sys.stderr)   # a warning, not a problem: the exit status stays 0
+        print(warning, file=sys.stderr)
     return 0
 
 

@@ -208,6 +208,8 @@ def run_worker(config: Config) -> int:
     logs.setup(config.log_level)
     log.info("starting", extra={"accounts": len(config.accounts), "shards": config.kafka.shards,
                                 "topic_prefix": config.kafka.topic_prefix, "port": config.http.port})
+    for notice in config.notices:   # a key name and path, never a value
+        log.warning("config key not used", extra={"reason": notice})
     try:
         # reuse_port: SO_REUSEPORT, so that several worker processes on one host share the port
         app = build_app(config)

@@ -32,6 +32,7 @@ class Builder:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
+        self.notices: list[str] = []
 
     def secret(self, section: Mapping[str, Any], name: str, path: str) -> str | None:
         env_key, file_key = f"{name}_env", f"{name}_file"
@@ -99,6 +100,7 @@ class Builder:
                "deliverability_domains": (data.get("metrics") or {}).get("deliverability_domains")}
         return Config(kafka=kafka, http=http,
                       dedup=DedupConfig(**(data.get("dedup") or {})), accounts=tuple(resolved),
+                      notices=tuple(self.notices),
                       **{key: v for key, v in top.items() if v is not None})
 
     def security(self, given: dict[str, Any]) -> dict[str, str]:
@@ -151,6 +153,7 @@ class Builder:
         values = self.credentials(sections, path, optional={s for s, on in used.items() if not on})
         self.require(module.CREDENTIALS, sections, values, path, provider, poll.enabled, hook_on)
         self.check_options(raw.get("options") or {}, module.OPTIONS, f"{path}.options", provider)
+        self.unread(raw, sections, module.CREDENTIALS, path, provider)
         self.check_poll(poll, defaults.retention_days, f"{path}.poll", provider)
         if raw.get("base_url") is not None:
             self.problems += checks.base_url_problems(raw["base_url"], f"{path}.base_url")
@@ -217,6 +220,25 @@ class Builder:
                     key = next((k for k in (f"{name}_env", f"{name}_file", name) if k in given), name)
                     self.problems.append(f"{path}.{need.section}.{key}: a {need.name.replace('_', ' ')} must be at "
                                          f"least {need.min_length} characters")
+
+    def unread(self, raw: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]], spec: Credentials,
+               path: str, provider: Provider) -> None:
+        """Notices for the keys of an account its provider never reads: a credential of another
+        provider (`secret_id` on SendCloud, `app_key` on Tencent, which signs nothing) or `region`
+        off Tencent. Likely a copied block or the wrong provider; harmless, so not a problem."""
+        read = {need.name for need in (*spec.always, *spec.poll, *spec.webhook)}
+        read |= {f"previous_{need.name}" for need in spec.webhook}
+        read |= {"path_token", "previous_path_token"}   # honoured on every provider
+        if spec.webhook_key_fallback:   # signs with this credential, or with webhook.app_key when given
+            read |= {spec.webhook_key_fallback, "app_key", "previous_app_key"}
+        for section, names in CREDENTIAL_FIELDS.items():
+            given = sections[section]
+            for name in names:
+                for key in (name, f"{name}_env", f"{name}_file"):
+                    if key in given and name not in read:
+                        self.notices.append(f"{path}.{section}.{key}: {provider.value} does not use it (ignored)")
+        if raw.get("region") is not None and provider is not Provider.TENCENT_SES:
+            self.notices.append(f"{path}.region: only tencent_ses uses it (ignored)")
 
     def check_options(self, options: Mapping[str, Any], known: Mapping[str, Any], path: str,
                       provider: Provider) -> None:

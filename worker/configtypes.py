@@ -112,6 +112,9 @@ class Config:
     shutdown_grace_secs: float = default("shutdown", "grace_secs")
     log_level: str = default("logging", "level")
     deliverability_domains: int = default("metrics", "deliverability_domains")
+    # Keys the file gives that this account's provider never reads (check-config warns, `run` logs):
+    # not problems, so a config that passed before still does.
+    notices: tuple[str, ...] = ()
 
     def account(self, provider: Provider | str, name: str) -> AccountConfig | None:
         return self._by_key.get((Provider(provider), name))

@@ -338,3 +338,37 @@ def test_a_config_file_that_never_ends_is_refused_in_one_line(capsys):
     assert main(["check-config", "--config", "/dev/zero"]) == 2
     assert capsys.readouterr().err.splitlines() == ["/dev/zero: 1 problem(s)",
                                                     "  /dev/zero: cannot read: larger than 4 MiB, not a config file"]
+
+
+def test_keys_a_provider_never_reads_are_notices_not_problems(capsys, tmp_path, monkeypatch):
+    data = {"kafka": {"bootstrap_servers": "k:1"}, "accounts": [
+        _off(name="sc", provider="sendcloud", region="ap-guangzhou",
+             credentials={"api_user": "u", "api_key_env": "X", "secret_id": "AKID", "secret_key_env": "X"},
+             webhook={"enabled": True, "app_key_env": "X", "path_token_env": "T"}),
+        _off(name="tc", provider="tencent_ses", region="ap-guangzhou",
+             credentials={"secret_id": "AKID", "secret_key_env": "X", "api_key_env": "X"},
+             webhook={"enabled": True, "path_token_env": "T", "app_key_env": "X", "previous_app_key_env": "X"}),
+        _off(name="uni", provider="unisender",
+             credentials={"api_user": "u", "api_key_env": "X"}, webhook={"enabled": True, "app_key_env": "X"}),
+        _off(name="el", provider="engagelab", credentials={"api_user": "u", "api_key_env": "X"},
+             webhook={"enabled": True, "app_key_env": "X", "previous_app_key_env": "X"}),
+    ]}
+    env = {"X": "x" * 20, "T": "t" * 20}
+    config = parse_config(data, env)
+    assert config.notices == (
+        "accounts[0].credentials.secret_id: sendcloud does not use it (ignored)",
+        "accounts[0].credentials.secret_key_env: sendcloud does not use it (ignored)",
+        "accounts[0].region: only tencent_ses uses it (ignored)",
+        "accounts[1].credentials.api_key_env: tencent_ses does not use it (ignored)",
+        "accounts[1].webhook.app_key_env: tencent_ses does not use it (ignored)",
+        "accounts[1].webhook.previous_app_key_env: tencent_ses does not use it (ignored)",
+        "accounts[2].credentials.api_user: unisender does not use it (ignored)",
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check-config", "--config", str(path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if line.startswith("WARNING: accounts")] == [f"WARNING: {n}" for n in config.notices]
+    assert "x" * 20 not in "\n".join(err)
