@@ -77,6 +77,13 @@ def run_backfill(config: Config, account_name: str, date_from: date, date_to: da
         print(f"backfill: {account.provider.value} has no date query; its ids come from the sent-message topic",
               file=sys.stderr)
         return EXIT_USAGE
+    missing = [need for need in module.CREDENTIALS.poll if not getattr(account.context, need.name)]
+    if missing:   # polling off, so the config needed none (docs/configuration.md): every call would be refused
+        given = ", ".join(f"credentials.{n.name}" if n.plain else f"credentials.{n.name}_env or {n.name}_file"
+                          for n in missing)
+        print(f"backfill: {account.name} has no credentials to poll with (its polling is off, so the config "
+              f"may leave them out); give {given}", file=sys.stderr)
+        return EXIT_USAGE
     if date_to < date_from:
         print("backfill: --to is before --from", file=sys.stderr)
         return EXIT_USAGE

@@ -48,3 +48,21 @@ def test_a_fraction_is_a_share(share):
     args = build_parser().parse_args(["backfill", "--config", "c.yaml", "--account", "tx", "--from", "2026-12-01",
                                       "--to", "2026-12-01", "--share", share])
     assert args.share == float(share)
+
+
+def test_an_account_without_poll_credentials_is_a_usage_error_before_any_call(capsys):
+    """Config audit H: an account whose polling is off may leave its credentials out; backfill then
+    made every call, each refused, and ended with 1 ("rerunning is safe")."""
+    config = parse_config(worker_config("127.0.0.1:9", "p", [
+        {"name": "sc", "provider": "sendcloud", "poll": {"enabled": False},
+         "webhook": {"enabled": True, "app_key_env": "K"}},
+        {"name": "tx", "provider": "tencent_ses", "poll": {"enabled": False}, "credentials": {"secret_id": "AKID"},
+         "webhook": {"enabled": False}}]), {"K": "k" * 20})
+    assert run_backfill(config, "sc", date(2026, 12, 1), date(2026, 12, 1), progress=False, clock=lambda: EVENING) == 2
+    assert capsys.readouterr().err.strip() == (
+        "backfill: sc has no credentials to poll with (its polling is off, so the config may leave them out); "
+        "give credentials.api_user, credentials.api_key_env or api_key_file")
+    assert run_backfill(config, "tx", date(2026, 12, 1), date(2026, 12, 1), progress=False, clock=lambda: EVENING) == 2
+    assert capsys.readouterr().err.strip() == (
+        "backfill: tx has no credentials to poll with (its polling is off, so the config may leave them out); "
+        "give credentials.secret_key_env or secret_key_file")
