@@ -172,6 +172,16 @@ async def test_silent_webhooks_alert_fires_and_every_dashboard_query_returns_ser
             assert fired_after is not None, f"EswWebhooksSilent never fired for deaf: {alerts}"
             print(f"\nEswWebhooksSilent fired {fired_after:.0f} s after deaf's webhooks stopped "
                   f"(range {RANGE}, for {FOR})")
+            # a dead letter of a series born now (deaf's first): the time-range table counts it
+            # (increase() alone has no earlier sample of it and said 0: dashboard audit, 2026-12-06)
+            async with session.post(f"{worker.url}/webhooks/sendcloud/deaf", data=sendcloud_form("invalid", "", key=ENV["W_APP_KEY"]),
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"}) as r:
+                assert r.status == 200, await r.text()
+            await asyncio.sleep(4)               # scraped a few times
+            [(_, table)] = [(t, e) for t, e in dashboard_queries(load_dashboard(), interval="20s")
+                            if t == "Dead letters in the time range"]
+            born = [r for r in await prometheus.query(session, table) if r["metric"].get("account") == "deaf"]
+            assert [float(r["value"][1]) for r in born] == [1.0], born
             series: dict[str, int] = {}          # panel -> series its queries returned (each must parse)
             for title, expr in dashboard_queries(load_dashboard(), interval="20s"):
                 series[title] = series.get(title, 0) + len(await prometheus.query(session, expr))
