@@ -1,5 +1,5 @@
 """esw_deliverability_events_total (issue 17): committed events by the recipient's receiving domain,
-a label of its own only for the top domains by volume (worker.metrics.DomainRanking), every other
+a label of its own only for the top domains by volume (worker.domains.DomainRanking), every other
 domain `other`. Expected values are written by hand from the streams below."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from worker import metrics
-from worker.metrics import REGISTRY, DomainRanking
+from worker.domains import DomainRanking, recipient_domain
+from worker.metrics import REGISTRY
 
 NAME = "esw_deliverability_events_total"
 
@@ -47,7 +48,7 @@ def series() -> dict[tuple[str, str], float]:
     (b"bob@" + b"a" * 249 + b".com", "a" * 249 + ".com"),    # 253: the longest there is
 ])
 def test_the_receiving_domain_of_an_address(key, domain):
-    assert metrics.recipient_domain(key) == domain
+    assert recipient_domain(key) == domain
 
 
 def test_the_top_domains_of_a_stream_get_their_labels_and_the_tail_is_other():
