@@ -143,6 +143,12 @@ MAX_STATUS_CHARS = 128        # provider_status, provider_sub_status
 MAX_MESSAGE_CHARS = 2_000     # provider_message
 MAX_EVENT_BYTES = 524_288     # an encoded event (with `raw` when emit_raw is on); Kafka's default limit is 1 MiB
 
+# How far a provider's time may run ahead of our clock (clocks drift, not by more). One value for
+# a signed webhook timestamp (worker.providers._sendcloud_family `check_fresh`) and a status's
+# occurred_at against its receipt (worker.staging: later is `future_time`), so that a webhook the
+# signature check lets in is never dead-lettered for the same skew.
+CLOCK_SKEW_SECS = 300.0
+
 
 def plainly_within_caps(*texts: str) -> bool:
     """True promises that an observation whose capped texts (ids, address, statuses) are these is not

@@ -51,16 +51,13 @@ from worker.errors import (
     WorkerError,
 )
 from worker.intake import Admitted, admit, page_copies
-from worker.model import MAX_EVENT_BYTES, MAX_ID_CHARS, EventType, Observation, Source, StatusEvent
+from worker.model import CLOCK_SKEW_SECS, MAX_EVENT_BYTES, MAX_ID_CHARS, EventType, Observation, Source, StatusEvent
 from worker.poll.ids import IdTracker, Tracked
 from worker.poll.sink import IdChange, StateChange
 from worker.providers import get_module
 from worker.replays import digest_of, record_digest, replay_table_key, replay_word
 from worker.rows import Rows
 from worker.state import REPLAY, Restored, change_write, dedup_write
-
-# A status dated more than this after it was received is not trusted (clocks drift, not by more).
-FUTURE_SKEW_SECS = 300.0
 
 
 def retention_secs(config: Config, account: AccountConfig) -> float:
@@ -193,7 +190,7 @@ class Staging:
         batch = self.batch
         rows = Rows.of(observations)
         # a whole-second time t stands for one in [t, t + 1): it may be past the skew only above this
-        latest = observed_at.timestamp() + FUTURE_SKEW_SECS - 1
+        latest = observed_at.timestamp() + CLOCK_SKEW_SECS - 1
         # the table's words of the page's keys in one vectorised step (the batches' overlays, which
         # this loop changes, are still asked first, row by row); a webhook's one or two: a get each
         keys = email_keys(provider, name, rows.email_ids)
@@ -264,7 +261,7 @@ class Staging:
         status stale, and never expire)."""
         if obs.oversized:
             return FieldTooLong.error_type
-        if (obs.occurred_at - observed_at).total_seconds() > FUTURE_SKEW_SECS:
+        if (obs.occurred_at - observed_at).total_seconds() > CLOCK_SKEW_SECS:
             return FutureTime.error_type
         return None
 

@@ -16,7 +16,7 @@ from datetime import date, datetime, tzinfo
 from typing import Any
 
 from worker.errors import BadRequest, BadSignature, FatalConfig, ProviderError, Retriable
-from worker.model import EventType, Observation, Reason, Scope, Smtp, utc
+from worker.model import CLOCK_SKEW_SECS, EventType, Observation, Reason, Scope, Smtp, utc
 from worker.providers._answers import BAD_INPUT, full_page_next
 from worker.providers.base import (
     AccountContext,
@@ -334,7 +334,8 @@ def hmac_sha256(key: str, message: str) -> str:
     return hmac.new(key.encode("utf-8"), as_received(message), hashlib.sha256).hexdigest()
 
 
-def check_fresh(timestamp: Any, now: datetime, replay_window_secs: float, future_skew_secs: float = 300.0) -> None:
+def check_fresh(timestamp: Any, now: datetime, replay_window_secs: float,
+                future_skew_secs: float = CLOCK_SKEW_SECS) -> None:
     """Refuse signed times (ms or s) older than the replay window or more than `future_skew_secs`
     ahead of our clock. The second is the replay defence's, not a judgement of the sender: the shard
     remembers a signature for the replay window from when it was received, and this check lets it
