@@ -48,7 +48,7 @@ from worker.loopwatch import LoopWatch, freeze_startup
 from worker.placement import ShardMap
 from worker.reach import Reach
 from worker.sentfeed import SentFeed
-from worker.webhooks import WebhookReceiver
+from worker.webhooks import SERVER_SETTINGS, WebhookReceiver
 
 log = logging.getLogger("worker.app")
 
@@ -67,7 +67,7 @@ WRITER = web.AppKey("writer", RawWriter)
 
 def build_app(config: Config) -> web.Application:
     config_metrics(config)
-    app = web.Application(client_max_size=config.http.max_body_bytes)
+    app = web.Application(client_max_size=config.http.max_body_bytes, handler_args=SERVER_SETTINGS)
     ops = Ops()
     app[CONFIG] = config
     app[OPS] = ops

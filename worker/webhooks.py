@@ -42,6 +42,13 @@ from worker.raw import WebhookRecord
 log = logging.getLogger("worker.webhooks")
 
 RETRY_AFTER_SECS = 5   # what a 503 asks the provider to wait
+# aiohttp's server settings for the webhook port (worker.app). After answering a request whose body
+# it did not read (a 404, 401, 413, 503 answered first), aiohttp "lingers": it reads and throws away
+# the rest of the body for up to 10 s to keep the connection, decoding its Content-Encoding as it
+# goes. A gzip bomb posted to any URL, with no account and no signature, so cost ~1 s of CPU after
+# its 404, and a few a second held the event loop for seconds (edge audit, 2026-12-06). A refused
+# body is never read: the connection closes after the answer.
+SERVER_SETTINGS = {"lingering_time": 0.0}
 GZIP_MAGIC = b"\x1f\x8b"
 NO_CONTINUE = web.RequestKey("no_continue", bool)   # a request told its answer instead of 100 Continue
 # A body that cannot be read: the client went away, or its Content-Encoding does not decode
@@ -138,9 +145,9 @@ class WebhookReceiver:
         headers = {"Retry-After": str(RETRY_AFTER_SECS)} if status == 503 else None
         response = web.json_response({"code": status, "message": _REASONS.get(status, "error")}, status=status,
                                      headers=headers)
-        if request.get(NO_CONTINUE):
-            # the client waited for 100 and may now skip its body (RFC 9110): the declared body would
-            # otherwise be taken for its next request on this connection
+        if request.get(NO_CONTINUE) or not request.content.is_eof():
+            # a body not read (SERVER_SETTINGS), or one the client, told its answer instead of 100, may
+            # skip (RFC 9110): the connection closes, and the answer says so
             response.force_close()
         return response
 

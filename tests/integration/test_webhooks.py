@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import hmac
 import secrets
@@ -117,6 +118,28 @@ async def test_routing_answers(worker):
         assert r.status == 200  # providers probe the URL with GET
     big = sendcloud_form("deliver", "a$x@y.z", message="x" * 5000)
     assert (await post(session, f"{w.url}/webhooks/sendcloud/sc", big))[0] == 413
+
+
+@pytest.mark.parametrize("path", ["/webhooks/sendcloud/nobody", "/webhooks/sendcloud/sc"])
+async def test_a_refused_body_is_never_read_the_connection_closes_after_the_answer(worker, path):
+    """Edge audit of 2026-12-06: aiohttp read ("lingered over") an unread body for up to 10 s after
+    the answer, decoding its Content-Encoding: a 1 MB gzip of 1 GiB posted to any URL cost ~1 s of
+    CPU after its 404. Now the connection closes at once, the rest of the body never read: the
+    sender sees the close while it still has body to send."""
+    w, _ = worker
+    bomb_head = gzip.compress(bytes(64 << 20))[:32 << 10]       # the first 32 KB of 64 MiB of zeros
+    host, port = w.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                     f"Content-Encoding: gzip\r\nContent-Length: {64 << 20}\r\n\r\n".encode() + bomb_head)
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 5)
+        assert status.split()[1] in (b"404", b"413"), status
+        rest = await asyncio.wait_for(reader.read(), 5)          # the answer's headers and body, then EOF
+        assert b"Connection: close" in rest or b"connection: close" in rest.lower()
+    finally:
+        writer.close()
 
 
 async def test_tencent_is_protected_by_its_path_token(worker, kafka_bootstrap, topic_prefix):
