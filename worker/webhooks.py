@@ -327,7 +327,13 @@ class WebhookReceiver:
                 if _silent(module, account, record):   # an inbound mail (`route`): nothing to keep
                     ignored += 1
                     continue
-                dead.append(DeadLetter(provider, name, exc.error_type, "webhook", "record", orjson.dumps(record),
+                value = orjson.dumps(record)
+                if len(value) > self.config.http.max_body_bytes:
+                    # JSON escapes made it larger than any body (a form's %01 is 3 bytes, its JSON 6): the
+                    # body itself is smaller and always fits a dead letter (edge audit, 2026-12-06: a 4 MiB
+                    # form became an 8 MiB record Kafka refused, 503, and readiness turned red)
+                    return whole_body(exc.error_type)
+                dead.append(DeadLetter(provider, name, exc.error_type, "webhook", "record", value,
                                        "application/json", now))
                 continue
             try:

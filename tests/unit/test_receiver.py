@@ -405,3 +405,22 @@ async def test_a_body_whose_content_encoding_does_not_decode_is_400_not_500(clie
     r = await c.post("/webhooks/sendcloud/sc", data=b"\x1f\x8b\x08\x00not gzip at all",
                      headers={**FORM, "Content-Encoding": "gzip"})
     assert r.status == 400 and len(writer.writes) == 1
+
+
+async def test_a_record_whose_json_outgrows_any_body_is_dead_lettered_as_the_body():
+    """Edge audit of 2026-12-06: a form field of %01 is 3 bytes in the body and 6 in JSON (\\u0001), so a
+    record over the record cap could be dead-lettered as JSON twice the body's size: at the documented
+    4 MiB body cap an 8 MiB dead letter Kafka refused (503, readiness red, nothing kept). The body,
+    within max_body_bytes, is kept whole instead."""
+    roomy = parse_config(worker_config("127.0.0.1:9", "p", [
+        {"name": "sc", "provider": "sendcloud", "poll": {"enabled": False}, "webhook": {"app_key_env": "K"}},
+    ], http={"max_body_bytes": 1_000_000}), ENV)
+    writer = FakeWriter()
+    app = web.Application(client_max_size=roomy.http.max_body_bytes)
+    app.add_routes(WebhookReceiver(roomy, writer, clock=lambda: NOW).routes())
+    body = sendcloud("deliver", "m1$a@x.test") + b"&message=" + b"%01" * 300_000     # 900 KB; its JSON 1.8 MB
+    async with TestClient(TestServer(app)) as c:
+        r = await c.post("/webhooks/sendcloud/sc", data=body, headers=FORM)
+        assert r.status == 200
+    [(records, [letter])] = writer.writes
+    assert records == [] and (letter.reason, letter.part, letter.body) == ("record_too_large", "body", body)
