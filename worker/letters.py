@@ -18,6 +18,7 @@ import attrs
 import orjson
 
 from worker import raw
+from worker import sent as sent_records
 from worker.config import AccountConfig, Config
 from worker.errors import MalformedPayload, UnknownAccount, WorkerError
 from worker.intake import Admitted, admit, check_fields, routed
@@ -109,8 +110,11 @@ def resolve(config: Config, letter: Letter) -> Outcome:
         if letter.part == "sent":
             sent = raw.SentMessage.from_feed(letter.value, letter.received_at)
             account = _account(config, sent.provider, sent.account)
-            if get_module(account.provider).DEFAULTS.polling != "ids":
-                return Outcome(not_needed=True)   # as the sent-message feed: only id-polled accounts need it
+            if not sent_records.needed(account):
+                return Outcome(not_needed=True)   # as the sent-message feed: only id-polled and gap-driven accounts
+            problem = sent_records.problem(account, sent, datetime.now(UTC))
+            if problem is not None:
+                return Outcome(unusable=(problem,))
             return Outcome((admit(sent),))
         if letter.part not in PARTS:
             raise MalformedPayload(f"not a dead letter of ours (part {letter.part!r})")

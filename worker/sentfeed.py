@@ -21,21 +21,32 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
+import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from worker import metrics
+from worker import sent as sent_records
 from worker.config import Config
 from worker.deadletter import UNKNOWN, DeadLetter
-from worker.errors import KAFKA, BadSentRecord, MalformedPayload, SentTopicMissing, Unusable, error_type_of
+from worker.errors import (
+    KAFKA,
+    BadSentRecord,
+    MalformedPayload,
+    SentTopicMissing,
+    UnknownAccount,
+    Unusable,
+    error_type_of,
+)
 from worker.intake import Admitted, RawWriter, admit
 from worker.kafka_tls import client_kwargs
-from worker.providers import get_module
+from worker.model import Provider
 from worker.raw import SentMessage
 
 log = logging.getLogger("worker.sentfeed")
 
 BACKOFF_SECS = 2.0
+UNKNOWN_LOGGED = 100     # unknown (provider, account) names logged once each, at most this many
 TOPIC_WAIT_SECS = 30.0   # between two looks for a sent topic that does not exist yet
 
 
@@ -47,6 +58,7 @@ class SentFeed:
         self.task: asyncio.Task | None = None
         self.forwarded = 0
         self.state = "starting"           # waiting_for_topic, running (module docstring)
+        self._unknown_seen: set[tuple[str, str]] = set()   # unknown accounts already logged
 
     async def start(self) -> None:
         """Join the feed's group; the topic is subscribed to once it exists (`_subscribe`)."""
@@ -98,18 +110,53 @@ class SentFeed:
                 await self.consumer.stop()
 
     def _route(self, value: bytes | None, now: datetime) -> Admitted | DeadLetter | None:
-        """The `_raw` record to forward, a dead letter, or None for a record no shard needs."""
+        """The `_raw` record to forward, a dead letter, or None for a record no shard needs (an
+        account that is neither id-polled nor gap-driven; one this configuration does not have,
+        counted and logged once: the topic may serve other deployments too)."""
         try:
             sent = SentMessage.from_feed(value, now)
-            account = self.config.account(sent.provider, sent.account)
-            if account is None or not (account.poll.gap_driven or get_module(sent.provider).DEFAULTS.polling == "ids"):
-                return None  # only id-polled and gap-driven accounts need to know what was sent
+        except BadSentRecord as exc:
+            return self._letter(*self._named(value), exc.error_type, value, now)
+        if not sent.account:   # the schema's minLength: a record that names no account
+            return self._letter(UNKNOWN, UNKNOWN, BadSentRecord.error_type, value, now)
+        account = self.config.account(sent.provider, sent.account)
+        if account is None:
+            self._unknown(sent.provider.value, sent.account)
+            return None
+        if not sent_records.needed(account):
+            return None  # only id-polled and gap-driven accounts need to know what was sent
+        problem = sent_records.problem(account, sent, now)
+        if problem is not None:
+            return self._letter(sent.provider.value, sent.account, problem, value, now)
+        try:
             return admit(sent)
-        except (BadSentRecord, Unusable, MalformedPayload) as exc:
-            provider = sent.provider.value if exc.error_type != BadSentRecord.error_type else UNKNOWN
-            account_name = sent.account if provider != UNKNOWN else UNKNOWN
-            return DeadLetter(provider, account_name, exc.error_type, "sent_topic", "sent", value or b"",
-                              "application/json", now)
+        except (Unusable, MalformedPayload) as exc:
+            return self._letter(sent.provider.value, sent.account, exc.error_type, value, now)
+
+    @staticmethod
+    def _letter(provider: str, account: str, reason: str, value: bytes | None, now: datetime) -> DeadLetter:
+        return DeadLetter(provider, account, reason, "sent_topic", "sent", value or b"", "application/json", now)
+
+    def _named(self, value: bytes | None) -> tuple[str, str]:
+        """The configured account an unreadable record names, so that its dead letter says whose it
+        is (`replay-dead-letters --account`, the alert's labels); (unknown, unknown) when none."""
+        try:
+            d = orjson.loads(value or b"")
+            provider, name = Provider(d["provider"]), d["account"]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return UNKNOWN, UNKNOWN
+        if isinstance(name, str) and self.config.account(provider, name) is not None:
+            return provider.value, name
+        return UNKNOWN, UNKNOWN
+
+    def _unknown(self, provider: str, account: str) -> None:
+        metrics.error("sent_feed", UnknownAccount.error_type)
+        if (provider, account) in self._unknown_seen or len(self._unknown_seen) >= UNKNOWN_LOGGED:
+            return
+        self._unknown_seen.add((provider, account))
+        log.warning("sent records name an account this configuration does not have: skipped (counted in "
+                    "esw_errors_total{stage=\"sent_feed\",error_type=\"unknown_account\"})",
+                    extra={"provider": provider, "account": account[:100], "error_type": UnknownAccount.error_type})
 
     async def _run(self) -> None:
         """Forward until stopped. Any failure (Kafka down, a bug) is logged, counted and backed off

@@ -74,7 +74,7 @@ PAGE_BODY = ('{"result":true,"statusCode":200,"message":"ok","info":{"total":"1"
 RAW_PAGE = ('{"v":1,"kind":"poll_page","provider":"sendcloud","account":"sc","received_at":1793610000000,'
             '"query":{"send_date":"2026-11-02","status":null,"offset":0,"limit":100},"status":200,'
             '"headers":{"content-type":"application/json"},"body":' + orjson.dumps(PAGE_BODY).decode() + '}').encode()
-SENT_UNI = b'{"provider":"unisender","account":"uni","email_id":"u-1","recipient":"carol@example.com","sent_at":"2026-11-02T09:00:00Z"}'
+SENT_UNI = b'{"provider":"unisender","account":"uni","email_id":"11411542320","recipient":"carol@example.com","sent_at":"2026-11-02T09:00:00Z"}'
 SENT_BAD = b'{"provider":"unisender","account":"uni"}'
 SENT_DATE_POLLED = b'{"provider":"sendcloud","account":"sc","email_id":"s-1","recipient":"x@example.com","sent_at":"2026-11-02T09:00:00Z"}'
 
@@ -127,7 +127,7 @@ PAGE_SC = (1, b"sendcloud/sc", {
     "headers": {"content-type": "application/json"}, "body": PAGE_BODY})
 SENT_TO_UNI = (2, b"unisender/uni", {
     "v": 1, "kind": "sent", "provider": "unisender", "account": "uni", "received_at": 1793613600000,
-    "email_id": "u-1", "recipient": "carol@example.com", "sent_at": "2026-11-02T09:00:00Z"})
+    "email_id": "11411542320", "recipient": "carol@example.com", "sent_at": "2026-11-02T09:00:00Z"})
 
 
 async def write_dead_letters(bootstrap: str, prefix: str, letters: list[DeadLetter], partitions: int = 3) -> None:

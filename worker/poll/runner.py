@@ -40,7 +40,8 @@ from worker import metrics
 from worker.config import AccountConfig
 from worker.errors import UNEXPECTED, BadRequest, CommitFailed, FatalConfig, PollError, ShardClosed, Throttled
 from worker.poll.fetch import Fetched, Fetcher, failure_reason, fetch_error_type
-from worker.poll.ids import IdTracker
+from worker.poll.ids import IdPlan, IdTracker
+from worker.poll.isolate import refused_alone
 from worker.poll.scheduler import Cursor, DateWindowScheduler
 from worker.poll.sink import CursorChange, IdChange, PollSink
 from worker.providers import get_module
@@ -304,10 +305,48 @@ class PollRunner:
 
     async def _ids_call(self, tracker: IdTracker, asked: list[str]) -> None:
         query = self._id_query(tracker, asked)
-        fetched = await self._fetch(query, lambda secs: tracker.failed(asked, self.clock().timestamp(), secs))
+        try:
+            fetched = await self._fetch(query, lambda secs: tracker.failed(asked, self.clock().timestamp(), secs),
+                                        refused=len(asked) > 1)
+        except BadRequest:   # a batch refused as a request: find the ids it cannot take (worker.poll.isolate)
+            await self._isolate(tracker, asked)
+            return
         if fetched is None:
             return
         self._start_commit(self._commit_ids(tracker, asked, query, fetched, self.clock()))
+
+    async def _isolate(self, tracker: IdTracker, asked: list[str]) -> None:
+        """Ask a refused batch again in parts; drop (tombstone) the ids refused alone when others
+        were answered; else the refusal was the request's, and the batch waits as before."""
+        done: set[str] = set()
+
+        async def ask(part: list[str]) -> bool:
+            query = self._id_query(tracker, part)
+            try:
+                fetched = await self.fetcher.fetch(query)
+            except BadRequest:
+                return False
+            await self._commit_ids(tracker, part, query, fetched, self.clock())
+            done.update(part)
+            return True
+
+        try:
+            refused, answered = await refused_alone(asked, ask)
+        except FAILURES as exc:   # a throttle or an outage meanwhile: what was not answered waits
+            await self._failure(exc, lambda secs: tracker.failed([i for i in asked if i not in done],
+                                                                 self.clock().timestamp(), secs))
+            return
+        if not answered:   # the request's fault, not an id's: the batch waits as any bad request does
+            await self._failure(BadRequest("the provider refused every part of an id batch"),
+                                lambda secs: tracker.failed(asked, self.clock().timestamp(), secs))
+            return
+        if refused:
+            log.warning("the provider refuses ids alone: dropped from id polling",
+                        extra={"provider": self.labels[0], "account": self.labels[1], "ids": len(refused),
+                               "error_type": BadRequest.error_type})
+            metrics.error("poll", BadRequest.error_type)
+            await self.sink.persist([IdChange(self.account.name, email_id, None) for email_id in refused])
+            tracker.apply(IdPlan((), dict.fromkeys(refused), ()), self.clock().timestamp())
 
     def _id_query(self, tracker: IdTracker, asked: list[str]) -> PollQuery:
         if not tracker.gap_driven:
@@ -337,13 +376,15 @@ class PollRunner:
 
     # -- one call -------------------------------------------------------------------------------
 
-    async def _fetch(self, query: PollQuery, retry: Callable[[float], None]) -> Fetched | None:
+    async def _fetch(self, query: PollQuery, retry: Callable[[float], None], refused: bool = False) -> Fetched | None:
         """The answer, or None after a failure: `retry(secs)` reschedules what failed, nothing
-        advances."""
+        advances. With `refused`, a bad request is raised for the caller to take apart."""
         self.state = "polling"
         try:
             return await self.fetcher.fetch(query)
         except FAILURES as exc:
+            if refused and isinstance(exc, BadRequest):
+                raise
             await self._failure(exc, retry)
             return None
         except BaseException:

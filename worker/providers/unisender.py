@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-from worker.errors import BadSignature, FatalConfig, MalformedPayload, PollError, Retriable, Throttled
+from worker.errors import BadRequest, BadSignature, FatalConfig, MalformedPayload, PollError, Retriable, Throttled
 from worker.model import EventType, Observation, Provider, Reason, Scope
 from worker.providers import _unisender_go
 from worker.providers._answers import read_answer, read_rows
@@ -128,6 +128,10 @@ def build_poll_request(acct: AccountContext, query: PollQuery, now: datetime) ->
         raise ValueError(f"checkEmail takes 1..{MAX_IDS} email ids, got {len(ids)}")
     if any(not i or "," in i for i in ids):
         raise ValueError("email ids must be non-empty and free of commas")
+    if not all(i.isascii() and i.isdigit() for i in ids):
+        # UniSender's ids are numbers (sendEmail's email_id; its Go client reads int64): checkEmail
+        # answers invalid_arg for the whole call when one is not, so it is never sent
+        raise BadRequest("unisender email ids are numbers")
     lang = _choice(acct, "lang")
     body = urllib.parse.urlencode(
         (("format", "json"), ("api_key", acct.api_key), ("email_id", ",".join(ids)))

@@ -1,0 +1,44 @@
+"""What a sent-message record (schemas/sent-message.v1.json) may become: one home for the rules the
+sent feed (worker.sentfeed) and the dead-letter replay (worker.letters) both apply.
+
+A record is needed only by an account polled by id (UniSender) or gap-driven (worker.poll.ids).
+A readable record for such an account is still unusable (sent-feed audit of 2026-12-06) when:
+- its `email_id` or `recipient` is over the event caps (docs/topics.md#limits): `field_too_long`;
+- it was sent after now beyond the clock skew: `future_time` (it would never be due, nor expire);
+- the provider's status API cannot take its id (a UniSender id that is not a number, a SendCloud
+  id with `;`): `bad_sent_record`. One such id in a batch made every id call of the account fail.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from worker.config import AccountConfig
+from worker.errors import BadRequest, BadSentRecord, FieldTooLong, FutureTime, WorkerError
+from worker.model import CLOCK_SKEW_SECS, MAX_ID_CHARS, MAX_RECIPIENT_CHARS
+from worker.providers import get_module
+from worker.providers.base import PollQuery
+from worker.raw import SentMessage
+
+
+def needed(account: AccountConfig) -> bool:
+    """Whether the account's shard learns anything from what was sent."""
+    return account.poll.gap_driven or get_module(account.provider).DEFAULTS.polling == "ids"
+
+
+def problem(account: AccountConfig, sent: SentMessage, now: datetime) -> str | None:
+    """The error type of a readable record that cannot be tracked, or None."""
+    if len(sent.email_id) > MAX_ID_CHARS or len(sent.recipient) > MAX_RECIPIENT_CHARS:
+        return FieldTooLong.error_type
+    if (sent.sent_at - now).total_seconds() > CLOCK_SKEW_SECS:
+        return FutureTime.error_type
+    module = get_module(account.provider)
+    query = PollQuery(send_date=sent.sent_at.astimezone(module.DEFAULTS.tz).date(), email_ids=(sent.email_id,),
+                      limit=module.DEFAULTS.page_limit)
+    try:   # the request the id poll would make for this id alone
+        module.build_poll_request(account.context, query, now)
+    except (BadRequest, ValueError):
+        return BadSentRecord.error_type
+    except WorkerError:   # the account's own problem (no credentials): its polling says so
+        return None
+    return None
