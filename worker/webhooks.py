@@ -62,10 +62,11 @@ class WebhookReceiver:
         self.config = config
         self.writer = writer      # set once the producer is up (worker.app)
         self.clock = clock
-        self.active = 0           # requests past admission, not yet answered
-        self.idle = asyncio.Event()   # set while `active` is 0 (what a stopping worker waits for)
+        self.active = 0           # requests with their body, being verified, split and written
+        self.receiving = 0        # requests still receiving their body
+        self.idle = asyncio.Event()   # set while neither is (what a stopping worker waits for)
         self.idle.set()
-        self.inflight_bytes = 0   # body bytes they hold or have declared
+        self.inflight_bytes = 0   # body bytes they hold (received, not declared)
 
     def routes(self) -> list[web.RouteDef]:
         """The webhook URL of each account, with its path token if it has one, and the same with a
@@ -152,35 +153,57 @@ class WebhookReceiver:
         return response
 
     async def _admitted(self, request: web.Request, account: AccountConfig, outcome: dict) -> int:
-        """Load shedding: past the cap on requests in progress, or on body bytes being read, a
-        request is answered 503 with Retry-After at once, before its body is read. A body alone in
-        flight is always taken up to `http.max_body_bytes`, even past a smaller byte budget: the
-        budget bounds what requests hold together, and one it could never take would be answered 503
-        however often it came (config audit of 2026-12-06)."""
+        """Load shedding: past the cap on requests in progress, or on body bytes held, a request is
+        answered 503 with Retry-After. Requests still receiving their body have a cap of their own
+        (`http.max_concurrent_requests` too), and bytes count as they arrive, never as declared: a
+        few hundred clients declaring 1 MiB and sending a byte a second held every slot and the
+        whole byte budget for the body timeout, and 94 % of genuine webhooks were shed (edge audit,
+        2026-12-06), while a webhook sent whole, as providers send them, never waits behind them. A
+        body alone in flight is always taken up to `http.max_body_bytes`, even past a smaller byte
+        budget: the budget bounds what requests hold together, and one it could never take would be
+        answered 503 however often it came (config audit of 2026-12-06)."""
         http = self.config.http
         declared = request.content_length
         if declared is not None and declared > http.max_body_bytes:
             return 413
-        reserve = declared or 0
-        if self.active >= http.max_concurrent_requests:
-            metrics.webhook_shed("requests")
-            outcome["shed"] = "requests"
-            return 503
-        if self.inflight_bytes and self.inflight_bytes + reserve > http.max_inflight_body_bytes:
-            metrics.webhook_shed("bytes")
-            outcome["shed"] = "bytes"
-            return 503
-        self.active += 1
-        self.idle.clear()
-        self.inflight_bytes += reserve
-        held = [reserve]          # this request's share of inflight_bytes: it grows as an undeclared body arrives
+        held = [0]                # this request's share of inflight_bytes: it grows as its body arrives
         try:
-            return await self._receive(request, account, outcome, held)
+            if request.content.is_eof():   # all of it came with the headers (a small webhook): no wait to bound
+                if self.active >= http.max_concurrent_requests:
+                    return self._shed(outcome)
+                self._enter(1, 0)
+                body = self._arrived(request, held)
+            else:
+                if self.receiving >= http.max_concurrent_requests:
+                    return self._shed(outcome)
+                self._enter(0, 1)
+                try:
+                    body = await self._body(request, held, outcome)
+                finally:
+                    self._enter(0, -1)
+                if self.active >= http.max_concurrent_requests and not isinstance(body, int):
+                    return self._shed(outcome)
+                self._enter(1, 0)
+            try:
+                return await self._receive(request, account, outcome, held, body)
+            finally:
+                self._enter(-1, 0)
         finally:
-            self.active -= 1
-            if not self.active:
-                self.idle.set()
             self.inflight_bytes -= held[0]   # only now: the body is held until Kafka has its records
+
+    def _enter(self, active: int, receiving: int) -> None:
+        self.active += active
+        self.receiving += receiving
+        if self.active or self.receiving:
+            self.idle.clear()
+        else:
+            self.idle.set()
+
+    @staticmethod
+    def _shed(outcome: dict) -> int:
+        metrics.webhook_shed("requests")
+        outcome["shed"] = "requests"
+        return 503
 
     def _hold(self, size: int, held: list[int]) -> int | None:
         """Count a body of `size` bytes read so far against the caps: 413 past the size cap, 503
@@ -246,17 +269,18 @@ class WebhookReceiver:
         refused = self._hold(len(body), held)
         return body if refused is None else refused
 
-    async def _receive(self, request: web.Request, account: AccountConfig, outcome: dict, held: list[int]) -> int:
+    async def _body(self, request: web.Request, held: list[int], outcome: dict) -> bytes | int:
+        """A body still arriving, within `http.body_read_timeout_secs`: 408 past it."""
+        try:   # in a task of its own: a client gone mid-body is counted (400) even where the server
+               # cancels handlers on disconnect (aiohttp's test server does)
+            return await asyncio.wait_for(self._read(request, held), self.config.http.body_read_timeout_secs)
+        except TimeoutError:
+            outcome["error_type"] = TIMEOUT
+            return 408
+
+    async def _receive(self, request: web.Request, account: AccountConfig, outcome: dict, held: list[int],
+                       body: bytes | int) -> int:
         http = self.config.http
-        if request.content.is_eof():   # all of it came with the headers (a small webhook): no wait to bound
-            body = self._arrived(request, held)
-        else:
-            try:   # in a task of its own: a client gone mid-body is counted (400) even where the server
-                   # cancels handlers on disconnect (aiohttp's test server does)
-                body = await asyncio.wait_for(self._read(request, held), http.body_read_timeout_secs)
-            except TimeoutError:
-                outcome["error_type"] = TIMEOUT
-                return 408
         if not isinstance(body, int) and body[:2] == GZIP_MAGIC and not request.headers.get("Content-Encoding"):
             body = self._gunzip(body, held)
         if isinstance(body, int):
