@@ -9,7 +9,8 @@ progress or body bytes in flight (load shedding: the provider retries; memory st
 with the input in `_dead_letter` when it is authentic but unusable (unparseable, too many records,
 over the field or record caps of worker.intake). Records that carry no delivery status (opens,
 clicks, requests) are counted in esw_ignored_statuses_total and dropped here, before `_raw`: the
-shard would find nothing in them to emit or to learn. Logs one line per answer other than 200 (and
+shard would find nothing in them to emit or to learn. Logs one line per answer other than 200 (at
+most 20 a minute per account and status: worker.logs.AnswerThrottle) (and
 per 200 at debug level); never bodies or signatures.
 """
 

@@ -55,3 +55,27 @@ def test_unread_fenced_futures_are_dropped_and_nothing_else():
     assert keep.filter(unread("asyncio", RuntimeError("x"))) is True
     assert keep.filter(unread("worker.shards", ProducerFenced())) is True   # the shard's own line stays
     assert keep.filter(record("asyncio", "Task was destroyed but it is pending!")) is True
+
+
+def answer(provider: str, account: str, status: int) -> logging.LogRecord:
+    r = logging.LogRecord("worker.webhooks", logging.INFO, __file__, 1, "webhook", (), None)
+    r.provider, r.account, r.status = provider, account, status
+    return r
+
+
+def test_webhook_answers_are_throttled_per_account_and_status_never_a_200():
+    """Edge audit of 2026-12-06: a flood of bad signatures or unknown URLs logged a line per request
+    (426,000 lines in 20 minutes). Burst 2, window 60 s, by hand."""
+    from worker.logs import AnswerThrottle
+
+    now = [0.0]
+    throttle = AnswerThrottle(burst=2, window=60.0, clock=lambda: now[0])
+    assert [throttle.filter(answer("sendcloud", "sc", 401)) for _ in range(4)] == [True, True, False, False]
+    assert throttle.filter(answer("sendcloud", "sc", 404)) is True              # another status
+    assert throttle.filter(answer("sendcloud", "other", 401)) is True           # another account
+    assert all(throttle.filter(answer("sendcloud", "sc", 200)) for _ in range(5))   # debug-level 200s untouched
+    shard_line = logging.LogRecord("worker.webhooks", logging.ERROR, __file__, 1, "webhook failed", (), None)
+    assert all(throttle.filter(shard_line) for _ in range(5))                   # other lines of the module
+    now[0] = 60.0
+    first = answer("sendcloud", "sc", 401)
+    assert throttle.filter(first) is True and first.suppressed == 2
