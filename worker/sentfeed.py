@@ -59,6 +59,7 @@ class SentFeed:
         self.forwarded = 0
         self.state = "starting"           # waiting_for_topic, running (module docstring)
         self._unknown_seen: set[tuple[str, str]] = set()   # unknown accounts already logged
+        self._looked = 0.0                # when the topic was last looked up (loop time)
 
     async def start(self) -> None:
         """Join the feed's group; the topic is subscribed to once it exists (`_subscribe`)."""
@@ -75,9 +76,9 @@ class SentFeed:
     def snapshot(self) -> dict:
         return {"topic": self.config.sent_topic, "state": self.state, "forwarded": self.forwarded}
 
-    async def _subscribe(self, consumer: AIOKafkaConsumer) -> None:
+    async def _subscribe(self, consumer: AIOKafkaConsumer, gone: bool = False) -> None:
         """Subscribe to the sent topic once the cluster has it; until then look again every
-        TOPIC_WAIT_SECS, counted each time, logged once."""
+        TOPIC_WAIT_SECS, counted each time, logged once. `gone`: it was read and then deleted."""
         topic = self.config.sent_topic
         assert topic is not None
         warned = False
@@ -88,17 +89,32 @@ class SentFeed:
                 self.state = "waiting_for_topic"
                 metrics.error("sent_feed", SentTopicMissing.error_type)
                 if not warned:
-                    log.warning("inputs.sent_topic does not exist on the cluster: the sent feed waits for it "
-                                "(gap-driven and UniSender id polling learn no new ids meanwhile; webhooks and "
-                                "date sweeps go on)", extra={"topic": topic, "error_type": SentTopicMissing.error_type})
+                    log.warning(("inputs.sent_topic was deleted" if gone else "inputs.sent_topic does not exist on "
+                                 "the cluster") + ": the sent feed waits for it (gap-driven and UniSender id polling "
+                                 "learn no new ids meanwhile; webhooks and date sweeps go on)",
+                                extra={"topic": topic, "error_type": SentTopicMissing.error_type})
                     warned = True
             except KafkaError:
                 metrics.error("sent_feed", KAFKA)
             await asyncio.sleep(TOPIC_WAIT_SECS)
         consumer.subscribe([topic])
         self.state = "running"
+        self._looked = asyncio.get_running_loop().time()
         if warned:
             log.info("inputs.sent_topic exists now: the sent feed reads it", extra={"topic": topic})
+
+    async def _still_there(self, consumer: AIOKafkaConsumer) -> bool:
+        """Whether the topic still exists, looked up every TOPIC_WAIT_SECS while it is read. A topic
+        deleted under the feed was invisible (`running`, no count, no alert) and, created again,
+        read only after the client's metadata refresh, ~5 minutes later (sent-feed audit, 2026-12-06)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._looked < TOPIC_WAIT_SECS:
+            return True
+        self._looked = now
+        try:
+            return self.config.sent_topic in await consumer.topics()
+        except KafkaError:
+            return True   # Kafka away: the step's own failure says so
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -165,6 +181,10 @@ class SentFeed:
         await self._subscribe(self.consumer)
         while True:
             try:
+                if not await self._still_there(self.consumer):
+                    self.consumer.unsubscribe()
+                    await self._subscribe(self.consumer, gone=True)   # from its beginning when it is back
+                    continue
                 await self._step(self.consumer)
             except asyncio.CancelledError:
                 raise

@@ -14,6 +14,7 @@ import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.integration.harness import InProcessWorker, worker_config
 from tests.integration.kafka_utils import read_all
@@ -80,3 +81,37 @@ async def test_a_missing_sent_topic_neither_stops_the_worker_nor_its_webhooks(ka
         [letter] = await read_all(kafka_bootstrap, [f"{topic_prefix}._dead_letter"], expect=1, timeout=30)
         assert letter.value == b"not a sent-message record"
         assert dict(letter.headers)["reason"] == b"bad_sent_record"
+
+        # deleted while read (sent-feed audit of 2026-12-06: `running`, uncounted, and read again only
+        # ~5 minutes after it came back): waiting and counted again, then read again from its beginning
+        before = errors_counted(await (await session.get(f"{worker.url}/metrics")).text())
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([sent_topic])
+        finally:
+            await admin.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            feed = (await status(session, worker.url))["sent_feed"]
+            if feed["state"] == "waiting_for_topic":
+                break
+            await asyncio.sleep(0.3)
+        assert feed["state"] == "waiting_for_topic"
+        assert errors_counted(await (await session.get(f"{worker.url}/metrics")).text()) > before
+        await create_topic(kafka_bootstrap, sent_topic)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(sent_topic, b"another unreadable record", key=b"k")
+        finally:
+            await producer.stop()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            feed = (await status(session, worker.url))["sent_feed"]
+            if feed["forwarded"] == 2:
+                break
+            await asyncio.sleep(0.3)
+        assert (feed["state"], feed["forwarded"]) == ("running", 2)
+        letters = await read_all(kafka_bootstrap, [f"{topic_prefix}._dead_letter"], expect=2, timeout=30)
+        assert sorted(letter.value for letter in letters) == [b"another unreadable record", b"not a sent-message record"]
