@@ -48,7 +48,7 @@ from worker.loopwatch import LoopWatch, freeze_startup
 from worker.placement import ShardMap
 from worker.reach import Reach
 from worker.sentfeed import SentFeed
-from worker.webhooks import SERVER_SETTINGS, WebhookReceiver
+from worker.webhooks import SERVER_SETTINGS, WebhookReceiver, count_parser_refusals
 
 log = logging.getLogger("worker.app")
 
@@ -76,6 +76,7 @@ def build_app(config: Config) -> web.Application:
     # this replica's shards: those the group assigned it (group.restoring says which are restored)
     ops.status["accounts"] = lambda: shard_map.status(app[MANAGER].assigned if MANAGER in app else ())
     receiver = WebhookReceiver(config, writer=None)  # the writer arrives with kafka_ctx
+    count_parser_refusals()
     app.add_routes(receiver.routes())
 
     async def kafka_ctx(app: web.Application) -> AsyncIterator[None]:

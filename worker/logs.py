@@ -110,7 +110,5 @@ def setup(level: str = "INFO") -> None:
     # aiokafka logs connection churn at INFO/ERROR with broker detail only; keep it at WARNING
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    # Our handlers catch and log their own failures; what aiohttp's server still logs (with a
-    # traceback, at ERROR) are requests its parser refused with 400: any client on the internet can
-    # send those, so they are not errors of ours and must not page anyone.
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+    # aiohttp's server logger: what its parser refuses is counted, not logged (worker.webhooks
+    # ParserRefusals, installed with the app)

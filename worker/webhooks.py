@@ -32,7 +32,7 @@ from aiokafka.errors import KafkaError
 
 from worker import metrics
 from worker.config import AccountConfig, Config
-from worker.deadletter import DeadLetter, signed_headers
+from worker.deadletter import UNKNOWN, DeadLetter, signed_headers
 from worker.errors import KAFKA, TIMEOUT, BadSignature, MalformedPayload, TooManyRecords, Unusable, error_type_of
 from worker.intake import Admitted, RawWriter, admit, check_fields, routed
 from worker.model import Provider
@@ -55,6 +55,28 @@ NO_CONTINUE = web.RequestKey("no_continue", bool)   # a request told its answer 
 # A body that cannot be read: the client went away, or its Content-Encoding does not decode
 # (aiohttp's parser sets RequestPayloadError on the body stream).
 UNREADABLE = (OSError, aiohttp.ClientError, web.RequestPayloadError)
+
+
+class ParserRefusals(logging.Filter):
+    """What aiohttp's own HTTP parser answers before any handler runs (400: a bad chunk size,
+    Transfer-Encoding with Content-Length, a header over its limit, an undecodable encoding): counted
+    in esw_webhook_requests_total as provider and account `unknown` (they were counted nowhere: edge
+    audit, 2026-12-06), and its log line dropped (a traceback at ERROR that any client on the
+    internet can cause is not an error of ours)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        status = exc.code if isinstance(exc, aiohttp.http_exceptions.HttpProcessingError) and exc.code else 500
+        metrics.webhook_answered(UNKNOWN, UNKNOWN, status)
+        return False
+
+
+def count_parser_refusals() -> None:
+    """Install `ParserRefusals` on aiohttp's server logger (worker.app, once per process)."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ParserRefusals) for f in server.filters):
+        server.addFilter(ParserRefusals())
+    server.setLevel(logging.ERROR)
 
 
 class WebhookReceiver:
@@ -125,7 +147,7 @@ class WebhookReceiver:
     async def handle(self, request: web.Request) -> web.Response:
         started = time.monotonic()
         account, status = self._account(request)
-        labels = (account.provider.value, account.name) if account else ("unknown", "unknown")
+        labels = (account.provider.value, account.name) if account else (UNKNOWN, UNKNOWN)
         outcome: dict = {}
         try:
             if account is not None and status == 200:

@@ -142,6 +142,26 @@ async def test_a_refused_body_is_never_read_the_connection_closes_after_the_answ
         writer.close()
 
 
+async def test_what_the_http_parser_refuses_is_answered_400_and_counted(worker):
+    """Edge audit of 2026-12-06: aiohttp's parser answers these 400 before any handler runs, and they
+    were counted nowhere (every drop is counted: esw_webhook_requests_total, account unknown)."""
+    w, _ = worker
+    series = {"provider": "unknown", "account": "unknown", "status": "400"}
+    before = await metric(w.url, "esw_webhook_requests_total", **series)
+    host, port = w.url.removeprefix("http://").split(":")
+    for raw in (b"POST /webhooks/sendcloud/sc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                b"POST /webhooks/sendcloud/sc HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(raw)
+            await writer.drain()
+            assert (await asyncio.wait_for(reader.readline(), 5)).split()[1] == b"400"
+        finally:
+            writer.close()
+    assert await metric(w.url, "esw_webhook_requests_total", **series) == before + 2
+
+
 async def test_tencent_is_protected_by_its_path_token(worker, kafka_bootstrap, topic_prefix):
     w, session = worker
     body = orjson.dumps({"event": "bounce", "email": "b@example.com", "bulkId": "qcloudses-1", "timestamp": int(time.time()),
