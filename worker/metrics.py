@@ -171,14 +171,14 @@ def _answered(provider: str, account: str, status: int) -> Counter:
     return WEBHOOK_REQUESTS.labels(provider, account, str(status))
 
 
-SHED_REASONS = frozenset({"requests", "bytes"})
+SHED_REASONS = frozenset({"requests", "bytes", "receiving"})
 for _reason in sorted(SHED_REASONS):   # at 0 from the start: the first shed is an increase
     WEBHOOK_SHED.labels(_reason)
 
 
 def webhook_shed(reason: str) -> None:
-    """A webhook answered 503 before its body was read: too many requests in progress, or too
-    many body bytes in flight."""
+    """A webhook answered 503 to bound load: too many requests being verified and written, too many
+    body bytes in flight, or the oldest of the requests still receiving their body making room."""
     if reason not in SHED_REASONS:
         raise ValueError(f"shed reason {reason!r}")
     WEBHOOK_SHED.labels(reason).inc()

@@ -90,6 +90,7 @@ class WebhookReceiver:
         self.idle = asyncio.Event()   # set while neither is (what a stopping worker waits for)
         self.idle.set()
         self.inflight_bytes = 0   # body bytes they hold (received, not declared)
+        self._receivers: dict[asyncio.Future, None] = {}   # their body reads, oldest first
 
     def routes(self) -> list[web.RouteDef]:
         """The webhook URL of each account, with its path token if it has one, and the same with a
@@ -176,15 +177,15 @@ class WebhookReceiver:
         return response
 
     async def _admitted(self, request: web.Request, account: AccountConfig, outcome: dict) -> int:
-        """Load shedding: past the cap on requests in progress, or on body bytes held, a request is
-        answered 503 with Retry-After. Requests still receiving their body have a cap of their own
-        (`http.max_concurrent_requests` too), and bytes count as they arrive, never as declared: a
-        few hundred clients declaring 1 MiB and sending a byte a second held every slot and the
-        whole byte budget for the body timeout, and 94 % of genuine webhooks were shed (edge audit,
-        2026-12-06), while a webhook sent whole, as providers send them, never waits behind them. A
-        body alone in flight is always taken up to `http.max_body_bytes`, even past a smaller byte
-        budget: the budget bounds what requests hold together, and one it could never take would be
-        answered 503 however often it came (config audit of 2026-12-06)."""
+        """Load shedding: past the cap on requests being verified and written, or on body bytes
+        held, a request is answered 503 with Retry-After. Bytes count as they arrive, never as
+        declared, and requests still receiving their body are capped apart: when their cap is full,
+        the one receiving longest is answered 503 (`receiving`) to make room, so slow uploads cannot
+        hold the edge: 70 clients declaring 1 MiB and sending a byte a second shed 94 % of genuine
+        webhooks (edge audit, 2026-12-06), while a genuine body, received in milliseconds, is never
+        the oldest for long. A body alone in flight is always taken up to `http.max_body_bytes`,
+        even past a smaller byte budget: the budget bounds what requests hold together, and one it
+        could never take would be answered 503 however often it came (config audit of 2026-12-06)."""
         http = self.config.http
         declared = request.content_length
         if declared is not None and declared > http.max_body_bytes:
@@ -192,21 +193,23 @@ class WebhookReceiver:
         held = [0]                # this request's share of inflight_bytes: it grows as its body arrives
         try:
             if request.content.is_eof():   # all of it came with the headers (a small webhook): no wait to bound
-                if self.active >= http.max_concurrent_requests:
-                    return self._shed(outcome)
-                self._enter(1, 0)
                 body = self._arrived(request, held)
+                if self.active >= http.max_concurrent_requests:
+                    return self._shed(outcome, "requests")
+                self._enter(1, 0)
             else:
-                if self.receiving >= http.max_concurrent_requests:
-                    return self._shed(outcome)
+                if len(self._receivers) >= http.max_concurrent_requests:
+                    self._evict_oldest()
                 self._enter(0, 1)
                 try:
                     body = await self._body(request, held, outcome)
-                finally:
+                except BaseException:
                     self._enter(0, -1)
+                    raise
                 if self.active >= http.max_concurrent_requests and not isinstance(body, int):
-                    return self._shed(outcome)
-                self._enter(1, 0)
+                    self._enter(0, -1)
+                    return self._shed(outcome, "requests")
+                self._enter(1, -1)   # one step: `idle` never flickers between the two (the drain waits on it)
             try:
                 return await self._receive(request, account, outcome, held, body)
             finally:
@@ -222,11 +225,38 @@ class WebhookReceiver:
         else:
             self.idle.set()
 
+    def _evict_oldest(self) -> None:
+        """Make room among the requests receiving their body: the one receiving longest gives up."""
+        oldest = next(iter(self._receivers))
+        del self._receivers[oldest]
+        oldest.cancel()
+
     @staticmethod
-    def _shed(outcome: dict) -> int:
-        metrics.webhook_shed("requests")
-        outcome["shed"] = "requests"
+    def _shed(outcome: dict, reason: str) -> int:
+        metrics.webhook_shed(reason)
+        outcome["shed"] = reason
         return 503
+
+    async def _body(self, request: web.Request, held: list[int], outcome: dict) -> bytes | int:
+        """A body still arriving: 408 past `http.body_read_timeout_secs`, 503 when a newer request
+        took its place (`_evict_oldest`). In a task of its own: a client gone mid-body is counted
+        (400) even where the server cancels handlers on disconnect (aiohttp's test server does)."""
+        read = asyncio.ensure_future(self._read(request, held))
+        self._receivers[read] = None
+        try:
+            done, _ = await asyncio.wait((read,), timeout=self.config.http.body_read_timeout_secs)
+        except BaseException:
+            read.cancel()
+            raise
+        finally:
+            self._receivers.pop(read, None)
+        if not done:
+            read.cancel()
+            outcome["error_type"] = TIMEOUT
+            return 408
+        if read.cancelled():
+            return self._shed(outcome, "receiving")
+        return read.result()
 
     def _hold(self, size: int, held: list[int]) -> int | None:
         """Count a body of `size` bytes read so far against the caps: 413 past the size cap, 503
@@ -291,15 +321,6 @@ class WebhookReceiver:
             return 400
         refused = self._hold(len(body), held)
         return body if refused is None else refused
-
-    async def _body(self, request: web.Request, held: list[int], outcome: dict) -> bytes | int:
-        """A body still arriving, within `http.body_read_timeout_secs`: 408 past it."""
-        try:   # in a task of its own: a client gone mid-body is counted (400) even where the server
-               # cancels handlers on disconnect (aiohttp's test server does)
-            return await asyncio.wait_for(self._read(request, held), self.config.http.body_read_timeout_secs)
-        except TimeoutError:
-            outcome["error_type"] = TIMEOUT
-            return 408
 
     async def _receive(self, request: web.Request, account: AccountConfig, outcome: dict, held: list[int],
                        body: bytes | int) -> int:
