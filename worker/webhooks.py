@@ -245,9 +245,11 @@ class WebhookReceiver:
         self._receivers[read] = None
         try:
             done, _ = await asyncio.wait((read,), timeout=self.config.http.body_read_timeout_secs)
-        except BaseException:
-            read.cancel()
-            raise
+        except asyncio.CancelledError:
+            if not read.done() or read.cancelled():
+                read.cancel()
+                raise
+            done = {read}   # the server cancelled us as the read ended (a client gone mid-body): its 400 counts
         finally:
             self._receivers.pop(read, None)
         if not done:
