@@ -14,8 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from worker.config import AccountConfig
-from worker.errors import BadRequest, BadSentRecord, FieldTooLong, FutureTime, WorkerError
+from worker.errors import BadSentRecord, FieldTooLong, FutureTime
 from worker.model import CLOCK_SKEW_SECS, MAX_ID_CHARS, MAX_RECIPIENT_CHARS
+from worker.poll.isolate import unsendable
 from worker.providers import get_module
 from worker.providers.base import PollQuery
 from worker.raw import SentMessage
@@ -34,11 +35,5 @@ def problem(account: AccountConfig, sent: SentMessage, now: datetime) -> str | N
         return FutureTime.error_type
     module = get_module(account.provider)
     query = PollQuery(send_date=sent.sent_at.astimezone(module.DEFAULTS.tz).date(), email_ids=(sent.email_id,),
-                      limit=module.DEFAULTS.page_limit)
-    try:   # the request the id poll would make for this id alone
-        module.build_poll_request(account.context, query, now)
-    except (BadRequest, ValueError):
-        return BadSentRecord.error_type
-    except WorkerError:   # the account's own problem (no credentials): its polling says so
-        return None
-    return None
+                      limit=module.DEFAULTS.page_limit)   # the request the id poll would make for this id alone
+    return BadSentRecord.error_type if unsendable(account, query, now) else None

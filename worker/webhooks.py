@@ -66,8 +66,9 @@ class ParserRefusals(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        status = exc.code if isinstance(exc, aiohttp.http_exceptions.HttpProcessingError) and exc.code else 500
-        metrics.webhook_answered(UNKNOWN, UNKNOWN, status)
+        if not isinstance(exc, aiohttp.http_exceptions.HttpProcessingError):
+            return True   # a handler's own failure (ours catch theirs; /status, /metrics): logged as it comes
+        metrics.webhook_answered(UNKNOWN, UNKNOWN, exc.code or 400)
         return False
 
 

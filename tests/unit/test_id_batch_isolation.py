@@ -7,10 +7,13 @@ half is asked first)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import attrs
+import pytest
 
 from tests.unit.test_runner import NOW, UNI, FakeSink, runner
-from worker.errors import BadRequest, Throttled
+from worker.errors import BadRequest, CommitFailed, ShardClosed, Throttled
 from worker.poll.fetch import Fetched
 from worker.poll.ids import IdTracker, Tracked
 from worker.poll.isolate import hopeless, refused_alone
@@ -100,3 +103,68 @@ async def test_a_throttle_while_isolating_leaves_the_unanswered_ids_for_later():
     assert fetcher.asked == [("1", "2", "3", "4"), ("1", "2"), ("3", "4")]
     assert sorted(ids.ids) == ["1", "2", "3", "4"] and r.state == "throttled"
     assert sorted(ids.due(NOW.timestamp())) == ["3", "4"]           # a throttle's wait is the limiter's
+
+
+def tracker_of(*ids: str) -> IdTracker:
+    sent = NOW.timestamp() - 60
+    return IdTracker.for_account(UNI, {i: Tracked(f"{i}@x.test", sent, "ok_sent") for i in ids}, NOW.timestamp())
+
+
+async def test_an_id_the_worker_would_not_send_is_dropped_without_a_call():
+    """UniSender's ids are numbers: `ABC-1` (from a sent record of an older release's `_state`) is
+    the fault for certain, alone or in a batch; the rest is due again at once (review of
+    2026-12-06: a lone bad id was retried every interval for its 30 days)."""
+    for ids, asked_first in ((("1", "ABC-1", "3"), ("1", "ABC-1", "3")), (("ABC-1",), ("ABC-1",))):
+        tracked = tracker_of(*ids)
+        fetcher = RefusingFetcher({"ABC-1"})
+        sink = FakeSink([None] * 4)
+        await runner(UNI, fetcher, tracked, sink).step()
+        assert [sorted(a) for a in fetcher.asked] == [sorted(asked_first)]   # no call to find it
+        assert sink.persisted == [[IdChange("uni", "ABC-1", None)]]
+        rest = [i for i in ids if i != "ABC-1"]
+        assert sorted(tracked.ids) == rest and sorted(tracked.due(NOW.timestamp())) == rest
+
+
+async def test_a_lone_id_the_provider_refuses_is_kept_and_waits():
+    tracked = tracker_of("7")
+    fetcher = RefusingFetcher({"7"})
+    sink = FakeSink([])
+    r = runner(UNI, fetcher, tracked, sink)
+    await r.step()
+    assert fetcher.asked == [("7",)] and r.state == "bad_request" and sorted(tracked.ids) == ["7"]
+    assert tracked.due(NOW.timestamp()) == []
+
+
+async def test_after_a_batch_refused_in_every_part_the_next_ones_are_not_taken_apart_for_six_hours():
+    tracked = tracker_of("1", "2", "3", "4")
+    fetcher = RefusingFetcher({"1", "2", "3", "4"})
+    r = runner(UNI, fetcher, tracked, FakeSink([]))
+    await r.step()
+    assert len(fetcher.asked) == 1 + hopeless(4)                   # due again after interval_max (1 h)
+    for hours, calls in ((1, 1), (2, 1), (5, 1), (6, 1 + hopeless(4))):
+        r.clock = lambda h=hours: NOW + timedelta(hours=h)
+        fetcher.asked.clear()
+        await r.step()
+        assert len(fetcher.asked) == calls, hours
+
+
+async def test_a_tombstone_that_does_not_commit_leaves_the_id_due_again_not_stuck():
+    tracked = tracker()
+    fetcher = RefusingFetcher({"3"})
+    sink = FakeSink([None, None, CommitFailed("kafka")])           # the commits of (1, 2) and (4), the tombstone
+    r = runner(UNI, fetcher, tracked, sink)
+    await r.step()                                                  # nothing escapes
+    assert sink.persisted[-1] == [IdChange("uni", "3", None)]
+    assert "3" in tracked.ids
+    assert tracked.due(NOW.timestamp() + 4) == [] and tracked.due(NOW.timestamp() + 5) == ["3"]
+
+
+async def test_a_shard_closed_while_taking_a_batch_apart_stops_the_calls():
+    tracked = tracker()
+    fetcher = RefusingFetcher({"3"})
+    sink = FakeSink([ShardClosed("revoked")])                       # the commit of (1, 2)
+    r = runner(UNI, fetcher, tracked, sink)
+    with pytest.raises(ShardClosed):                                # how a runner stops (as after any commit)
+        await r.step()
+    assert fetcher.asked == [("1", "2", "3", "4"), ("1", "2")]
+    assert sorted(tracked.ids) == ["1", "2", "3", "4"]

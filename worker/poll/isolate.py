@@ -9,12 +9,25 @@ refused alone. It proves nothing when no part was answered: then the refusal was
 request, not the ids (an API change, a bad option), and the caller must not drop them.
 
 Cost: about 2 log2(n) + 1 calls for one bad id among n (19 for UniSender's 500), paid only when a
-batch is refused. Pure: `ask` makes the call (and commits its answer); this module only splits.
+batch is refused. Ids the worker itself would not send (`unsendable`: the provider module refuses
+to build the request for the id alone, before any call) need no calls: they are the fault for
+certain. Pure: `ask` makes the call (and commits its answer); this module only splits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+from worker.config import AccountConfig
+from worker.errors import BadRequest, WorkerError
+from worker.providers import get_module
+from worker.providers.base import PollQuery
+
+# After a batch no part of which was answered (the request's fault, not an id's), its account's
+# refused batches wait this long before they are taken apart again: each try costs ~log2(n) calls,
+# and a refused batch comes again every `poll.interval_max_secs` (1 h by default).
+COOLDOWN_SECS = 6 * 3600.0
 
 
 async def refused_alone(asked: Sequence[str], ask: Callable[[list[str]], Awaitable[bool]]) -> tuple[list[str], bool]:
@@ -51,3 +64,15 @@ def hopeless(n: int) -> int:
 def _halves(ids: list[str]) -> list[list[str]]:
     middle = len(ids) // 2
     return [part for part in (ids[middle:], ids[:middle]) if part]
+
+
+def unsendable(account: AccountConfig, query: PollQuery, now: datetime) -> bool:
+    """Whether the provider module refuses to build the status request `query` (one id) before any
+    call: the id is not one the provider's API can take (worker.sent applies it to sent records)."""
+    try:
+        get_module(account.provider).build_poll_request(account.context, query, now)
+    except (BadRequest, ValueError):
+        return True
+    except WorkerError:   # the account's own problem (no credentials): its polling says so
+        return False
+    return False

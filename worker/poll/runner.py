@@ -41,7 +41,8 @@ from worker.config import AccountConfig
 from worker.errors import UNEXPECTED, BadRequest, CommitFailed, FatalConfig, PollError, ShardClosed, Throttled
 from worker.poll.fetch import Fetched, Fetcher, failure_reason, fetch_error_type
 from worker.poll.ids import IdPlan, IdTracker
-from worker.poll.isolate import refused_alone
+from worker.poll.isolate import COOLDOWN_SECS as ISOLATE_COOLDOWN_SECS
+from worker.poll.isolate import refused_alone, unsendable
 from worker.poll.scheduler import Cursor, DateWindowScheduler
 from worker.poll.sink import CursorChange, IdChange, PollSink
 from worker.providers import get_module
@@ -89,6 +90,7 @@ class PollRunner:
         self._tasks: set[asyncio.Task] = set()              # calls in flight
         self._commits: set[asyncio.Task] = set()            # commits outstanding
         self._closed: ShardClosed | None = None
+        self._isolate_after = 0.0          # refused id batches are not taken apart before (isolate.COOLDOWN_SECS)
         self._paused = False
         self._retiring: set[str] = set()
         self._wake = asyncio.Event()
@@ -307,17 +309,31 @@ class PollRunner:
         query = self._id_query(tracker, asked)
         try:
             fetched = await self._fetch(query, lambda secs: tracker.failed(asked, self.clock().timestamp(), secs),
-                                        refused=len(asked) > 1)
-        except BadRequest:   # a batch refused as a request: find the ids it cannot take (worker.poll.isolate)
-            await self._isolate(tracker, asked)
+                                        refused=True)
+        except BadRequest as exc:   # a batch refused as a request: find the ids it cannot take
+            await self._refused(tracker, asked, exc)
             return
         if fetched is None:
             return
         self._start_commit(self._commit_ids(tracker, asked, query, fetched, self.clock()))
 
-    async def _isolate(self, tracker: IdTracker, asked: list[str]) -> None:
-        """Ask a refused batch again in parts; drop (tombstone) the ids refused alone when others
-        were answered; else the refusal was the request's, and the batch waits as before."""
+    async def _refused(self, tracker: IdTracker, asked: list[str], exc: BadRequest) -> None:
+        """A batch of ids refused as a request (worker.poll.isolate). Ids the worker itself would
+        not send are dropped at once and the rest is due again. Else a batch of several is asked
+        again in parts, unless one was in vain within the cooldown: the ids refused alone are
+        dropped when others were answered; when none was, the refusal was the request's, and the
+        batch waits as any bad request does."""
+        now = self.clock()
+        own = [i for i in asked if unsendable(self.account, self._id_query(tracker, [i]), now)]
+        if own:
+            rest = [i for i in asked if i not in own]
+            if rest:
+                tracker.failed(rest, now.timestamp(), 0.0)
+            await self._drop(tracker, own)
+            return
+        if len(asked) == 1 or now.timestamp() < self._isolate_after:
+            await self._failure(exc, lambda secs: tracker.failed(asked, self.clock().timestamp(), secs))
+            return
         done: set[str] = set()
 
         async def ask(part: list[str]) -> bool:
@@ -328,25 +344,45 @@ class PollRunner:
                 return False
             await self._commit_ids(tracker, part, query, fetched, self.clock())
             done.update(part)
+            if self._closed is not None:
+                raise self._closed
             return True
+
+        def later(secs: float) -> None:
+            tracker.failed([i for i in asked if i not in done], self.clock().timestamp(), secs)
 
         try:
             refused, answered = await refused_alone(asked, ask)
-        except FAILURES as exc:   # a throttle or an outage meanwhile: what was not answered waits
-            await self._failure(exc, lambda secs: tracker.failed([i for i in asked if i not in done],
-                                                                 self.clock().timestamp(), secs))
+        except ShardClosed:
+            return   # the runner stops (`_closed`); the shard's next owner starts from `_state`
+        except FAILURES as failure:   # a throttle or an outage meanwhile: what was not answered waits
+            await self._failure(failure, later)
             return
+        except BaseException:
+            later(UNEXPECTED_BACKOFF_SECS)
+            raise
         if not answered:   # the request's fault, not an id's: the batch waits as any bad request does
-            await self._failure(BadRequest("the provider refused every part of an id batch"),
-                                lambda secs: tracker.failed(asked, self.clock().timestamp(), secs))
+            self._isolate_after = self.clock().timestamp() + ISOLATE_COOLDOWN_SECS
+            await self._failure(exc, later)
             return
         if refused:
-            log.warning("the provider refuses ids alone: dropped from id polling",
-                        extra={"provider": self.labels[0], "account": self.labels[1], "ids": len(refused),
-                               "error_type": BadRequest.error_type})
-            metrics.error("poll", BadRequest.error_type)
-            await self.sink.persist([IdChange(self.account.name, email_id, None) for email_id in refused])
-            tracker.apply(IdPlan((), dict.fromkeys(refused), ()), self.clock().timestamp())
+            await self._drop(tracker, refused)
+
+    async def _drop(self, tracker: IdTracker, ids: list[str]) -> None:
+        """Tombstone ids the provider cannot take; once committed, forget them."""
+        log.warning("the provider refuses ids alone: dropped from id polling",
+                    extra={"provider": self.labels[0], "account": self.labels[1], "ids": len(ids),
+                           "error_type": BadRequest.error_type})
+        metrics.error("poll", BadRequest.error_type)
+        try:
+            await self.sink.persist([IdChange(self.account.name, email_id, None) for email_id in ids])
+        except CommitFailed:
+            tracker.failed(ids, self.clock().timestamp(), COMMIT_RETRY_SECS)
+            return
+        except ShardClosed as closed:
+            self._closed = closed
+            return
+        tracker.apply(IdPlan((), dict.fromkeys(ids), ()), self.clock().timestamp())
 
     def _id_query(self, tracker: IdTracker, asked: list[str]) -> PollQuery:
         if not tracker.gap_driven:
