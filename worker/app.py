@@ -42,13 +42,13 @@ from worker.config import Config
 from worker.emit import ensure_topics, kafka_error_type, producer_settings
 from worker.errors import TopicLayoutError
 from worker.group import ShardManager
-from worker.http import Ops
+from worker.http import SERVER_SETTINGS, Ops, count_parser_refusals
 from worker.intake import RawWriter
 from worker.loopwatch import LoopWatch, freeze_startup
 from worker.placement import ShardMap
 from worker.reach import Reach
 from worker.sentfeed import SentFeed
-from worker.webhooks import SERVER_SETTINGS, WebhookReceiver, count_parser_refusals
+from worker.webhooks import WebhookReceiver
 
 log = logging.getLogger("worker.app")
 

@@ -110,5 +110,5 @@ def setup(level: str = "INFO") -> None:
     # aiokafka logs connection churn at INFO/ERROR with broker detail only; keep it at WARNING
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    # aiohttp's server logger: what its parser refuses is counted, not logged (worker.webhooks
+    # aiohttp's server logger: what its parser refuses is counted, not logged (worker.http
     # ParserRefusals, installed with the app)

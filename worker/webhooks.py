@@ -43,41 +43,11 @@ from worker.raw import WebhookRecord
 log = logging.getLogger("worker.webhooks")
 
 RETRY_AFTER_SECS = 5   # what a 503 asks the provider to wait
-# aiohttp's server settings for the webhook port (worker.app). After answering a request whose body
-# it did not read (a 404, 401, 413, 503 answered first), aiohttp "lingers": it reads and throws away
-# the rest of the body for up to 10 s to keep the connection, decoding its Content-Encoding as it
-# goes. A gzip bomb posted to any URL, with no account and no signature, so cost ~1 s of CPU after
-# its 404, and a few a second held the event loop for seconds (edge audit, 2026-12-06). A refused
-# body is never read: the connection closes after the answer.
-SERVER_SETTINGS = {"lingering_time": 0.0}
 GZIP_MAGIC = b"\x1f\x8b"
 NO_CONTINUE = web.RequestKey("no_continue", bool)   # a request told its answer instead of 100 Continue
 # A body that cannot be read: the client went away, or its Content-Encoding does not decode
 # (aiohttp's parser sets RequestPayloadError on the body stream).
 UNREADABLE = (OSError, aiohttp.ClientError, web.RequestPayloadError)
-
-
-class ParserRefusals(logging.Filter):
-    """What aiohttp's own HTTP parser answers before any handler runs (400: a bad chunk size,
-    Transfer-Encoding with Content-Length, a header over its limit, an undecodable encoding): counted
-    in esw_webhook_requests_total as provider and account `unknown` (they were counted nowhere: edge
-    audit, 2026-12-06), and its log line dropped (a traceback at ERROR that any client on the
-    internet can cause is not an error of ours)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, aiohttp.http_exceptions.HttpProcessingError):
-            return True   # a handler's own failure (ours catch theirs; /status, /metrics): logged as it comes
-        metrics.webhook_answered(UNKNOWN, UNKNOWN, exc.code or 400)
-        return False
-
-
-def count_parser_refusals() -> None:
-    """Install `ParserRefusals` on aiohttp's server logger (worker.app, once per process)."""
-    server = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, ParserRefusals) for f in server.filters):
-        server.addFilter(ParserRefusals())
-    server.setLevel(logging.ERROR)
 
 
 class WebhookReceiver:
@@ -172,7 +142,7 @@ class WebhookReceiver:
         response = web.json_response({"code": status, "message": _REASONS.get(status, "error")}, status=status,
                                      headers=headers)
         if request.get(NO_CONTINUE) or not request.content.is_eof():
-            # a body not read (SERVER_SETTINGS), or one the client, told its answer instead of 100, may
+            # a body not read (worker.http SERVER_SETTINGS), or one the client, told its answer instead of 100, may
             # skip (RFC 9110): the connection closes, and the answer says so
             response.force_close()
         return response

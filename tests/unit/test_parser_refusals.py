@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from worker import metrics
-from worker.webhooks import count_parser_refusals
+from worker.http import count_parser_refusals
 
 
 def answered(status: str) -> float:
