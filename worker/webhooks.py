@@ -165,7 +165,7 @@ class WebhookReceiver:
         try:
             if request.content.is_eof():   # all of it came with the headers (a small webhook): no wait to bound
                 body = self._arrived(request, held)
-                if self.active >= http.max_concurrent_requests:
+                if self.active >= http.max_concurrent_requests and not isinstance(body, int):
                     return self._shed(outcome, "requests")
                 self._enter(1, 0)
             else:
