@@ -181,6 +181,16 @@ def test_build_poll_request_rejects_bad_batches(ids) -> None:
         unisender.build_poll_request(ACCT, PollQuery(email_ids=ids), NOW)
 
 
+@pytest.mark.parametrize("ids", [("ABC-123",), ("1", "2x"), ("１２",), ("1.5",), (" 1",)])
+def test_ids_that_are_not_numbers_are_never_sent(ids) -> None:
+    """checkEmail answers invalid_arg for a whole call with one such id (sent-feed audit of
+    2026-12-06): refused before sending, with a reason that says why (the runner's log and
+    /status `last_reason`). Fullwidth digits are digits to str.isdigit, not to UniSender."""
+    with pytest.raises(BadRequest) as refused:
+        unisender.build_poll_request(ACCT, PollQuery(email_ids=ids), NOW)
+    assert str(refused.value) == "unisender email ids are numbers"
+
+
 def test_build_poll_request_without_key_is_fatal() -> None:
     acct = AccountContext(name="a", provider=unisender.NAME, base_url="x")
     with pytest.raises(FatalConfig):
