@@ -35,6 +35,27 @@ async def status(session: aiohttp.ClientSession, url: str) -> dict:
         return await r.json()
 
 
+async def appear_with(bootstrap: str, topic: str, value: bytes) -> None:
+    """The sending service creates its topic and writes a record to it."""
+    await create_topic(bootstrap, topic)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=b"k")
+    finally:
+        await producer.stop()
+
+
+async def forwarded(session: aiohttp.ClientSession, url: str, n: int) -> dict:
+    """The feed's /status once it has handled `n` records (or after a minute)."""
+    deadline = time.monotonic() + 60
+    while True:
+        feed = (await status(session, url))["sent_feed"]
+        if feed["forwarded"] >= n or time.monotonic() > deadline:
+            return feed
+        await asyncio.sleep(0.3)
+
+
 async def test_a_missing_sent_topic_neither_stops_the_worker_nor_its_webhooks(kafka_bootstrap, topic_prefix,
                                                                              monkeypatch):
     monkeypatch.setattr(sentfeed, "TOPIC_WAIT_SECS", 0.5)     # the test's patience, not the behaviour
@@ -64,19 +85,8 @@ async def test_a_missing_sent_topic_neither_stops_the_worker_nor_its_webhooks(ka
             assert errors_counted(await r.text()) >= 2
 
         # the topic appears with a record in it (unreadable: dead-lettered, which shows it was read)
-        await create_topic(kafka_bootstrap, sent_topic)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-        await producer.start()
-        try:
-            await producer.send_and_wait(sent_topic, b"not a sent-message record", key=b"k")
-        finally:
-            await producer.stop()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            feed = (await status(session, worker.url))["sent_feed"]
-            if feed["forwarded"]:
-                break
-            await asyncio.sleep(0.3)
+        await appear_with(kafka_bootstrap, sent_topic, b"not a sent-message record")
+        feed = await forwarded(session, worker.url, 1)
         assert (feed["state"], feed["forwarded"]) == ("running", 1)
         [letter] = await read_all(kafka_bootstrap, [f"{topic_prefix}._dead_letter"], expect=1, timeout=30)
         assert letter.value == b"not a sent-message record"
@@ -99,19 +109,8 @@ async def test_a_missing_sent_topic_neither_stops_the_worker_nor_its_webhooks(ka
             await asyncio.sleep(0.3)
         assert feed["state"] == "waiting_for_topic"
         assert errors_counted(await (await session.get(f"{worker.url}/metrics")).text()) > before
-        await create_topic(kafka_bootstrap, sent_topic)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-        await producer.start()
-        try:
-            await producer.send_and_wait(sent_topic, b"another unreadable record", key=b"k")
-        finally:
-            await producer.stop()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            feed = (await status(session, worker.url))["sent_feed"]
-            if feed["forwarded"] == 2:
-                break
-            await asyncio.sleep(0.3)
+        await appear_with(kafka_bootstrap, sent_topic, b"another unreadable record")
+        feed = await forwarded(session, worker.url, 2)
         assert (feed["state"], feed["forwarded"]) == ("running", 2)
         letters = await read_all(kafka_bootstrap, [f"{topic_prefix}._dead_letter"], expect=2, timeout=30)
         assert sorted(letter.value for letter in letters) == [b"another unreadable record", b"not a sent-message record"]
