@@ -84,4 +84,9 @@ def test_cli_flag_and_accounts_file(tmp_path, capsys):
     path.write_text("latency_ms: 75\naccounts:\n"
                     "  - {provider: sendcloud, name: cn, api_user: u, api_key: k, app_key: a, history_per_day: 5}\n")
     assert cli.load_sim_config(path).latency_ms == 75.0
-    assert cli.run(parse(["--config", str(path), "--port", "0", "--latency-ms", "-5"])) == 2
+    with pytest.raises(SystemExit) as refused:   # argparse's one line and exit 2, before anything runs
+        parse(["--config", str(path), "--port", "0", "--latency-ms", "-5"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("argument --latency-ms: -5 is not at least 0")
+    path.write_text("latency_ms: -5\naccounts: []\n")     # the same bound in the accounts file
+    assert cli.run(parse(["--config", str(path), "--port", "0"])) == 2
