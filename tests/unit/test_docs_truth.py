@@ -28,7 +28,7 @@ from worker import app, metrics, reach, shards
 from worker.config import parse_config
 from worker.deadletter import DeadLetter
 from worker.errors import ERROR_TYPES
-from worker.poll import runner
+from worker.poll import calls
 from worker.poll.limiter import AdaptiveLimiter
 from worker.webhooks import RETRY_AFTER_SECS, WebhookReceiver
 
@@ -340,7 +340,7 @@ def test_backfill_quota_arithmetic_uses_the_defaults():
 
 @pytest.mark.parametrize(("heading", "pattern", "expected"), [
     ("## Polls failing with fatal_config", r"pauses the whole account's polling for (\d+) minutes",
-     runner.FATAL_BACKOFF_SECS / 60),
+     calls.FATAL_BACKOFF_SECS / 60),
     ("## A pod stuck not ready", r"the last Kafka probe \(every (\d+) s, every second while failing\)",
      reach.PROBE_EVERY_SECS),
     ("### One broker down, NotEnoughReplicas", r"answered 503 with `Retry-After: (\d+)`", RETRY_AFTER_SECS),
