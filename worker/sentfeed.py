@@ -10,6 +10,7 @@ dead-lettered. A record forwarded twice is harmless: learning a known id changes
 The topic belongs to the sending service, which may create it after this worker first starts: the
 feed then waits for it (checked every `TOPIC_WAIT_SECS`, counted as `sent_topic_missing` in
 `esw_errors_total{stage="sent_feed"}`, shown in `/status`), while webhooks and date sweeps go on.
+Partitions added to the topic are read within `TOPIC_WAIT_SECS` too (the consumer's metadata age).
 Before 2026-12-06 the worker's start waited ~40 s for the topic and then exited 1 ("Kafka
 unavailable"), so a missing sent topic kept every replica from serving webhooks.
 """
@@ -64,8 +65,10 @@ class SentFeed:
     async def start(self) -> None:
         """Join the feed's group; the topic is subscribed to once it exists (`_subscribe`)."""
         k = self.config.kafka
+        # metadata refreshed every TOPIC_WAIT_SECS, not aiokafka's 5 minutes: partitions the sending
+        # service adds to its topic are read within that (sent-feed audit of 2026-12-06, N7)
         self.consumer = AIOKafkaConsumer(
-            **client_kwargs(k), group_id=f"{k.group_id}.sent",
+            **client_kwargs(k), group_id=f"{k.group_id}.sent", metadata_max_age_ms=int(TOPIC_WAIT_SECS * 1000),
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed")
         await self.consumer.start()
         self.task = asyncio.create_task(self._run(), name="sent-feed")

@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from tests.integration.harness import InProcessWorker, worker_config
 from tests.integration.kafka_utils import read_all
@@ -46,9 +46,9 @@ async def appear_with(bootstrap: str, topic: str, value: bytes) -> None:
         await producer.stop()
 
 
-async def forwarded(session: aiohttp.ClientSession, url: str, n: int) -> dict:
-    """The feed's /status once it has handled `n` records (or after a minute)."""
-    deadline = time.monotonic() + 60
+async def forwarded(session: aiohttp.ClientSession, url: str, n: int, within: float = 60) -> dict:
+    """The feed's /status once it has handled `n` records (or after `within` seconds)."""
+    deadline = time.monotonic() + within
     while True:
         feed = (await status(session, url))["sent_feed"]
         if feed["forwarded"] >= n or time.monotonic() > deadline:
@@ -114,3 +114,38 @@ async def test_a_missing_sent_topic_neither_stops_the_worker_nor_its_webhooks(ka
         assert (feed["state"], feed["forwarded"]) == ("running", 2)
         letters = await read_all(kafka_bootstrap, [f"{topic_prefix}._dead_letter"], expect=2, timeout=30)
         assert sorted(letter.value for letter in letters) == [b"another unreadable record", b"not a sent-message record"]
+
+
+async def test_partitions_added_to_the_sent_topic_are_read_within_the_feeds_look_interval(
+        kafka_bootstrap, topic_prefix, monkeypatch):
+    """The sending service adds partitions to its topic (sent-feed audit of 2026-12-06, N7): their
+    records were read only after the consumer's metadata refresh, aiokafka's 5 minutes by default.
+    The feed refreshes every `TOPIC_WAIT_SECS` (patched to 2 s here), so a record written to a new
+    partition is read within a few of those."""
+    monkeypatch.setattr(sentfeed, "TOPIC_WAIT_SECS", 2.0)     # the test's patience, not the behaviour
+    sent_topic = f"{topic_prefix}.sent"
+    await create_topic(kafka_bootstrap, sent_topic, partitions=1)
+    data = worker_config(kafka_bootstrap, topic_prefix, accounts(), inputs={"sent_topic": sent_topic})
+    async with InProcessWorker(data, ENV) as worker, aiohttp.ClientSession() as session:
+        deadline = time.monotonic() + 30
+        while (await status(session, worker.url))["sent_feed"]["state"] != "running":
+            assert time.monotonic() < deadline, "the feed never subscribed"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(3)                                   # the group settled on one partition
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_partitions({sent_topic: NewPartitions(total_count=3)})
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            # unreadable: dead-lettered, which shows it was read
+            await producer.send_and_wait(sent_topic, b"a record in a new partition", key=b"k", partition=2)
+        finally:
+            await producer.stop()
+        feed = await forwarded(session, worker.url, 1, within=30)
+        assert (feed["state"], feed["forwarded"]) == ("running", 1)
+        [letter] = await read_all(kafka_bootstrap, [f"{topic_prefix}._dead_letter"], expect=1, timeout=30)
+        assert letter.value == b"a record in a new partition"
