@@ -168,3 +168,23 @@ async def test_a_shard_closed_while_taking_a_batch_apart_stops_the_calls():
         await r.step()
     assert fetcher.asked == [("1", "2", "3", "4"), ("1", "2")]
     assert sorted(tracked.ids) == ["1", "2", "3", "4"]
+
+
+class ClosedWhenObserved(FakeSink):
+    """The shard closed while a part's call was in flight: staging refuses (Shard.open_staging)."""
+
+    def observe(self, observations, observed_at, page=None):
+        raise ShardClosed("revoked")
+
+
+async def test_a_shard_closed_before_a_parts_answer_is_observed_stops_the_calls():
+    """As when its commit finds the shard closed (above): the runner stops, no third call (review of
+    the runner's split, 2026-12-07: the closing went unnoticed on this path, the part was backed off
+    for 30 s and asked again)."""
+    tracked = tracker()
+    fetcher = RefusingFetcher({"3"})
+    r = runner(UNI, fetcher, tracked, ClosedWhenObserved([]))
+    with pytest.raises(ShardClosed):
+        await r.step()
+    assert fetcher.asked == [("1", "2", "3", "4"), ("1", "2")]
+    assert isinstance(r._closed, ShardClosed)

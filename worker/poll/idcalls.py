@@ -121,6 +121,9 @@ class IdCalls(Calls):
             committed = await self._persist(
                 [IdChange(self.account.name, eid, t) for eid, t in plan.writes.items()],
                 lambda: tracker.failed(asked, self.clock().timestamp(), COMMIT_RETRY_SECS))
+        except ShardClosed as exc:   # the shard closed before the answer was staged (Shard.open_staging)
+            self._closed = exc
+            return
         except BaseException:
             tracker.failed(asked, self.clock().timestamp(), UNEXPECTED_BACKOFF_SECS)
             raise
