@@ -10,7 +10,8 @@ dead-lettered. A record forwarded twice is harmless: learning a known id changes
 The topic belongs to the sending service, which may create it after this worker first starts: the
 feed then waits for it (checked every `TOPIC_WAIT_SECS`, counted as `sent_topic_missing` in
 `esw_errors_total{stage="sent_feed"}`, shown in `/status`), while webhooks and date sweeps go on.
-Partitions added to the topic are read within `TOPIC_WAIT_SECS` too (the consumer's metadata age).
+Partitions added to the topic are read within `TOPIC_WAIT_SECS` too (the consumer's metadata age),
+and the feed group's rebalance that follows.
 Before 2026-12-06 the worker's start waited ~40 s for the topic and then exited 1 ("Kafka
 unavailable"), so a missing sent topic kept every replica from serving webhooks.
 """

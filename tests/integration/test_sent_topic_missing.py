@@ -135,12 +135,17 @@ async def test_partitions_added_to_the_sent_topic_are_read_within_the_feeds_look
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
         await admin.start()
         try:
-            await admin.create_partitions({sent_topic: NewPartitions(total_count=3)})
+            answer = await admin.create_partitions({sent_topic: NewPartitions(total_count=3)})
         finally:
             await admin.close()
+        assert [error for _topic, error, _message in answer.topic_errors] == [0]
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
         await producer.start()
         try:
+            deadline = time.monotonic() + 30   # the producer's metadata knows the new partitions
+            while len(await producer.partitions_for(sent_topic)) < 3:
+                assert time.monotonic() < deadline, "the new partitions never showed"
+                await producer.client.force_metadata_update()
             # unreadable: dead-lettered, which shows it was read
             await producer.send_and_wait(sent_topic, b"a record in a new partition", key=b"k", partition=2)
         finally:
