@@ -163,11 +163,9 @@ class WebhookReceiver:
             return 413
         held = [0]                # this request's share of inflight_bytes: it grows as its body arrives
         try:
-            if request.content.is_eof():   # all of it came with the headers (a small webhook): no wait to bound
+            receiving = 0 if request.content.is_eof() else 1
+            if not receiving:   # all of it came with the headers (a small webhook): no wait to bound
                 body = self._arrived(request, held)
-                if self.active >= http.max_concurrent_requests and not isinstance(body, int):
-                    return self._shed(outcome, "requests")
-                self._enter(1, 0)
             else:
                 if len(self._receivers) >= http.max_concurrent_requests:
                     self._evict_oldest()
@@ -177,10 +175,10 @@ class WebhookReceiver:
                 except BaseException:
                     self._enter(0, -1)
                     raise
-                if self.active >= http.max_concurrent_requests and not isinstance(body, int):
-                    self._enter(0, -1)
-                    return self._shed(outcome, "requests")
-                self._enter(1, -1)   # one step: `idle` never flickers between the two (the drain waits on it)
+            if self.active >= http.max_concurrent_requests and not isinstance(body, int):
+                self._enter(0, -receiving)
+                return self._shed(outcome, "requests")
+            self._enter(1, -receiving)   # one step: `idle` never flickers between the two (the drain waits on it)
             try:
                 return await self._receive(request, account, outcome, held, body)
             finally:
