@@ -290,8 +290,15 @@ async def floor(bootstrap: str, workdir: Path, secs: int, warm_secs: int, per_th
             write_slices(warm, slices("floorwarm", "deliver", per_thread // 4))
             w, cpu, _, _ = await run_wrk(f"{base}/webhooks/sendcloud/{ACCOUNT}", warm, warm_secs, {})
             cpu.stop()
-            settled_by = time.monotonic() + 30
-            while await done() < w["ok"] and time.monotonic() < settled_by:
+            # settled: every answered warm-up request committed, and those still in flight at wrk's stop
+            # (up to CONNECTIONS, committed but never counted as answered) too: the count holds still
+            settled_by, seen, still_since = time.monotonic() + 30, -1, time.monotonic()
+            while time.monotonic() < settled_by:
+                now_done = await done()
+                if now_done != seen:
+                    seen, still_since = now_done, time.monotonic()
+                elif now_done >= w["ok"] and time.monotonic() - still_since >= 1.0:
+                    break
                 await asyncio.sleep(0.05)
             start, txn_start = await counts()
             prefix_files = workdir / "floor"
